@@ -1,0 +1,28 @@
+"""cocostat: COCO dataset statistics and YOLO anchor analytics.
+
+Dimension letters used in every docstring and shape comment:
+
+====  =====================================================
+G     ground-truth boxes (annotations)
+P     predictions
+A     anchors
+L     output levels of a YOLO model
+K     clusters (k-means anchors)
+C     classes
+I     images
+====  =====================================================
+
+``category_id`` is always COCO's sparse category id; ``class_idx`` is the contiguous index
+``0..C-1`` in the order of the ``categories`` list sorted by id. The two are never mixed silently.
+
+Boxes are ``float`` arrays in pixels; their format is named in every signature: ``xywh`` (COCO:
+top-left corner, width, height), ``xyxy`` (corners) or ``cxcywh`` (centre, width, height).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from cocostat.errors import CocostatError, CocostatWarning  # noqa: E402
+
+__all__ = ["CocostatError", "CocostatWarning", "__version__"]

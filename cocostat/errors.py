@@ -1,0 +1,35 @@
+"""Errors and data-quality warnings raised at cocostat's public boundary.
+
+Every error a user can cause by giving bad input is a :class:`CocostatError`. The CLI turns it into
+one line on stderr and exit status 2 (``--debug`` shows the traceback instead). Messages say what
+was expected, what arrived, and where.
+
+Data-quality findings that do not stop an analysis (zero-size boxes, crowd boxes skipped, ...) are
+emitted as :class:`CocostatWarning` with :func:`warnings.warn`; the CLI prints them on stderr.
+"""
+
+from __future__ import annotations
+
+
+class CocostatError(Exception):
+    """Base class of every error caused by bad input; the CLI exits with status 2."""
+
+
+class DatasetNotFoundError(CocostatError):
+    """No annotation file could be found for the dataset the user named."""
+
+
+class DatasetFormatError(CocostatError):
+    """A COCO JSON file is malformed: invalid JSON, missing keys, bad ids or boxes."""
+
+
+class ModelFormatError(CocostatError):
+    """A Darknet cfg, weights file or checkpoint is malformed or unsupported."""
+
+
+class OptionError(CocostatError):
+    """An option value is out of range or inconsistent with another option or with the data."""
+
+
+class CocostatWarning(UserWarning):
+    """A data-quality finding that does not stop the analysis (shown on stderr by the CLI)."""

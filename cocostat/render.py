@@ -1,0 +1,123 @@
+"""Rendering of analysis results: rich tables for people, JSON and CSV for machines.
+
+Every analysis returns a frozen dataclass (a *report*) with three methods:
+
+- ``to_dict()``: JSON-safe dict with stable keys (what ``--format json`` prints);
+- ``to_frame()``: a pandas DataFrame (what ``--format csv`` prints);
+- ``sections()``: a list of ``(title, DataFrame | str)`` blocks (what ``--format table`` prints).
+
+:func:`emit` is the single place that turns a report into output, on stdout or atomically into a file.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from typing import Protocol
+
+import numpy as np
+import orjson
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from cocostat.atomic import write_bytes
+
+FORMATS = ("table", "json", "csv")
+
+
+class Report(Protocol):
+    def to_dict(self) -> dict: ...
+
+    def to_frame(self) -> pd.DataFrame: ...
+
+    def sections(self) -> list[tuple[str, pd.DataFrame | str]]: ...
+
+
+def to_json(obj) -> bytes:
+    """JSON bytes (indented, newline-terminated); numpy scalars and arrays allowed, NaN -> null."""
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+                        | orjson.OPT_NON_STR_KEYS, default=_json_default) + b"\n"
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (pd.DataFrame,)):
+        return obj.to_dict(orient="records")
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def format_value(v) -> str:
+    """How a cell is shown in a table: ints plain, floats with 4 significant digits, None/NaN as '-'."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
+            return f"{v:.3e}"
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:.1f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(format_value(x) for x in v)
+    return str(v)
+
+
+def frame_table(title: str, frame: pd.DataFrame) -> Table:
+    """A rich Table of a DataFrame (numbers right-aligned)."""
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for col in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col])
+        table.add_column(str(col), justify="right" if numeric else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(format_value(v) for v in row))
+    return table
+
+
+def render_text(report: Report, console: Console) -> None:
+    """Print a report's sections on a rich console."""
+    for i, (title, block) in enumerate(report.sections()):
+        if i:
+            console.print()
+        if isinstance(block, pd.DataFrame):
+            console.print(frame_table(title, block))
+        else:
+            if title:
+                console.print(title, style="bold")
+            console.print(block, markup=False, highlight=False)
+
+
+def render(report: Report, fmt: str = "table") -> bytes:
+    """A report rendered as bytes in ``fmt`` (``table`` gives plain text without colour)."""
+    if fmt == "json":
+        return to_json(report.to_dict())
+    if fmt == "csv":
+        return report.to_frame().to_csv(index=False).encode()
+    if fmt == "table":
+        buf = io.StringIO()
+        render_text(report, Console(file=buf, width=120, color_system=None, force_terminal=False))
+        return buf.getvalue().encode()
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def emit(report: Report, fmt: str = "table", output: str | None = None) -> None:
+    """Write a report to ``output`` (atomically) or to stdout; tables on a terminal get colour."""
+    if output:
+        write_bytes(output, render(report, fmt))
+    elif fmt == "table":
+        render_text(report, Console(file=sys.stdout, soft_wrap=False))
+    else:
+        out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+        data = render(report, fmt)
+        if out is not None:
+            sys.stdout.flush()
+            out.write(data)
+            out.flush()
+        else:
+            sys.stdout.write(data.decode())
