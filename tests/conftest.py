@@ -1,0 +1,51 @@
+"""Shared fixtures: the real COCO data folder, and a temporary cache folder for every test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _data_dir() -> Path | None:
+    env = os.environ.get("COCOSTAT_TEST_DATA")
+    path = Path(env) if env else _DEFAULT
+    return path if (path / "README.md").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real data folder (../shared/data or $COCOSTAT_TEST_DATA).
+
+    Skips when it is absent, unless COCOSTAT_REQUIRE_TEST_DATA=1 (CI), where its absence fails the test.
+    """
+    path = _data_dir()
+    if path is None:
+        msg = f"real test data not found (COCOSTAT_TEST_DATA={os.environ.get('COCOSTAT_TEST_DATA')!r})"
+        if os.environ.get("COCOSTAT_REQUIRE_TEST_DATA") == "1":
+            pytest.fail(msg + " but COCOSTAT_REQUIRE_TEST_DATA=1")
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test session writes its parsed-array cache to a temporary folder, never the user's."""
+    monkeypatch.setenv("COCOSTAT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs CUDA")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
