@@ -1,0 +1,1 @@
+"""Benchmarks for cocostat: synthetic COCO-scale inputs and timing scripts."""
