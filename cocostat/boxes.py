@@ -1,0 +1,539 @@
+"""Vectorised box maths: format conversions, areas, IoU family, IoA, anchor wh-IoU, distances.
+
+Formats (see the package docstring): ``xywh`` is COCO's top-left corner, width, height; ``xyxy``
+the two corners; ``cxcywh`` the centre, width, height. Coordinates are pixels. The overlap and
+distance kernels take ``xyxy`` boxes and assume ``x2 >= x1`` and ``y2 >= y1``; they do not check
+values (that would force a device sync), :mod:`cocostat.data` validates annotations on load.
+
+Every kernel comes in two shapes that share one implementation:
+
+- ``pairwise_*(boxes1, boxes2)``: ``boxes1`` (N, 4), ``boxes2`` (M, 4) -> (N, M) with
+  ``out[i, j] = f(boxes1[i], boxes2[j])``;
+- ``matched_*(boxes1, boxes2)``: both (..., 4) and broadcastable -> (...,) elementwise, so
+  ``matched_f(a, b) == diag(pairwise_f(a, b))``.
+
+Kernels are torch code that follows the inputs' device and dtype and never chooses a device.
+Every public function also accepts numpy arrays or nested lists and then returns numpy: a float
+dtype is kept (float32 stays float32, float64 stays float64), anything else becomes float64.
+Integer torch tensors become ``torch.get_default_dtype()``. If one input is a tensor and the
+other is not, the other is moved to the tensor's device and the result is a tensor. Empty inputs
+give correctly shaped empty outputs: (0, M), (N, 0) or (0,).
+
+Definitions (IoU family over boxes ``a`` and ``b``; ``C`` is the smallest enclosing box):
+
+- IoU  = |a & b| / |a | b|
+- GIoU = IoU - (|C| - |a | b|) / |C|                          (Rezatofighi et al., 2019)
+- DIoU = IoU - rho^2 / c^2; rho is the distance between the centres, c the diagonal of C
+- CIoU = DIoU - alpha * v; v = 4 / pi^2 * (atan2(w_b, h_b) - atan2(w_a, h_a))^2 and
+  alpha = v / (1 - IoU + v)                                   (Zheng et al., 2020)
+- IoA  = |a & b| / min(|a|, |b|), the overlap seen from the smaller box (occlusion studies)
+- wh-IoU = min(w) * min(h) / (w_a * h_a + w_b * h_b - min(w) * min(h)): the IoU of two boxes
+  aligned at their centres, as used to match ground truths to anchors
+- gap  = sqrt(max(0, max(x1a, x1b) - min(x2a, x2b))^2 + max(0, max(y1a, y1b) - min(y2a, y2b))^2),
+  the distance between the closest points of the two boxes; 0 when they touch or overlap
+- centre distance = Euclidean distance between the two centres
+
+Degenerate rules: whenever a denominator is 0 (two zero-area boxes, a union of 0, an enclosing box
+of area or diagonal 0, ``1 - IoU + v == 0``, a smaller box of area 0) the ratio is 0 and the
+penalty term is 0, never NaN. So two identical zero-area boxes have IoU 0, two identical points
+have GIoU = DIoU = CIoU = 0, and two disjoint zero-area boxes have IoU 0 and GIoU -1. Aspect
+angles use ``atan2(w, h)``, so zero-size boxes give no NaN either. The IoU of two identical boxes
+of positive area is exactly 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cocostat.errors import OptionError
+
+__all__ = [
+    "IOU_KINDS",
+    "IouKind",
+    "box_area",
+    "cxcywh_to_xywh",
+    "cxcywh_to_xyxy",
+    "matched_center_distance",
+    "matched_gap",
+    "matched_ioa",
+    "matched_iou",
+    "matched_wh_iou",
+    "pairwise_center_distance",
+    "pairwise_gap",
+    "pairwise_ioa",
+    "pairwise_iou",
+    "pairwise_wh_iou",
+    "xywh_to_cxcywh",
+    "xywh_to_xyxy",
+    "xyxy_to_cxcywh",
+    "xyxy_to_xywh",
+]
+
+ArrayLike = Tensor | np.ndarray | Sequence
+"""A torch tensor, a numpy array or a nested list of numbers."""
+
+IouKind = Literal["iou", "giou", "diou", "ciou"]
+IOU_KINDS: tuple[str, ...] = ("iou", "giou", "diou", "ciou")
+
+_FOUR_OVER_PI_SQ = 4.0 / math.pi**2
+
+
+# --------------------------------------------------------------------------------------------
+# numpy <-> torch round trip and input checks
+
+
+def _as_tensors(arrays: dict[str, ArrayLike], last_dim: int) -> tuple[list[Tensor], bool]:
+    """Turn the named inputs into float tensors that share a dtype (and a device).
+
+    Args:
+        arrays: argument name -> tensor, numpy array or nested list; names appear in errors.
+        last_dim: required size of the last dimension (4 for boxes, 2 for widths and heights).
+
+    Returns:
+        The tensors in the order given, and whether the caller must hand back numpy (True when
+        no input was a tensor). numpy inputs are wrapped with ``torch.from_numpy`` without a copy
+        whenever their dtype is already the common float dtype.
+    """
+    items = list(arrays.items())
+    if not any(isinstance(a, Tensor) for _, a in items):
+        arrs = [(name, _as_numeric_ndarray(name, a)) for name, a in items]
+        dtype = np.result_type(*(a.dtype for _, a in arrs))
+        if not np.issubdtype(dtype, np.floating):
+            dtype = np.dtype(np.float64)
+        tensors = [_from_numpy(a.astype(dtype, copy=False)) for _, a in arrs]
+        to_numpy = True
+    else:
+        ref = next(a for _, a in items if isinstance(a, Tensor))
+        tensors = [
+            a if isinstance(a, Tensor)
+            else _from_numpy(_as_numeric_ndarray(name, a)).to(ref.device)
+            for name, a in items
+        ]
+        dtype = tensors[0].dtype
+        for t in tensors[1:]:
+            dtype = torch.promote_types(dtype, t.dtype)
+        if not dtype.is_floating_point:
+            dtype = torch.get_default_dtype()
+        tensors = [t.to(dtype) for t in tensors]
+        to_numpy = False
+    for k, ((name, _), t) in enumerate(zip(items, tensors)):
+        if t.ndim == 1 and t.numel() == 0:  # an empty list: zero boxes
+            tensors[k] = t = t.reshape(0, last_dim)
+        if t.ndim == 0 or t.shape[-1] != last_dim:
+            raise OptionError(
+                f"{name} must have shape (..., {last_dim}), got shape {tuple(t.shape)}"
+            )
+    return tensors, to_numpy
+
+
+def _as_numeric_ndarray(name: str, a: ArrayLike) -> np.ndarray:
+    """``np.asarray(a)``, refusing anything that is not made of real numbers."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise OptionError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _from_numpy(arr: np.ndarray) -> Tensor:
+    """``torch.from_numpy`` without a copy, copying only what torch cannot wrap."""
+    if not arr.flags.writeable or any(s < 0 for s in arr.strides):
+        arr = np.array(arr)  # read-only or negative strides: torch needs its own copy
+    return torch.from_numpy(arr)
+
+
+def _out(t: Tensor, to_numpy: bool) -> Tensor | np.ndarray:
+    """Hand a result back in the caller's array type (numpy results share memory with ``t``)."""
+    return t.numpy() if to_numpy else t
+
+
+def _check_pairwise(name1: str, t1: Tensor, name2: str, t2: Tensor, fmt: str) -> None:
+    for name, t in ((name1, t1), (name2, t2)):
+        if t.ndim != 2:
+            raise OptionError(
+                f"{name} must have shape (N, {t.shape[-1]}) in {fmt} format, "
+                f"got shape {tuple(t.shape)}"
+            )
+
+
+def _check_matched(name1: str, t1: Tensor, name2: str, t2: Tensor) -> None:
+    try:
+        torch.broadcast_shapes(t1.shape[:-1], t2.shape[:-1])
+    except RuntimeError:
+        raise OptionError(
+            f"{name1} and {name2} must have broadcastable shapes (..., {t1.shape[-1]}), "
+            f"got {tuple(t1.shape)} and {tuple(t2.shape)}"
+        ) from None
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in IOU_KINDS:
+        raise OptionError(f"kind must be one of {', '.join(IOU_KINDS)}; got {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# format conversions
+
+
+def xywh_to_xyxy(boxes: ArrayLike) -> Tensor | np.ndarray:
+    """COCO ``[x, y, w, h]`` (top-left corner) to corners ``[x1, y1, x2, y2]``.
+
+    Args:
+        boxes: (..., 4) float, xywh, pixels.
+
+    Returns:
+        (..., 4) float, xyxy, pixels; same array type, dtype and device as the input.
+    """
+    (b,), to_numpy = _as_tensors({"boxes": boxes}, 4)
+    x, y, w, h = b.unbind(-1)
+    return _out(torch.stack((x, y, x + w, y + h), dim=-1), to_numpy)
+
+
+def xyxy_to_xywh(boxes: ArrayLike) -> Tensor | np.ndarray:
+    """Corners ``[x1, y1, x2, y2]`` to COCO ``[x, y, w, h]`` (top-left corner).
+
+    Args:
+        boxes: (..., 4) float, xyxy, pixels.
+
+    Returns:
+        (..., 4) float, xywh, pixels; same array type, dtype and device as the input.
+    """
+    (b,), to_numpy = _as_tensors({"boxes": boxes}, 4)
+    x1, y1, x2, y2 = b.unbind(-1)
+    return _out(torch.stack((x1, y1, x2 - x1, y2 - y1), dim=-1), to_numpy)
+
+
+def cxcywh_to_xyxy(boxes: ArrayLike) -> Tensor | np.ndarray:
+    """Centre ``[cx, cy, w, h]`` to corners ``[x1, y1, x2, y2]``.
+
+    Args:
+        boxes: (..., 4) float, cxcywh, pixels.
+
+    Returns:
+        (..., 4) float, xyxy, pixels; same array type, dtype and device as the input.
+    """
+    (b,), to_numpy = _as_tensors({"boxes": boxes}, 4)
+    cx, cy, w, h = b.unbind(-1)
+    hw, hh = 0.5 * w, 0.5 * h
+    return _out(torch.stack((cx - hw, cy - hh, cx + hw, cy + hh), dim=-1), to_numpy)
+
+
+def xyxy_to_cxcywh(boxes: ArrayLike) -> Tensor | np.ndarray:
+    """Corners ``[x1, y1, x2, y2]`` to centre ``[cx, cy, w, h]``.
+
+    Args:
+        boxes: (..., 4) float, xyxy, pixels.
+
+    Returns:
+        (..., 4) float, cxcywh, pixels; same array type, dtype and device as the input.
+    """
+    (b,), to_numpy = _as_tensors({"boxes": boxes}, 4)
+    x1, y1, x2, y2 = b.unbind(-1)
+    out = torch.stack((0.5 * (x1 + x2), 0.5 * (y1 + y2), x2 - x1, y2 - y1), dim=-1)
+    return _out(out, to_numpy)
+
+
+def xywh_to_cxcywh(boxes: ArrayLike) -> Tensor | np.ndarray:
+    """COCO ``[x, y, w, h]`` (top-left corner) to centre ``[cx, cy, w, h]``.
+
+    Args:
+        boxes: (..., 4) float, xywh, pixels.
+
+    Returns:
+        (..., 4) float, cxcywh, pixels; same array type, dtype and device as the input.
+    """
+    (b,), to_numpy = _as_tensors({"boxes": boxes}, 4)
+    x, y, w, h = b.unbind(-1)
+    return _out(torch.stack((x + 0.5 * w, y + 0.5 * h, w, h), dim=-1), to_numpy)
+
+
+def cxcywh_to_xywh(boxes: ArrayLike) -> Tensor | np.ndarray:
+    """Centre ``[cx, cy, w, h]`` to COCO ``[x, y, w, h]`` (top-left corner).
+
+    Args:
+        boxes: (..., 4) float, cxcywh, pixels.
+
+    Returns:
+        (..., 4) float, xywh, pixels; same array type, dtype and device as the input.
+    """
+    (b,), to_numpy = _as_tensors({"boxes": boxes}, 4)
+    cx, cy, w, h = b.unbind(-1)
+    return _out(torch.stack((cx - 0.5 * w, cy - 0.5 * h, w, h), dim=-1), to_numpy)
+
+
+def box_area(boxes: ArrayLike) -> Tensor | np.ndarray:
+    """Area of each box.
+
+    Args:
+        boxes: (..., 4) float, xyxy, pixels.
+
+    Returns:
+        (...,) float, square pixels; same array type, dtype and device as the input.
+    """
+    (b,), to_numpy = _as_tensors({"boxes": boxes}, 4)
+    return _out(_area(b), to_numpy)
+
+
+# --------------------------------------------------------------------------------------------
+# shared kernels; b1 and b2 are broadcastable (..., 4) xyxy tensors of one dtype and device
+
+
+class _Overlap(NamedTuple):
+    """Pieces of two broadcast boxes that every overlap kernel is built from; all (...,)."""
+
+    inter_w: Tensor  # min(x2) - max(x1), negative when the boxes are apart along x
+    inter_h: Tensor  # min(y2) - max(y1), negative when the boxes are apart along y
+    inter: Tensor  # intersection area, >= 0
+    area1: Tensor
+    area2: Tensor
+
+
+def _area(b: Tensor) -> Tensor:
+    return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+
+
+def _safe_div(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` where ``den > 0``, else 0 (and no NaN in the gradient either)."""
+    ok = den > 0
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def _overlap(b1: Tensor, b2: Tensor) -> _Overlap:
+    lt = torch.maximum(b1[..., :2], b2[..., :2])  # (..., 2); pairwise: (N, M, 2)
+    rb = torch.minimum(b1[..., 2:], b2[..., 2:])  # (..., 2); pairwise: (N, M, 2)
+    iwh = rb - lt  # (..., 2)
+    inter = iwh.clamp(min=0).prod(dim=-1)  # (...,)
+    return _Overlap(iwh[..., 0], iwh[..., 1], inter, _area(b1), _area(b2))
+
+
+def _iou_kernel(b1: Tensor, b2: Tensor, kind: str) -> Tensor:
+    ov = _overlap(b1, b2)
+    union = ov.area1 + ov.area2 - ov.inter  # (...,)
+    iou = _safe_div(ov.inter, union).clamp(max=1.0)  # clamp: a rounding ulp above 1
+    if kind == "iou":
+        return iou
+    hull_wh = torch.maximum(b1[..., 2:], b2[..., 2:]) - torch.minimum(b1[..., :2], b2[..., :2])
+    if kind == "giou":
+        hull = hull_wh.prod(dim=-1)  # (...,)
+        # |C| >= |a | b| always; clamp so rounding cannot push GIoU above IoU
+        return iou - _safe_div((hull - union).clamp(min=0), hull)
+    diag_sq = hull_wh.square().sum(dim=-1)  # (...,) c^2
+    # twice the centre offsets: (x1a + x2a) - (x1b + x2b), same for y
+    d2 = (b1[..., :2] + b1[..., 2:]) - (b2[..., :2] + b2[..., 2:])  # (..., 2)
+    rho_sq = 0.25 * d2.square().sum(dim=-1)  # (...,)
+    diou = iou - _safe_div(rho_sq, diag_sq)
+    if kind == "diou":
+        return diou
+    wh1 = b1[..., 2:] - b1[..., :2]  # (..., 2)
+    wh2 = b2[..., 2:] - b2[..., :2]  # (..., 2)
+    angle1 = torch.atan2(wh1[..., 0], wh1[..., 1])
+    angle2 = torch.atan2(wh2[..., 0], wh2[..., 1])
+    v = _FOUR_OVER_PI_SQ * (angle2 - angle1).square()  # (...,)
+    alpha = _safe_div(v, 1.0 - iou + v)
+    return diou - alpha * v
+
+
+def _ioa_kernel(b1: Tensor, b2: Tensor) -> Tensor:
+    ov = _overlap(b1, b2)
+    return _safe_div(ov.inter, torch.minimum(ov.area1, ov.area2)).clamp(max=1.0)
+
+
+def _gap_kernel(b1: Tensor, b2: Tensor) -> Tensor:
+    ov = _overlap(b1, b2)
+    return torch.hypot((-ov.inter_w).clamp(min=0), (-ov.inter_h).clamp(min=0))
+
+
+def _center_distance_kernel(b1: Tensor, b2: Tensor) -> Tensor:
+    d2 = (b1[..., :2] + b1[..., 2:]) - (b2[..., :2] + b2[..., 2:])  # (..., 2), twice the offset
+    return 0.5 * torch.hypot(d2[..., 0], d2[..., 1])
+
+
+def _wh_iou_kernel(wh1: Tensor, wh2: Tensor) -> Tensor:
+    inter = torch.minimum(wh1, wh2).prod(dim=-1)  # (...,)
+    union = wh1.prod(dim=-1) + wh2.prod(dim=-1) - inter  # (...,)
+    return _safe_div(inter, union).clamp(max=1.0)
+
+
+def _pairwise(
+    kernel: Callable[..., Tensor],
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    *args: str,
+    last_dim: int = 4,
+    fmt: str = "xyxy",
+) -> Tensor | np.ndarray:
+    """Run ``kernel`` on (N, 1, d) against (1, M, d) and return (N, M)."""
+    (b1, b2), to_numpy = _as_tensors({"boxes1": boxes1, "boxes2": boxes2}, last_dim)
+    _check_pairwise("boxes1", b1, "boxes2", b2, fmt)
+    return _out(kernel(b1[:, None, :], b2[None, :, :], *args), to_numpy)  # (N, M)
+
+
+def _matched(
+    kernel: Callable[..., Tensor],
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    *args: str,
+    last_dim: int = 4,
+) -> Tensor | np.ndarray:
+    """Run ``kernel`` on two broadcastable (..., d) inputs and return (...,)."""
+    (b1, b2), to_numpy = _as_tensors({"boxes1": boxes1, "boxes2": boxes2}, last_dim)
+    _check_matched("boxes1", b1, "boxes2", b2)
+    return _out(kernel(b1, b2, *args), to_numpy)  # (...,)
+
+
+# --------------------------------------------------------------------------------------------
+# public overlap and distance kernels
+
+
+def pairwise_iou(
+    boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou"
+) -> Tensor | np.ndarray:
+    """IoU, GIoU, DIoU or CIoU of every box in ``boxes1`` with every box in ``boxes2``.
+
+    Args:
+        boxes1: (N, 4) float, xyxy, pixels.
+        boxes2: (M, 4) float, xyxy, pixels.
+        kind: ``"iou"``, ``"giou"``, ``"diou"`` or ``"ciou"`` (definitions in the module docs).
+
+    Returns:
+        (N, M) float, unitless; ``out[i, j] = kind(boxes1[i], boxes2[j])``. IoU lies in [0, 1],
+        GIoU in [-1, 1], DIoU in [-1, 1], CIoU <= DIoU.
+
+    Raises:
+        OptionError: ``kind`` is unknown, or a shape is not (N, 4).
+    """
+    _check_kind(kind)
+    return _pairwise(_iou_kernel, boxes1, boxes2, kind)
+
+
+def matched_iou(
+    boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou"
+) -> Tensor | np.ndarray:
+    """IoU, GIoU, DIoU or CIoU of matched pairs of boxes.
+
+    Args:
+        boxes1: (N, 4) float, xyxy, pixels (any broadcastable (..., 4) works).
+        boxes2: (N, 4) float, xyxy, pixels.
+        kind: ``"iou"``, ``"giou"``, ``"diou"`` or ``"ciou"``.
+
+    Returns:
+        (N,) float; ``out[i] = kind(boxes1[i], boxes2[i])``, the diagonal of :func:`pairwise_iou`.
+
+    Raises:
+        OptionError: ``kind`` is unknown, or the shapes do not broadcast.
+    """
+    _check_kind(kind)
+    return _matched(_iou_kernel, boxes1, boxes2, kind)
+
+
+def pairwise_ioa(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
+    """Intersection over the area of the smaller box, for every pair (occlusion studies).
+
+    Args:
+        boxes1: (N, 4) float, xyxy, pixels.
+        boxes2: (M, 4) float, xyxy, pixels.
+
+    Returns:
+        (N, M) float in [0, 1]; ``out[i, j] = |b1 & b2| / min(|b1|, |b2|)`` with
+        ``b1 = boxes1[i]``, ``b2 = boxes2[j]``; 1 when one box lies inside the other, 0 when the
+        smaller box has area 0.
+    """
+    return _pairwise(_ioa_kernel, boxes1, boxes2)
+
+
+def matched_ioa(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
+    """Intersection over the area of the smaller box, for matched pairs.
+
+    Args:
+        boxes1: (N, 4) float, xyxy, pixels (any broadcastable (..., 4) works).
+        boxes2: (N, 4) float, xyxy, pixels.
+
+    Returns:
+        (N,) float in [0, 1]; ``out[i] = IoA(boxes1[i], boxes2[i])``.
+    """
+    return _matched(_ioa_kernel, boxes1, boxes2)
+
+
+def pairwise_wh_iou(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
+    """Anchor-style IoU of every size in ``wh1`` with every size in ``wh2``, centres aligned.
+
+    Args:
+        wh1: (N, 2) float, width and height, pixels (e.g. G ground-truth sizes).
+        wh2: (M, 2) float, width and height, pixels (e.g. A anchors).
+
+    Returns:
+        (N, M) float in [0, 1]; ``out[i, j] = min(w) * min(h) / (w1 h1 + w2 h2 - min(w) min(h))``
+        for ``wh1[i]`` and ``wh2[j]``, the IoU of the two boxes placed on one centre.
+    """
+    return _pairwise(_wh_iou_kernel, wh1, wh2, last_dim=2, fmt="wh")
+
+
+def matched_wh_iou(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
+    """Anchor-style IoU of matched pairs of sizes, centres aligned.
+
+    Args:
+        wh1: (N, 2) float, width and height, pixels (any broadcastable (..., 2) works).
+        wh2: (N, 2) float, width and height, pixels.
+
+    Returns:
+        (N,) float in [0, 1]; ``out[i] = wh_iou(wh1[i], wh2[i])``.
+    """
+    return _matched(_wh_iou_kernel, wh1, wh2, last_dim=2)
+
+
+def pairwise_gap(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
+    """Distance between the closest points of every pair of boxes.
+
+    Args:
+        boxes1: (N, 4) float, xyxy, pixels.
+        boxes2: (M, 4) float, xyxy, pixels.
+
+    Returns:
+        (N, M) float, pixels, >= 0; ``out[i, j]`` is the gap between ``boxes1[i]`` and
+        ``boxes2[j]``, 0 when they touch or overlap.
+    """
+    return _pairwise(_gap_kernel, boxes1, boxes2)
+
+
+def matched_gap(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
+    """Distance between the closest points of matched pairs of boxes.
+
+    Args:
+        boxes1: (N, 4) float, xyxy, pixels (any broadcastable (..., 4) works).
+        boxes2: (N, 4) float, xyxy, pixels.
+
+    Returns:
+        (N,) float, pixels, >= 0; ``out[i] = gap(boxes1[i], boxes2[i])``.
+    """
+    return _matched(_gap_kernel, boxes1, boxes2)
+
+
+def pairwise_center_distance(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
+    """Euclidean distance between the centres of every pair of boxes.
+
+    Args:
+        boxes1: (N, 4) float, xyxy, pixels.
+        boxes2: (M, 4) float, xyxy, pixels.
+
+    Returns:
+        (N, M) float, pixels, >= 0; ``out[i, j] = |centre(boxes1[i]) - centre(boxes2[j])|``.
+    """
+    return _pairwise(_center_distance_kernel, boxes1, boxes2)
+
+
+def matched_center_distance(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
+    """Euclidean distance between the centres of matched pairs of boxes.
+
+    Args:
+        boxes1: (N, 4) float, xyxy, pixels (any broadcastable (..., 4) works).
+        boxes2: (N, 4) float, xyxy, pixels.
+
+    Returns:
+        (N,) float, pixels, >= 0; ``out[i] = |centre(boxes1[i]) - centre(boxes2[i])|``.
+    """
+    return _matched(_center_distance_kernel, boxes1, boxes2)
