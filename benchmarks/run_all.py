@@ -1,0 +1,64 @@
+"""Run every benchmark and gather their tables into ``reports/benchmarks.md``.
+
+Each ``benchmarks/bench_NAME.py`` measures one hot path against the baseline a user has today,
+side by side in the same run, and writes ``reports/bench_NAME.md``. This script runs them one after
+another (each in its own process, so one's memory does not weigh on the next) and concatenates the
+reports under a header naming the machine.
+
+    python -m benchmarks.run_all [--scale 1.0] [--only load overlap ...]
+
+``--scale`` shrinks the synthetic datasets for a quick run (0.1 runs in a couple of minutes);
+1.0 is COCO train2017 size and takes about 10 minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCHMARKS = ("load", "overlap", "kmeans", "audit", "predict", "eval")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--only", nargs="*", default=None, choices=BENCHMARKS)
+    args = ap.parse_args(argv)
+    here = Path(__file__).resolve().parent
+    reports = here.parent / "reports"
+    parts = [
+        "# cocostat benchmarks",
+        "",
+        f"Run {datetime.date.today()} on {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, scale {args.scale}. Every figure is a ratio against a baseline "
+        "measured in the same run on the same machine.",
+    ]
+    failed = []
+    for name in args.only or BENCHMARKS:
+        if not (here / f"bench_{name}.py").is_file():
+            continue
+        t = time.perf_counter()
+        cmd = [sys.executable, "-m", f"benchmarks.bench_{name}", "--scale", str(args.scale)]
+        print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+        rc = subprocess.run(cmd, cwd=here.parent).returncode
+        print(f"  {name}: exit {rc} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+        report = reports / f"bench_{name}.md"
+        if rc or not report.is_file():
+            failed.append(name)
+            continue
+        text = report.read_text().strip().splitlines()
+        parts += ["", "#" + text[0], *text[1:]]  # demote each report's title one level
+    (reports / "benchmarks.md").write_text("\n".join(parts) + "\n")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
