@@ -138,11 +138,211 @@ def info_cmd(dataset, fmt, output):
 
 # [kmeans commands go here]
 
-# [overlap commands go here]
+@main.command("overlap")
+@dataset_options
+@click.option("--gap", "gap", type=float, default=10.0, show_default=True,
+              help="A pair counts when the gap between its boxes is < this (pixels).")
+@click.option("--iou", "iou", type=float, default=0.6, show_default=True,
+              help="A pair counts when its IoU (or IoA, see --pair-metric) is > this.")
+@click.option("--pair-metric", type=click.Choice(["iou", "ioa"]), default="iou", show_default=True,
+              help="iou: intersection over union; ioa: intersection over the smaller box's area.")
+@click.option("--center", "center", type=float, default=10.0, show_default=True,
+              help="A pair counts when its centre distance is < this (pixels).")
+@click.option("--crowd-pairs", type=int, default=7, show_default=True,
+              help="An image is crowded with at least this many pairs under --center.")
+@click.option("--aspect", "aspect", type=float, default=4.0, show_default=True,
+              help="An object is elongated when max(w/h, h/w) >= this.")
+@click.option("--size", "size", type=float, default=None,
+              help="First scale each image's boxes so its long side is SIZE pixels (letterbox).")
+@click.option("--exclude-crowd", is_flag=True, help="Drop iscrowd annotations (default: counted).")
+@click.option("--by-category", is_flag=True,
+              help="List the category pairs with most pairs per criterion.")
+@click.option("--per-image", "per_image", type=click.Path(dir_okay=False), default=None,
+              help="Write one row per image to FILE (.csv, or .parquet/.pq).")
+@click.option("--examples", "examples", type=int, default=0, show_default=True,
+              help="List the K most extreme images per criterion.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write PNG histograms of pair IoU, gap, centre distance and aspect ratio to DIR.")
+@output_options
+def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, size, exclude_crowd,
+                by_category, per_image, examples, plot_dir, fmt, output):
+    """How often objects of one image sit close, overlap, share a centre, or are elongated.
 
-# [predict commands go here]
+    Over every unordered pair of annotations in the same image (n annotations give n(n-1)/2
+    pairs), with boxes in the image's original pixels unless --size is given:
 
-# [audit commands go here]
+    \b
+    - gap: distance between the closest points of the two boxes, 0 when they
+      touch or overlap; a pair counts when gap < --gap.
+    - IoU: intersection over union (--pair-metric ioa: intersection over the
+      smaller box's area); a pair counts when > --iou. 0 for zero-area boxes.
+    - centre distance: between the box centres; counts when < --center.
+    - crowded image: at least --crowd-pairs pairs under the centre threshold.
+    - elongated object: max(w/h, h/w) >= --aspect; a zero-width or zero-height
+      box counts as elongated.
+
+    For each pair criterion: the pairs meeting it and their share of all pairs, and the images
+    with at least one such pair and their share of the images with annotations. iscrowd
+    annotations are counted unless --exclude-crowd.
+    """
+    from cocostat.pairs import overlap, per_image_format, plot_overlap, write_per_image
+
+    if per_image:
+        per_image_format(per_image)  # a bad extension fails before the analysis runs
+    report = overlap(dataset, gap=gap, iou=iou, pair_metric=pair_metric, center=center,
+                     crowd_pairs=crowd_pairs, aspect=aspect, size=size, exclude_crowd=exclude_crowd,
+                     by_category=by_category, examples=examples)
+    if per_image:
+        click.echo(f"wrote {write_per_image(report, per_image)}", err=True)
+    if plot_dir:
+        for path in plot_overlap(report, plot_dir):
+            click.echo(f"wrote {path}", err=True)
+    emit(report, fmt, output)
+
+@main.command("predict")
+@dataset_options
+@click.option("--cfg", "cfg", required=True, type=click.Path(dir_okay=False), help="Darknet .cfg file.")
+@click.option("--weights", required=True, type=click.Path(dir_okay=False),
+              help="Darknet .weights file, or an ultralytics YOLOv3 .pt checkpoint (read with weights_only=True).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Predictions folder to write (detections.json, candidates.parquet, manifest.json).")
+@click.option("--size", default=416, show_default=True, help="Letterbox side in pixels (a multiple of 32).")
+@click.option("--batch-size", default=16, show_default=True, help="Images per forward pass.")
+@device_option
+@click.option("--half", is_flag=True, help="float16 inference (CUDA only).")
+@click.option("--conf", default=0.001, show_default=True,
+              help="Keep (box, class) pairs with objectness x class probability > CONF.")
+@click.option("--nms-iou", default=0.6, show_default=True, help="Class-aware NMS drops boxes with IoU > this.")
+@click.option("--max-det", default=100, show_default=True, help="Detections kept per image.")
+@click.option("--neighborhood", default=1, show_default=True,
+              help="Candidate cells within this many cells of each annotation's centre cell (1: a 3x3 block).")
+@click.option("--workers", default=None, type=int,
+              help="Image-decoding worker processes (default: 1 on CPU, min(8, cores) on CUDA; 0: none).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT, skipping finished images.")
+@click.option("--draw", default=0, show_default=True, metavar="K",
+              help="Save the first K images with detections drawn to OUT/draw/.")
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="Summary on stdout: table for people; json or csv for machines.")
+def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, conf, nms_iou, max_det,
+                neighborhood, workers, resume, draw, no_progress, fmt):
+    """Run a Darknet YOLOv3 model over DATASET's images once; write detections and the candidate table to OUT.
+
+    Scale past one machine with `torchrun --nproc-per-node N -m cocostat predict ...`: each rank takes
+    every N-th image and writes its own part (gloo on CPU, nccl on CUDA).
+    """
+    from cocostat.models import load_model
+    from cocostat.predict import distributed, predict
+
+    with distributed(device) as device:
+        model = load_model(cfg, weights, device=device)
+        result = predict(dataset, model, size=size, batch_size=batch_size, conf=conf, nms_iou=nms_iou,
+                         max_det=max_det, neighborhood=neighborhood, workers=workers, half=half,
+                         progress=not no_progress, out_dir=out_dir, resume=resume, draw=draw)
+    if result.rank == 0:
+        emit(result, fmt)
+
+def _audit_options(func):
+    """Options shared by anchor-audit and mismatch: where predictions come from, anchors, assigner, IoU."""
+    from cocostat.assign import ASSIGNERS
+    from cocostat.boxes import IOU_KINDS
+
+    @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
+                  help="Predictions folder written by `cocostat predict -o DIR` (no model needed).")
+    @click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
+                  help="Darknet cfg: run the model on the fly (with --weights).")
+    @click.option("--weights", "weights", type=click.Path(dir_okay=False), default=None,
+                  help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).")
+    @click.option("--anchors", "anchors", default=None,
+                  help="Anchors the assigner matches by: preset (yolov3, yolov3-spp, yolov3-tiny), cfg path "
+                       "or '10,13, 16,30, ...' [default: the model's or predictions', else yolov3-spp].")
+    @click.option("--size", type=int, default=None,
+                  help="Network input size [default: the predictions', else 416].")
+    @click.option("--iou", "iou", type=click.Choice(IOU_KINDS), default="iou", show_default=True,
+                  help="How a prediction is scored against its object.")
+    @click.option("--assigner", type=click.Choice(ASSIGNERS), default="yolov3", show_default=True,
+                  help="yolov3: wh-IoU > --iou-t; darknet: single best anchor; yolov5: ratios < --ratio-t "
+                       "plus 2 neighbour cells.")
+    @click.option("--iou-t", "iou_t", type=float, default=0.225, show_default=True,
+                  help="wh-IoU threshold of the yolov3 assigner.")
+    @click.option("--ratio-t", "ratio_t", type=float, default=4.0, show_default=True,
+                  help="Width/height ratio threshold of the yolov5 assigner.")
+    @click.option("--per-object", "per_object", type=click.Path(dir_okay=False), default=None,
+                  help="Write one row per object to FILE (.parquet or .csv).")
+    @click.option("--examples", type=int, default=0, show_default=True, help="List the K worst images.")
+    @click.option("--batch-size", "batch_size", type=int, default=16, show_default=True,
+                  help="Images per forward pass (with --cfg/--weights).")
+    @functools.wraps(func)
+    def wrapper(*args, predictions_dir, cfg, weights, **kwargs):
+        if predictions_dir and (cfg or weights):
+            raise OptionError("give either --predictions DIR or --cfg FILE --weights FILE, not both")
+        if bool(cfg) != bool(weights):
+            raise OptionError("--cfg and --weights go together: give both to run the model on the fly")
+        from cocostat.audit import check_frame_path
+
+        check_frame_path(kwargs.get("per_object"))
+        return func(*args, predictions_dir=predictions_dir, model_files=(cfg, weights) if cfg else None, **kwargs)
+
+    return wrapper
+
+
+def _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size, device):
+    """A predictions folder path, the result of running the model on the fly, or None (boxes only)."""
+    if model_files is None:
+        return predictions_dir
+    from cocostat.audit import run_model
+
+    return run_model(dataset, *model_files, size=size, neighborhood=neighborhood, batch_size=batch_size,
+                     device=device)
+
+
+@main.command("anchor-audit")
+@dataset_options
+@_audit_options
+@click.option("--neighborhood", type=int, default=1, show_default=True,
+              help="Cells around the centre cell that --cfg/--weights extracts (for the neighbour-cell row).")
+@device_option
+@output_options
+def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assigner, iou_t, ratio_t,
+                     per_object, examples, batch_size, neighborhood, device, fmt, output):
+    """Do the anchors a label assigner picks predict each object best?
+
+    With --predictions DIR (or --cfg/--weights) it reads every anchor's raw prediction at each
+    object's cell; with neither it reports what box sizes and anchors alone tell (matching counts,
+    wh-IoU at matching, objects never matched).
+    """
+    from cocostat.audit import anchor_audit
+
+    preds = _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size, device)
+    report = anchor_audit(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
+                          ratio_t=ratio_t, examples=examples, device=device)
+    if per_object:
+        report.write_per_object(per_object)
+    emit(report, fmt, output)
+
+
+@main.command("mismatch")
+@dataset_options
+@_audit_options
+@click.option("--neighborhood", type=int, default=0, show_default=True,
+              help="Candidates: every anchor at the cells within this many cells of the centre cell.")
+@click.option("--plot", "plot", type=click.Path(file_okay=False), default=None,
+              help="Write 2-D histograms of IoU against objectness and class-aware score per level into DIR.")
+@device_option
+@output_options
+def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assigner, iou_t, ratio_t,
+                 per_object, examples, batch_size, neighborhood, plot, device, fmt, output):
+    """Is the most confident prediction of each object also its best localised one?"""
+    from cocostat.mismatch import mismatch
+
+    preds = _audit_predictions(dataset, predictions_dir, model_files, size, max(neighborhood, 1), batch_size,
+                               device)
+    report = mismatch(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
+                      ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot, device=device)
+    if per_object:
+        report.write_per_object(per_object)
+    emit(report, fmt, output)
+
 
 # [eval commands go here]
 

@@ -1,0 +1,697 @@
+"""``cocostat overlap``: pairwise statistics of the objects that share an image.
+
+Over every unordered pair of annotations in the same image (an image with n annotations has
+n(n-1)/2 pairs), with boxes in the image's original pixels, or, with ``size=N``, scaled by
+``N / max(width, height)`` of their image (letterbox: the long side becomes N pixels, as a YOLO
+sees the image). Boxes are COCO ``[x, y, w, h]``; a box's corners are ``x1 = x``, ``x2 = x + w``
+(and likewise in y), its centre ``x + w / 2``, its area ``(x2 - x1) * (y2 - y1)``.
+
+Pair statistics (definitions as in :mod:`cocostat.boxes`):
+
+- ``gap``: Euclidean distance between the closest points of the two boxes,
+  ``sqrt(dx**2 + dy**2)`` with ``dx = max(0, max(x1a, x1b) - min(x2a, x2b))`` and ``dy`` alike;
+  0 when the boxes touch or overlap. A pair counts when ``gap < gap_threshold`` (pixels).
+- ``iou``: intersection over union; with ``pair_metric="ioa"`` intersection over the area of the
+  smaller box. A ratio whose denominator is 0 (zero-area boxes) is 0. A pair counts when the
+  metric is ``> iou_threshold``.
+- ``center``: Euclidean distance between the two box centres; a pair counts when it is
+  ``< center_threshold`` (pixels).
+
+Image and object statistics:
+
+- ``images``: images with at least one (counted) annotation; image shares are of this number.
+- a criterion's ``images``: images with at least one pair meeting it.
+- ``crowded`` image: one with at least ``crowd_pairs`` pairs under the centre threshold.
+- ``elongated`` object: ``max(w / h, h / w) >= aspect`` on the annotation's own bbox (the ratio
+  does not change with ``size``); a box with ``w == 0`` or ``h == 0`` counts as elongated.
+
+iscrowd annotations are included (COCO's annotation counts include them) unless ``exclude_crowd``.
+
+How it is computed: every within-image pair ``(i, j)``, ``i < j``, is generated from the
+dataset's CSR ``offsets`` with numpy, a bounded number of pairs (``chunk_pairs``) at a time.
+The pairs are numbered image after image, and chunks are ranges of that numbering, so one image
+with thousands of boxes (millions of pairs) is split over several chunks and memory stays
+bounded. Inside an image, pair number ``t`` is ``(i, j)`` with ``j(j - 1) / 2 <= t < j(j + 1) / 2``
+and ``i = t - j(j - 1) / 2``. Per-image counts and extremes are segment reductions
+(``np.add.reduceat``, ``np.maximum.reduceat``) over the chunk's runs of pairs of one image. No
+Python loop runs over images or pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cocostat.atomic import atomic_path
+from cocostat.data import Dataset
+from cocostat.errors import OptionError
+
+__all__ = [
+    "CRITERIA",
+    "DEFAULT_CHUNK_PAIRS",
+    "PAIR_METRICS",
+    "Histogram",
+    "OverlapReport",
+    "OverlapSettings",
+    "overlap",
+    "pair_indices",
+    "per_image_format",
+    "plot_overlap",
+    "write_per_image",
+]
+
+PAIR_METRICS = ("iou", "ioa")
+_METRIC_NAMES = {"iou": "IoU", "ioa": "IoA"}
+#: The pair criteria, in report order.
+CRITERIA = ("gap", "iou", "center")
+#: Pairs processed at once (262,144): about 25 MB of temporaries, and faster than larger chunks
+#: (they stay in the CPU caches better).
+DEFAULT_CHUNK_PAIRS = 1 << 18
+#: Category pairs listed per criterion by ``by_category``.
+BY_CATEGORY_TOP = 10
+PER_IMAGE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+_METRIC_BINS = 50  # histogram of the pair metric over [0, 1]
+_DIST_BINS = 120  # log-spaced histograms of gap and centre distance up to the largest possible one
+_ASPECT_BINS = 60  # log-spaced over [1, largest finite aspect]
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OverlapSettings:
+    """The thresholds and options an :class:`OverlapReport` was computed with."""
+
+    gap: float = 10.0
+    iou: float = 0.6
+    pair_metric: str = "iou"
+    center: float = 10.0
+    crowd_pairs: int = 7
+    aspect: float = 4.0
+    size: float | None = None
+    exclude_crowd: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Histogram:
+    """Counts of a statistic in fixed bins (what :func:`plot_overlap` draws).
+
+    Attributes:
+        name: ``iou``/``ioa``, ``gap``, ``center`` or ``aspect``.
+        edges: (B + 1,) float64 bin edges (linear for the pair metric, log-spaced otherwise); bin
+            b holds the positive values ``edges[b] <= v < edges[b + 1]``; the first bin also holds
+            the positive values below ``edges[0]`` and the last those above ``edges[-1]``.
+        counts: (B,) int64, positive finite values only.
+        zeros: values exactly 0, not in ``counts``; for aspect, the zero-size boxes (infinite
+            aspect, not in ``counts``).
+        total: number of values (pairs, or objects for aspect).
+    """
+
+    name: str
+    edges: np.ndarray
+    counts: np.ndarray
+    zeros: int
+    total: int
+
+
+def _share(num: int, den: int) -> float:
+    return num / den if den else float("nan")
+
+
+@dataclass(frozen=True, eq=False)
+class OverlapReport:
+    """Pairwise object statistics of one dataset; see the module docstring for the definitions.
+
+    Attributes:
+        name: the dataset's name.
+        settings: thresholds used.
+        images: images with at least one counted annotation.
+        objects: counted annotations (iscrowd included unless ``settings.exclude_crowd``).
+        pairs: within-image unordered pairs, ``sum n(n-1)/2``.
+        gap_pairs, iou_pairs, center_pairs: pairs meeting each criterion.
+        gap_images, iou_images, center_images: images with at least one such pair.
+        crowded_images: images with at least ``crowd_pairs`` centre pairs.
+        elongated_objects, elongated_images: elongated objects and the images holding one.
+        per_image: one row per image of the dataset (I rows): ``image_id``, ``file_name``,
+            ``width``, ``height``, ``objects``, ``pairs``, ``gap_pairs``, ``iou_pairs`` (pairs over
+            the threshold of the chosen metric), ``center_pairs``, ``crowded`` (bool),
+            ``elongated``, ``max_iou``, ``max_ioa`` (only with ``pair_metric="ioa"``), ``min_gap``,
+            ``min_center`` (pixels, NaN for images with fewer than 2 objects), ``max_aspect``
+            (``inf`` for a zero-size box, NaN for no object).
+        by_category: ``None``, or the top category pairs per criterion: ``criterion``, ``rank``,
+            ``category_a``, ``category_b`` (names, a <= b by class index), ``pairs`` (pairs of
+            these categories meeting the criterion), ``share`` (of the criterion's pairs),
+            ``all_pairs`` (pairs of these two categories), ``rate`` (``pairs / all_pairs``).
+        examples: ``None``, or the most extreme images per criterion: ``criterion``
+            (gap, iou, center, elongated), ``rank``, ``image_id``, ``file_name``, ``count`` (the
+            image's pairs or objects meeting it), ``value`` (``min_gap``, ``max_iou``/``max_ioa``,
+            ``min_center`` or ``max_aspect``). Ranked by count, then by value.
+        histograms: ``{metric, "gap", "center", "aspect"}`` -> :class:`Histogram`.
+    """
+
+    name: str
+    settings: OverlapSettings
+    images: int
+    objects: int
+    pairs: int
+    gap_pairs: int
+    gap_images: int
+    iou_pairs: int
+    iou_images: int
+    center_pairs: int
+    center_images: int
+    crowded_images: int
+    elongated_objects: int
+    elongated_images: int
+    per_image: pd.DataFrame
+    by_category: pd.DataFrame | None
+    examples: pd.DataFrame | None
+    histograms: dict[str, Histogram]
+
+    def to_dict(self) -> dict:
+        s = self.settings
+        out = {
+            "dataset": self.name,
+            "size": s.size,
+            "exclude_crowd": s.exclude_crowd,
+            "images": self.images,
+            "objects": self.objects,
+            "pairs": self.pairs,
+            "gap": {"threshold": s.gap, **self._pair_counts("gap")},
+            "iou": {"threshold": s.iou, "metric": s.pair_metric, **self._pair_counts("iou")},
+            "center": {"threshold": s.center, **self._pair_counts("center")},
+            "crowded": {"min_pairs": s.crowd_pairs, "center_threshold": s.center,
+                        "images": self.crowded_images,
+                        "image_share": _share(self.crowded_images, self.images)},
+            "elongated": {"threshold": s.aspect, "objects": self.elongated_objects,
+                          "object_share": _share(self.elongated_objects, self.objects),
+                          "images": self.elongated_images,
+                          "image_share": _share(self.elongated_images, self.images)},
+        }
+        if self.by_category is not None:
+            out["by_category"] = {
+                c: self.by_category[self.by_category["criterion"] == c].drop(columns="criterion")
+                .to_dict(orient="records")
+                for c in CRITERIA
+            }
+        if self.examples is not None:
+            out["examples"] = {
+                c: self.examples[self.examples["criterion"] == c].drop(columns="criterion")
+                .to_dict(orient="records")
+                for c in (*CRITERIA, "elongated")
+            }
+        return out
+
+    def _pair_counts(self, criterion: str) -> dict:
+        pairs, images = getattr(self, f"{criterion}_pairs"), getattr(self, f"{criterion}_images")
+        return {"pairs": pairs, "pair_share": _share(pairs, self.pairs),
+                "images": images, "image_share": _share(images, self.images)}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per criterion: ``criterion``, ``definition``, ``threshold``, ``pairs``,
+        ``pair_share``, ``images``, ``image_share``, ``objects``, ``object_share`` (NA where a
+        column does not apply)."""
+        s = self.settings
+        na = pd.NA
+        rows = [
+            ("gap", f"gap < {s.gap:g} px", s.gap, self.gap_pairs, self.gap_images, na),
+            ("iou", f"{_METRIC_NAMES[s.pair_metric]} > {s.iou:g}", s.iou, self.iou_pairs, self.iou_images, na),
+            ("center", f"centre distance < {s.center:g} px", s.center, self.center_pairs,
+             self.center_images, na),
+            ("crowded", f">= {s.crowd_pairs} centre pairs", float(s.crowd_pairs), na,
+             self.crowded_images, na),
+            ("elongated", f"max(w/h, h/w) >= {s.aspect:g}", s.aspect, na, self.elongated_images,
+             self.elongated_objects),
+        ]
+        frame = pd.DataFrame(rows, columns=["criterion", "definition", "threshold", "pairs", "images",
+                                            "objects"])
+        for col in ("pairs", "images", "objects"):
+            frame[col] = frame[col].astype("Int64")
+        frame.insert(4, "pair_share", frame["pairs"].astype("Float64") / self.pairs if self.pairs
+                     else pd.array([na] * len(frame), dtype="Float64"))
+        frame.insert(6, "image_share", frame["images"].astype("Float64") / self.images if self.images
+                     else pd.array([na] * len(frame), dtype="Float64"))
+        frame["object_share"] = (frame["objects"].astype("Float64") / self.objects if self.objects
+                                 else pd.array([na] * len(frame), dtype="Float64"))
+        return frame
+
+    def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
+        s = self.settings
+        metric = _METRIC_NAMES[s.pair_metric]
+        where = f"letterboxed to a {s.size:g} px long side" if s.size else "in original pixels"
+        crowd = "excluded" if s.exclude_crowd else "included"
+        overview = pd.DataFrame({
+            "statistic": ["images with annotations", "objects", "pairs (same image)"],
+            "value": [self.images, self.objects, self.pairs],
+        })
+
+        def pct(num: int, den: int) -> float:
+            return 100.0 * _share(num, den)
+
+        pairs = pd.DataFrame({
+            "criterion": list(CRITERIA),
+            "definition": [f"gap < {s.gap:g} px", f"{metric} > {s.iou:g}", f"centre distance < {s.center:g} px"],
+            "pairs": [self.gap_pairs, self.iou_pairs, self.center_pairs],
+            "% pairs": [pct(self.gap_pairs, self.pairs), pct(self.iou_pairs, self.pairs),
+                        pct(self.center_pairs, self.pairs)],
+            "images": [self.gap_images, self.iou_images, self.center_images],
+            "% images": [pct(self.gap_images, self.images), pct(self.iou_images, self.images),
+                         pct(self.center_images, self.images)],
+        })
+        others = pd.DataFrame({
+            "statistic": [f"crowded images: >= {s.crowd_pairs} centre pairs",
+                          f"elongated objects: aspect >= {s.aspect:g}", "images with elongated objects"],
+            "count": [self.crowded_images, self.elongated_objects, self.elongated_images],
+            "%": [pct(self.crowded_images, self.images), pct(self.elongated_objects, self.objects),
+                  pct(self.elongated_images, self.images)],
+            "% of": ["images", "objects", "images"],
+        })
+        out: list[tuple[str, pd.DataFrame | str]] = [
+            (f"overlap: {self.name}", overview),
+            ("", (f"boxes {where}; iscrowd annotations {crowd}; pairs: unordered pairs of objects "
+                  "in the same image; aspect: max(w/h, h/w), infinite when w or h is 0")),
+            ("pair criteria (% images: of images with annotations)", pairs),
+            ("crowded images and elongated objects", others),
+        ]
+        if self.by_category is not None:
+            bc = self.by_category.assign(share=100 * self.by_category["share"],
+                                         rate=100 * self.by_category["rate"])
+            out.append(((f"top {BY_CATEGORY_TOP} category pairs per criterion (% share: of the "
+                         "criterion's pairs; % rate: of the category pair's pairs)"),
+                        bc.rename(columns={"share": "% share", "rate": "% rate"})))
+        if self.examples is not None:
+            out.append(((f"most extreme images (value: min gap, max {metric}, min centre distance, "
+                         "max aspect)"), self.examples))
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Pair generation
+# --------------------------------------------------------------------------------------------------
+def _pair_offsets(offsets: np.ndarray) -> np.ndarray:
+    """(I + 1,) int64: image i's pairs are numbers ``out[i]:out[i + 1]`` of all pairs."""
+    n = np.diff(offsets)
+    return np.concatenate([[0], np.cumsum(n * (n - 1) // 2)]).astype(np.int64)
+
+
+def pair_indices(offsets: np.ndarray, lo: int, hi: int, pair_offsets: np.ndarray | None = None):
+    """The within-image pairs numbered ``lo:hi`` (all pairs numbered image after image).
+
+    Args:
+        offsets: (I + 1,) int64 CSR offsets; image k's objects are rows ``offsets[k]:offsets[k + 1]``.
+        lo, hi: pair-number range, ``0 <= lo <= hi <= total pairs``.
+        pair_offsets: ``_pair_offsets(offsets)``, if already computed.
+
+    Returns:
+        ``(image, first, second, seg_images, seg_starts)``: ``image`` (hi - lo,) int64 image index
+        of each pair; ``first``, ``second`` (hi - lo,) int64 object rows with ``first < second``;
+        ``seg_images`` (S,) int64 the distinct images of the range, in order, and ``seg_starts``
+        (S,) int64 where each one's run of pairs starts (for ``ufunc.reduceat``).
+    """
+    cum = _pair_offsets(offsets) if pair_offsets is None else pair_offsets
+    a = int(np.searchsorted(cum, lo, side="right")) - 1  # image holding pair lo
+    b = int(np.searchsorted(cum, hi, side="left"))  # images a..b-1 overlap [lo, hi)
+    a = max(a, 0)
+    imgs = np.arange(a, b, dtype=np.int64)
+    reps = np.minimum(cum[a + 1:b + 1], hi) - np.maximum(cum[a:b], lo)  # (b - a,) pairs in range
+    image = np.repeat(imgs, reps)  # (n,)
+    t = np.arange(lo, hi, dtype=np.int64) - cum[image]  # (n,) pair number inside its image
+    # j(j - 1)/2 <= t < j(j + 1)/2; the float estimate is corrected by one step either way
+    j = np.floor((1.0 + np.sqrt(1.0 + 8.0 * t)) / 2.0).astype(np.int64)
+    j -= (j * (j - 1) // 2) > t
+    j += (j * (j + 1) // 2) <= t
+    i = t - j * (j - 1) // 2
+    base = offsets[image]
+    nz = reps > 0
+    seg_images = imgs[nz]
+    seg_starts = np.concatenate([[0], np.cumsum(reps[nz])[:-1]]).astype(np.int64)
+    return image, base + i, base + j, seg_images, seg_starts
+
+
+# --------------------------------------------------------------------------------------------------
+# The analysis
+# --------------------------------------------------------------------------------------------------
+def _check_options(gap, iou, pair_metric, center, crowd_pairs, aspect, size, chunk_pairs, examples) -> None:
+    def finite(name, v, lo, cond):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(v) or not cond(v):
+            raise OptionError(f"--{name} must be a finite number {lo}, got {v!r}")
+
+    finite("gap", gap, ">= 0 (pixels)", lambda v: v >= 0)
+    finite("iou", iou, "in [0, 1]", lambda v: 0 <= v <= 1)
+    finite("center", center, ">= 0 (pixels)", lambda v: v >= 0)
+    finite("aspect", aspect, ">= 1", lambda v: v >= 1)
+    if pair_metric not in PAIR_METRICS:
+        raise OptionError(f"--pair-metric must be one of {', '.join(PAIR_METRICS)}, got {pair_metric!r}")
+    if not isinstance(crowd_pairs, (int, np.integer)) or isinstance(crowd_pairs, bool) or crowd_pairs < 1:
+        raise OptionError(f"--crowd-pairs must be an integer >= 1, got {crowd_pairs!r}")
+    if size is not None:
+        finite("size", size, "> 0 (pixels)", lambda v: v > 0)
+    if not isinstance(chunk_pairs, (int, np.integer)) or isinstance(chunk_pairs, bool) or chunk_pairs < 1:
+        raise OptionError(f"chunk_pairs must be an integer >= 1, got {chunk_pairs!r}")
+    if not isinstance(examples, (int, np.integer)) or isinstance(examples, bool) or examples < 0:
+        raise OptionError(f"--examples must be an integer >= 0, got {examples!r}")
+
+
+def overlap(
+    dataset: Dataset,
+    *,
+    gap: float = 10.0,
+    iou: float = 0.6,
+    pair_metric: str = "iou",
+    center: float = 10.0,
+    crowd_pairs: int = 7,
+    aspect: float = 4.0,
+    size: float | None = None,
+    exclude_crowd: bool = False,
+    by_category: bool = False,
+    examples: int = 0,
+    chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
+) -> OverlapReport:
+    """Pairwise statistics of the objects sharing an image; definitions in the module docstring.
+
+    Args:
+        dataset: the dataset (G annotations over I images).
+        gap: pixels; a pair counts when its gap is ``< gap``.
+        iou: a pair counts when its IoU (or IoA) is ``> iou``; in [0, 1].
+        pair_metric: ``"iou"`` (intersection over union) or ``"ioa"`` (intersection over the
+            smaller box's area).
+        center: pixels; a pair counts when its centre distance is ``< center``.
+        crowd_pairs: an image is crowded with at least this many centre pairs (>= 1).
+        aspect: an object is elongated when ``max(w/h, h/w) >= aspect`` (>= 1).
+        size: if given, each image's boxes are scaled by ``size / max(width, height)`` first.
+        exclude_crowd: drop iscrowd annotations first.
+        by_category: also rank category pairs per criterion (``report.by_category``).
+        examples: list this many most extreme images per criterion (``report.examples``); 0: none.
+        chunk_pairs: at most this many pairs are held in memory at once.
+
+    Returns:
+        An :class:`OverlapReport` (all numbers on the CPU).
+
+    Raises:
+        OptionError: a threshold out of range or an unknown ``pair_metric``.
+    """
+    _check_options(gap, iou, pair_metric, center, crowd_pairs, aspect, size, chunk_pairs, examples)
+    settings = OverlapSettings(gap=float(gap), iou=float(iou), pair_metric=pair_metric,
+                               center=float(center), crowd_pairs=int(crowd_pairs), aspect=float(aspect),
+                               size=None if size is None else float(size), exclude_crowd=bool(exclude_crowd))
+    ds = dataset.without_crowd() if exclude_crowd else dataset
+    n_img, n_obj = ds.num_images, ds.num_annotations
+    counts = ds.counts  # (I,)
+    offsets = ds.offsets.astype(np.int64)
+
+    # --- per-object boxes, scaled; corners from x, w so that x2 - x1 is the same float everywhere
+    xywh = ds.bbox.astype(np.float64)  # (G, 4)
+    if size is not None:
+        scale = float(size) / np.maximum(ds.width, ds.height).astype(np.float64)  # (I,)
+        xywh = xywh * scale[ds.ann_image][:, None]  # (G, 4)
+    x1, y1 = xywh[:, 0].copy(), xywh[:, 1].copy()
+    x2, y2 = x1 + xywh[:, 2], y1 + xywh[:, 3]
+    area = (x2 - x1) * (y2 - y1)  # (G,)
+    cx, cy = x1 + 0.5 * xywh[:, 2], y1 + 0.5 * xywh[:, 3]  # (G,)
+
+    # --- elongation, on the annotation's own w, h (scale-free)
+    w, h = ds.bbox[:, 2], ds.bbox[:, 3]
+    lo_side, hi_side = np.minimum(w, h), np.maximum(w, h)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        obj_aspect = np.where(lo_side > 0, hi_side / np.where(lo_side > 0, lo_side, 1.0), np.inf)  # (G,)
+    elongated = obj_aspect >= settings.aspect  # (G,) bool; zero-size boxes have inf
+    img_elongated = np.bincount(ds.ann_image[elongated], minlength=n_img).astype(np.int64)  # (I,)
+    img_max_aspect = np.full(n_img, np.nan)
+    has = counts > 0
+    if n_obj:
+        img_max_aspect[has] = np.maximum.reduceat(obj_aspect, offsets[:-1][has])
+
+    # --- histogram ranges: any distance inside image k is at most the diagonal of the hull of the
+    # image rectangle (scaled) and its boxes
+    if n_obj:
+        iw_img = ds.width.astype(np.float64) * (scale if size is not None else 1.0)
+        ih_img = ds.height.astype(np.float64) * (scale if size is not None else 1.0)
+        st = offsets[:-1][has]
+        ext_w = np.maximum.reduceat(x2, st) - np.minimum(np.minimum.reduceat(x1, st), 0.0)
+        ext_h = np.maximum.reduceat(y2, st) - np.minimum(np.minimum.reduceat(y1, st), 0.0)
+        ext_w, ext_h = np.maximum(ext_w, iw_img[has]), np.maximum(ext_h, ih_img[has])
+        dist_max = float(np.sqrt(ext_w * ext_w + ext_h * ext_h).max())
+    else:
+        dist_max = 1.0
+    dist_max = max(dist_max, 1.0)
+    dist_lo = min(0.1, dist_max / 1e3)  # pixels; smaller positive distances go to the first bin
+    dist_edges = np.geomspace(dist_lo, dist_max, _DIST_BINS + 1)
+    log_lo, log_step = math.log(dist_lo), math.log(dist_max / dist_lo) / _DIST_BINS
+
+    def dist_bins(v: np.ndarray) -> np.ndarray:  # (n,) log-spaced bin of each distance; 0 -> bin 0
+        return np.minimum(((np.log(np.maximum(v, dist_lo)) - log_lo) / log_step).astype(np.intp),
+                          _DIST_BINS - 1)
+
+    # --- accumulators
+    i64 = np.int64
+    img_gap = np.zeros(n_img, i64)
+    img_iou = np.zeros(n_img, i64)
+    img_center = np.zeros(n_img, i64)
+    img_max_iou = np.full(n_img, -np.inf)
+    img_max_ioa = np.full(n_img, -np.inf) if pair_metric == "ioa" else None
+    img_min_gap = np.full(n_img, np.inf)
+    img_min_center = np.full(n_img, np.inf)
+    h_metric = np.zeros(_METRIC_BINS, i64)
+    h_gap = np.zeros(_DIST_BINS, i64)
+    h_center = np.zeros(_DIST_BINS, i64)
+    zeros = {"metric": 0, "gap": 0, "center": 0}
+    n_cls = max(ds.num_classes, 1)
+    cls = ds.class_idx.astype(np.int64)
+    cat_all = np.zeros(n_cls * n_cls, i64) if by_category else None
+    cat_hit = {c: np.zeros(n_cls * n_cls, i64) for c in CRITERIA} if by_category else None
+
+    cum = _pair_offsets(offsets)
+    total = int(cum[-1])
+    for lo in range(0, total, int(chunk_pairs)):
+        hi = min(lo + int(chunk_pairs), total)
+        _, a, b, seg_img, seg_start = pair_indices(offsets, lo, hi, cum)
+        # Fused plain-numpy pair kernel rather than three cocostat.boxes.matched_* calls: one
+        # gather per coordinate, and the intersection is shared by IoU, IoA and the gap.
+        iw = np.minimum(x2[a], x2[b]) - np.maximum(x1[a], x1[b])  # (n,) < 0 when apart in x
+        ih = np.minimum(y2[a], y2[b]) - np.maximum(y1[a], y1[b])  # (n,)
+        inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)  # (n,)
+        area_a, area_b = area[a], area[b]
+        union = area_a + area_b - inter
+        iou_v = np.zeros_like(inter)
+        np.divide(inter, union, out=iou_v, where=union > 0)
+        if pair_metric == "ioa":
+            small = np.minimum(area_a, area_b)
+            metric_v = np.zeros_like(inter)
+            np.divide(inter, small, out=metric_v, where=small > 0)
+            del small
+        else:
+            metric_v = iou_v
+        del area_a, area_b, union
+        gx, gy = np.maximum(-iw, 0.0), np.maximum(-ih, 0.0)
+        gap_v = np.sqrt(gx * gx + gy * gy)  # (n,) pixels
+        del gx, gy, iw, ih, inter
+        dx, dy = cx[a] - cx[b], cy[a] - cy[b]
+        center_v = np.sqrt(dx * dx + dy * dy)  # (n,) pixels
+        del dx, dy
+
+        m_gap = gap_v < settings.gap
+        m_iou = metric_v > settings.iou
+        m_center = center_v < settings.center
+        img_gap[seg_img] += np.add.reduceat(m_gap, seg_start, dtype=i64)
+        img_iou[seg_img] += np.add.reduceat(m_iou, seg_start, dtype=i64)
+        img_center[seg_img] += np.add.reduceat(m_center, seg_start, dtype=i64)
+        # an image may continue from the previous chunk: combine extremes with what is there
+        img_max_iou[seg_img] = np.maximum(img_max_iou[seg_img], np.maximum.reduceat(iou_v, seg_start))
+        if img_max_ioa is not None:
+            img_max_ioa[seg_img] = np.maximum(img_max_ioa[seg_img], np.maximum.reduceat(metric_v, seg_start))
+        img_min_gap[seg_img] = np.minimum(img_min_gap[seg_img], np.minimum.reduceat(gap_v, seg_start))
+        img_min_center[seg_img] = np.minimum(img_min_center[seg_img],
+                                             np.minimum.reduceat(center_v, seg_start))
+
+        h_metric += np.bincount(np.minimum((metric_v * _METRIC_BINS).astype(np.intp), _METRIC_BINS - 1),
+                                minlength=_METRIC_BINS)
+        h_gap += np.bincount(dist_bins(gap_v), minlength=_DIST_BINS)
+        h_center += np.bincount(dist_bins(center_v), minlength=_DIST_BINS)
+        zeros["metric"] += int(np.count_nonzero(metric_v == 0))
+        zeros["gap"] += int(np.count_nonzero(gap_v == 0))
+        zeros["center"] += int(np.count_nonzero(center_v == 0))
+
+        if cat_all is not None:
+            ca, cb = cls[a], cls[b]
+            key = np.minimum(ca, cb) * n_cls + np.maximum(ca, cb)  # (n,) unordered category pair
+            cat_all += np.bincount(key, minlength=n_cls * n_cls)
+            for c, m in (("gap", m_gap), ("iou", m_iou), ("center", m_center)):
+                cat_hit[c] += np.bincount(key[m], minlength=n_cls * n_cls)
+        del a, b, iou_v, metric_v, gap_v, center_v, m_gap, m_iou, m_center
+
+    # --- per-image frame
+    few = counts < 2
+    for arr in (img_max_iou, img_max_ioa, img_min_gap, img_min_center):
+        if arr is not None:
+            arr[few] = np.nan
+    crowded = img_center >= settings.crowd_pairs  # (I,) bool
+    per_image = pd.DataFrame({
+        "image_id": ds.image_id, "file_name": ds.file_name.astype(object), "width": ds.width,
+        "height": ds.height, "objects": counts.astype(i64), "pairs": np.diff(cum),
+        "gap_pairs": img_gap, "iou_pairs": img_iou, "center_pairs": img_center, "crowded": crowded,
+        "elongated": img_elongated, "max_iou": img_max_iou,
+        **({"max_ioa": img_max_ioa} if img_max_ioa is not None else {}),
+        "min_gap": img_min_gap, "min_center": img_min_center, "max_aspect": img_max_aspect,
+    })
+
+    # --- histograms
+    finite_aspect = obj_aspect[np.isfinite(obj_aspect)]
+    a_hi = max(float(finite_aspect.max()) if finite_aspect.size else 1.0, 2.0 * settings.aspect)
+    a_edges = np.geomspace(1.0, a_hi, _ASPECT_BINS + 1)
+    a_counts = np.histogram(np.minimum(finite_aspect, a_hi), bins=a_edges)[0].astype(i64)
+    # zeros went to bin 0 above; the histograms hold positive values only
+    h_metric[0] -= zeros["metric"]
+    h_gap[0] -= zeros["gap"]
+    h_center[0] -= zeros["center"]
+    histograms = {
+        pair_metric: Histogram(pair_metric, np.linspace(0.0, 1.0, _METRIC_BINS + 1), h_metric,
+                               zeros["metric"], total),
+        "gap": Histogram("gap", dist_edges, h_gap, zeros["gap"], total),
+        "center": Histogram("center", dist_edges, h_center, zeros["center"], total),
+        "aspect": Histogram("aspect", a_edges, a_counts, int(n_obj - finite_aspect.size), n_obj),
+    }
+
+    by_cat = _by_category(ds, cat_all, cat_hit) if by_category else None
+    ex = _examples(per_image, examples, pair_metric) if examples else None
+    return OverlapReport(
+        name=ds.name, settings=settings, images=int(has.sum()), objects=n_obj, pairs=total,
+        gap_pairs=int(img_gap.sum()), gap_images=int((img_gap > 0).sum()),
+        iou_pairs=int(img_iou.sum()), iou_images=int((img_iou > 0).sum()),
+        center_pairs=int(img_center.sum()), center_images=int((img_center > 0).sum()),
+        crowded_images=int(crowded.sum()), elongated_objects=int(elongated.sum()),
+        elongated_images=int((img_elongated > 0).sum()), per_image=per_image, by_category=by_cat,
+        examples=ex, histograms=histograms,
+    )
+
+
+def _by_category(ds: Dataset, cat_all: np.ndarray, cat_hit: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Top :data:`BY_CATEGORY_TOP` unordered category pairs per criterion (see OverlapReport)."""
+    n_cls = max(ds.num_classes, 1)
+    names = ds.categories["name"].to_numpy(dtype=object)
+    frames = []
+    for c in CRITERIA:
+        hit = cat_hit[c]
+        total = int(hit.sum())
+        nz = np.flatnonzero(hit)
+        order = nz[np.lexsort((nz, -hit[nz]))][:BY_CATEGORY_TOP]  # most pairs first, then by index
+        frames.append(pd.DataFrame({
+            "criterion": c, "rank": np.arange(1, order.size + 1, dtype=np.int64),
+            "category_a": names[order // n_cls], "category_b": names[order % n_cls],
+            "pairs": hit[order], "share": hit[order] / max(total, 1),
+            "all_pairs": cat_all[order], "rate": hit[order] / cat_all[order],
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _examples(per_image: pd.DataFrame, k: int, pair_metric: str) -> pd.DataFrame:
+    """The ``k`` most extreme images per criterion (see OverlapReport.examples)."""
+    value_col = {"gap": ("min_gap", True), "iou": (f"max_{pair_metric}", False),
+                 "center": ("min_center", True), "elongated": ("max_aspect", False)}
+    frames = []
+    for crit, (col, ascending) in value_col.items():
+        count_col = "elongated" if crit == "elongated" else f"{crit}_pairs"
+        sub = per_image[per_image[count_col] > 0]
+        sub = sub.sort_values([count_col, col, "image_id"], ascending=[False, ascending, True],
+                              kind="stable").head(k)
+        frames.append(pd.DataFrame({
+            "criterion": crit, "rank": np.arange(1, len(sub) + 1, dtype=np.int64),
+            "image_id": sub["image_id"].to_numpy(), "file_name": sub["file_name"].to_numpy(),
+            "count": sub[count_col].to_numpy(), "value": sub[col].to_numpy(dtype=np.float64),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Files: per-image table and plots
+# --------------------------------------------------------------------------------------------------
+def per_image_format(path: str | os.PathLike) -> str:
+    """``csv`` or ``parquet`` from ``path``'s extension; anything else is an OptionError."""
+    fmt = PER_IMAGE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise OptionError(f"--per-image file must end in .csv, .parquet or .pq, got {str(path)!r}")
+    return fmt
+
+
+def write_per_image(report: OverlapReport, path: str | os.PathLike) -> Path:
+    """Write ``report.per_image`` atomically as CSV or parquet (chosen by extension); return the path."""
+    fmt = per_image_format(path)
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            report.per_image.to_csv(tmp, index=False)
+        else:
+            report.per_image.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def plot_overlap(report: OverlapReport, directory: str | os.PathLike) -> list[Path]:
+    """Draw the four histograms as PNGs in ``directory`` (created if needed), atomically.
+
+    Files: ``overlap_iou.png`` (or ``overlap_ioa.png``; linear x), ``overlap_gap.png``,
+    ``overlap_center.png`` and ``overlap_aspect.png`` (log x); counts on a log scale, the
+    threshold marked with how many pairs or objects meet it. Zero values (and zero-size boxes for
+    the aspect) cannot sit on the drawn bins and are counted in the title instead.
+
+    Returns:
+        The paths written, in that order.
+    """
+    # matplotlib's object API with its Agg canvas: no pyplot global state, no backend switch
+    from matplotlib.figure import Figure
+
+    s = report.settings
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    unit = f"px, letterboxed to {s.size:g}" if s.size else "px"
+    metric = s.pair_metric
+    name = _METRIC_NAMES[metric]
+    specs = [
+        (metric, f"pair {name}", s.iou, f"{name} > {s.iou:g}", report.iou_pairs, "pairs",
+         f"{name} = 0"),
+        ("gap", f"gap between boxes ({unit})", s.gap, f"gap < {s.gap:g}", report.gap_pairs, "pairs",
+         "gap = 0 (touching or overlapping)"),
+        ("center", f"centre distance ({unit})", s.center, f"centre distance < {s.center:g}",
+         report.center_pairs, "pairs", "same centre"),
+        ("aspect", "aspect ratio max(w/h, h/w)", s.aspect, f"aspect >= {s.aspect:g}",
+         report.elongated_objects, "objects", "zero width or height"),
+    ]
+    paths = []
+    for key, xlabel, thr, thr_label, hits, unit_name, zero_label in specs:
+        hist = report.histograms[key]
+        fig = Figure(figsize=(8, 4.8), dpi=110)
+        ax = fig.add_subplot()
+        edges, counts = hist.edges, hist.counts
+        if counts.sum():
+            ax.stairs(counts, edges, fill=True, color="#4c72b0", alpha=0.85)
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, f"no {unit_name} to draw", transform=ax.transAxes, ha="center",
+                    va="center")
+        if key != metric:
+            ax.set_xscale("log")
+        if key == "aspect":  # decades alone (1, 10) say little about ratios of 1..20
+            ticks = [t for t in (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 100, 200, 500, 1000)
+                     if edges[0] <= t <= edges[-1]]
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
+        share = 100.0 * hits / hist.total if hist.total else float("nan")
+        ax.axvline(thr, color="#c44e52", linestyle="--", linewidth=1.5,
+                   label=f"{thr_label}: {hits:,} {unit_name} ({share:.2f}%)")
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlabel(xlabel + ("" if key == metric else ", log scale"))
+        ax.set_ylabel(f"{unit_name} per bin (log scale)")
+        ax.set_title(f"{report.name}: {xlabel.split(' (')[0]} of {hist.total:,} {unit_name}\n"
+                     f"not drawn: {hist.zeros:,} with {zero_label}", fontsize=10)
+        ax.legend(loc="best", fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        fig.tight_layout()
+        path = directory / f"overlap_{key}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+        paths.append(path)
+    return paths
