@@ -68,7 +68,7 @@ def check_frame(frame: pd.DataFrame, where: str = "candidate table") -> pd.DataF
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise DatasetFormatError(f"{where}: missing column(s) {', '.join(missing)}")
-    frame = frame.astype(COLUMNS, copy=False)
+    frame = frame.astype(COLUMNS)
     if len(frame):
         per_ann = frame.groupby("ann_id", sort=False).size().to_numpy()
         if (per_ann != per_ann[0]).any():

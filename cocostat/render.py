@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cocostat.atomic import write_bytes
@@ -76,7 +77,7 @@ def frame_table(title: str, frame: pd.DataFrame) -> Table:
         numeric = pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col])
         table.add_column(str(col), justify="right" if numeric else "left")
     for row in frame.itertuples(index=False):
-        table.add_row(*(format_value(v) for v in row))
+        table.add_row(*(escape(format_value(v)) for v in row))  # cells are data, never markup
     return table
 
 

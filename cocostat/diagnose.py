@@ -1,0 +1,606 @@
+"""``cocostat errors``: where detections lose AP (TIDE-style), merged and suppressed objects, hard images.
+
+Matching is COCOeval's at the foreground IoU ``fg`` (default 0.5; :func:`cocostat.evaluate.match_detections`):
+the base AP is COCOeval's AP at that IoU (AP50 by default, bit for bit). Each false positive (a kept,
+unmatched detection not on a crowd region) gets the first error type that applies, in this order
+(after Bolya et al., "TIDE: A General Toolbox for Identifying Object Detection Errors", ECCV 2020;
+``bg`` is the background IoU, default 0.1; IoUs are with non-crowd objects of the same image):
+
+1. ``Bkg``  the image has no non-crowd object at all;
+2. ``Loc``  the highest IoU with an object of its own class lies in [bg, fg] (target: that object);
+3. ``Cls``  the highest IoU with an object of another class is >= fg (target: that object);
+4. ``Dupe`` the highest IoU with an already matched object of its own class is >= fg;
+5. ``Bkg``  the highest IoU with any object is <= bg;
+6. ``Both`` none of the above (a poor box on an object of another class).
+
+``Miss``: a non-crowd object that no detection matched and that no ``Cls`` or ``Loc`` error targets.
+
+The AP gained by fixing one type (``dAP``, in AP points 0-100, as TIDE reports) is
+``max(AP_fixed - AP, 0)``, each type fixed on its own (not cumulatively), AP recomputed as above:
+
+- ``Cls`` / ``Loc``: among the errors of both types that target the same unmatched object, the
+  highest-scoring one (ties: file order) is *the* candidate for that object; fixing a type turns
+  its candidates into true positives of the object's class and removes its other errors;
+- ``Dupe``, ``Bkg``, ``Both``: the detections are removed;
+- ``Miss``: the objects are removed from the ground truth (fewer positives to find);
+- special ``FalsePos``: every false positive removed; ``FalseNeg``: every unmatched object removed.
+
+The mean AP runs over the classes with at least one non-crowd object (COCOeval's rule); a class
+whose objects a fix removes counts as AP 0 while it still has detections and leaves the mean when
+it has none (TIDE's rule). Differences from TIDE's code: TIDE keeps the 100 best detections per
+image, we keep COCOeval's 100 per image and category; ties in score are broken as COCOeval breaks
+them; a detection ignored on a crowd region gets no error type (in the tidecv release on PyPI it
+can still be counted as an error, though it is left out of the AP).
+
+Other findings (``conf`` is the operating confidence, default 0.25; an object is *found* when its
+matched detection has ``score >= conf``; with the greedy score order this equals matching only
+the detections at or above ``conf``):
+
+- **merged**: a detection with ``score >= conf`` whose IoU exceeds ``merge_iou`` (default 0.3)
+  with two or more non-crowd objects of its class in its image, at most one of them found.
+  ``objects lost`` counts the objects of such detections that are not found.
+- **suppressed**: a non-crowd object that some raw candidate before NMS (a valid row of the
+  candidate table with ``obj * cls_prob >= conf`` and IoU >= ``fg`` with the object, in
+  network-input pixels) localised, that is not found, and that no detection with ``score >= conf``
+  of its class overlaps with IoU >= ``fg``: NMS removed its only good box. (An object whose good
+  box survived NMS but was matched to another object is a merge or matching loss, not this.)
+- **hard examples**: images ranked by ``error = sum of scores of false positives + sum over
+  non-crowd objects of (1 - score of the matched detection, 0 if unmatched)``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cocostat.atomic import atomic_path
+from cocostat.boxes import matched_iou
+from cocostat.data import Dataset
+from cocostat.errors import DatasetFormatError, DatasetNotFoundError, OptionError
+from cocostat.evaluate import (
+    Detections,
+    Matching,
+    average_precision,
+    group_pairs,
+    load_detections,
+    match_detections,
+    targets_per_class,
+)
+
+
+class ErrorType(Enum):
+    """TIDE's main error types: short name (as TIDE prints it), name, description."""
+
+    CLS = ("Cls", "classification", "IoU >= fg with an object of another class: right box, wrong class")
+    LOC = ("Loc", "localisation", "right class, best IoU with an object of its class between bg and fg")
+    BOTH = ("Both", "classification and localisation",
+            "none of the others: a poor box on an object of another class")
+    DUPE = ("Dupe", "duplicate", "right class, IoU >= fg with an object a higher-scoring detection matched")
+    BKG = ("Bkg", "background", "IoU <= bg with every object, or no object in the image")
+    MISS = ("Miss", "missed", "an object no detection matched and no Cls or Loc error would recover")
+
+    def __init__(self, short: str, title: str, description: str):
+        self.short = short
+        self.title = title
+        self.description = description
+
+
+class SpecialError(Enum):
+    """TIDE's special errors: what perfect precision or perfect recall would be worth."""
+
+    FALSE_POS = ("FalsePos", "every false positive removed (perfect precision, same recall)")
+    FALSE_NEG = ("FalseNeg", "every unmatched object removed (perfect recall, same precision)")
+
+    def __init__(self, short: str, description: str):
+        self.short = short
+        self.description = description
+
+
+_TYPES = list(ErrorType)
+_CODE = {t: i for i, t in enumerate(_TYPES)}
+#: columns :func:`suppressed_objects` needs in a candidate table.
+CANDIDATE_COLUMNS = ("ann_id", "px1", "py1", "px2", "py2", "gt_x1", "gt_y1", "gt_x2", "gt_y2", "obj",
+                     "cls_prob", "valid")
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------------
+def _segment_best(n: int, seg: np.ndarray, gt: np.ndarray, val: np.ndarray, mask: np.ndarray):
+    """Per segment: the max of ``val`` over the pairs in ``mask`` and the smallest ``gt`` attaining it.
+
+    Returns ``(best, arg)``: (n,) float64 (-inf for an empty segment) and (n,) int64 (-1 there).
+    """
+    best = np.full(n, -np.inf)
+    np.maximum.at(best, seg[mask], val[mask])
+    hit = mask & (val == best[seg])
+    big = np.iinfo(np.int64).max
+    arg = np.full(n, big, np.int64)
+    np.minimum.at(arg, seg[hit], gt[hit])
+    arg[arg == big] = -1
+    return best, arg
+
+
+def classify_errors(dataset: Dataset, detections: Detections, matching: Matching, bg_iou: float = 0.1):
+    """TIDE error type of every false positive, and its target object (see the module docs).
+
+    Returns:
+        ``(det_error, det_target, missed)``: (P,) int8 index into ``list(ErrorType)``, -1 for a
+        detection that is not a false positive; (P,) int64 annotation index a ``Cls`` / ``Loc``
+        error targets, else -1; (G,) bool, the ``Miss`` objects.
+    """
+    fg = matching.iou_threshold
+    p, g = len(detections), dataset.num_annotations
+    fp_idx = np.flatnonzero(matching.fp)
+    f = fp_idx.size
+    # pairs (false positive, non-crowd object of its image); crowd objects get a key no image has
+    gt_key = np.where(dataset.iscrowd, -1, dataset.ann_image)
+    seg, pg = group_pairs(detections.image_index[fp_idx], gt_key)
+    iou = np.asarray(matched_iou(detections.boxes_xyxy()[fp_idx[seg]], dataset.boxes_xyxy()[pg]),
+                     dtype=np.float64) if seg.size else np.zeros(0)
+    same = detections.class_idx[fp_idx[seg]] == dataset.class_idx[pg]
+    used = matching.gt_det[pg] >= 0
+    everything = np.ones(seg.shape, bool)
+    s_same, a_same = _segment_best(f, seg, pg, iou, same)
+    s_other, a_other = _segment_best(f, seg, pg, iou, ~same)
+    s_dupe, _ = _segment_best(f, seg, pg, iou, same & used)
+    s_all, _ = _segment_best(f, seg, pg, iou, everything)
+    has_gt = np.bincount(seg, minlength=f) > 0
+
+    err = np.full(f, -1, np.int8)
+    target = np.full(f, -1, np.int64)
+
+    def assign(kind: ErrorType, cond: np.ndarray, tgt: np.ndarray | None = None):
+        sel = (err < 0) & cond
+        err[sel] = _CODE[kind]
+        if tgt is not None:
+            target[sel] = tgt[sel]
+
+    assign(ErrorType.BKG, ~has_gt)
+    assign(ErrorType.LOC, (s_same >= bg_iou) & (s_same <= fg), a_same)
+    assign(ErrorType.CLS, s_other >= fg, a_other)
+    assign(ErrorType.DUPE, s_dupe >= fg)
+    assign(ErrorType.BKG, s_all <= bg_iou)
+    assign(ErrorType.BOTH, np.ones(f, bool))
+
+    det_error = np.full(p, -1, np.int8)
+    det_target = np.full(p, -1, np.int64)
+    det_error[fp_idx] = err
+    det_target[fp_idx] = target
+    unmatched = ~dataset.iscrowd & (matching.gt_det < 0)
+    usable = np.zeros(g, bool)
+    t = det_target[det_target >= 0]
+    usable[t[unmatched[t]]] = True
+    return det_error, det_target, unmatched & ~usable
+
+
+def _winners(detections: Detections, det_target: np.ndarray, matching: Matching) -> np.ndarray:
+    """(P,) bool: the Cls/Loc error that would become *the* match of its unmatched target object."""
+    e = np.flatnonzero(det_target >= 0)
+    e = e[matching.gt_det[det_target[e]] < 0]
+    out = np.zeros(len(detections), bool)
+    if e.size:
+        srt = e[np.lexsort((e, -detections.score[e], det_target[e]))]
+        t = det_target[srt]
+        out[srt[np.r_[True, t[1:] != t[:-1]]]] = True
+    return out
+
+
+def _ap(detections: Detections, cls, keep, tp, ignored, npig, base_classes) -> float:
+    """Mean AP (0-1) over ``base_classes`` of the ``keep`` detections with the given classes and flags.
+
+    A base class left without objects by a fix counts as AP 0 while it still has detections and
+    leaves the mean when it has none (TIDE's rule), so removing objects cannot raise the mean by
+    dropping a class from it.
+    """
+    idx = np.flatnonzero(keep)
+    order = idx[np.lexsort((idx, detections.image_index[idx], -detections.score[idx], cls[idx]))]
+    ap = average_precision(cls, detections.score, tp, ignored, npig, order)[0]
+    has_dets = np.bincount(cls[idx], minlength=npig.shape[0]) > 0
+    counted = base_classes & ((npig > 0) | has_dets)
+    ap = np.where(npig > 0, ap, 0.0)[counted]
+    return float(ap.mean()) if ap.size else -1.0
+
+
+def error_dap(dataset: Dataset, detections: Detections, matching: Matching, det_error, det_target, missed):
+    """Base AP and the AP gained by fixing each error type (AP points 0-100; see the module docs).
+
+    Returns:
+        ``(ap, main, special)``: float; {ErrorType: dAP}; {SpecialError: dAP}.
+    """
+    cls0, keep0, tp0, ign = detections.class_idx, matching.kept, matching.tp, matching.ignored
+    npig0 = targets_per_class(dataset)
+    classes = npig0 > 0
+    base = _ap(detections, cls0, keep0, tp0, ign, npig0, classes)
+    win = _winners(detections, det_target, matching)
+    c = dataset.num_classes
+
+    def gain(ap):
+        return 100.0 * max(ap - base, 0.0) if base >= 0 else 0.0
+
+    main = {}
+    for kind in _TYPES:
+        cls, keep, tp, npig = cls0.copy(), keep0.copy(), tp0.copy(), npig0.copy()
+        if kind is ErrorType.MISS:
+            npig -= np.bincount(dataset.class_idx[missed], minlength=c)
+        else:
+            e = det_error == _CODE[kind]
+            keep[e] = False
+            if kind in (ErrorType.CLS, ErrorType.LOC):
+                w = e & win
+                keep[w], tp[w] = True, True
+                cls[w] = dataset.class_idx[det_target[w]]
+        main[kind] = gain(_ap(detections, cls, keep, tp, ign, npig, classes))
+    unmatched = ~dataset.iscrowd & (matching.gt_det < 0)
+    special = {
+        SpecialError.FALSE_POS: gain(_ap(detections, cls0, keep0 & ~matching.fp, tp0, ign, npig0, classes)),
+        SpecialError.FALSE_NEG: gain(_ap(detections, cls0, keep0, tp0, ign,
+                                         npig0 - np.bincount(dataset.class_idx[unmatched], minlength=c), classes)),
+    }
+    # the reported AP is COCOeval's own mean (equal to its AP50 bit for bit); dAP uses ``base``
+    ap = average_precision(cls0, detections.score, tp0, ign, npig0, matching.order)[1]
+    return 100.0 * ap if ap >= 0 else float("nan"), main, special
+
+
+def found_objects(dataset: Dataset, detections: Detections, matching: Matching, conf: float) -> np.ndarray:
+    """(G,) bool: non-crowd objects whose matched detection has ``score >= conf``."""
+    m = matching.gt_det
+    ok = m >= 0
+    out = np.zeros(dataset.num_annotations, bool)
+    out[ok] = detections.score[m[ok]] >= conf
+    return out
+
+
+def merged_detections(dataset: Dataset, detections: Detections, matching: Matching, conf: float = 0.25,
+                      merge_iou: float = 0.3) -> pd.DataFrame:
+    """Detections that cover two or more objects of their class while at most one of them is found.
+
+    Returns one row per merged detection: ``image_id, file_name, detection`` (index in the results
+    file), ``category, score, objects`` (non-crowd objects of its class with IoU > merge_iou),
+    ``found`` (of those, found at ``conf``), ``ann_ids`` (those objects' annotation ids).
+    """
+    cand = np.flatnonzero(matching.kept & (detections.score >= conf))
+    c = max(dataset.num_classes, 1)
+    gt_key = np.where(dataset.iscrowd, -1, dataset.ann_image * c + dataset.class_idx)
+    seg, pg = group_pairs(detections.image_index[cand] * c + detections.class_idx[cand], gt_key)
+    cols = ["image_id", "file_name", "detection", "category", "score", "objects", "found", "ann_ids"]
+    if seg.size == 0:
+        return pd.DataFrame({k: [] for k in cols})
+    iou = np.asarray(matched_iou(detections.boxes_xyxy()[cand[seg]], dataset.boxes_xyxy()[pg]), dtype=np.float64)
+    over = iou > merge_iou
+    found = found_objects(dataset, detections, matching, conf)
+    n_over = np.bincount(seg[over], minlength=cand.size)
+    n_found = np.bincount(seg[over & found[pg]], minlength=cand.size)
+    hit = (n_over >= 2) & (n_found <= 1)
+    det = cand[hit]
+    pairs = pd.DataFrame({"d": cand[seg[over]], "ann": dataset.ann_id[pg[over]]})
+    pairs = pairs[pairs["d"].isin(det)]
+    ann_ids = pairs.groupby("d", sort=True)["ann"].agg(lambda s: [int(v) for v in s])
+    names = dataset.categories["name"].to_numpy(dtype=object)
+    return pd.DataFrame({
+        "image_id": detections.image_id[det], "file_name": dataset.file_name[detections.image_index[det]],
+        "detection": det, "category": names[detections.class_idx[det]], "score": detections.score[det],
+        "objects": n_over[hit], "found": n_found[hit], "ann_ids": ann_ids.reindex(det).to_list(),
+    })
+
+
+def covered_objects(dataset: Dataset, detections: Detections, matching: Matching, conf: float = 0.25,
+                    iou: float = 0.5) -> np.ndarray:
+    """(G,) bool: objects that a kept detection of their class with ``score >= conf`` overlaps with IoU >= ``iou``."""
+    cand = np.flatnonzero(matching.kept & (detections.score >= conf))
+    c = max(dataset.num_classes, 1)
+    seg, pg = group_pairs(detections.image_index[cand] * c + detections.class_idx[cand],
+                          dataset.ann_image * c + dataset.class_idx)
+    out = np.zeros(dataset.num_annotations, bool)
+    if seg.size:
+        ious = np.asarray(matched_iou(detections.boxes_xyxy()[cand[seg]], dataset.boxes_xyxy()[pg]), np.float64)
+        out[pg[ious >= iou]] = True
+    return out
+
+
+def suppressed_objects(dataset: Dataset, candidates: pd.DataFrame, found: np.ndarray, conf: float = 0.25,
+                       iou: float = 0.5, covered: np.ndarray | None = None) -> pd.DataFrame:
+    """Objects a raw prediction localised before NMS but that no detection finds after it.
+
+    Args:
+        dataset: the ground truth.
+        candidates: candidate table (see :mod:`cocostat.candidates`), at least the columns
+            :data:`CANDIDATE_COLUMNS`: one row per (annotation, anchor, cell); ``px1..py2`` the
+            decoded box and ``gt_x1..gt_y2`` the annotation's box, xyxy, network-input pixels;
+            ``obj`` objectness, ``cls_prob`` the probability of the annotation's class, ``valid``.
+        found: (G,) bool, objects found at the operating confidence (:func:`found_objects`).
+        covered: (G,) bool, objects a surviving detection overlaps well (:func:`covered_objects`);
+            they are not suppressed. Default: none.
+        conf: a candidate counts when ``obj * cls_prob >= conf``.
+        iou: and its IoU with the annotation's box is >= ``iou``.
+
+    Returns:
+        One row per suppressed object: ``ann_id, image_id, file_name, category, best_conf``
+        (highest confidence among its good candidates), ``best_iou`` (highest IoU among them).
+
+    Raises:
+        DatasetFormatError: a missing column, or an ``ann_id`` the dataset does not have.
+    """
+    missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
+    if missing:
+        raise DatasetFormatError(f"candidate table: missing column(s) {', '.join(missing)}; "
+                                 f"expected the table `cocostat predict` writes")
+    ann = candidates["ann_id"].to_numpy(np.int64)
+    order = np.argsort(dataset.ann_id, kind="stable")
+    pos = np.searchsorted(dataset.ann_id[order], ann)
+    ok = pos < order.size
+    ok[ok] = dataset.ann_id[order][pos[ok]] == ann[ok]
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        raise DatasetFormatError(f"candidate table: ann_id {int(ann[bad[0]])} is not an annotation of dataset "
+                                 f"{dataset.name} ({bad.size} row(s) affected); was it written for another "
+                                 f"dataset?")
+    gi = order[pos] if ann.size else np.zeros(0, np.int64)
+    pred = candidates[["px1", "py1", "px2", "py2"]].to_numpy(np.float64)
+    gt = candidates[["gt_x1", "gt_y1", "gt_x2", "gt_y2"]].to_numpy(np.float64)
+    score = candidates["obj"].to_numpy(np.float64) * candidates["cls_prob"].to_numpy(np.float64)
+    ious = np.asarray(matched_iou(pred, gt), dtype=np.float64) if ann.size else np.zeros(0)
+    good = candidates["valid"].to_numpy(bool) & (score >= conf) & (ious >= iou)  # NaN boxes compare False
+    lost = ~dataset.iscrowd & ~found
+    if covered is not None:
+        lost &= ~covered
+    good &= lost[gi]
+    frame = pd.DataFrame({"g": gi[good], "conf": score[good], "iou": ious[good]})
+    agg = frame.groupby("g", sort=True).agg(best_conf=("conf", "max"), best_iou=("iou", "max"))
+    g = agg.index.to_numpy(np.int64)
+    names = dataset.categories["name"].to_numpy(dtype=object)
+    return pd.DataFrame({
+        "ann_id": dataset.ann_id[g], "image_id": dataset.image_id[dataset.ann_image[g]],
+        "file_name": dataset.file_name[dataset.ann_image[g]], "category": names[dataset.class_idx[g]],
+        "best_conf": agg["best_conf"].to_numpy(), "best_iou": agg["best_iou"].to_numpy(),
+    })
+
+
+def hard_examples(dataset: Dataset, detections: Detections, matching: Matching, top: int = 10) -> pd.DataFrame:
+    """The ``top`` images with the highest error (definition in the module docs), highest first.
+
+    Columns: ``image_id, file_name, objects`` (non-crowd), ``detections`` (kept), ``false_positives``
+    (sum of their scores), ``missed`` (sum of 1 - matched score), ``error``.
+    """
+    i = dataset.num_images
+    fp = matching.fp
+    fp_w = np.bincount(detections.image_index[fp], weights=detections.score[fp], minlength=i)
+    nc = ~dataset.iscrowd
+    m = matching.gt_det[nc]
+    matched_score = np.where(m >= 0, detections.score[np.maximum(m, 0)] if len(detections) else 0.0, 0.0)
+    miss_w = np.bincount(dataset.ann_image[nc], weights=1.0 - matched_score, minlength=i)
+    err = fp_w + miss_w
+    rank = np.lexsort((dataset.image_id, -err))
+    rank = rank[err[rank] > 0][:top]
+    return pd.DataFrame({
+        "image_id": dataset.image_id[rank], "file_name": dataset.file_name[rank],
+        "objects": np.bincount(dataset.ann_image[nc], minlength=i)[rank],
+        "detections": np.bincount(detections.image_index[matching.kept], minlength=i)[rank],
+        "false_positives": fp_w[rank], "missed": miss_w[rank], "error": err[rank],
+    })
+
+
+# --------------------------------------------------------------------------------------------------
+# Drawing
+# --------------------------------------------------------------------------------------------------
+_GT_FOUND, _GT_MISSED, _GT_CROWD = (40, 200, 40), (255, 150, 0), (160, 160, 160)
+_DET_TP, _DET_FP = (30, 144, 255), (230, 30, 60)
+
+
+def draw_examples(dataset: Dataset, detections: Detections, matching: Matching, images: np.ndarray,
+                  folder: str | os.PathLike, conf: float = 0.25) -> list[Path]:
+    """Draw ground truth and detections (score >= conf) on the given images; write PNGs atomically.
+
+    Objects: green when found at ``conf``, orange when not, grey for crowd. Detections: blue when
+    matched, red when not, labelled ``name score``. Files are ``NN_<image stem>.png`` in rank order.
+
+    Raises:
+        DatasetNotFoundError: the image folder is unknown or an image file is missing (checked
+            before anything is written).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    images = np.asarray(images, np.int64)
+    if images.size and dataset.image_dir is None:
+        raise DatasetNotFoundError(f"--draw needs the images of {dataset.name}: pass --images DIR (or --root)")
+    idx = np.searchsorted(dataset.image_id, images)
+    paths = [Path(dataset.image_dir) / str(dataset.file_name[k]) for k in idx] if images.size else []
+    absent = [str(p) for p in paths if not p.is_file()]
+    if absent:
+        raise DatasetNotFoundError(f"--draw: {len(absent)} image file(s) not found, e.g. {absent[0]}")
+    names = dataset.categories["name"].to_numpy(dtype=object)
+    found = found_objects(dataset, detections, matching, conf)
+    folder = Path(folder)
+    out = []
+    for rank, (k, path) in enumerate(zip(idx, paths), start=1):  # a loop over the few drawn images
+        img = Image.open(path).convert("RGB")
+        draw = ImageDraw.Draw(img)
+        width = max(2, round(max(img.size) / 300))
+        try:
+            font = ImageFont.load_default(size=max(12, max(img.size) // 45))
+        except TypeError:  # pillow < 10.1
+            font = ImageFont.load_default()
+        g = np.arange(dataset.offsets[k], dataset.offsets[k + 1])
+        for j, box in zip(g, dataset.boxes_xyxy()[g].tolist()):
+            colour = _GT_CROWD if dataset.iscrowd[j] else (_GT_FOUND if found[j] else _GT_MISSED)
+            draw.rectangle(box, outline=colour, width=width)
+        d = np.flatnonzero((detections.image_index == k) & matching.kept & (detections.score >= conf))
+        d = d[np.argsort(detections.score[d])]  # strongest drawn last, on top
+        for j, box in zip(d, detections.boxes_xyxy()[d].tolist()):
+            colour = _DET_TP if matching.tp[j] else _DET_FP
+            draw.rectangle(box, outline=colour, width=width)
+            label = f"{names[detections.class_idx[j]]} {detections.score[j]:.2f}"
+            _, top, _, bottom = draw.textbbox((0, 0), label, font=font)
+            text_h = bottom - top
+            x0, y0 = box[0], max(0.0, box[1] - text_h - 2 * width)  # above the box, inside the image
+            tb = draw.textbbox((x0, y0), label, font=font)
+            draw.rectangle(tb, fill=colour)
+            draw.text((x0, y0), label, fill=(255, 255, 255), font=font)
+        target = folder / f"{rank:02d}_{Path(str(dataset.file_name[k])).stem}.png"
+        with atomic_path(target) as tmp:
+            img.save(tmp, format="PNG")
+        out.append(target)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ErrorReport:
+    """Result of :func:`diagnose`. AP and dAP in AP points (0-100).
+
+    ``det_error`` (P,) int8 is each detection's error type (index into ``list(ErrorType)``, -1 for
+    none), ``det_target`` (P,) int64 the object a Cls/Loc error targets, ``missed`` (G,) bool.
+    """
+
+    dataset: str
+    detections: int
+    iou: float
+    bg_iou: float
+    merge_iou: float
+    conf: float
+    ap: float
+    errors: pd.DataFrame  # type, error, count, dAP, description
+    special: pd.DataFrame  # type, dAP, description
+    merged: pd.DataFrame
+    suppressed: pd.DataFrame | None
+    hard: pd.DataFrame
+    drawn: tuple[str, ...] = ()
+    det_error: np.ndarray = field(default=None, repr=False)
+    det_target: np.ndarray = field(default=None, repr=False)
+    missed: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def objects_lost_to_merging(self) -> int:
+        return int((self.merged["objects"] - self.merged["found"]).sum()) if len(self.merged) else 0
+
+    def to_dict(self) -> dict:
+        def records(frame):
+            return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+                    for r in frame.to_dict(orient="records")]
+
+        out = {
+            "dataset": self.dataset, "detections": self.detections, "iou": self.iou, "bg_iou": self.bg_iou,
+            "merge_iou": self.merge_iou, "conf": self.conf, "ap": self.ap,
+            "errors": records(self.errors), "special": records(self.special),
+            "merged": {"count": len(self.merged), "objects_lost": self.objects_lost_to_merging,
+                       "images": sorted({int(v) for v in self.merged["image_id"]}),
+                       "detections": records(self.merged)},
+            "suppressed": None if self.suppressed is None else {
+                "count": len(self.suppressed), "images": sorted({int(v) for v in self.suppressed["image_id"]}),
+                "objects": records(self.suppressed)},
+            "hard_examples": records(self.hard),
+            "drawn": list(self.drawn),
+        }
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.concat([self.errors.assign(kind="main"), self.special.assign(kind="special")],
+                         ignore_index=True)[["kind", "type", "count", "dAP", "description"]]
+
+    def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
+        out: list[tuple[str, pd.DataFrame | str]] = [
+            ((f"errors of {self.detections} detections on {self.dataset}: AP@{self.iou:g} = {self.ap:.2f} "
+              f"(dAP: AP points gained by fixing each type; background IoU {self.bg_iou:g})"),
+             self.errors[["type", "count", "dAP", "description"]]),
+            ("special errors", self.special[["type", "dAP", "description"]]),
+        ]
+        title = (f"merged: {len(self.merged)} detection(s) (score >= {self.conf:g}) cover >= 2 objects "
+                 f"(IoU > {self.merge_iou:g}) with at most one found; {self.objects_lost_to_merging} "
+                 f"object(s) lost")
+        shown = self.merged[["image_id", "file_name", "category", "score", "objects", "found"]]
+        out.append((title, shown if len(self.merged) else "none"))
+        if self.suppressed is None:
+            out.append(("suppressed", "no candidate table (pass --predictions DIR written by `cocostat predict`)"))
+        else:
+            out.append(((f"suppressed: {len(self.suppressed)} object(s) a candidate localised before NMS "
+                         f"(IoU >= {self.iou:g}, conf >= {self.conf:g}) but no detection finds"),
+                        self.suppressed if len(self.suppressed) else "none"))
+        out.append((f"hard examples (top {len(self.hard)})", self.hard if len(self.hard) else "none"))
+        if self.drawn:
+            out.append(("drawn", "\n".join(self.drawn)))
+        return out
+
+
+def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates: pd.DataFrame | None = None,
+             iou: float = 0.5, bg_iou: float = 0.1, merge_iou: float = 0.3, conf: float = 0.25, top: int = 10,
+             draw: str | os.PathLike | None = None, max_dets: int = 100) -> ErrorReport:
+    """TIDE-style errors, merged and suppressed objects and hard examples (definitions in the module docs).
+
+    Args:
+        dataset: the ground truth.
+        detections: a COCO results JSON path, a list of result dicts or :class:`Detections`; default:
+            the detections of ``predictions``.
+        predictions: a predictions folder written by ``cocostat predict`` (its candidate table gives
+            the suppressed objects, its detections are used when ``detections`` is None).
+        candidates: a candidate table (DataFrame) to use instead of the folder's.
+        iou: foreground IoU (matching, Cls/Loc/Dupe, suppressed candidates). bg_iou: background IoU.
+        merge_iou: IoU a merged detection needs with each object. conf: operating confidence.
+        top: hard examples to list. draw: folder to draw them into (PNG). max_dets: per (image, class).
+
+    Raises:
+        OptionError: thresholds out of range, or neither detections nor predictions given.
+        DatasetFormatError, DatasetNotFoundError: bad detections, predictions folder or images.
+    """
+    if not 0.0 < iou <= 1.0:
+        raise OptionError(f"--iou must lie in (0, 1], got {iou}")
+    if not 0.0 <= bg_iou < iou:
+        raise OptionError(f"--bg-iou must lie in [0, --iou), got {bg_iou} with --iou {iou}")
+    if not 0.0 <= merge_iou < 1.0:
+        raise OptionError(f"--merge-iou must lie in [0, 1), got {merge_iou}")
+    if not 0.0 <= conf <= 1.0:
+        raise OptionError(f"--conf must lie in [0, 1], got {conf}")
+    if top < 0:
+        raise OptionError(f"--top must be >= 0, got {top}")
+    if max_dets < 1:
+        raise OptionError(f"max_dets must be >= 1, got {max_dets}")
+    if predictions is not None:
+        from cocostat.candidates import Predictions, read_predictions
+
+        pred = predictions if isinstance(predictions, Predictions) else read_predictions(predictions)
+        if candidates is None:
+            candidates = pred.candidates
+        if detections is None:
+            if not pred.detection_files:
+                raise DatasetFormatError(f"{pred.folder}: no detections*.json; pass --detections FILE")
+            detections = pred.detections()
+    if detections is None:
+        raise OptionError("give the detections: --detections FILE (COCO results JSON) or --predictions DIR")
+    dets = load_detections(detections, dataset)
+    m = match_detections(dataset, dets, iou, max_dets)
+    det_error, det_target, missed = classify_errors(dataset, dets, m, bg_iou)
+    ap, main, special = error_dap(dataset, dets, m, det_error, det_target, missed)
+    counts = np.bincount(det_error[det_error >= 0], minlength=len(_TYPES))
+    counts[_CODE[ErrorType.MISS]] = int(missed.sum())
+    errors = pd.DataFrame({
+        "type": [t.short for t in _TYPES], "error": [t.title for t in _TYPES],
+        "count": counts.astype(np.int64), "dAP": [main[t] for t in _TYPES],
+        "description": [t.description for t in _TYPES],
+    })
+    special_frame = pd.DataFrame({
+        "type": [s.short for s in SpecialError], "count": [int(m.fp.sum()),
+                                                         int((~dataset.iscrowd & (m.gt_det < 0)).sum())],
+        "dAP": [special[s] for s in SpecialError], "description": [s.description for s in SpecialError],
+    })
+    found = found_objects(dataset, dets, m, conf)
+    merged = merged_detections(dataset, dets, m, conf, merge_iou)
+    suppressed = None
+    if candidates is not None:
+        covered = covered_objects(dataset, dets, m, conf, iou)
+        suppressed = suppressed_objects(dataset, candidates, found, conf, iou, covered)
+    hard = hard_examples(dataset, dets, m, top)
+    drawn: tuple[str, ...] = ()
+    if draw is not None:
+        drawn = tuple(str(p) for p in draw_examples(dataset, dets, m, hard["image_id"].to_numpy(), draw, conf))
+    return ErrorReport(
+        dataset=dataset.name, detections=len(dets), iou=float(iou), bg_iou=float(bg_iou),
+        merge_iou=float(merge_iou), conf=float(conf), ap=ap, errors=errors, special=special_frame,
+        merged=merged, suppressed=suppressed, hard=hard, drawn=drawn,
+        det_error=det_error, det_target=det_target, missed=missed,
+    )

@@ -1,0 +1,671 @@
+"""``cocostat eval``: COCO box evaluation with pycocotools, and YOLO-style P, R, mAP@0.5, F1.
+
+What is computed (P detections, G annotations, C categories, I images):
+
+- **The 12 COCO statistics** come from pycocotools' ``COCOeval`` (``iouType="bbox"``, default
+  parameters) run on the dataset and the detections, or from faster-coco-eval's ``COCOeval_faster``
+  with ``backend="faster"``; the summary is worded exactly as ``COCOeval.summarize()`` prints it.
+  pycocotools' own progress prints never reach stdout.
+- **Class-agnostic** evaluation rewrites every category of the dataset and of the detections to one
+  category (id 1, ``object``) and then runs the same evaluation; it is not ``useCats=0``.
+- **Matching** (:func:`match_detections`) re-implements COCOeval's greedy matching at one IoU
+  threshold, vectorised over all images: within each (image, category), the ``max_dets`` highest
+  scoring detections (ties in file order) are taken in score order; each takes the unmatched
+  non-crowd annotation of its category with the highest IoU >= threshold (ties: the later
+  annotation, as COCOeval); a detection that matches none but has crowd-IoU >= threshold with a
+  crowd annotation of its category (intersection over the detection's own area) is *ignored*:
+  neither true nor false positive. Detections below the ``max_dets`` cut are dropped.
+- **AP at one IoU** (:func:`average_precision`) is COCOeval's 101-point interpolated AP:
+  per category, detections in descending score order (ties: image id, then file order),
+  ``precision = TP / (TP + FP)``, ``recall = TP / non-crowd annotations``, precision replaced by its
+  running maximum from the right, sampled at recall 0, 0.01, ..., 1 (first point with recall >= r;
+  0 past the last). mAP is the mean over categories with at least one non-crowd annotation. With
+  the same IoU values it equals COCOeval's ``AP50`` bit for bit (our IoU comes from
+  :func:`cocostat.boxes.matched_iou`, which can differ from pycocotools' in the last bit).
+- **P, R, F1 per category** (YOLOv3's table) at confidence ``c``, from the matching at IoU 0.5:
+  ``TP(c)`` / ``FP(c)`` count the kept, not ignored detections with ``score >= c`` that are / are
+  not matched; ``P = TP / (TP + FP)`` (0 without detections), ``R = TP / targets`` (targets are
+  the non-crowd annotations), ``F1 = 2 P R / (P + R)`` (0 when P + R = 0). ``mAP@0.5`` is
+  COCOeval's per-category AP at IoU 0.5 (from its precision array, area all, 100 detections).
+  The "all" row holds the means over categories with targets. The confidence that maximises the
+  mean F1 is searched on the grid 0, 0.001, ..., 1 (the lowest such grid value on ties).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from cocostat.boxes import matched_iou, xywh_to_xyxy
+from cocostat.data import Dataset
+from cocostat.errors import (
+    CocostatWarning,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    OptionError,
+)
+
+#: COCOeval's ``stats`` in order, with the names used as JSON keys.
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+BACKENDS = ("pycocotools", "faster")
+#: COCOeval's recall thresholds 0, 0.01, ..., 1 (computed as COCOeval computes them).
+REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+#: Confidence grid searched for the best mean F1.
+CONF_GRID = np.linspace(0.0, 1.0, 1001)
+AGNOSTIC_CATEGORY = {"category_id": 1, "name": "object", "supercategory": "object"}
+
+# (is AP, IoU threshold or None for .50:.95, area range, maxDets) of COCOeval's 12 summary lines.
+_SUMMARY = (
+    (True, None, "all", 100), (True, 0.5, "all", 100), (True, 0.75, "all", 100),
+    (True, None, "small", 100), (True, None, "medium", 100), (True, None, "large", 100),
+    (False, None, "all", 1), (False, None, "all", 10), (False, None, "all", 100),
+    (False, None, "small", 100), (False, None, "medium", 100), (False, None, "large", 100),
+)
+
+
+def summary_lines(stats) -> list[str]:
+    """The 12 lines ``COCOeval.summarize()`` prints for ``stats`` (12 floats), worded as pycocotools does."""
+    fmt = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
+    lines = []
+    for (is_ap, thr, area, max_dets), value in zip(_SUMMARY, stats):
+        iou = "0.50:0.95" if thr is None else f"{thr:0.2f}"
+        title, kind = ("Average Precision", "(AP)") if is_ap else ("Average Recall", "(AR)")
+        lines.append(fmt.format(title, kind, iou, area, max_dets, float(value)))
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# Detections: loading and validation
+# --------------------------------------------------------------------------------------------------
+class _Det(msgspec.Struct):
+    image_id: int
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    score: float
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """COCO results (detections) as columns, in file order, validated against one dataset.
+
+    Attributes (P detections):
+        image_id: (P,) int64, COCO image ids. category_id: (P,) int64, COCO category ids.
+        bbox: (P, 4) float64, xywh, pixels of the original image. score: (P,) float64.
+        image_index: (P,) int64, index into ``dataset.image_id``.
+        class_idx: (P,) int64, contiguous class index into ``dataset.categories``.
+        source: where they came from (a file name), used in messages.
+    """
+
+    image_id: np.ndarray
+    category_id: np.ndarray
+    bbox: np.ndarray
+    score: np.ndarray
+    image_index: np.ndarray
+    class_idx: np.ndarray
+    source: str = "detections"
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+    def boxes_xyxy(self) -> np.ndarray:
+        """(P, 4) float64, xyxy, pixels."""
+        return xywh_to_xyxy(self.bbox)
+
+    def to_records(self) -> list[dict]:
+        """COCO results dicts, as pycocotools' ``loadRes`` takes them (it needs one dict per detection)."""
+        return [
+            {"image_id": i, "category_id": c, "bbox": b, "score": s}
+            for i, c, b, s in zip(self.image_id.tolist(), self.category_id.tolist(), self.bbox.tolist(),
+                                  self.score.tolist())
+        ]
+
+
+def _check_ids(known_sorted: np.ndarray, ids: np.ndarray, what: str, where: str, dataset: Dataset) -> np.ndarray:
+    """Index of each id in ``known_sorted``; a DatasetFormatError naming the first unknown id."""
+    idx = np.searchsorted(known_sorted, ids)
+    ok = idx < known_sorted.size
+    ok[ok] = known_sorted[idx[ok]] == ids[ok]
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        raise DatasetFormatError(
+            f"detection {int(bad[0])} in {where}: {what} {int(ids[bad[0]])} is not "
+            f"{'an image' if what == 'image_id' else 'a category'} of dataset {dataset.name} "
+            f"({bad.size} detection(s) affected, {np.unique(ids[bad]).size} unknown id(s))"
+        )
+    return idx.astype(np.int64)
+
+
+def make_detections(dataset: Dataset, image_id, category_id, bbox, score, source: str = "detections") -> Detections:
+    """Validate detection columns against ``dataset`` and return :class:`Detections`.
+
+    Args:
+        image_id, category_id: (P,) ints, COCO ids. bbox: (P, 4) float, xywh, pixels. score: (P,) float.
+
+    Raises:
+        DatasetFormatError: an image or category id the dataset does not have, a box that is not four
+            finite numbers with w, h >= 0, a score that is not finite.
+    Warns:
+        CocostatWarning: boxes of zero width or height (they can match nothing).
+    """
+    image_id = np.asarray(image_id, dtype=np.int64).reshape(-1)
+    category_id = np.asarray(category_id, dtype=np.int64).reshape(-1)
+    bbox = np.asarray(bbox, dtype=np.float64).reshape(-1, 4)
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    n = score.shape[0]
+    if not (image_id.shape[0] == category_id.shape[0] == bbox.shape[0] == n):
+        raise DatasetFormatError(f"{source}: image_id, category_id, bbox and score must have one entry per "
+                                 f"detection, got {image_id.shape[0]}, {category_id.shape[0]}, "
+                                 f"{bbox.shape[0]} and {n}")
+    image_index = _check_ids(dataset.image_id, image_id, "image_id", source, dataset)
+    class_idx = _check_ids(dataset.categories["category_id"].to_numpy(), category_id, "category_id", source, dataset)
+    bad = ~(np.isfinite(bbox).all(axis=1) & (bbox[:, 2] >= 0) & (bbox[:, 3] >= 0))
+    if bad.any():
+        i = np.flatnonzero(bad)
+        raise DatasetFormatError(
+            f"detection {int(i[0])} in {source}: bbox must be 4 finite numbers [x, y, w, h] with w, h >= 0, "
+            f"got {bbox[i[0]].tolist()} ({i.size} bad box(es))"
+        )
+    bad = ~np.isfinite(score)
+    if bad.any():
+        i = np.flatnonzero(bad)
+        raise DatasetFormatError(f"detection {int(i[0])} in {source}: score must be a finite number, "
+                                 f"got {score[i[0]]} ({i.size} bad score(s))")
+    zero = int(((bbox[:, 2] == 0) | (bbox[:, 3] == 0)).sum())
+    if zero:
+        warnings.warn(f"{source}: {zero} detection(s) have zero width or height", CocostatWarning, stacklevel=2)
+    if n == 0:
+        warnings.warn(f"{source}: no detections; every AP and AR is 0", CocostatWarning, stacklevel=2)
+    return Detections(image_id, category_id, bbox, score, image_index, class_idx, source)
+
+
+def _numpy_scalar(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot read a {type(obj).__name__} as a number")
+
+
+def load_detections(source, dataset: Dataset) -> Detections:
+    """Read COCO results (a JSON list of ``{image_id, category_id, bbox, score}``) and validate them.
+
+    Args:
+        source: a path to a results JSON file, a list of result dicts, or :class:`Detections`
+            (returned as is). Extra keys (``segmentation``, ``id``) are ignored.
+        dataset: the ground truth the detections refer to.
+
+    Raises:
+        DatasetNotFoundError: the file does not exist.
+        DatasetFormatError: an empty file, invalid JSON, not a list of results, a missing or mistyped
+            key, an unknown image or category id, a malformed box or score (see :func:`make_detections`).
+    """
+    if isinstance(source, Detections):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        where = path.name
+        if not path.is_file():
+            raise DatasetNotFoundError(f"detections file {path} does not exist")
+        raw = path.read_bytes()
+        if not raw.strip():
+            raise DatasetFormatError(f"{path}: the file is empty; expected a JSON list of detections "
+                                     f"{{image_id, category_id, bbox: [x, y, w, h], score}}")
+        try:
+            dets = msgspec.json.decode(raw, type=list[_Det])
+        except msgspec.ValidationError as exc:
+            raise DatasetFormatError(f"{where}: not a COCO results file (a JSON list of {{image_id, "
+                                     f"category_id, bbox: [x, y, w, h], score}}): {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise DatasetFormatError(f"{where}: invalid JSON: {exc}") from None
+    else:
+        where = "detections"
+        try:  # through JSON bytes, so numpy scalars are accepted and values stay exact
+            dets = msgspec.json.decode(msgspec.json.encode(list(source), enc_hook=_numpy_scalar), type=list[_Det])
+        except (msgspec.ValidationError, TypeError) as exc:
+            raise DatasetFormatError(f"{where}: not a list of COCO results {{image_id, category_id, "
+                                     f"bbox: [x, y, w, h], score}}: {exc}") from None
+    n = len(dets)
+    return make_detections(
+        dataset,
+        np.fromiter((d.image_id for d in dets), np.int64, n),
+        np.fromiter((d.category_id for d in dets), np.int64, n),
+        np.fromiter((v for d in dets for v in d.bbox), np.float64, 4 * n).reshape(n, 4),
+        np.fromiter((d.score for d in dets), np.float64, n),
+        source=where,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Class-agnostic rewriting and the pycocotools objects
+# --------------------------------------------------------------------------------------------------
+def merge_categories(dataset: Dataset, detections: Detections) -> tuple[Dataset, Detections]:
+    """Dataset and detections with every category rewritten to one (id 1, ``object``)."""
+    cats = pd.DataFrame({k: [v] for k, v in AGNOSTIC_CATEGORY.items()})
+    g, p = dataset.num_annotations, len(detections)
+    ds = dataclasses.replace(dataset, category_id=np.ones(g, np.int64), class_idx=np.zeros(g, np.int64),
+                             categories=cats)
+    dets = dataclasses.replace(detections, category_id=np.ones(p, np.int64), class_idx=np.zeros(p, np.int64))
+    return ds, dets
+
+
+def coco_dict(dataset: Dataset) -> dict:
+    """The dataset as a COCO dict (images, categories, box annotations with area and iscrowd).
+
+    pycocotools needs one dict per image and annotation; building them from the arrays avoids
+    re-parsing the segmentations of the original file.
+    """
+    cats = dataset.categories
+    return {
+        "images": [{"id": i, "width": w, "height": h, "file_name": f} for i, w, h, f in zip(
+            dataset.image_id.tolist(), dataset.width.tolist(), dataset.height.tolist(), dataset.file_name.tolist())],
+        "categories": [{"id": i, "name": n, "supercategory": s} for i, n, s in zip(
+            cats["category_id"].tolist(), cats["name"].tolist(), cats["supercategory"].tolist())],
+        "annotations": [
+            {"id": a, "image_id": i, "category_id": c, "bbox": b, "area": ar, "iscrowd": int(cr)}
+            for a, i, c, b, ar, cr in zip(dataset.ann_id.tolist(), dataset.ann_image_id.tolist(),
+                                          dataset.category_id.tolist(), dataset.bbox.tolist(),
+                                          dataset.area.tolist(), dataset.iscrowd.tolist())
+        ],
+    }
+
+
+def _faster_module():
+    try:
+        import faster_coco_eval
+    except ImportError:
+        raise OptionError("backend 'faster' needs the faster-coco-eval package (pip install faster-coco-eval); "
+                          "or use --backend pycocotools") from None
+    return faster_coco_eval
+
+
+def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycocotools"):
+    """Run COCOeval (bbox) with pycocotools' prints kept off stdout; return the evaluated object.
+
+    The returned object has ``stats`` (12,) and ``eval["precision"]`` (T, R, K, A, M) as in pycocotools.
+    """
+    if backend not in BACKENDS:
+        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    gt_dict = coco_dict(dataset)
+    records = detections.to_records()
+    if backend == "faster":
+        fce = _faster_module()
+
+        def quiet(*args, **kwargs):
+            return None
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = fce.COCO(gt_dict, print_function=quiet)
+            dt = gt.loadRes(records) if records else _empty_results(fce.COCO(print_function=quiet), gt_dict)
+            ev = fce.COCOeval_faster(gt, dt, iouType="bbox", print_function=quiet)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        return ev
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = gt_dict
+        gt.createIndex()
+        # loadRes cannot take an empty list; an empty results object is evaluable.
+        dt = gt.loadRes(records) if records else _empty_results(COCO(), gt_dict)
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def _empty_results(res, gt_dict: dict):
+    res.dataset = {"images": gt_dict["images"], "categories": gt_dict["categories"], "annotations": []}
+    res.createIndex()
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# Vectorised COCO matching and AP
+# --------------------------------------------------------------------------------------------------
+def group_pairs(det_key: np.ndarray, gt_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (detection, annotation) pair with equal keys, detection-major, annotations in index order.
+
+    Args:
+        det_key: (P,) int64 group key of each detection (e.g. image index, or image * C + class).
+        gt_key: (G,) int64 group key of each annotation.
+
+    Returns:
+        ``(pd, pg)``: (N,) int64 each; pair n is detection ``pd[n]`` with annotation ``pg[n]``;
+        sorted by ``pd``, then by ``pg``.
+    """
+    gorder = np.argsort(gt_key, kind="stable")
+    gsorted = gt_key[gorder]
+    start = np.searchsorted(gsorted, det_key, "left")
+    count = np.searchsorted(gsorted, det_key, "right") - start
+    total = int(count.sum())
+    pd_ = np.repeat(np.arange(det_key.shape[0], dtype=np.int64), count)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    pg = gorder[np.repeat(start, count) + within]
+    return pd_, pg
+
+
+def _crowd_iou(det_xyxy: np.ndarray, gt_xyxy: np.ndarray) -> np.ndarray:
+    """(N,) intersection over the detection's own area, COCOeval's IoU with a crowd annotation.
+
+    Hand-written because cocostat.boxes has IoU and intersection over the smaller box, not this.
+    """
+    w = np.minimum(det_xyxy[:, 2], gt_xyxy[:, 2]) - np.maximum(det_xyxy[:, 0], gt_xyxy[:, 0])
+    h = np.minimum(det_xyxy[:, 3], gt_xyxy[:, 3]) - np.maximum(det_xyxy[:, 1], gt_xyxy[:, 1])
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    area = (det_xyxy[:, 2] - det_xyxy[:, 0]) * (det_xyxy[:, 3] - det_xyxy[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(area > 0, inter / np.where(area > 0, area, 1), 0.0)
+
+
+def pair_iou(dataset: Dataset, detections: Detections, pd_: np.ndarray, pg: np.ndarray) -> np.ndarray:
+    """(N,) float64 COCO IoU of each pair: IoU with a normal annotation, crowd-IoU with a crowd one."""
+    if pd_.size == 0:
+        return np.zeros(0)
+    d = detections.boxes_xyxy()[pd_]  # (N, 4)
+    g = dataset.boxes_xyxy()[pg]  # (N, 4)
+    out = np.asarray(matched_iou(d, g), dtype=np.float64)
+    crowd = dataset.iscrowd[pg]
+    if crowd.any():
+        out[crowd] = _crowd_iou(d[crowd], g[crowd])
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Matching:
+    """COCOeval's matching of detections to annotations at one IoU threshold (see the module docs).
+
+    Attributes (P detections, G annotations):
+        iou_threshold: the IoU a match needs (>=). max_dets: detections kept per (image, category).
+        kept: (P,) bool, within the ``max_dets`` best of its (image, category); the rest are dropped.
+        det_gt: (P,) int64, index of the matched annotation in the dataset arrays, or -1.
+        ignored: (P,) bool, unmatched but on a crowd annotation of its category (neither TP nor FP).
+        gt_det: (G,) int64, index of the detection matched to each annotation, or -1.
+        order: (P,) int64, the kept detections in COCOeval's accumulation order: category, then
+            descending score, then image, then file order.
+    """
+
+    iou_threshold: float
+    max_dets: int
+    kept: np.ndarray
+    det_gt: np.ndarray
+    ignored: np.ndarray
+    gt_det: np.ndarray
+    order: np.ndarray
+
+    @property
+    def tp(self) -> np.ndarray:
+        """(P,) bool: matched to a non-crowd annotation."""
+        return self.det_gt >= 0
+
+    @property
+    def fp(self) -> np.ndarray:
+        """(P,) bool: kept, unmatched, not ignored."""
+        return self.kept & (self.det_gt < 0) & ~self.ignored
+
+
+def match_detections(dataset: Dataset, detections: Detections, iou_threshold: float = 0.5,
+                     max_dets: int = 100) -> Matching:
+    """COCOeval's greedy matching at one IoU threshold, vectorised over every image and category.
+
+    The greedy order only matters inside one (image, category); the r-th best detections of all
+    groups never compete with each other, so the loop runs over the rank r (at most ``max_dets``
+    steps), each step a numpy operation over all groups at once.
+    """
+    p, g = len(detections), dataset.num_annotations
+    c = max(dataset.num_classes, 1)
+    det_key = detections.image_index * c + detections.class_idx  # (P,)
+    gt_key = dataset.ann_image * c + dataset.class_idx  # (G,)
+    json_idx = np.arange(p, dtype=np.int64)
+    # rank inside (image, category): descending score, ties in file order (COCOeval's mergesort)
+    by_group = np.lexsort((json_idx, -detections.score, det_key))
+    sorted_key = det_key[by_group]
+    first = np.searchsorted(sorted_key, sorted_key, "left")
+    rank = np.empty(p, np.int64)
+    rank[by_group] = np.arange(p) - first
+    kept = rank < max_dets
+
+    kept_idx = np.flatnonzero(kept)
+    pd_, pg = group_pairs(det_key[kept_idx], gt_key)
+    pd_ = kept_idx[pd_]
+    iou = pair_iou(dataset, detections, pd_, pg)
+    thr = min(iou_threshold, 1 - 1e-10)
+    crowd = dataset.iscrowd[pg]
+
+    det_gt = np.full(p, -1, np.int64)
+    gt_det = np.full(g, -1, np.int64)
+    cand = np.flatnonzero(~crowd & (iou >= thr))
+    if cand.size:
+        # preference of each detection: higher IoU first, on ties the later annotation
+        srt = cand[np.lexsort((-pg[cand], -iou[cand], pd_[cand], rank[pd_[cand]]))]
+        c_det, c_gt, c_rank = pd_[srt], pg[srt], rank[pd_[srt]]
+        bounds = np.searchsorted(c_rank, np.arange(int(c_rank[-1]) + 2))
+        taken = np.zeros(g, bool)
+        for r in range(int(c_rank[-1]) + 1):
+            d, gg = c_det[bounds[r]:bounds[r + 1]], c_gt[bounds[r]:bounds[r + 1]]
+            free = ~taken[gg]
+            d, gg = d[free], gg[free]
+            if d.size == 0:
+                continue
+            head = np.r_[True, d[1:] != d[:-1]]  # first free choice of each detection
+            det_gt[d[head]] = gg[head]
+            gt_det[gg[head]] = d[head]
+            taken[gg[head]] = True
+    ignored = np.zeros(p, bool)
+    on_crowd = crowd & (iou >= thr)
+    if on_crowd.any():
+        ignored[pd_[on_crowd]] = True
+        ignored &= det_gt < 0
+    order = kept_idx[np.lexsort((json_idx[kept_idx], detections.image_index[kept_idx],
+                                 -detections.score[kept_idx], detections.class_idx[kept_idx]))]
+    return Matching(float(iou_threshold), int(max_dets), kept, det_gt, ignored, gt_det, order)
+
+
+def targets_per_class(dataset: Dataset) -> np.ndarray:
+    """(C,) int64: non-crowd annotations of each class (COCOeval's ``npig`` for area all)."""
+    return np.bincount(dataset.class_idx[~dataset.iscrowd], minlength=dataset.num_classes).astype(np.int64)
+
+
+def average_precision(det_class: np.ndarray, det_score: np.ndarray, det_tp: np.ndarray, det_ignored: np.ndarray,
+                      npig: np.ndarray, order: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """COCOeval's 101-point AP per class at one IoU threshold, and its mean as COCOeval averages it.
+
+    Args:
+        det_class: (P,) int64 class index. det_score: (P,) float. det_tp: (P,) bool, matched.
+        det_ignored: (P,) bool, neither TP nor FP (crowd). The detections to count.
+        npig: (C,) int, non-crowd annotations per class.
+        order: (P,) accumulation order (category, descending score, image, file order); default:
+            stable sort by class then descending score.
+
+    Returns:
+        ``(ap, mean)``: (C,) float64, NaN for classes without annotations; the mean over the
+        (101, C) precision table's valid entries, computed as ``np.mean`` over them in COCOeval's
+        layout (so it equals COCOeval's stat bit for bit); -1 when no class has annotations.
+    """
+    c = npig.shape[0]
+    if order is None:
+        order = np.lexsort((-det_score, det_class))
+    cls = det_class[order]
+    tps = (det_tp & ~det_ignored)[order]
+    fps = (~det_tp & ~det_ignored)[order]
+    bounds = np.searchsorted(cls, np.arange(c + 1))
+    q = np.full((REC_THRS.size, c), -1.0)  # (R, C), the layout of COCOeval's precision[t, :, :, a, m]
+    for k in np.flatnonzero(npig > 0):  # a loop over classes, as COCOeval's accumulate
+        s = slice(bounds[k], bounds[k + 1])
+        tp_sum = np.cumsum(tps[s]).astype(np.float64)
+        fp_sum = np.cumsum(fps[s]).astype(np.float64)
+        nd = tp_sum.size
+        col = np.zeros(REC_THRS.size)
+        if nd:
+            rc = tp_sum / npig[k]
+            pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+            pr = np.maximum.accumulate(pr[::-1])[::-1]
+            inds = np.searchsorted(rc, REC_THRS, side="left")
+            ok = inds < nd
+            col[ok] = pr[inds[ok]]
+        q[:, k] = col
+    valid = q[q > -1]
+    mean = float(np.mean(valid)) if valid.size else -1.0
+    ap = np.where(npig > 0, q.mean(axis=0), np.nan)
+    return ap, mean
+
+
+# --------------------------------------------------------------------------------------------------
+# P, R, F1 (YOLOv3 table)
+# --------------------------------------------------------------------------------------------------
+def _pr_counts(cls: np.ndarray, score: np.ndarray, tp: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """(C, J) TP and FP counts of detections with ``score >= CONF_GRID[j]``."""
+    j = CONF_GRID.size
+    b = np.searchsorted(CONF_GRID, score, side="right") - 1  # largest grid value <= score, -1 below 0
+    ok = b >= 0
+    key = cls[ok] * j + b[ok]
+    tp_hist = np.bincount(key[tp[ok]], minlength=c * j).reshape(c, j)
+    fp_hist = np.bincount(key[~tp[ok]], minlength=c * j).reshape(c, j)
+    # reverse cumulative sum: count of detections at or above each grid value
+    return tp_hist[:, ::-1].cumsum(axis=1)[:, ::-1], fp_hist[:, ::-1].cumsum(axis=1)[:, ::-1]
+
+
+def _prf(tp, fp, n_gt):
+    """P, R, F1 from counts (broadcasting); 0 where undefined."""
+    tp, fp = np.asarray(tp, np.float64), np.asarray(fp, np.float64)
+    n = np.asarray(n_gt, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        r = np.where(n > 0, tp / n, 0.0)
+        f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+    return p, r, f1
+
+
+def _pr_frame(dataset, names, images, n_gt, ap50, tp, fp) -> pd.DataFrame:
+    """The YOLOv3 table: an 'all' row (means over classes with targets) then one row per class."""
+    p, r, f1 = _prf(tp, fp, n_gt)
+    has = n_gt > 0
+    rows = pd.DataFrame({"Class": names, "Images": images, "Targets": n_gt, "P": p, "R": r,
+                         "mAP@0.5": ap50, "F1": f1})
+    rows = rows[has | (tp + fp > 0)]
+    mean = (lambda v: float(np.mean(v[has])) if has.any() else float("nan"))
+    top = pd.DataFrame({"Class": ["all"], "Images": [dataset.num_images], "Targets": [int(n_gt.sum())],
+                        "P": [mean(p)], "R": [mean(r)], "mAP@0.5": [mean(ap50)], "F1": [mean(f1)]})
+    return pd.concat([top, rows], ignore_index=True)
+
+
+@dataclass(frozen=True, eq=False)
+class EvalReport:
+    """Result of :func:`evaluate`: COCO's 12 statistics and the YOLOv3-style P/R table(s)."""
+
+    dataset: str
+    detections: int
+    backend: str
+    class_agnostic: bool
+    stats: tuple[float, ...]
+    best_conf: float
+    table: pd.DataFrame  # YOLOv3 table at best_conf: Class Images Targets P R mAP@0.5 F1
+    conf: float | None = None
+    table_at_conf: pd.DataFrame | None = None
+    per_class: bool = False
+
+    @property
+    def summary(self) -> str:
+        """The 12 summary lines exactly as pycocotools' ``COCOeval.summarize()`` prints them."""
+        return "\n".join(summary_lines(self.stats))
+
+    def _shown(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame if self.per_class else frame.iloc[:1]
+
+    def to_dict(self) -> dict:
+        def rows(frame):
+            return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+                    for r in self._shown(frame).to_dict(orient="records")]
+
+        out = {"dataset": self.dataset, "detections": self.detections, "backend": self.backend,
+               "class_agnostic": self.class_agnostic, "stats": [float(s) for s in self.stats]}
+        out.update({name: float(v) for name, v in zip(STAT_NAMES, self.stats)})
+        out["best_f1"] = {"conf": self.best_conf, "rows": rows(self.table)}
+        if self.table_at_conf is not None:
+            out["at_conf"] = {"conf": self.conf, "rows": rows(self.table_at_conf)}
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = self._shown(self.table).copy()
+        frame.insert(0, "conf", self.best_conf)
+        if self.table_at_conf is not None:
+            other = self._shown(self.table_at_conf).copy()
+            other.insert(0, "conf", self.conf)
+            frame = pd.concat([frame, other], ignore_index=True)
+        return frame
+
+    def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
+        kind = "class-agnostic " if self.class_agnostic else ""
+        out: list[tuple[str, pd.DataFrame | str]] = [
+            (f"COCO {kind}bbox evaluation of {self.detections} detections on {self.dataset} ({self.backend})",
+             self.summary),
+            (f"at conf {self.best_conf:.3f} (maximises mean F1)", self._shown(self.table)),
+        ]
+        if self.table_at_conf is not None:
+            out.append((f"at conf {self.conf:g}", self._shown(self.table_at_conf)))
+        return out
+
+
+def evaluate(dataset: Dataset, detections, *, class_agnostic: bool = False, conf: float | None = None,
+             per_class: bool = False, backend: str = "pycocotools") -> EvalReport:
+    """COCO bbox evaluation and the YOLOv3 P/R/mAP@0.5/F1 table (definitions in the module docs).
+
+    Args:
+        dataset: the ground truth.
+        detections: a results JSON path, a list of result dicts, or :class:`Detections`.
+        class_agnostic: merge every category into one on both sides first.
+        conf: also give the table at this confidence.
+        per_class: keep one row per class in the tables (the "all" row is always there).
+        backend: ``pycocotools`` or ``faster`` (faster-coco-eval, if installed).
+
+    Raises:
+        OptionError: unknown backend, faster-coco-eval missing, ``conf`` outside [0, 1].
+        DatasetFormatError, DatasetNotFoundError: bad detections (see :func:`load_detections`).
+    """
+    if backend not in BACKENDS:
+        raise OptionError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "faster":
+        _faster_module()
+    if conf is not None and not 0.0 <= conf <= 1.0:
+        raise OptionError(f"--conf must lie in [0, 1], got {conf}")
+    dets = load_detections(detections, dataset)
+    if class_agnostic:
+        dataset, dets = merge_categories(dataset, dets)
+    ev = run_cocoeval(dataset, dets, backend)
+    stats = tuple(float(s) for s in np.asarray(ev.stats)[:12])
+    prec = np.asarray(ev.eval["precision"])[0, :, :, 0, -1]  # (R, K): IoU 0.5, area all, 100 detections
+    with np.errstate(invalid="ignore"):
+        ap50 = np.where((prec > -1).all(axis=0), prec.mean(axis=0), np.nan)
+
+    c = dataset.num_classes
+    m = match_detections(dataset, dets, 0.5)
+    use = m.kept & ~m.ignored
+    n_gt = targets_per_class(dataset)
+    pair = np.unique(dataset.ann_image[~dataset.iscrowd] * max(c, 1) + dataset.class_idx[~dataset.iscrowd])
+    images = np.bincount(pair % max(c, 1), minlength=c)
+    names = dataset.categories["name"].to_numpy(dtype=object)
+    tp_j, fp_j = _pr_counts(dets.class_idx[use], dets.score[use], m.tp[use], c)  # (C, J)
+    _, _, f1_j = _prf(tp_j, fp_j, n_gt[:, None])
+    has = n_gt > 0
+    best = int(np.argmax(f1_j[has].mean(axis=0))) if has.any() else 0
+    best_conf = float(CONF_GRID[best])
+    table = _pr_frame(dataset, names, images, n_gt, ap50, tp_j[:, best], fp_j[:, best])
+    table_at = None
+    if conf is not None:
+        above = use & (dets.score >= conf)
+        tp_c = np.bincount(dets.class_idx[above & m.tp], minlength=c)
+        fp_c = np.bincount(dets.class_idx[above & ~m.tp], minlength=c)
+        table_at = _pr_frame(dataset, names, images, n_gt, ap50, tp_c, fp_c)
+    return EvalReport(dataset=dataset.name, detections=len(dets), backend=backend, class_agnostic=class_agnostic,
+                      stats=stats, best_conf=best_conf, table=table, conf=conf, table_at_conf=table_at,
+                      per_class=per_class)
