@@ -186,22 +186,24 @@ def to_arrays(frame: pd.DataFrame) -> CandidateArrays:
     g = int(frame["ann_id"].nunique())
     n = len(frame) // g if g else 0
 
-    def col(name, dtype=None):
+    def col(name, dtype=None):  # (G, N)
         v = frame[name].to_numpy()
         return (v if dtype is None else v.astype(dtype)).reshape(g, n)
 
-    first = slice(None), 0
+    def per_object(name, dtype=None):  # (G,): the value on each object's first row
+        return col(name, dtype)[:, 0] if n else np.zeros(0, dtype or COLUMNS[name])
+
+    def per_candidate(name, dtype):  # (N,): the same for every object in the fixed layout
+        return col(name, dtype)[0] if g else np.zeros(0, dtype)
+
     return CandidateArrays(
-        ann_id=col("ann_id")[first], image_id=col("image_id")[first],
-        class_idx=col("class_idx", np.int64)[first], iscrowd=col("iscrowd")[first],
-        gt=np.stack([col(c)[first] for c in ("gt_x1", "gt_y1", "gt_x2", "gt_y2")], axis=1).reshape(g, 4),
-        level=col("level", np.int64)[0] if g else np.zeros(0, np.int64),
-        anchor=col("anchor", np.int64)[0] if g else np.zeros(0, np.int64),
-        dx=col("dx", np.int64)[0] if g else np.zeros(0, np.int64),
-        dy=col("dy", np.int64)[0] if g else np.zeros(0, np.int64),
-        anchor_wh=(np.stack([col("anchor_w")[0], col("anchor_h")[0]], axis=1) if g
-                   else np.zeros((0, 2), np.float32)),
-        stride=col("stride", np.float32)[0] if g else np.zeros(0, np.float32),
+        ann_id=per_object("ann_id"), image_id=per_object("image_id"),
+        class_idx=per_object("class_idx", np.int64), iscrowd=per_object("iscrowd"),
+        gt=np.stack([per_object(c) for c in ("gt_x1", "gt_y1", "gt_x2", "gt_y2")], axis=1).reshape(g, 4),
+        level=per_candidate("level", np.int64), anchor=per_candidate("anchor", np.int64),
+        dx=per_candidate("dx", np.int64), dy=per_candidate("dy", np.int64),
+        anchor_wh=np.stack([per_candidate("anchor_w", np.float32), per_candidate("anchor_h", np.float32)], axis=1),
+        stride=per_candidate("stride", np.float32),
         gx=col("gx", np.int64), gy=col("gy", np.int64), valid=col("valid"),
         pred=np.stack([col(c) for c in ("px1", "py1", "px2", "py2")], axis=-1),
         obj=col("obj"), cls_prob=col("cls_prob"), max_cls_prob=col("max_cls_prob"),

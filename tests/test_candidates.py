@@ -1,0 +1,89 @@
+"""The predictions-folder contract: candidate table round trip, dense layout, bad folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cocostat.candidates import (
+    COLUMNS,
+    candidate_order,
+    read_predictions,
+    to_arrays,
+    write_candidates,
+    write_manifest,
+)
+from cocostat.errors import DatasetFormatError
+
+
+def table(ann_ids=(5, 3), anchors=2, radius=1, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ann in ann_ids:
+        for a in range(anchors):
+            for dy in range(-radius, radius + 1):
+                for dx in range(-radius, radius + 1):
+                    r = {c: 0 for c in COLUMNS}
+                    r.update(ann_id=ann, image_id=ann // 2, anchor=a, level=a // 2, dx=dx, dy=dy, valid=True,
+                             anchor_w=10 * (a + 1), anchor_h=12 * (a + 1), stride=32, gt_x1=ann,
+                             px1=rng.random(), obj=rng.random(), cls_prob=rng.random())
+                    rows.append(r)
+    return pd.DataFrame(rows).sample(frac=1, random_state=seed)  # shuffled, as parts arrive
+
+
+def test_dense_layout_matches_rows():
+    frame = candidate_order(table())
+    arr = to_arrays(frame)
+    g, n = 2, 2 * 9
+    assert arr.pred.shape == (g, n, 4) and arr.obj.shape == (g, n) and arr.gt.shape == (g, 4)
+    assert arr.ann_id.tolist() == [3, 5]  # image 1 before image 2
+    assert arr.anchor.tolist() == [0] * 9 + [1] * 9
+    assert arr.dx.tolist()[:3] == [-1, 0, 1] and arr.dy.tolist()[:3] == [-1, -1, -1]
+    np.testing.assert_array_equal(arr.anchor_wh[9], [20, 24])
+    for gi, ann in enumerate(arr.ann_id):
+        rows = frame[frame.ann_id == ann]
+        np.testing.assert_array_equal(arr.obj[gi], rows.obj.to_numpy(np.float32))
+        assert arr.gt[gi, 0] == ann
+
+
+def test_empty_table_gives_shaped_arrays():
+    arr = to_arrays(pd.DataFrame({c: pd.Series([], dtype=t) for c, t in COLUMNS.items()}))
+    assert arr.pred.shape == (0, 0, 4) and arr.gt.shape == (0, 4) and arr.anchor_wh.shape == (0, 2)
+
+
+def test_parts_round_trip(tmp_path):
+    frame = table(ann_ids=(1, 2, 7, 8))
+    first = frame.image_id == 0  # ranks split by image, never inside an annotation
+    write_candidates(frame[first], tmp_path / "candidates-rank0.parquet")
+    write_candidates(frame[~first], tmp_path / "candidates-rank1.parquet")
+    write_manifest({"size": 416}, tmp_path)
+    (tmp_path / "detections-rank0.json").write_text(json.dumps([{"image_id": 1}]))
+    (tmp_path / "detections-rank1.json").write_text(json.dumps([{"image_id": 2}]))
+    pred = read_predictions(tmp_path)
+    assert pred.manifest["format"] == "cocostat-predictions" and pred.manifest["size"] == 416
+    assert pred.candidates_per_object == 18 and len(pred.candidates) == 4 * 18
+    pd.testing.assert_frame_equal(pred.candidates, candidate_order(frame.astype(COLUMNS)))
+    assert [d["image_id"] for d in pred.detections()] == [1, 2]
+
+
+def test_bad_folders(tmp_path):
+    with pytest.raises(DatasetFormatError, match="no manifest.json"):
+        read_predictions(tmp_path)
+    (tmp_path / "manifest.json").write_text("{")
+    with pytest.raises(DatasetFormatError, match="invalid JSON"):
+        read_predictions(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "other"}')
+    with pytest.raises(DatasetFormatError, match="expected format 'cocostat-predictions'"):
+        read_predictions(tmp_path)
+    write_manifest({}, tmp_path)
+    with pytest.raises(DatasetFormatError, match="no candidates"):
+        read_predictions(tmp_path)
+    table().drop(columns=["obj"]).to_parquet(tmp_path / "candidates.parquet")
+    with pytest.raises(DatasetFormatError, match="missing column.*obj"):
+        read_predictions(tmp_path)
+    table().iloc[:-1].to_parquet(tmp_path / "candidates.parquet")
+    with pytest.raises(DatasetFormatError, match="same number of candidate rows"):
+        read_predictions(tmp_path)
