@@ -91,7 +91,8 @@ def render_text(report: Report, console: Console) -> None:
         else:
             if title:
                 console.print(title, style="bold")
-            console.print(block, markup=False, highlight=False)
+            # soft_wrap: text blocks (cfg lines, YAML) are for copy-paste and must never be re-wrapped
+            console.print(block, markup=False, highlight=False, soft_wrap=True)
 
 
 def render(report: Report, fmt: str = "table") -> bytes:
