@@ -1,0 +1,888 @@
+"""``cocostat predict``: run a Darknet YOLOv3 model over a dataset's images once, store what the audits need.
+
+:func:`predict` letterboxes every image (decoded with pillow in DataLoader worker processes), runs
+the model in batches and keeps two things (folder format: :mod:`cocostat.candidates`):
+
+- **detections**: every (box, class) pair with ``score = objectness * class probability > conf``
+  (several classes per box may pass, as in Darknet), class-aware greedy NMS per image
+  (:func:`batched_nms`, a pair is suppressed when IoU > ``nms_iou``), then the ``max_det`` best per
+  image. Boxes are mapped back to the annotation file's pixel coordinates, clipped to the image, and
+  written in COCO results format (``bbox`` xywh rounded to 3 decimals, ``score`` to 5); boxes that
+  end up with zero width or height after clipping (wholly inside the letterbox padding) are dropped.
+- **candidates**: for every annotation (crowd ones included, see the ``iscrowd`` column), every
+  anchor of every level, and every cell of the ``(2n+1) x (2n+1)`` block around the cell holding the
+  annotation's centre, the decoded prediction there. The centre cell of level l is
+  ``(floor(cx / stride_l), floor(cy / stride_l))`` with ``(cx, cy)`` the annotation's centre in input
+  pixels, clamped into the grid: an annotation whose centre lies outside the image (or in the
+  letterbox padding) still gets its rows, around the nearest grid cell. Neighbour cells that fall
+  outside the grid keep their rows with ``valid = False`` and NaN predictions.
+
+Coordinates: annotations map from the file's pixel coordinates to input pixels with the letterbox of
+:mod:`cocostat.models`. When an image file's size differs from the ``width``/``height`` the JSON
+declares (a resized copy), the annotations are scaled by file size / declared size and a warning
+counts such images. EXIF orientation is ignored, as COCO's annotations and pycocotools do.
+
+Resume and sharding: with ``out_dir`` the images are processed in chunks of 256 (per rank); each
+finished chunk is stored under ``out_dir/.partial/`` so ``resume=True`` skips it after an
+interruption. Under ``torchrun`` (or any initialised ``torch.distributed`` process group) rank r of
+W takes images ``r, r + W, r + 2W ...`` (in image-id order) and writes ``candidates-rankR.parquet`` and
+``detections-rankR.json``; rank 0 writes ``manifest.json`` last. A folder is complete when its
+manifest exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from cocostat.atomic import atomic_path, write_text
+from cocostat.boxes import matched_iou
+from cocostat.candidates import (
+    COLUMNS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    read_predictions,
+    write_candidates,
+    write_manifest,
+)
+from cocostat.data import Dataset
+from cocostat.errors import CocostatWarning, DatasetFormatError, OptionError
+from cocostat.models import DarknetModel, Letterbox, LetterboxParams
+
+__all__ = [
+    "PredictResult",
+    "batched_nms",
+    "default_workers",
+    "distributed",
+    "draw_detections",
+    "gather_candidates",
+    "predict",
+]
+
+#: images per resumable chunk (per rank).
+CHUNK_IMAGES = 256
+#: detections drawn by ``--draw`` have at least this score.
+DRAW_SCORE = 0.25
+_PARTIAL = ".partial"
+
+
+# --------------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class PredictResult:
+    """What :func:`predict` produced (this rank's share when distributed; the manifest is global).
+
+    Attributes:
+        candidates: the candidate table, columns :data:`cocostat.candidates.COLUMNS`, canonical order.
+        detections: COCO results dicts (image_id, category_id, bbox xywh in file pixels, score).
+        manifest: the manifest dict (as written to ``manifest.json``).
+        out_dir: the predictions folder, or None when nothing was written.
+        timings: seconds spent: ``loading`` (waiting for decoded images), ``inference`` (forward and
+            decoding), ``candidates`` (extraction), ``detections`` (threshold, NMS, mapping),
+            ``writing``, ``total``.
+        images: images processed by this call (0 when everything was resumed).
+        resumed_images: images whose results were read back from finished chunks.
+        drawn: paths of the images written by ``draw``.
+        image_ids: COCO ids of this rank's images.
+    """
+
+    candidates: pd.DataFrame
+    detections: list[dict]
+    manifest: dict
+    out_dir: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+    resumed_images: int = 0
+    rank: int = 0
+    world_size: int = 1
+    drawn: tuple[Path, ...] = ()
+    image_ids: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        total = self.timings.get("total", 0.0)
+        return {
+            "out_dir": str(self.out_dir) if self.out_dir else None,
+            "dataset": self.manifest.get("dataset", {}).get("name"),
+            "cfg": self.manifest.get("cfg"),
+            "weights": self.manifest.get("weights"),
+            "size": self.manifest.get("size"),
+            "images": self.manifest.get("images"),
+            "annotations": self.manifest.get("annotations"),
+            "detections": self.manifest.get("detections", {}).get("count"),
+            "candidate_rows": self.manifest.get("candidate_rows"),
+            "candidates_per_annotation": self.manifest.get("candidates_per_annotation"),
+            "images_processed": self.images,
+            "images_resumed": self.resumed_images,
+            "world_size": self.world_size,
+            "seconds": round(total, 3),
+            "images_per_second": round(self.images / total, 2) if total > 0 and self.images else None,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "drawn": [str(p) for p in self.drawn],
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per image of this rank: image_id, annotations (candidate rows / N), detections (after NMS)."""
+        n = self.manifest.get("candidates_per_annotation") or 1
+        det_img = pd.Series([d["image_id"] for d in self.detections], dtype="int64")
+        ann = self.candidates.groupby("image_id").size() // n if len(self.candidates) else pd.Series(dtype="int64")
+        ids = np.union1d(np.asarray(self.image_ids, np.int64),
+                         np.union1d(ann.index.to_numpy(np.int64), det_img.unique()))
+        frame = pd.DataFrame({"image_id": ids})
+        frame["annotations"] = ann.reindex(ids, fill_value=0).to_numpy()
+        frame["detections"] = det_img.value_counts().reindex(ids, fill_value=0).to_numpy()
+        return frame
+
+    def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
+        d = self.to_dict()
+        rows = [("predictions folder", d["out_dir"] or "-"), ("dataset", d["dataset"]), ("cfg", d["cfg"]),
+                ("weights", d["weights"] or "random"), ("input size", d["size"]), ("images", d["images"]),
+                ("annotations", d["annotations"]), ("detections (after NMS)", d["detections"]),
+                ("candidate rows", d["candidate_rows"]),
+                ("candidates per annotation", d["candidates_per_annotation"]),
+                ("images processed / resumed", f"{self.images} / {self.resumed_images}"),
+                ("processes", self.world_size), ("seconds", d["seconds"]),
+                ("images per second", d["images_per_second"])]
+        t = self.timings
+        timing = pd.DataFrame({"stage": list(t), "seconds": list(t.values()),
+                               "share of total": [v / t["total"] if t.get("total") else np.nan for v in t.values()]})
+        out: list[tuple[str, pd.DataFrame | str]] = [
+            ("cocostat predict", pd.DataFrame(rows, columns=["field", "value"])), ("time per stage", timing)]
+        if self.drawn:
+            out.append(("drawn images", "\n".join(str(p) for p in self.drawn)))
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# NMS
+# --------------------------------------------------------------------------------------------------
+def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float, *,
+                max_pairs: int = 1 << 22) -> Tensor:
+    """Greedy NMS within each group (exactly torchvision's ``batched_nms`` result).
+
+    Hand-written because torchvision cannot be installed beside this torch build. Within a group,
+    boxes are visited by descending score (ties: lower index first) and a box is dropped when its
+    IoU with an already kept box exceeds ``iou_threshold``. Vectorised as follows, with no loop over
+    boxes: sort by (group, -score); list every (earlier j, later i) pair inside each group (in
+    chunks of ``max_pairs``; groups are (image, class), so pairs stay few); keep the pairs with
+    IoU > threshold as edges j -> i; then iterate ``keep[i] = no kept j with an edge j -> i``
+    starting from all-kept. The greedy result is the unique fixed point of that rule, and the
+    iteration reaches it after (longest chain of edges + 1) rounds, each one scatter over the
+    edges. (The coordinate-offset trick with a dense IoU matrix would need P x P memory per image at
+    conf 0.001.)
+
+    Args:
+        boxes: (P, 4) float, xyxy. scores: (P,) float. groups: (P,) int64, e.g. ``image * C + class``.
+        iou_threshold: a box is suppressed when IoU > this.
+
+    Returns:
+        (K,) int64 indices of the kept boxes, by descending score (ties: lower index first).
+    """
+    p = boxes.shape[0]
+    dev = boxes.device
+    if p == 0:
+        return torch.zeros(0, dtype=torch.int64, device=dev)
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(groups[order], stable=True)]  # by group, then score desc
+    g, b = groups[order], boxes[order]
+    first = torch.ones(p, dtype=torch.bool, device=dev)
+    first[1:] = g[1:] != g[:-1]
+    starts = torch.nonzero(first).squeeze(1)  # (n_groups,)
+    start_of = starts[torch.cumsum(first.long(), 0) - 1]  # (P,) first position of each box's group
+    pos = torch.arange(p, device=dev) - start_of  # (P,) boxes before this one in its group
+    cum = torch.cumsum(pos, 0)  # (P,) pairs up to and including box i
+    total = int(cum[-1])
+    src: list[Tensor] = []
+    dst: list[Tensor] = []
+    if total:
+        # chunk boundaries: the first box whose cumulative pair count passes each multiple of max_pairs
+        cuts: list[int] = []
+        if total > max_pairs:
+            marks = torch.arange(max_pairs, total, max_pairs, device=dev)
+            cuts = sorted(set(torch.searchsorted(cum, marks, right=True).tolist()))
+        edges = [0, *cuts, p]
+        for lo, hi in itertools.pairwise(edges):
+            if lo >= hi:
+                continue
+            counts = pos[lo:hi]
+            n = int(counts.sum())
+            if n == 0:
+                continue
+            i = torch.repeat_interleave(torch.arange(lo, hi, device=dev), counts)  # (n,)
+            offs = torch.cumsum(counts, 0) - counts  # (hi - lo,) exclusive prefix sums
+            j = start_of[i] + torch.arange(n, device=dev) - torch.repeat_interleave(offs, counts)  # (n,)
+            hit = matched_iou(b[j], b[i]) > iou_threshold  # (n,)
+            src.append(j[hit])
+            dst.append(i[hit])
+    keep = torch.ones(p, dtype=torch.bool, device=dev)
+    if src:
+        ej, ei = torch.cat(src), torch.cat(dst)
+        if ej.numel():
+            for _ in range(p + 1):
+                suppressed = torch.zeros(p, dtype=torch.int32, device=dev).index_add_(0, ei, keep[ej].int())
+                new = suppressed == 0
+                if torch.equal(new, keep):
+                    break
+                keep = new
+    kept = torch.sort(order[keep]).values  # index order, so that score ties keep it
+    return kept[torch.argsort(scores[kept], descending=True, stable=True)]
+
+
+def _top_per_image(image: Tensor, scores: Tensor, max_det: int) -> Tensor:
+    """Indices of the ``max_det`` highest scores of each image, ordered by (image, -score)."""
+    if image.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=image.device)
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(image[order], stable=True)]
+    img = image[order]
+    first = torch.ones_like(img, dtype=torch.bool)
+    first[1:] = img[1:] != img[:-1]
+    starts = torch.nonzero(first).squeeze(1)
+    rank = torch.arange(img.numel(), device=img.device) - starts[torch.cumsum(first.long(), 0) - 1]
+    return order[rank < max_det]
+
+
+# --------------------------------------------------------------------------------------------------
+# Candidates
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Slots:
+    """(S,) per (anchor, level) pair, sorted by (anchor, level): where its predictions lie in a flat
+    per-image row layout (level blocks in cfg order, rows ``(k * H + gy) * W + gx`` inside)."""
+
+    level: Tensor
+    anchor: Tensor
+    k: Tensor
+    stride: Tensor
+    grid_h: Tensor
+    grid_w: Tensor
+    offset: Tensor
+    anchor_wh: Tensor  # (S, 2)
+
+    @staticmethod
+    def build(model: DarknetModel, size: int, device) -> _Slots:
+        grids = model.grid_sizes(size)
+        rows, offset = [], 0
+        for lvl, g in zip(model.levels, grids):
+            for k, a in enumerate(lvl.mask):
+                rows.append((a, lvl.level, k, size / g, g, g, offset, *model.cfg.anchors[a]))
+            offset += len(lvl.mask) * g * g
+        rows.sort(key=lambda r: (r[0], r[1]))
+        cols = list(zip(*rows))
+
+        def t(i, dt):
+            return torch.tensor(cols[i], dtype=dt, device=device)
+
+        return _Slots(level=t(1, torch.int64), anchor=t(0, torch.int64), k=t(2, torch.int64),
+                      stride=t(3, torch.float32), grid_h=t(4, torch.int64), grid_w=t(5, torch.int64),
+                      offset=t(6, torch.int64), anchor_wh=torch.stack([t(7, torch.float32), t(8, torch.float32)], 1))
+
+
+def _flatten(decoded: Sequence[Tensor]) -> Tensor:
+    """Per-level (B, A_l, H, W, K) -> (B, R, K), level blocks in cfg order."""
+    return torch.cat([d.reshape(d.shape[0], -1, d.shape[-1]) for d in decoded], dim=1)
+
+
+def gather_candidates(flat: Tensor, slots: _Slots, gt: Tensor, batch_index: Tensor, class_idx: Tensor,
+                      neighborhood: int) -> dict[str, Tensor]:
+    """Predictions around each annotation's centre cell, by vectorised gathers (no loop over objects).
+
+    Args:
+        flat: (B, R, 5 + C) decoded outputs of a batch, :func:`_flatten` layout.
+        slots: per (anchor, level) constants (S of them), see :class:`_Slots`.
+        gt: (G, 4) float32, annotations xyxy in input pixels. batch_index: (G,) int64 image in the
+            batch. class_idx: (G,) int64.
+        neighborhood: n; cells with ``|dx|, |dy| <= n`` around the centre cell.
+
+    Returns:
+        column name -> (G * N,) tensor with N = S x (2n+1)^2, rows ordered (annotation, anchor, dy, dx);
+        columns ``level anchor anchor_w anchor_h stride dx dy gx gy valid px1 py1 px2 py2 obj cls_prob
+        max_cls_prob max_cls_idx``.
+    """
+    dev = flat.device
+    g_count, s_count = gt.shape[0], slots.level.shape[0]
+    d = torch.arange(-neighborhood, neighborhood + 1, device=dev)  # (D,)
+    nd = d.numel()
+    cx = (gt[:, 0] + gt[:, 2]) / 2  # (G,)
+    cy = (gt[:, 1] + gt[:, 3]) / 2  # (G,)
+    cgx = torch.floor(cx[:, None] / slots.stride).long().clamp(min=0)  # (G, S)
+    cgx = torch.minimum(cgx, slots.grid_w - 1)
+    cgy = torch.floor(cy[:, None] / slots.stride).long().clamp(min=0)  # (G, S)
+    cgy = torch.minimum(cgy, slots.grid_h - 1)
+    shape = (g_count, s_count, nd, nd)
+    gx = (cgx[:, :, None, None] + d[None, None, None, :]).expand(shape)  # (G, S, D, D)
+    gy = (cgy[:, :, None, None] + d[None, None, :, None]).expand(shape)  # (G, S, D, D)
+    w = slots.grid_w[None, :, None, None]
+    h = slots.grid_h[None, :, None, None]
+    valid = (gx >= 0) & (gx < w) & (gy >= 0) & (gy < h)  # (G, S, D, D)
+    row = (slots.offset[None, :, None, None]
+           + (slots.k[None, :, None, None] * h + gy.clamp(min=0).minimum(h - 1)) * w
+           + gx.clamp(min=0).minimum(w - 1))  # (G, S, D, D)
+    sel = flat[batch_index[:, None, None, None].expand(shape), row]  # (G, S, D, D, 5 + C)
+    sel = sel.reshape(-1, sel.shape[-1])  # (G*N, 5 + C)
+    valid = valid.reshape(-1)
+    nan = torch.tensor(float("nan"), device=dev)
+    half = sel[:, 2:4] / 2
+    box = torch.cat([sel[:, :2] - half, sel[:, :2] + half], 1)  # (G*N, 4) xyxy
+    box = torch.where(valid[:, None], box, nan)
+    cls = sel[:, 5:]
+    n = s_count * nd * nd
+    cls_prob = cls.gather(1, class_idx.repeat_interleave(n)[:, None]).squeeze(1)
+    max_prob, max_idx = cls.max(dim=1) if cls.shape[1] else (torch.zeros_like(cls_prob), torch.zeros_like(row))
+
+    def per_slot(v):  # (S,) -> (G*N,)
+        return v[None, :, None, None].expand(shape).reshape(-1)
+
+    return {
+        "level": per_slot(slots.level), "anchor": per_slot(slots.anchor),
+        "anchor_w": per_slot(slots.anchor_wh[:, 0]), "anchor_h": per_slot(slots.anchor_wh[:, 1]),
+        "stride": per_slot(slots.stride),
+        "dx": d[None, None, None, :].expand(shape).reshape(-1), "dy": d[None, None, :, None].expand(shape).reshape(-1),
+        "gx": gx.reshape(-1), "gy": gy.reshape(-1), "valid": valid,
+        "px1": box[:, 0], "py1": box[:, 1], "px2": box[:, 2], "py2": box[:, 3],
+        "obj": torch.where(valid, sel[:, 4], nan), "cls_prob": torch.where(valid, cls_prob, nan),
+        "max_cls_prob": torch.where(valid, max_prob, nan),
+        "max_cls_idx": torch.where(valid, max_idx.reshape(-1), torch.full_like(max_idx.reshape(-1), -1)),
+    }
+
+
+def _empty_candidates() -> pd.DataFrame:
+    return pd.DataFrame({c: np.zeros(0, dtype=t) for c, t in COLUMNS.items()})
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------
+class ImageFiles(torch.utils.data.Dataset):
+    """Decodes and letterboxes images with pillow (run in DataLoader worker processes).
+
+    Item i -> ``(i, (S, S, 3) uint8 RGB array or None, file width, file height, error message or "")``.
+    Errors are returned, not raised, so the main process can report them in one clean line.
+    """
+
+    def __init__(self, paths: Sequence[str], letterbox: Letterbox):
+        self.paths = list(paths)
+        self.letterbox = letterbox
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        try:
+            with Image.open(self.paths[i]) as im:
+                im.load()
+                return i, self.letterbox.apply(im), im.width, im.height, ""
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is reported by the main process
+            return i, None, 0, 0, f"{type(exc).__name__}: {exc}"
+
+
+def _collate(items):
+    idx = torch.tensor([it[0] for it in items], dtype=torch.int64)
+    wh = torch.tensor([[it[2], it[3]] for it in items], dtype=torch.int64)
+    errors = [(it[0], it[4]) for it in items if it[4]]
+    imgs = None if errors else torch.from_numpy(np.stack([it[1] for it in items]))  # (B, S, S, 3) uint8
+    return idx, imgs, wh, errors
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed
+# --------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def distributed(device: torch.device) -> Iterator[torch.device]:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1) for the duration of the block.
+
+    Backend: nccl for CUDA, gloo for CPU. Yields the device this rank should use: ``cuda:LOCAL_RANK``
+    when ``device`` is CUDA without an index, else ``device``. Without torchrun (or when a process
+    group already exists) it only yields ``device``; a group it created is destroyed on exit.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or not dist.is_available() or dist.is_initialized():
+        yield device
+        return
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def _all_sum(values: list[int], world: int, device: torch.device) -> list[int]:
+    if world == 1:
+        return values
+    dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor(values, dtype=torch.int64, device=dev)
+    dist.all_reduce(t)
+    return [int(v) for v in t.tolist()]
+
+
+# --------------------------------------------------------------------------------------------------
+# predict
+# --------------------------------------------------------------------------------------------------
+def _check_options(dataset: Dataset, model: DarknetModel, size, batch_size, conf, nms_iou, max_det, neighborhood,
+                   workers, half, device, draw) -> list[int]:
+    strides = model.check_size(size)
+    checks = [
+        (isinstance(batch_size, int) and batch_size >= 1, f"--batch-size must be a positive integer, got {batch_size}"),
+        (0 <= conf <= 1, f"--conf must lie in [0, 1], got {conf}"),
+        (0 <= nms_iou <= 1, f"--nms-iou must lie in [0, 1], got {nms_iou}"),
+        (isinstance(max_det, int) and max_det >= 1, f"--max-det must be a positive integer, got {max_det}"),
+        (isinstance(neighborhood, int) and 0 <= neighborhood <= 100,
+         f"--neighborhood must be an integer in 0..100 cells, got {neighborhood}"),
+        (workers is None or (isinstance(workers, int) and workers >= 0),
+         f"--workers must be 0 or more, got {workers}"),
+        (isinstance(draw, int) and draw >= 0, f"--draw must be 0 or more, got {draw}"),
+        (device.type != "cuda" or torch.cuda.is_available(),
+         f"device {device} was asked for, but torch sees no CUDA device; use cpu"),
+        (not half or device.type == "cuda",
+         f"--half needs a CUDA device (float16 convolutions on the CPU are slow and inexact); got device {device}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise OptionError(msg)
+    if model.num_classes != dataset.num_classes:
+        raise OptionError(f"{model.cfg.name} predicts {model.num_classes} classes but dataset {dataset.name} has "
+                          f"{dataset.num_classes} categories; class indices would not line up")
+    if dataset.num_images and dataset.image_dir is None:
+        raise OptionError(f"dataset {dataset.name} has no image folder; give it with --images DIR (or use a COCO "
+                          f"root laid out as ROOT/annotations/instances_SPLIT.json beside ROOT/SPLIT/)")
+    return strides
+
+
+def _settings(dataset: Dataset, model: DarknetModel, size, conf, nms_iou, max_det, neighborhood, half, world,
+              pad_value) -> dict:
+    ids = np.ascontiguousarray(dataset.image_id)
+    return {
+        "cfg_sha256": model.cfg.text_sha256, "weights_sha256": model.weights_sha256, "size": size,
+        "conf": conf, "nms_iou": nms_iou, "max_det": max_det, "neighborhood": neighborhood, "half": bool(half),
+        "world_size": world, "chunk_images": CHUNK_IMAGES, "pad_value": pad_value,
+        "dataset": str(dataset.path) if dataset.path else dataset.name,
+        "image_ids_sha256": hashlib.sha256(ids.tobytes()).hexdigest(),
+        "annotations": dataset.num_annotations,
+    }
+
+
+def _level_info(model: DarknetModel, size: int, strides: list[int]) -> list[dict]:
+    grids = model.grid_sizes(size)
+    return [{"level": lv.level, "layer": lv.layer, "mask": list(lv.mask), "stride": s, "grid": g}
+            for lv, s, g in zip(model.levels, strides, grids)]
+
+
+def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_size: int = 16,
+            device: str | torch.device | None = None, conf: float = 0.001, nms_iou: float = 0.6,
+            max_det: int = 100, neighborhood: int = 1, workers: int | None = None, half: bool = False,
+            progress: bool = True, out_dir: str | os.PathLike | None = None, resume: bool = False,
+            draw: int = 0) -> PredictResult:
+    """Run ``model`` over ``dataset``'s images; return (and with ``out_dir``, write) detections and candidates.
+
+    Args:
+        dataset: a loaded dataset with an image folder (``dataset.image_dir``).
+        model: a :class:`~cocostat.models.DarknetModel` (see :func:`cocostat.models.load_model`); it
+            is not modified (inference runs on a batch-norm-fused copy).
+        size: S, letterbox side in pixels (a multiple of the model's largest stride).
+        batch_size: images per forward pass.
+        device: where inference runs; None follows the model's device.
+        conf: keep (box, class) pairs with objectness * class probability > conf.
+        nms_iou: class-aware NMS suppresses IoU > nms_iou. max_det: detections kept per image.
+        neighborhood: n; candidates cover the (2n+1) x (2n+1) cells around each annotation's centre.
+        workers: image-decoding worker processes (0: decode in this process; None: see
+            :func:`default_workers`).
+        half: float16 inference (CUDA only).
+        progress: a progress bar on stderr (rank 0 only).
+        out_dir: write the predictions folder there (see :mod:`cocostat.candidates`).
+        resume: continue an interrupted run in ``out_dir`` (same settings required), skipping its
+            finished chunks; a complete folder is read back instead of recomputed.
+        draw: save the first ``draw`` images (of rank 0) with their detections drawn, to ``out_dir/draw``.
+
+    Returns:
+        a :class:`PredictResult`.
+
+    Raises:
+        OptionError: a bad option, ``half`` without CUDA, a class-count mismatch, ``resume`` with
+            other settings, ``draw`` without ``out_dir``.
+        DatasetFormatError: a missing or undecodable image file.
+    """
+    t_start = time.perf_counter()
+    device = torch.device(device) if device is not None else model.device
+    strides = _check_options(dataset, model, size, batch_size, conf, nms_iou, max_det, neighborhood, workers,
+                             half, device, draw)
+    if (draw or resume) and out_dir is None:
+        raise OptionError("--draw and --resume need an output folder (out_dir)")
+    rank, world = _dist_info()
+    letterbox = Letterbox(size)
+    settings = _settings(dataset, model, size, conf, nms_iou, max_det, neighborhood, half, world,
+                         letterbox.pad_value)
+    manifest = {
+        "cfg": str(model.cfg.name), "weights": model.weights_path, "weights_sha256": model.weights_sha256,
+        "size": size, "letterbox": letterbox.to_dict(), "anchors": [list(a) for a in model.cfg.anchors],
+        "levels": _level_info(model, size, strides), "num_classes": model.num_classes,
+        "neighborhood": neighborhood,
+        "dataset": {"name": dataset.name, "annotations": str(dataset.path) if dataset.path else None,
+                    "image_dir": str(dataset.image_dir) if dataset.image_dir else None},
+        "images": dataset.num_images, "annotations": dataset.num_annotations,
+        "candidates_per_annotation": sum(len(lv.mask) for lv in model.levels) * (2 * neighborhood + 1) ** 2,
+        "detections": {"conf": conf, "nms_iou": nms_iou, "max_det": max_det,
+                       "score": "objectness * class probability", "nms": "greedy, per image and class"},
+        "settings": settings,
+    }
+    out = Path(out_dir) if out_dir is not None else None
+    suffix = "" if world == 1 else f"-rank{rank}"
+
+    # ---- resume a complete folder, or prepare the folder ------------------------------------------
+    if out is not None:
+        partial = out / _PARTIAL
+        if resume and (out / "manifest.json").is_file():
+            done = read_predictions(out)
+            _check_same(done.manifest.get("settings", {}), settings, out)
+            cand = done.candidates
+            dets = done.detections()
+            if world > 1:
+                mine = set(np.asarray(dataset.image_id)[rank::world].tolist())
+                cand = cand[cand["image_id"].isin(mine)].reset_index(drop=True)
+                dets = [dd for dd in dets if dd["image_id"] in mine]
+            drawn = _maybe_draw(dataset, dets, out, draw, rank)
+            return PredictResult(cand, dets, done.manifest, out, {"total": time.perf_counter() - t_start}, 0,
+                                 len(dataset.image_id[rank::world]), rank, world, drawn,
+                                 tuple(dataset.image_id[rank::world].tolist()))
+        if resume and (partial / "run.json").is_file():
+            _check_same(json.loads((partial / "run.json").read_text()), settings, out)
+        elif resume:
+            warnings.warn(f"{out}: nothing to resume (no unfinished run found); starting from the first image",
+                          CocostatWarning, stacklevel=2)
+            resume = False
+        if not resume and rank == 0:
+            (out / "manifest.json").unlink(missing_ok=True)
+            for f in [*out.glob("candidates*.parquet"), *out.glob("detections*.json")]:
+                f.unlink()
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            write_text(partial / "run.json", json.dumps(settings, indent=2) + "\n")
+        _barrier(world)
+
+    # ---- this rank's images, in chunks --------------------------------------------------------------
+    positions = np.arange(dataset.num_images)[rank::world]
+    paths = [str(dataset.image_dir / str(f)) if dataset.image_dir else "" for f in dataset.file_name]
+    missing = [i for i in positions if not os.path.isfile(paths[i])]
+    if missing:
+        i = missing[0]
+        raise DatasetFormatError(f"image {int(dataset.image_id[i])} of {dataset.name}: file {paths[i]} not found "
+                                 f"({len(missing)} of {len(positions)} image file(s) missing)")
+    chunks = [positions[k:k + CHUNK_IMAGES] for k in range(0, len(positions), CHUNK_IMAGES)]
+    chunk_files = [(out / _PARTIAL / f"rank{rank}-of{world}-chunk{c:06d}") if out is not None else None
+                   for c in range(len(chunks))]
+    done_chunks = {c for c, f in enumerate(chunk_files)
+                   if resume and f is not None and f.with_suffix(".json").is_file()}
+    todo = [c for c in range(len(chunks)) if c not in done_chunks]
+
+    runner = model.fuse().to(device)
+    runner = runner.half() if half else runner.float()
+    runner = runner.to(memory_format=torch.channels_last).eval()
+    slots = _Slots.build(model, size, device)
+    cat_ids = dataset.categories["category_id"].to_numpy(np.int64)
+    boxes_xyxy = dataset.boxes_xyxy()  # (G, 4) float64, file pixels
+    timings = dict.fromkeys(("loading", "inference", "candidates", "detections", "writing"), 0.0)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    size_mismatch = 0
+
+    workers = default_workers(device) if workers is None else workers
+    files = ImageFiles(paths, letterbox)
+    batches = [chunks[c][k:k + batch_size].tolist() for c in todo for k in range(0, len(chunks[c]), batch_size)]
+    loader = torch.utils.data.DataLoader(files, batch_sampler=batches, num_workers=workers if batches else 0,
+                                         collate_fn=_collate, pin_memory=device.type == "cuda")
+    chunk_of = {int(p): c for c in todo for p in chunks[c]}
+    results: dict[int, tuple[pd.DataFrame, list[dict]]] = {}
+    pending: dict[int, list] = {c: [] for c in todo}
+    left = {c: len(chunks[c]) for c in todo}
+    n_done = 0
+    with _progress_bar(progress and rank == 0, len(positions), sum(len(chunks[c]) for c in done_chunks)) as bar:
+        t0 = time.perf_counter()
+        for idx, imgs, wh, errors in loader:
+            t1 = time.perf_counter()
+            timings["loading"] += t1 - t0
+            if errors:
+                i, msg = errors[0]
+                raise DatasetFormatError(f"image {int(dataset.image_id[i])} of {dataset.name}: cannot decode "
+                                         f"{paths[i]}: {msg}")
+            idx_np = idx.numpy()
+            size_mismatch += int(((wh[:, 0].numpy() != dataset.width[idx_np])
+                                  | (wh[:, 1].numpy() != dataset.height[idx_np])).sum())
+            batch_out, t_parts = _run_batch(runner, imgs, idx_np, wh.numpy(), dataset, boxes_xyxy, letterbox,
+                                            slots, size, conf, nms_iou, max_det, neighborhood, half, device, sync,
+                                            cat_ids)
+            for k, v in t_parts.items():
+                timings[k] += v
+            c = chunk_of[int(idx_np[0])]
+            pending[c].append(batch_out)
+            left[c] -= len(idx_np)
+            if left[c] == 0:
+                tw = time.perf_counter()
+                results[c] = _finish_chunk(pending.pop(c), chunk_files[c])
+                timings["writing"] += time.perf_counter() - tw
+            n_done += len(idx_np)
+            bar(len(idx_np))
+            t0 = time.perf_counter()
+
+    tw = time.perf_counter()
+    for c in sorted(done_chunks):
+        results[c] = (pd.read_parquet(chunk_files[c].with_suffix(".parquet")),
+                      json.loads(chunk_files[c].with_suffix(".json").read_text()))
+    frames = [results[c][0] for c in range(len(chunks))]
+    candidates = pd.concat(frames, ignore_index=True) if frames else _empty_candidates()
+    candidates = candidates.astype(COLUMNS, copy=False)[list(COLUMNS)]
+    detections = [d for c in range(len(chunks)) for d in results[c][1]]
+    if size_mismatch:
+        warnings.warn(f"{size_mismatch} image file(s) differ in size from the width/height of {dataset.name}; "
+                      f"their annotations were scaled by file size / declared size", CocostatWarning, stacklevel=2)
+
+    totals = _all_sum([len(detections), len(candidates)], world, device)
+    manifest["detections"]["count"] = totals[0]
+    manifest["candidate_rows"] = totals[1]
+    manifest["world_size"] = world
+    manifest["device"] = str(device)
+    manifest["half"] = bool(half)
+    drawn: tuple[Path, ...] = ()
+    if out is not None:
+        write_candidates(candidates, out / f"candidates{suffix}.parquet")
+        write_text(out / f"detections{suffix}.json", json.dumps(detections) + "\n")
+        _barrier(world)
+        if rank == 0:
+            write_manifest(manifest, out)
+            shutil.rmtree(out / _PARTIAL, ignore_errors=True)
+        _barrier(world)
+        drawn = _maybe_draw(dataset, detections, out, draw, rank)
+    timings["writing"] += time.perf_counter() - tw
+    timings["total"] = time.perf_counter() - t_start
+    manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **manifest}
+    return PredictResult(candidates, detections, manifest, out, timings, n_done, len(positions) - n_done, rank,
+                         world, drawn, tuple(dataset.image_id[positions].tolist()))
+
+
+def default_workers(device: torch.device) -> int:
+    """Decoding processes when ``workers`` is None: min(8, cores) on CUDA; on the CPU, where torch needs
+    the cores, cores // 4 clipped to 1..4 (decoding and letterboxing a COCO image takes about a fifth
+    of a yolov3-tiny forward pass on one core)."""
+    cores = os.cpu_count() or 1
+    if device.type == "cuda":
+        return min(8, cores)
+    return max(1, min(4, cores // 4))
+
+
+def _check_same(old: dict, new: dict, out: Path) -> None:
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in diff[:4])
+        raise OptionError(f"{out}: cannot resume, the run there used other settings ({shown}); "
+                          f"run without --resume to start over")
+
+
+class _progress_bar:
+    """A rich progress bar on stderr, or a no-op."""
+
+    def __init__(self, enabled: bool, total: int, completed: int):
+        self.enabled, self.total, self.completed = enabled, total, completed
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+        self.progress.__enter__()
+        task = self.progress.add_task("predict", total=self.total, completed=self.completed)
+        return lambda n: self.progress.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.__exit__(*exc)
+        return False
+
+
+def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: Letterbox, slots: _Slots, size, conf,
+               nms_iou, max_det, neighborhood, half, device, sync, cat_ids):
+    """Inference, candidate extraction and detections for one batch; numpy/pandas results on the CPU."""
+    t = {}
+    t0 = time.perf_counter()
+    x = imgs.to(device, non_blocking=True).permute(0, 3, 1, 2)  # (B, 3, S, S) uint8, channels-last memory
+    x = x.half() if half else x.float()
+    x = x.mul_(1 / 255)
+    with torch.inference_mode():
+        flat = _flatten(runner.decode(runner(x), size))  # (B, R, 5 + C) float32
+        sync()
+        t1 = time.perf_counter()
+        t["inference"] = t1 - t0
+
+        # letterbox geometry from the file's size, scaled to the JSON's declared coordinates
+        geo = letterbox.params(wh[:, 0], wh[:, 1])
+        geo = LetterboxParams(geo.new_w / dataset.width[idx], geo.new_h / dataset.height[idx], geo.pad_x, geo.pad_y,
+                              geo.new_w, geo.new_h)
+        starts, ends = dataset.offsets[idx], dataset.offsets[idx + 1]
+        counts = ends - starts
+        ann = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())  # (G,) rows
+        bidx = np.repeat(np.arange(len(idx)), counts)  # (G,) image in batch
+        gt = geo.to_input(boxes_xyxy[ann], bidx).astype(np.float32)  # (G, 4)
+        cols = gather_candidates(flat, slots, torch.from_numpy(gt).to(device), torch.from_numpy(bidx).to(device),
+                                 torch.from_numpy(dataset.class_idx[ann]).to(device), neighborhood)
+        cols = {k: v.cpu().numpy() for k, v in cols.items()}
+        n = slots.level.shape[0] * (2 * neighborhood + 1) ** 2
+        base = {"ann_id": dataset.ann_id[ann], "image_id": dataset.image_id[idx][bidx],
+                "class_idx": dataset.class_idx[ann], "iscrowd": dataset.iscrowd[ann],
+                "gt_x1": gt[:, 0], "gt_y1": gt[:, 1], "gt_x2": gt[:, 2], "gt_y2": gt[:, 3]}
+        frame = pd.DataFrame({**{k: np.repeat(v, n) for k, v in base.items()}, **cols})
+        sync()
+        t2 = time.perf_counter()
+        t["candidates"] = t2 - t1
+
+        dets = _detect(flat, conf, nms_iou, max_det)
+    b, cls, box, score = (v.cpu().numpy() for v in dets)
+    box = geo.to_image(box.astype(np.float64), b)
+    w_img, h_img = dataset.width[idx][b], dataset.height[idx][b]
+    box = np.clip(box, 0, np.stack([w_img, h_img, w_img, h_img], 1))
+    keep = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
+    b, cls, box, score = b[keep], cls[keep], box[keep], score[keep]
+    xywh = np.round(np.concatenate([box[:, :2], box[:, 2:] - box[:, :2]], 1), 3)
+    det = [{"image_id": i, "category_id": c, "bbox": bb, "score": s}
+           for i, c, bb, s in zip(dataset.image_id[idx][b].tolist(), cat_ids[cls].tolist(), xywh.tolist(),
+                                  np.round(score.astype(np.float64), 5).tolist())]
+    t["detections"] = time.perf_counter() - t2
+    return (frame, det), t
+
+
+def _detect(flat: Tensor, conf: float, nms_iou: float, max_det: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Threshold, class-aware NMS and top-``max_det`` per image.
+
+    Args:
+        flat: (B, R, 5 + C) decoded outputs.
+
+    Returns:
+        image index in the batch (P,) int64, class index (P,) int64, boxes (P, 4) xyxy input pixels,
+        scores (P,) float32; ordered by (image, -score).
+    """
+    c = flat.shape[-1] - 5
+    b, r = torch.nonzero(flat[..., 4] > conf, as_tuple=True)  # score <= objectness: a cheap first cut
+    rows = flat[b, r]  # (Q, 5 + C)
+    scores = rows[:, 4:5] * rows[:, 5:]  # (Q, C)
+    q, cls = torch.nonzero(scores > conf, as_tuple=True)
+    score = scores[q, cls]
+    half = rows[q, 2:4] / 2
+    box = torch.cat([rows[q, :2] - half, rows[q, :2] + half], 1)  # (P, 4) xyxy
+    img = b[q]
+    keep = batched_nms(box, score, img * c + cls, nms_iou)
+    keep = keep[_top_per_image(img[keep], score[keep], max_det)]
+    return img[keep], cls[keep], box[keep], score[keep]
+
+
+def _finish_chunk(parts: list, file: Path | None) -> tuple[pd.DataFrame, list[dict]]:
+    frames = [p[0] for p in parts]
+    frame = pd.concat(frames, ignore_index=True) if frames else _empty_candidates()
+    frame = frame.astype(COLUMNS, copy=False)[list(COLUMNS)]
+    dets = [d for p in parts for d in p[1]]
+    if file is not None:  # parquet first; the .json marks the chunk as finished
+        with atomic_path(file.with_suffix(".parquet")) as tmp:
+            frame.to_parquet(tmp, index=False)
+        write_text(file.with_suffix(".json"), json.dumps(dets))
+    return frame, dets
+
+
+# --------------------------------------------------------------------------------------------------
+# Drawing
+# --------------------------------------------------------------------------------------------------
+_PALETTE = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
+            "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1",
+            "#000075", "#808080"]
+
+
+def _maybe_draw(dataset: Dataset, detections: list[dict], out: Path, k: int, rank: int) -> tuple[Path, ...]:
+    if not k or rank != 0:
+        return ()
+    ids = dataset.image_id[:: max(1, _dist_info()[1])][:k]
+    return tuple(draw_detections(dataset, detections, ids, out / "draw"))
+
+
+def draw_detections(dataset: Dataset, detections: list[dict], image_ids: Sequence[int], folder: str | os.PathLike,
+                    *, min_score: float = DRAW_SCORE) -> list[Path]:
+    """Save each image with its detections (score >= ``min_score``) and annotations drawn, as PNG.
+
+    Detections: coloured boxes labelled ``name score``; annotations: thin white boxes (dashed look:
+    white over black). Files: ``folder/<image_id>.png``, written atomically.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    folder = Path(folder)
+    names = dataset.categories["name"].tolist()
+    cat_pos = {int(c): i for i, c in enumerate(dataset.categories["category_id"].tolist())}
+    by_image: dict[int, list[dict]] = {}
+    for d in detections:
+        if d["score"] >= min_score:
+            by_image.setdefault(int(d["image_id"]), []).append(d)
+    pos_of = {int(v): i for i, v in enumerate(dataset.image_id.tolist())}
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    written = []
+    boxes = dataset.boxes_xyxy()
+    for image_id in image_ids:
+        i = pos_of[int(image_id)]
+        with Image.open(dataset.image_dir / str(dataset.file_name[i])) as im:
+            im = im.convert("RGB")
+        sx, sy = im.width / dataset.width[i], im.height / dataset.height[i]
+        draw = ImageDraw.Draw(im)
+        for x1, y1, x2, y2 in boxes[dataset.offsets[i]:dataset.offsets[i + 1]].tolist():
+            bb = [x1 * sx, y1 * sy, max(x1, x2) * sx, max(y1, y2) * sy]
+            draw.rectangle(bb, outline="black", width=3)
+            draw.rectangle(bb, outline="white", width=1)
+        for d in sorted(by_image.get(int(image_id), []), key=lambda d: d["score"]):
+            x, y, w, h = d["bbox"]
+            ci = cat_pos.get(int(d["category_id"]), 0)
+            colour = _PALETTE[ci % len(_PALETTE)]
+            draw.rectangle([x * sx, y * sy, (x + w) * sx, (y + h) * sy], outline=colour, width=3)
+            label = f"{names[ci]} {d['score']:.2f}"
+            tb = draw.textbbox((x * sx + 2, y * sy), label, font=font)
+            ty = y * sy - (tb[3] - tb[1]) - 4 if y * sy > (tb[3] - tb[1]) + 4 else y * sy
+            tb = draw.textbbox((x * sx + 2, ty), label, font=font)
+            draw.rectangle([tb[0] - 2, tb[1] - 2, tb[2] + 2, tb[3] + 2], fill=colour)
+            draw.text((x * sx + 2, ty), label, fill="black", font=font)
+        path = folder / f"{int(image_id)}.png"
+        with atomic_path(path) as tmp:
+            im.save(tmp, format="PNG")
+        written.append(path)
+    return written
