@@ -136,7 +136,60 @@ def info_cmd(dataset, fmt, output):
     emit(info(dataset), fmt, output)
 
 
-# [kmeans commands go here]
+@main.command("kmeans")
+@dataset_options
+@click.option("--size", default=416, show_default=True, type=int,
+              help="Network input side in pixels; box sizes are brought to it first.")
+@click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox", show_default=True,
+              help="letterbox: each image's long side becomes SIZE (ultralytics, mmdetection); "
+                   "stretch: width and height each become SIZE (Darknet).")
+@click.option("--multi-scale", nargs=2, type=int, default=None, metavar="MIN MAX",
+              help="Each image gets a size drawn from the multiples of 32 in [MIN, MAX] (with --seed).")
+@click.option("-k", "--anchors", "k", default=9, show_default=True, type=int, help="Number of anchors.")
+@click.option("--levels", default=None, type=int,
+              help="Output levels to split the anchors into (default: round(k / 3), at least 1).")
+@click.option("--restarts", default=5, show_default=True, type=int,
+              help="k-means runs from different k-means++ starts; the best is kept.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random draw.")
+@click.option("--evolve", default=1000, show_default=True, type=int,
+              help="Evolution generations after k-means (0: k-means only).")
+@click.option("--fitness", "fitness_name", type=click.Choice(["iou-bpr", "avg-iou", "ratio"]),
+              default="iou-bpr", show_default=True,
+              help="What the evolution maximises: iou-bpr = avg_iou + 0.05 x bpr_iou; avg-iou; "
+                   "ratio = ultralytics' mean(best_x * (best_x > 1/ratio_t)).")
+@click.option("--iou-t", default=0.225, show_default=True, type=float,
+              help="wh-IoU threshold of the best possible recall and anchors-above figures.")
+@click.option("--ratio-t", default=4.0, show_default=True, type=float,
+              help="Ratio threshold of ultralytics' ratio figures (a side ratio above it is a miss).")
+@click.option("--include-crowd", is_flag=True, help="Keep iscrowd boxes (left out by default).")
+@click.option("--compare", multiple=True, metavar="ANCHORS",
+              help="Also measure this anchor set: yolov3, yolov3-spp, yolov3-tiny, a Darknet cfg path, "
+                   "or a list '10,13, 16,30, ...'. Repeatable.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG of the box width/height density (log axes) with the anchors marked.")
+@device_option
+@output_options
+def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, evolve, fitness_name, iou_t,
+               ratio_t, include_crowd, compare, plot, device, fmt, output):
+    """Design YOLO anchors for a dataset (IoU k-means + evolution) and measure how anchor sets fit it.
+
+    Box sizes are first brought to the network input (--resize, --size or --multi-scale). The
+    anchors are printed sorted by area and split into output levels, as Darknet cfg lines, as a
+    yolov5 YAML block and (--format json) as JSON. Figures, for the new anchors and every
+    --compare set: avg_iou (mean best wh-IoU), bpr_iou (share of boxes with best wh-IoU > --iou-t),
+    anchors_above_iou (anchors per box above it), bpr_ratio and anchors_above_ratio (ultralytics'
+    side-ratio test at --ratio-t), and per anchor the boxes it is best for.
+    """
+    from cocostat.anchors import kmeans
+
+    report = kmeans(dataset, size=size, k=k, resize=resize, multi_scale=tuple(multi_scale) if multi_scale else None,
+                    include_crowd=include_crowd, restarts=restarts, seed=seed, evolve=evolve,
+                    fitness_name=fitness_name, iou_t=iou_t, ratio_t=ratio_t, compare=compare, levels=levels,
+                    device=device, plot=plot)
+    if report.plot:
+        click.echo(f"wrote {report.plot}", err=True)
+    emit(report, fmt, output)
+
 
 @main.command("overlap")
 @dataset_options
@@ -199,6 +252,7 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
             click.echo(f"wrote {path}", err=True)
     emit(report, fmt, output)
 
+
 @main.command("predict")
 @dataset_options
 @click.option("--cfg", "cfg", required=True, type=click.Path(dir_okay=False), help="Darknet .cfg file.")
@@ -217,7 +271,8 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
 @click.option("--neighborhood", default=1, show_default=True,
               help="Candidate cells within this many cells of each annotation's centre cell (1: a 3x3 block).")
 @click.option("--workers", default=None, type=int,
-              help="Image-decoding worker processes (default: 1 on CPU, min(8, cores) on CUDA; 0: none).")
+              help="Image-decoding worker processes (default: min(8, cores) on CUDA, cores // 4 from 1 to 4 "
+                   "on CPU; 0: decode in the main process).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT, skipping finished images.")
 @click.option("--draw", default=0, show_default=True, metavar="K",
               help="Save the first K images with detections drawn to OUT/draw/.")
@@ -234,13 +289,14 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
     from cocostat.models import load_model
     from cocostat.predict import distributed, predict
 
-    with distributed(device) as device:
-        model = load_model(cfg, weights, device=device)
+    with distributed(device) as rank_device:  # cuda:LOCAL_RANK under torchrun
+        model = load_model(cfg, weights, device=rank_device)
         result = predict(dataset, model, size=size, batch_size=batch_size, conf=conf, nms_iou=nms_iou,
                          max_det=max_det, neighborhood=neighborhood, workers=workers, half=half,
                          progress=not no_progress, out_dir=out_dir, resume=resume, draw=draw)
     if result.rank == 0:
         emit(result, fmt)
+
 
 def _audit_options(func):
     """Options shared by anchor-audit and mismatch: where predictions come from, anchors, assigner, IoU."""
@@ -344,7 +400,49 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
     emit(report, fmt, output)
 
 
-# [eval commands go here]
+@main.command("eval")
+@dataset_options
+@click.option("-d", "--detections", required=True, type=click.Path(dir_okay=False),
+              help="COCO results JSON: a list of {image_id, category_id, bbox: [x, y, w, h], score}.")
+@click.option("--class-agnostic", is_flag=True,
+              help="Localisation-only AP: every category merged into one on both sides.")
+@click.option("--per-class", is_flag=True, help="One row per class in the P/R table.")
+@click.option("--conf", type=float, default=None,
+              help="Also give the P/R table at this confidence (besides the one maximising mean F1).")
+@click.option("--backend", type=click.Choice(["pycocotools", "faster"]), default="pycocotools",
+              show_default=True, help="faster: faster-coco-eval, if installed (same numbers).")
+@output_options
+def eval_cmd(dataset, detections, class_agnostic, per_class, conf, backend, fmt, output):
+    """COCO bbox evaluation: pycocotools' 12-line summary and the YOLOv3 P, R, mAP@0.5, F1 table."""
+    from cocostat.evaluate import evaluate
+
+    emit(evaluate(dataset, detections, class_agnostic=class_agnostic, conf=conf, per_class=per_class,
+                  backend=backend), fmt, output)
+
+
+@main.command("errors")
+@dataset_options
+@click.option("-d", "--detections", type=click.Path(dir_okay=False), default=None,
+              help="COCO results JSON [default: the detections of --predictions].")
+@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
+              help="Predictions folder of `cocostat predict`: its candidate table gives suppressed objects.")
+@click.option("--iou", type=float, default=0.5, show_default=True,
+              help="Foreground IoU: matching, Cls/Loc/Dupe errors, good candidates.")
+@click.option("--bg-iou", type=float, default=0.1, show_default=True, help="Background IoU of TIDE.")
+@click.option("--merge-iou", type=float, default=0.3, show_default=True,
+              help="A merged detection overlaps each of two objects with IoU above this.")
+@click.option("--conf", type=float, default=0.25, show_default=True,
+              help="Operating confidence: objects are found when their matched detection scores this much.")
+@click.option("--top", type=int, default=10, show_default=True, help="Hard examples to list.")
+@click.option("--draw", type=click.Path(file_okay=False), default=None,
+              help="Draw ground truth and detections on the hard examples into DIR (PNG).")
+@output_options
+def errors_cmd(dataset, detections, predictions_dir, iou, bg_iou, merge_iou, conf, top, draw, fmt, output):
+    """TIDE-style errors (what each error type costs in AP), merged and suppressed objects, hard images."""
+    from cocostat.diagnose import diagnose
+
+    emit(diagnose(dataset, detections, predictions=predictions_dir, iou=iou, bg_iou=bg_iou,
+                  merge_iou=merge_iou, conf=conf, top=top, draw=draw), fmt, output)
 
 
 if __name__ == "__main__":  # pragma: no cover

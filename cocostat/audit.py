@@ -1,0 +1,730 @@
+"""``cocostat anchor-audit``: do the anchors a label assigner picks predict each object best?
+
+A YOLO label assigner (:mod:`cocostat.assign`) decides from box sizes alone which anchors must
+predict each object. On a trained model's raw predictions (a candidate table, see
+:mod:`cocostat.candidates`) this audit measures whether those anchors are the ones that predict it
+best. Crowd annotations are left out (counted in a warning).
+
+Terms (every IoU is the chosen ``--iou`` variant between a decoded prediction and the object,
+both in network-input pixels; ties go to the first candidate in the table's (anchor, dy, dx) order):
+
+- *matched predictions* of an object: the assigner's positives, i.e. each matched anchor's
+  prediction at the object's centre cell, and for ``yolov5`` also at its horizontal and vertical
+  neighbour cells (where those lie inside the grid and are in the table).
+- *unmatched predictions*: the prediction of every anchor (all levels) that is not matched, at the
+  centre cell.
+- *neighbourhood*: every stored cell of every anchor ((2n+1)^2 cells per anchor, n the radius the
+  predictions were extracted with), cells outside the grid left out.
+
+Figures (``key``: definition):
+
+- ``objects``: non-crowd objects audited. ``images``: images holding at least one of them.
+- ``feature_maps``: ``images x levels``.
+- ``unmatched_objects``: objects the assigner matches to no anchor at all.
+- ``feature_maps_unmatched_better``: (image, level) pairs in which at least one object has an
+  unmatched prediction of that level with a higher IoU than one of its matched predictions of that
+  level (``max unmatched(level) > min matched(level)``).
+- ``objects_compared``: objects with at least one matched and one unmatched prediction.
+- ``objects_unmatched_beats_worst_matched``: objects with ``max(unmatched) > min(matched)``.
+- ``objects_unmatched_beats_best_matched``: objects with ``max(unmatched) > max(matched)``.
+- ``objects_best_from_neighbour``: objects whose highest-IoU prediction in the whole neighbourhood
+  lies in a neighbouring cell: ``max(neighbour cells) > max(centre cell)`` (null when the table
+  holds only centre cells).
+- per anchor (``level``, ``anchor`` [w, h] in input pixels):
+  ``matched``: objects matched to it; ``match_wh_iou``: mean wh-IoU of anchor and object over
+  those objects; ``pred_iou_matched``: mean IoU of its matched predictions (one per object; for yolov5
+  usually three, up to five); ``pred_iou_all``: mean IoU of its centre-cell prediction over all objects,
+  matched or not; ``best_when_unmatched``: objects counted in
+  ``objects_unmatched_beats_best_matched`` whose best unmatched prediction is this anchor's (the
+  column sums to that count); ``worst_matched``: among objects with at least two matched
+  predictions, those whose lowest-IoU matched prediction is this anchor's.
+
+Without predictions only ``objects``, ``images``, ``feature_maps``, ``unmatched_objects`` and
+per anchor ``matched`` and ``match_wh_iou`` are computed; object boxes are then letterboxed to
+``--size`` as ``cocostat predict`` does (scale ``size / max(w, h)`` of the image, resized side
+rounded to whole pixels, centred with integer padding) and the other figures are null.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from cocostat.assign import (
+    AnchorGrid,
+    Assigner,
+    Assignment,
+    assign,
+    grid_from_anchor_set,
+    grid_from_manifest,
+    positive_mask,
+)
+from cocostat.atomic import atomic_path
+from cocostat.boxes import IOU_KINDS, matched_iou
+from cocostat.candidates import (
+    CandidateArrays,
+    Predictions,
+    candidate_order,
+    read_predictions,
+    to_arrays,
+)
+from cocostat.data import Dataset
+from cocostat.errors import CocostatWarning, OptionError
+
+DEFAULT_ANCHORS = "yolov3-spp"
+DEFAULT_SIZE = 416
+
+#: figures that need predictions (null without them).
+NEEDS_PREDICTIONS = ("feature_maps_unmatched_better", "objects_compared", "objects_unmatched_beats_worst_matched",
+                     "objects_unmatched_beats_best_matched", "objects_best_from_neighbour",
+                     "per_anchor.pred_iou_matched", "per_anchor.pred_iou_all",
+                     "per_anchor.best_when_unmatched", "per_anchor.worst_matched")
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs: objects, anchors and (optionally) candidate predictions
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class AuditInputs:
+    """What the audits work on (G non-crowd objects).
+
+    Attributes:
+        grid: anchors, levels, strides, input size.
+        boxes: (G, 4) float64, xyxy, network-input pixels.
+        ann_id, image_id, class_idx: (G,) int64.
+        file_name: image_id -> file name (from the dataset; may be empty).
+        candidates: the dense candidate arrays (G objects, crowd left out), or None (boxes only).
+        neighborhood: radius n of the stored neighbourhood, or None without candidates.
+        source: where predictions came from (``predictions DIR``, ``model CFG``) or ``boxes only``.
+    """
+
+    grid: AnchorGrid
+    boxes: np.ndarray
+    ann_id: np.ndarray
+    image_id: np.ndarray
+    class_idx: np.ndarray
+    file_name: dict
+    candidates: CandidateArrays | None
+    neighborhood: int | None
+    source: str
+
+    @property
+    def has_predictions(self) -> bool:
+        return self.candidates is not None
+
+
+def letterbox_boxes(dataset: Dataset, size: int) -> np.ndarray:
+    """Annotation boxes in network-input pixels, letterboxed as ``cocostat predict`` does.
+
+    Each image is scaled by ``s = size / max(w, h)`` to ``round(w s) x round(h s)`` pixels and
+    centred with padding ``((size - new_w) // 2, (size - new_h) // 2)``
+    (:class:`cocostat.models.Letterbox`), so boxes-only matching equals the matching on a
+    predictions table.
+
+    Returns:
+        (G, 4) float64, xyxy, input pixels.
+    """
+    from cocostat.models import Letterbox
+
+    params = Letterbox(int(size)).params(dataset.width, dataset.height)
+    return params.to_input(dataset.boxes_xyxy(), dataset.ann_image)
+
+
+def _parse_anchors(spec):
+    from cocostat.anchors import (
+        parse_anchor_spec,  # written in parallel; imported when needed
+    )
+
+    return parse_anchor_spec(spec)
+
+
+def _resolve_predictions(predictions) -> tuple[pd.DataFrame, dict, str]:
+    if isinstance(predictions, (str, Path)):
+        predictions = read_predictions(predictions)
+    if isinstance(predictions, Predictions):
+        return predictions.candidates, predictions.manifest, f"predictions {predictions.folder}"
+    frame = getattr(predictions, "candidates", None)
+    manifest = getattr(predictions, "manifest", None)
+    if not isinstance(frame, pd.DataFrame) or not isinstance(manifest, dict):
+        raise OptionError(f"predictions must be a folder, a Predictions or an object with .candidates (DataFrame) "
+                          f"and .manifest (dict), got {type(predictions).__name__}")
+    return candidate_order(frame), manifest, f"model {manifest.get('cfg', '?')}"
+
+
+def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None) -> AuditInputs:
+    """Gather the objects, anchors and candidate predictions an audit needs.
+
+    Args:
+        dataset: the COCO dataset (crowd annotations are left out). With ``predictions`` it names
+            the images and is checked against the candidate table; it may then be None.
+        predictions: a predictions folder path, a :class:`~cocostat.candidates.Predictions`, or an
+            object with ``.candidates`` (DataFrame) and ``.manifest`` (dict); None for boxes only.
+        anchors: an anchor spec (preset, cfg path or ``"w,h, w,h, ..."``) or an ``AnchorSet``.
+            With predictions it replaces the sizes the assigner matches by and must have the
+            manifest's layout (same number of anchors per level); without, it defaults to yolov3-spp.
+        size: network input size; with predictions it must equal the manifest's (default: the
+            manifest's, else 416).
+
+    Raises:
+        OptionError: inconsistent options, or predictions made on another dataset.
+    """
+    if predictions is None:
+        if dataset is None:
+            raise OptionError("an audit needs a dataset or predictions")
+        size = DEFAULT_SIZE if size is None else int(size)
+        aset = _parse_anchors(DEFAULT_ANCHORS if anchors is None else anchors) if not hasattr(anchors, "wh") else anchors
+        grid = grid_from_anchor_set(aset, size)
+        crowd = int(dataset.iscrowd.sum())
+        if crowd:
+            warnings.warn(f"{dataset.name}: {crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=2)
+        ds = dataset.without_crowd()
+        return AuditInputs(grid, letterbox_boxes(ds, size), ds.ann_id.copy(), ds.ann_image_id,
+                           ds.class_idx.copy(), dict(zip(ds.image_id.tolist(), ds.file_name.tolist())),
+                           None, None, "boxes only")
+
+    frame, manifest, source = _resolve_predictions(predictions)
+    grid = grid_from_manifest(manifest, name=f"{manifest.get('cfg') or 'predictions'} anchors")
+    if size is not None and int(size) != grid.size:
+        raise OptionError(f"--size {size} differs from the predictions' input size {grid.size}; "
+                          f"leave --size out or predict again at that size")
+    if anchors is not None:
+        aset = _parse_anchors(anchors) if not hasattr(anchors, "wh") else anchors
+        given = grid_from_anchor_set(aset, grid.size, strides=grid.strides.tolist()
+                                     if len(aset.levels) == grid.num_levels else None)
+        if given.num_levels != grid.num_levels or (np.bincount(given.level, minlength=grid.num_levels)
+                                                   != np.bincount(grid.level, minlength=grid.num_levels)).any():
+            raise OptionError(f"--anchors {aset.name} has {given.num_levels} level(s) with "
+                              f"{np.bincount(given.level).tolist()} anchors, the predictions' model has "
+                              f"{np.bincount(grid.level).tolist()}; give anchors with the model's layout")
+        # the k-th anchor of each level takes the place of the model's k-th anchor of that level
+        wh = grid.wh.copy()
+        for lv in range(grid.num_levels):
+            wh[np.flatnonzero(grid.level == lv)] = given.wh[np.flatnonzero(given.level == lv)]
+        grid = AnchorGrid(str(aset.name), wh, grid.level, grid.strides, grid.size)
+
+    file_name: dict = {}
+    if dataset is not None:
+        ids = frame["ann_id"].unique()
+        known = pd.Index(dataset.ann_id).get_indexer(ids)  # (G,), -1 where unknown
+        if ids.size and (known < 0).all():
+            made_on = manifest.get("dataset")
+            if isinstance(made_on, dict):
+                made_on = made_on.get("annotations") or made_on.get("name")
+            raise OptionError(f"{source} was made on dataset {made_on!r}: none of its annotation ids is in "
+                              f"{dataset.name}; give the dataset the predictions were made on as DATASET")
+        if (known < 0).any():
+            raise OptionError(f"{source}: {int((known < 0).sum())} annotation id(s) (e.g. "
+                              f"{int(ids[known < 0][0])}) are not in {dataset.name}")
+        missing = int(dataset.num_annotations - ids.size)
+        if missing > 0:
+            warnings.warn(f"{missing} annotation(s) of {dataset.name} have no candidate predictions and are left out",
+                          CocostatWarning, stacklevel=2)
+        file_name = dict(zip(dataset.image_id.tolist(), dataset.file_name.tolist()))
+    crowd_rows = frame["iscrowd"].to_numpy(dtype=bool)
+    if crowd_rows.any():
+        n_crowd = int(frame.loc[crowd_rows, "ann_id"].nunique())
+        warnings.warn(f"{source}: {n_crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=2)
+        frame = frame.loc[~crowd_rows]
+    arrays = to_arrays(frame) if len(frame) else _empty_arrays(grid, int(manifest.get("neighborhood") or 0))
+    _check_layout(arrays, grid, source)
+    radius = int(max(np.abs(arrays.dx).max(initial=0), np.abs(arrays.dy).max(initial=0)))
+    return AuditInputs(grid, arrays.gt.astype(np.float64), arrays.ann_id, arrays.image_id,
+                       arrays.class_idx, file_name, arrays, radius, source)
+
+
+def run_model(dataset: Dataset, cfg, weights, *, size: int | None = None, neighborhood: int = 1,
+              batch_size: int = 16, device=None, progress: bool = True):
+    """Run a Darknet model over the dataset's images (through :func:`cocostat.predict.predict`).
+
+    Returns the :class:`~cocostat.predict.PredictResult` (``.candidates``, ``.manifest``), which
+    :func:`anchor_audit` and :func:`cocostat.mismatch.mismatch` take as ``predictions``. Nothing is
+    written; use ``cocostat predict -o DIR`` once to keep the candidates for several audits.
+    """
+    from cocostat.models import load_model
+    from cocostat.predict import predict
+
+    model = load_model(cfg, weights, device=device if device is not None else "cpu")
+    return predict(dataset, model, size=DEFAULT_SIZE if size is None else int(size), batch_size=batch_size,
+                   device=device, neighborhood=neighborhood, progress=progress)
+
+
+def _empty_arrays(grid: AnchorGrid, radius: int) -> CandidateArrays:
+    """Candidate arrays for zero objects with the layout (anchor, dy, dx) a table would have.
+
+    (``to_arrays`` cannot learn the layout from an empty table.)
+    """
+    offs = np.arange(-radius, radius + 1)
+    dy, dx = (v.ravel() for v in np.meshgrid(offs, offs, indexing="ij"))
+    A, C = grid.num_anchors, offs.size**2
+    anchor = np.repeat(np.arange(A), C)
+    N = anchor.size
+
+    def z(*shape, dtype=np.float32):
+        return np.zeros(shape, dtype=dtype)
+
+    return CandidateArrays(
+        ann_id=z(0, dtype=np.int64), image_id=z(0, dtype=np.int64), class_idx=z(0, dtype=np.int64),
+        iscrowd=z(0, dtype=bool), gt=z(0, 4), level=grid.level[anchor], anchor=anchor, dx=np.tile(dx, A),
+        dy=np.tile(dy, A), anchor_wh=grid.wh[anchor].astype(np.float32),
+        stride=grid.strides[grid.level[anchor]].astype(np.float32), gx=z(0, N, dtype=np.int64),
+        gy=z(0, N, dtype=np.int64), valid=z(0, N, dtype=bool), pred=z(0, N, 4), obj=z(0, N), cls_prob=z(0, N),
+        max_cls_prob=z(0, N))
+
+
+def _check_layout(arrays: CandidateArrays, grid: AnchorGrid, where: str) -> None:
+    """Every anchor of the grid must have exactly one centre-cell column in the table."""
+    if arrays.ann_id.size == 0:
+        return
+    centre = (arrays.dx == 0) & (arrays.dy == 0)
+    counts = np.bincount(arrays.anchor[centre], minlength=grid.num_anchors)
+    if counts.shape[0] != grid.num_anchors or (counts != 1).any():
+        raise OptionError(f"{where}: expected one centre-cell candidate per anchor for {grid.num_anchors} anchors, "
+                          f"got counts {counts.tolist()}")
+    if (grid.level[arrays.anchor] != arrays.level).any():
+        raise OptionError(f"{where}: the candidate table's anchor levels disagree with the manifest's masks")
+
+
+# --------------------------------------------------------------------------------------------------
+# Candidate tensors shared with cocostat.mismatch
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class CandidateTensors:
+    """Candidate arrays on a device, scored with the chosen IoU, with the assigner's positives.
+
+    IoU is computed in float32, the precision of the stored predictions. Attributes (G objects,
+    N candidates per object, A anchors, S columns that can hold a positive):
+
+        gt: (G, 4) float32, xyxy, input px. pred: (G, N, 4) float32, xyxy, input px.
+        q: (G, N) float32, IoU of each candidate with its object; -inf where not ``valid``.
+        valid: (G, N) bool, the cell is inside the grid and the prediction is finite.
+        obj, cls_prob: (G, N) float32. anchor, level, dx, dy: (N,) int64. stride: (N,) float32.
+        cidx: (A,) int64, the centre-cell column of each anchor.
+        pcols: (S,) int64, the columns that can be positives (the centre cells; for yolov5 also the
+            4 edge-neighbour cells). pos: (G, S) bool, ``pos[g, s]``: column ``pcols[s]`` is one of
+            object g's matched predictions (and valid).
+        unm: (G, A) bool, anchor a is not matched to object g (and its centre cell is valid).
+        assignment: the :class:`~cocostat.assign.Assignment`.
+    """
+
+    gt: Tensor
+    pred: Tensor
+    q: Tensor
+    valid: Tensor
+    obj: Tensor
+    cls_prob: Tensor
+    anchor: Tensor
+    level: Tensor
+    dx: Tensor
+    dy: Tensor
+    stride: Tensor
+    cidx: Tensor
+    pcols: Tensor
+    pos: Tensor
+    unm: Tensor
+    assignment: Assignment
+
+
+def candidate_tensors(arrays: CandidateArrays, grid: AnchorGrid, *, iou: str = "iou", assigner="yolov3",
+                      iou_t: float = 0.225, ratio_t: float = 4.0, device=None) -> CandidateTensors:
+    """Move candidate arrays to ``device`` (default CPU), score them and run the assigner."""
+    if iou not in IOU_KINDS:
+        raise OptionError(f"--iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+
+    def t(a, dtype=torch.float32):
+        a = np.ascontiguousarray(a)
+        if not a.flags.writeable:  # views of pandas columns are read-only; torch wants its own copy
+            a = a.copy()
+        return torch.from_numpy(a).to(device=dev, dtype=dtype)
+
+    gt = t(arrays.gt)  # (G, 4)
+    pred = t(arrays.pred)  # (G, N, 4)
+    q = matched_iou(pred, gt[:, None, :], iou)  # (G, N)
+    valid = t(arrays.valid, torch.bool) & torch.isfinite(q)  # (G, N)
+    q = q.masked_fill_(~valid, -math.inf)
+    anchor, level = t(arrays.anchor, torch.int64), t(arrays.level, torch.int64)
+    dx, dy = t(arrays.dx, torch.int64), t(arrays.dy, torch.int64)
+    A = grid.num_anchors
+    centre = (dx == 0) & (dy == 0)  # (N,)
+    cidx = torch.zeros(A, dtype=torch.int64, device=dev)
+    cidx[anchor[centre]] = torch.nonzero(centre).reshape(-1)  # (A,)
+    asg = assign(gt.double(), grid, assigner, iou_t=iou_t, ratio_t=ratio_t)
+    near = (dx.abs() + dy.abs()) <= (1 if asg.assigner is Assigner.YOLOV5 else 0)  # (N,)
+    pcols = torch.nonzero(near).reshape(-1)  # (S,)
+    pos = positive_mask(asg, grid, anchor[pcols], dx[pcols], dy[pcols]) & valid[:, pcols]  # (G, S)
+    unm = ~asg.matched & valid[:, cidx]  # (G, A)
+    return CandidateTensors(gt, pred, q, valid, t(arrays.obj), t(arrays.cls_prob), anchor, level, dx, dy,
+                            t(arrays.stride), cidx, pcols, pos, unm, asg)
+
+
+def _masked_max(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Row-wise max and argmax of ``x`` (G, M) over ``mask``; -inf and 0 where a row is empty."""
+    return x.masked_fill(~mask, -math.inf).max(dim=1)
+
+
+def _masked_min(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Row-wise min and argmin of ``x`` (G, M) over ``mask``; +inf and 0 where a row is empty."""
+    return x.masked_fill(~mask, math.inf).min(dim=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# The audit
+# --------------------------------------------------------------------------------------------------
+def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, num_anchors: int) -> dict:
+    """Every prediction-based audit figure, vectorised over objects (see the module docstring).
+
+    Args:
+        ct: from :func:`candidate_tensors`.
+        image_index: (G,) int64, a dense image index per object (on ct's device).
+        num_levels, num_anchors: L and A of the grid.
+
+    Returns:
+        A dict of CPU numpy arrays and ints: per object (G,) ``m_min``, ``m_max``, ``u_max``
+        (+-inf where empty), ``n_pos``, ``u_anchor``, ``w_anchor`` (-1 where none), ``best_iou``,
+        ``best_anchor``, ``best_dx``, ``best_dy``, ``from_neighbour``, ``beats_worst``,
+        ``beats_best`` (bool); per anchor (A,) ``pred_iou_matched``, ``pred_iou_all`` (NaN where
+        empty), ``best_when_unmatched``, ``worst_matched``; and ``feature_maps_unmatched_better``
+        (int, plus ``fm_pairs`` (F, 2): image index and level of each such feature map).
+    """
+    q, pos, unm, anchor = ct.q, ct.pos, ct.unm, ct.anchor
+    A = num_anchors
+    qp = q[:, ct.pcols]  # (G, S), matched-candidate columns
+    qc = q[:, ct.cidx]  # (G, A), centre cells
+    p_anchor = anchor[ct.pcols]  # (S,)
+    m_min, m_arg = _masked_min(qp, pos)  # (G,)
+    m_max, _ = _masked_max(qp, pos)  # (G,)
+    u_max, u_arg = _masked_max(qc, unm)  # (G,); u_arg is the anchor index (columns of qc are anchors)
+    n_pos = pos.sum(1)  # (G,)
+    beats_worst = u_max > m_min  # (G,); false when either side is empty (-inf > x, x > +inf)
+    beats_best = (n_pos > 0) & (u_max > m_max)  # (G,); m_max is -inf without matched predictions
+    u_anchor = torch.where(unm.any(1), u_arg, -1)  # (G,)
+    w_anchor = torch.where(n_pos > 0, p_anchor[m_arg], -1)  # (G,)
+    best_iou, best_arg = q.max(dim=1)  # (G,), over every valid candidate (q is -inf elsewhere)
+    best_c = qc.max(dim=1).values  # (G,), centre cells only
+    from_neighbour = best_iou > best_c  # (G,): max(neighbour cells) > max(centre cells)
+
+    # per anchor: scatter the per-column sums into anchors
+    qpz = torch.where(pos, qp, torch.zeros_like(qp))  # (G, S)
+    zeros = torch.zeros(A, dtype=torch.float64, device=q.device)
+    sum_m = zeros.index_add(0, p_anchor, qpz.sum(0, dtype=torch.float64))
+    cnt_m = zeros.index_add(0, p_anchor, pos.sum(0).double())
+    vc = ct.valid[:, ct.cidx]  # (G, A)
+    sum_a = torch.where(vc, qc, torch.zeros_like(qc)).sum(0, dtype=torch.float64)  # (A,)
+    cnt_a = vc.sum(0).double()  # (A,)
+    best_when_unmatched = torch.bincount(u_anchor[beats_best], minlength=A)[:A]
+    worst_matched = torch.bincount(w_anchor[n_pos >= 2], minlength=A)[:A]
+
+    # feature maps: (image, level) with max unmatched(level) > min matched(level) for some object
+    keys = []
+    c_level = ct.level[ct.cidx]  # (A,)
+    p_level = ct.level[ct.pcols]  # (S,)
+    for lv in range(num_levels):  # a handful of levels, each vectorised over objects
+        bad = (_masked_max(qc, unm & (c_level == lv)[None, :])[0]
+               > _masked_min(qp, pos & (p_level == lv)[None, :])[0])  # (G,)
+        keys.append(image_index[bad] * num_levels + lv)
+    fm = torch.unique(torch.cat(keys)) if keys else torch.zeros(0, dtype=torch.int64)
+
+    def cpu(x):
+        return x.cpu().numpy()
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "m_min": cpu(m_min), "m_max": cpu(m_max), "u_max": cpu(u_max), "n_pos": cpu(n_pos),
+            "u_anchor": cpu(u_anchor), "w_anchor": cpu(w_anchor),
+            "best_iou": cpu(best_iou), "best_anchor": cpu(anchor[best_arg]),
+            "best_dx": cpu(ct.dx[best_arg]), "best_dy": cpu(ct.dy[best_arg]),
+            "from_neighbour": cpu(from_neighbour), "beats_worst": cpu(beats_worst), "beats_best": cpu(beats_best),
+            "pred_iou_matched": cpu(sum_m / cnt_m), "pred_iou_all": cpu(sum_a / cnt_a),
+            "best_when_unmatched": cpu(best_when_unmatched), "worst_matched": cpu(worst_matched),
+            "fm_pairs": np.stack([cpu(fm // max(num_levels, 1)), cpu(fm % max(num_levels, 1))], axis=1),
+        }
+    out["feature_maps_unmatched_better"] = int(out["fm_pairs"].shape[0])
+    return out
+
+
+def _none_if_nan(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+@dataclass(frozen=True)
+class AnchorAudit:
+    """The anchor-audit report; see the module docstring for every definition.
+
+    Prediction-based figures are None without predictions. ``per_anchor`` has one row per anchor
+    (columns ``anchor`` index, ``level``, ``stride``, ``w``, ``h``, ``matched``, ``match_wh_iou``,
+    ``pred_iou_matched``, ``pred_iou_all``, ``best_when_unmatched``, ``worst_matched``);
+    ``per_object`` one row per object; ``examples`` the worst images.
+    """
+
+    source: str
+    anchors: str
+    assigner: str
+    iou: str
+    iou_t: float
+    ratio_t: float
+    size: int
+    neighborhood: int | None
+    objects: int
+    images: int
+    feature_maps: int
+    unmatched_objects: int
+    feature_maps_unmatched_better: int | None
+    objects_compared: int | None
+    objects_unmatched_beats_worst_matched: int | None
+    objects_unmatched_beats_best_matched: int | None
+    objects_best_from_neighbour: int | None
+    per_anchor: pd.DataFrame = field(repr=False)
+    per_object: pd.DataFrame = field(repr=False)
+    examples: pd.DataFrame = field(repr=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def has_predictions(self) -> bool:
+        return self.objects_compared is not None
+
+    def to_dict(self) -> dict:
+        pa = [
+            {"anchor_index": int(r.anchor), "level": int(r.level), "stride": int(r.stride),
+             "anchor": [float(r.w), float(r.h)], "matched": int(r.matched),
+             "match_wh_iou": _none_if_nan(float(r.match_wh_iou)),
+             "pred_iou_matched": _none_if_nan(None if r.pred_iou_matched is None else float(r.pred_iou_matched)),
+             "pred_iou_all": _none_if_nan(None if r.pred_iou_all is None else float(r.pred_iou_all)),
+             "best_when_unmatched": None if pd.isna(r.best_when_unmatched) else int(r.best_when_unmatched),
+             "worst_matched": None if pd.isna(r.worst_matched) else int(r.worst_matched)}
+            for r in self.per_anchor.itertuples(index=False)
+        ]
+        return {
+            "source": self.source, "anchors": self.anchors, "assigner": self.assigner, "iou": self.iou,
+            "iou_t": self.iou_t, "ratio_t": self.ratio_t, "size": self.size, "neighborhood": self.neighborhood,
+            "predictions": self.has_predictions,
+            "objects": self.objects, "images": self.images, "feature_maps": self.feature_maps,
+            "unmatched_objects": self.unmatched_objects,
+            "feature_maps_unmatched_better": self.feature_maps_unmatched_better,
+            "objects_compared": self.objects_compared,
+            "objects_unmatched_beats_worst_matched": self.objects_unmatched_beats_worst_matched,
+            "objects_unmatched_beats_best_matched": self.objects_unmatched_beats_best_matched,
+            "objects_best_from_neighbour": self.objects_best_from_neighbour,
+            "per_anchor": pa,
+            "needs_predictions": [] if self.has_predictions else list(NEEDS_PREDICTIONS),
+            "examples": _records(self.examples),
+            "notes": list(self.notes),
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.per_anchor.copy()
+
+    def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
+        def share(n, d):
+            return None if n is None or not d else n / d
+
+        rows = [
+            ("objects (non-crowd)", self.objects, None),
+            ("images", self.images, None),
+            ("feature maps (images x levels)", self.feature_maps, None),
+            ("objects with no matched anchor", self.unmatched_objects, share(self.unmatched_objects, self.objects)),
+            ("feature maps where an unmatched anchor beats a matched one", self.feature_maps_unmatched_better,
+             share(self.feature_maps_unmatched_better, self.feature_maps)),
+            ("objects with matched and unmatched predictions", self.objects_compared,
+             share(self.objects_compared, self.objects)),
+            ("objects: best unmatched > worst matched", self.objects_unmatched_beats_worst_matched,
+             share(self.objects_unmatched_beats_worst_matched, self.objects_compared)),
+            ("objects: best unmatched > best matched", self.objects_unmatched_beats_best_matched,
+             share(self.objects_unmatched_beats_best_matched, self.objects_compared)),
+            ("objects: best prediction from a neighbour cell", self.objects_best_from_neighbour,
+             share(self.objects_best_from_neighbour, self.objects)),
+        ]
+        overview = pd.DataFrame(rows, columns=["statistic", "value", "share"])
+        title = (f"anchor audit: {self.source}; anchors {self.anchors}; assigner {self.assigner} "
+                 f"(iou_t {self.iou_t:g}, ratio_t {self.ratio_t:g}); IoU = {self.iou}; size {self.size}")
+        pa = self.per_anchor.copy()
+        pa.insert(1, "size", [f"{w:g}x{h:g}" for w, h in zip(pa.pop("w"), pa.pop("h"))])
+        pa = pa.drop(columns=["stride"])
+        if not self.has_predictions:
+            pa = pa.drop(columns=["pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"])
+        pa = pa.rename(columns=_SHORT)
+        legend = ", ".join(f"{v} = {k}" for k, v in _SHORT.items() if v in pa.columns)
+        out: list[tuple[str, pd.DataFrame | str]] = [
+            (title, overview), (f"per anchor (size in input pixels; {legend})", pa)]
+        if len(self.examples):
+            out.append(("worst images", self.examples))
+        if self.notes:
+            out.append(("notes", "\n".join(self.notes)))
+        return out
+
+    def write_per_object(self, path: str | Path) -> Path:
+        """Write :attr:`per_object` to ``path`` (``.parquet`` or ``.csv``) atomically."""
+        return write_frame(self.per_object, path)
+
+
+#: short table headers of the per-anchor columns (JSON keys on the left).
+_SHORT = {"match_wh_iou": "wh_iou", "pred_iou_matched": "iou_m", "pred_iou_all": "iou_all",
+          "best_when_unmatched": "best_unm", "worst_matched": "worst_m"}
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def check_frame_path(path: str | Path | None) -> None:
+    """Refuse a ``--per-object`` path that is neither ``.parquet`` nor ``.csv`` (before any work)."""
+    if path is not None and Path(path).suffix.lower() not in (".parquet", ".csv"):
+        raise OptionError(f"--per-object must end in .parquet or .csv, got {path}")
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a DataFrame atomically as parquet (``.parquet``) or CSV (``.csv``)."""
+    check_frame_path(path)
+    with atomic_path(path) as tmp:
+        if Path(path).suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def dense_image_index(image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique image ids, (G,) index of each object's image into them)."""
+    uniq, inv = np.unique(image_id, return_inverse=True)
+    return uniq, inv.reshape(-1).astype(np.int64)
+
+
+def check_options(iou: str, assigner, iou_t: float, ratio_t: float, examples: int) -> Assigner:
+    """Check the options both audits share (before any work); return the assigner."""
+    if iou not in IOU_KINDS:
+        raise OptionError(f"--iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}")
+    kind = Assigner.parse(assigner)
+    if not 0.0 <= iou_t < 1.0:
+        raise OptionError(f"--iou-t must lie in [0, 1), got {iou_t}")
+    if not ratio_t > 1.0:
+        raise OptionError(f"--ratio-t must be greater than 1, got {ratio_t}")
+    if examples < 0:
+        raise OptionError(f"--examples must be >= 0, got {examples}")
+    return kind
+
+
+def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None,
+                 iou: str = "iou", iou_t: float = 0.225, assigner: str = "yolov3", ratio_t: float = 4.0,
+                 examples: int = 0, device=None) -> AnchorAudit:
+    """Audit a label assigner against a trained model's predictions (or box sizes alone).
+
+    Args:
+        dataset, predictions, anchors, size: see :func:`load_inputs`.
+        iou: ``iou``, ``giou``, ``diou`` or ``ciou``: how predictions are scored against objects.
+        iou_t, ratio_t, assigner: the label assigner (see :mod:`cocostat.assign`).
+        examples: list this many worst images (most objects whose best unmatched prediction beats
+            their best matched one; without predictions, most objects with no matched anchor).
+        device: torch device of the computation (default CPU); results come back on the CPU.
+
+    Returns:
+        An :class:`AnchorAudit`.
+    """
+    kind = check_options(iou, assigner, iou_t, ratio_t, examples)
+    inp = load_inputs(dataset, predictions, anchors=anchors, size=size)
+    grid = inp.grid
+    G, A, L = inp.boxes.shape[0], grid.num_anchors, grid.num_levels
+    images, img_idx = dense_image_index(inp.image_id)
+    notes: list[str] = []
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+
+    if inp.candidates is not None:
+        ct = candidate_tensors(inp.candidates, grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t,
+                               device=dev)
+        asg = ct.assignment
+        res = audit_tensors(ct, torch.from_numpy(img_idx).to(dev), L, A)
+        if inp.neighborhood == 0:
+            notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbour "
+                         "is null" + ("; yolov5's neighbour-cell positives are left out" if kind is Assigner.YOLOV5
+                                      else ""))
+    else:
+        asg = assign(torch.from_numpy(inp.boxes).to(dev), grid, kind, iou_t=iou_t, ratio_t=ratio_t)
+        res = None
+        notes.append("no predictions (give --predictions DIR or --cfg/--weights): only box-based figures; "
+                     "these need predictions: " + ", ".join(NEEDS_PREDICTIONS))
+
+    matched = asg.matched.cpu().numpy()  # (G, A)
+    wh_iou = asg.wh_iou.cpu().numpy()  # (G, A)
+    n_matched = matched.sum(1)  # (G,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        match_wh = (wh_iou * matched).sum(0) / matched.sum(0)  # (A,)
+    per_anchor = pd.DataFrame({
+        "anchor": np.arange(A), "level": grid.level, "stride": grid.strides[grid.level],
+        "w": grid.wh[:, 0], "h": grid.wh[:, 1], "matched": matched.sum(0), "match_wh_iou": match_wh,
+    })
+    best_wh_anchor = wh_iou.argmax(1) if A and G else np.zeros(G, np.int64)
+    per_object = pd.DataFrame({
+        "ann_id": inp.ann_id, "image_id": inp.image_id, "class_idx": inp.class_idx,
+        "x1": inp.boxes[:, 0], "y1": inp.boxes[:, 1], "x2": inp.boxes[:, 2], "y2": inp.boxes[:, 3],
+        "matched_anchors": n_matched, "best_wh_anchor": best_wh_anchor,
+        "best_wh_iou": wh_iou.max(1) if A and G else np.zeros(G),
+    })
+    if res is not None:
+        finite = np.isfinite
+        has_m, has_u = res["n_pos"] > 0, np.isfinite(res["u_max"])
+        compared = has_m & has_u
+        beats_worst, beats_best = res["beats_worst"], res["beats_best"]
+        per_anchor["pred_iou_matched"] = res["pred_iou_matched"]
+        per_anchor["pred_iou_all"] = res["pred_iou_all"]
+        per_anchor["best_when_unmatched"] = res["best_when_unmatched"]
+        per_anchor["worst_matched"] = res["worst_matched"]
+        per_object = per_object.assign(
+            matched_predictions=res["n_pos"],
+            matched_min_iou=np.where(finite(res["m_min"]), res["m_min"], np.nan),
+            matched_max_iou=np.where(finite(res["m_max"]), res["m_max"], np.nan),
+            unmatched_max_iou=np.where(has_u, res["u_max"], np.nan),
+            best_unmatched_anchor=res["u_anchor"], worst_matched_anchor=res["w_anchor"],
+            best_iou=np.where(finite(res["best_iou"]), res["best_iou"], np.nan),
+            best_anchor=res["best_anchor"], best_dx=res["best_dx"], best_dy=res["best_dy"],
+            unmatched_beats_worst=beats_worst, unmatched_beats_best=beats_best,
+            best_from_neighbour=res["from_neighbour"],
+        )
+        figures = {
+            "feature_maps_unmatched_better": res["feature_maps_unmatched_better"],
+            "objects_compared": int(compared.sum()),
+            "objects_unmatched_beats_worst_matched": int(beats_worst.sum()),
+            "objects_unmatched_beats_best_matched": int(beats_best.sum()),
+            "objects_best_from_neighbour": int(res["from_neighbour"].sum()) if inp.neighborhood else None,
+        }
+        ex_cols = ["unmatched_beats_best", "unmatched_beats_worst", "unmatched"]
+    else:
+        for col in ("pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"):
+            per_anchor[col] = None
+        figures = dict.fromkeys(("feature_maps_unmatched_better", "objects_compared",
+                                 "objects_unmatched_beats_worst_matched", "objects_unmatched_beats_best_matched",
+                                 "objects_best_from_neighbour"))
+        ex_cols = ["unmatched"]
+    if G and not n_matched.all():
+        warnings.warn(f"{int((n_matched == 0).sum())} of {G} objects match no anchor ({kind.short} assigner)",
+                      CocostatWarning, stacklevel=2)
+
+    return AnchorAudit(
+        source=inp.source, anchors=grid.name, assigner=kind.short, iou=iou, iou_t=float(iou_t),
+        ratio_t=float(ratio_t), size=grid.size, neighborhood=inp.neighborhood,
+        objects=G, images=int(images.size), feature_maps=int(images.size) * L,
+        unmatched_objects=int((n_matched == 0).sum()), **figures,
+        per_anchor=per_anchor, per_object=per_object,
+        examples=_audit_examples(per_object, inp.file_name, examples, ex_cols), notes=tuple(notes),
+    )
+
+
+def _audit_examples(per_object: pd.DataFrame, file_name: dict, k: int, order: list[str]) -> pd.DataFrame:
+    """The k worst images, ranked by the columns ``order`` (descending), then image id."""
+    cols = ["image_id", "file_name", "objects", *order]
+    if k <= 0 or per_object.empty:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame({"image_id": per_object["image_id"], "objects": 1,
+                       "unmatched": per_object["matched_anchors"] == 0})
+    for c in order:
+        if c != "unmatched":
+            df[c] = per_object[c]
+    g = df.groupby("image_id", sort=True).sum().reset_index()
+    g = g.sort_values([*order, "image_id"], ascending=[*([False] * len(order)), True], kind="stable").head(k)
+    g.insert(1, "file_name", g["image_id"].map(file_name).fillna(""))
+    return g[cols].astype({c: "int64" for c in ["image_id", "objects", *order]}).reset_index(drop=True)
