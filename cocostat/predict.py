@@ -658,7 +658,7 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
                       json.loads(chunk_files[c].with_suffix(".json").read_text()))
     frames = [results[c][0] for c in range(len(chunks))]
     candidates = pd.concat(frames, ignore_index=True) if frames else _empty_candidates()
-    candidates = candidates.astype(COLUMNS, copy=False)[list(COLUMNS)]
+    candidates = candidates.astype(COLUMNS)[list(COLUMNS)]
     detections = [d for c in range(len(chunks)) for d in results[c][1]]
     if size_mismatch:
         warnings.warn(f"{size_mismatch} image file(s) differ in size from the width/height of {dataset.name}; "
