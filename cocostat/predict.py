@@ -813,7 +813,7 @@ def _detect(flat: Tensor, conf: float, nms_iou: float, max_det: int) -> tuple[Te
 def _finish_chunk(parts: list, file: Path | None) -> tuple[pd.DataFrame, list[dict]]:
     frames = [p[0] for p in parts]
     frame = pd.concat(frames, ignore_index=True) if frames else _empty_candidates()
-    frame = frame.astype(COLUMNS, copy=False)[list(COLUMNS)]
+    frame = frame.astype(COLUMNS)[list(COLUMNS)]
     dets = [d for p in parts for d in p[1]]
     if file is not None:  # parquet first; the .json marks the chunk as finished
         with atomic_path(file.with_suffix(".parquet")) as tmp:
