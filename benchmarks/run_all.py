@@ -22,38 +22,49 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("load", "overlap", "kmeans", "audit", "predict", "eval")
+BENCHMARKS = ("load", "overlap", "kmeans", "audit", "predict", "predict_gpu", "eval")
+
+
+def _demoted(report: Path) -> list[str]:
+    """A report's lines with every markdown heading one level deeper, to nest under this page's title."""
+    return ["#" + line if line.startswith("#") else line for line in report.read_text().strip().splitlines()]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--only", nargs="*", default=None, choices=BENCHMARKS)
+    ap.add_argument("--collect", action="store_true",
+                    help="run nothing: gather the reports/bench_*.md already written into reports/benchmarks.md")
     args = ap.parse_args(argv)
     here = Path(__file__).resolve().parent
     reports = here.parent / "reports"
     parts = [
         "# cocostat benchmarks",
         "",
-        f"Run {datetime.date.today()} on {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, scale {args.scale}. Every figure is a ratio against a baseline "
-        "measured in the same run on the same machine.",
+        (f"Gathered {datetime.date.today()} from the reports/bench_*.md files; each names its own run and machine."
+         if args.collect else
+         f"Run {datetime.date.today()} on {platform.platform()}, {os.cpu_count()} CPUs, Python "
+         f"{platform.python_version()}, scale {args.scale}.")
+        + " Every figure is a ratio against a baseline measured in the same run on the same machine.",
     ]
     failed = []
     for name in args.only or BENCHMARKS:
-        if not (here / f"bench_{name}.py").is_file():
+        report = reports / f"bench_{name}.md"
+        if args.collect or not (here / f"bench_{name}.py").is_file():
+            # predict_gpu is written by `bench_predict --gpu-only` on a GPU machine: gathered, never run here
+            if report.is_file():
+                parts += ["", *_demoted(report)]
             continue
         t = time.perf_counter()
         cmd = [sys.executable, "-m", f"benchmarks.bench_{name}", "--scale", str(args.scale)]
         print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
         rc = subprocess.run(cmd, cwd=here.parent).returncode
         print(f"  {name}: exit {rc} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
-        report = reports / f"bench_{name}.md"
         if rc or not report.is_file():
             failed.append(name)
             continue
-        text = report.read_text().strip().splitlines()
-        parts += ["", "#" + text[0], *text[1:]]  # demote each report's title one level
+        parts += ["", *_demoted(report)]
     (reports / "benchmarks.md").write_text("\n".join(parts) + "\n")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
