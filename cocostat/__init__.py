@@ -25,4 +25,18 @@ __version__ = "0.1.0"
 
 from cocostat.errors import CocostatError, CocostatWarning  # noqa: E402
 
-__all__ = ["CocostatError", "CocostatWarning", "__version__"]
+__all__ = ["CocostatError", "CocostatWarning", "__version__", "info", "load_dataset"]
+
+
+def __getattr__(name: str):
+    """``cocostat.info(dataset)`` and ``cocostat.load_dataset(...)``, imported on first use.
+
+    Lazy, so ``import cocostat`` (and the CLI's start-up) does not pay for numpy and pandas.
+    """
+    if name == "info":
+        from cocostat.summary import info
+        return info
+    if name == "load_dataset":
+        from cocostat.data import load_dataset
+        return load_dataset
+    raise AttributeError(f"module 'cocostat' has no attribute {name!r}")

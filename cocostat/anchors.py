@@ -215,6 +215,8 @@ def _anchor_pairs(vals: np.ndarray, text: str, where: str, err=ModelFormatError)
     return vals.reshape(-1, 2)
 
 
+# Reads only the [yolo] anchors/mask lines, not models.parse_cfg: --compare must accept the anchors of
+# cfgs whose other layers cocostat cannot build.
 def parse_darknet_anchors(path: str | Path) -> AnchorSet:
     """Anchors and masks of a Darknet cfg file, from its ``[yolo]`` sections only.
 

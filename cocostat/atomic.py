@@ -45,3 +45,26 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+#: table file formats by extension (lower case), for :func:`write_frame`.
+FRAME_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def write_frame(frame, path: str | os.PathLike) -> Path:
+    """Write a pandas DataFrame atomically as CSV (``.csv``) or parquet (``.parquet``/``.pq``), no index.
+
+    Callers check the extension first with their own option name in the message; an unknown
+    extension here is an :class:`~cocostat.errors.OptionError` too.
+    """
+    from cocostat.errors import OptionError
+
+    fmt = FRAME_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise OptionError(f"a table file must end in .csv, .parquet or .pq, got {str(path)!r}")
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+    return Path(path)

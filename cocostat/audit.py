@@ -57,6 +57,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from cocostat import atomic
 from cocostat.assign import (
     AnchorGrid,
     Assigner,
@@ -66,7 +67,6 @@ from cocostat.assign import (
     grid_from_manifest,
     positive_mask,
 )
-from cocostat.atomic import atomic_path
 from cocostat.boxes import IOU_KINDS, matched_iou
 from cocostat.candidates import (
     CandidateArrays,
@@ -582,12 +582,7 @@ def check_frame_path(path: str | Path | None) -> None:
 def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a DataFrame atomically as parquet (``.parquet``) or CSV (``.csv``)."""
     check_frame_path(path)
-    with atomic_path(path) as tmp:
-        if Path(path).suffix.lower() == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-    return Path(path)
+    return atomic.write_frame(frame, path)
 
 
 def dense_image_index(image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

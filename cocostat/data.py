@@ -260,9 +260,7 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
             f"annotation {int(ann_id[i[0]])} in {where}: bbox must be 4 finite numbers with w, h >= 0, "
             f"got {bbox[i[0]].tolist()} ({i.size} bad box(es) in the file)"
         )
-    zero = int(((bbox[:, 2] == 0) | (bbox[:, 3] == 0)).sum())
-    if zero:
-        warnings.warn(f"{where}: {zero} annotation(s) have zero width or height", CocostatWarning, stacklevel=3)
+    _warn_zero_size(bbox, where)
     area = np.where(np.isnan(area), bbox[:, 2] * bbox[:, 3], area)
 
     order_i = np.argsort(image_id, kind="stable")
@@ -282,6 +280,13 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
         class_idx=class_idx[order].astype(np.int64), bbox=bbox[order], area=area[order],
         iscrowd=iscrowd[order], categories=categories, offsets=offsets,
     )
+
+
+def _warn_zero_size(bbox: np.ndarray, where: str) -> None:
+    """Warn with the count of zero-width or zero-height boxes (legal: real COCO has some)."""
+    zero = int(((bbox[:, 2] == 0) | (bbox[:, 3] == 0)).sum())
+    if zero:
+        warnings.warn(f"{where}: {zero} annotation(s) have zero width or height", CocostatWarning, stacklevel=4)
 
 
 def from_dict(coco: dict, name: str = "memory", image_dir: Path | None = None) -> Dataset:
@@ -350,6 +355,7 @@ def load_coco(path: str | os.PathLike, *, name: str | None = None, image_dir: st
     if file is not None and file.is_file():
         ds = _load_cache(file, name, path, image_dir)
         if ds is not None:
+            _warn_zero_size(ds.bbox, path.name)  # a cache hit reports what a fresh parse reports
             return ds
     coco = _decode(path.read_bytes(), path.name)
     with _no_gc():

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cocostat.atomic import atomic_path
+from cocostat.atomic import FRAME_FORMATS, atomic_path, write_frame
 from cocostat.data import Dataset
 from cocostat.errors import OptionError
 
@@ -74,7 +74,7 @@ CRITERIA = ("gap", "iou", "center")
 DEFAULT_CHUNK_PAIRS = 1 << 18
 #: Category pairs listed per criterion by ``by_category``.
 BY_CATEGORY_TOP = 10
-PER_IMAGE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+PER_IMAGE_FORMATS = FRAME_FORMATS
 
 _METRIC_BINS = 50  # histogram of the pair metric over [0, 1]
 _DIST_BINS = 120  # log-spaced histograms of gap and centre distance up to the largest possible one
@@ -621,13 +621,8 @@ def per_image_format(path: str | os.PathLike) -> str:
 
 def write_per_image(report: OverlapReport, path: str | os.PathLike) -> Path:
     """Write ``report.per_image`` atomically as CSV or parquet (chosen by extension); return the path."""
-    fmt = per_image_format(path)
-    with atomic_path(path) as tmp:
-        if fmt == "csv":
-            report.per_image.to_csv(tmp, index=False)
-        else:
-            report.per_image.to_parquet(tmp, index=False)
-    return Path(path)
+    per_image_format(path)
+    return write_frame(report.per_image, path)
 
 
 def plot_overlap(report: OverlapReport, directory: str | os.PathLike) -> list[Path]:

@@ -136,6 +136,15 @@ def test_cache_hit_and_invalidation(tmp_path):
     for col in ("image_id", "file_name", "ann_id", "bbox", "class_idx", "offsets", "iscrowd"):
         np.testing.assert_array_equal(getattr(first, col), getattr(second, col))
     assert second.categories["name"].tolist() == ["dog", "cat"]
+    # a cache hit still reports zero-size boxes, as a fresh parse does
+    coco = tiny_coco()
+    coco["annotations"][0]["bbox"] = [1, 2, 0, 3]
+    zero = tmp_path / "instances_zero.json"
+    zero.write_text(json.dumps(coco))
+    for _ in range(2):
+        with pytest.warns(CocostatWarning, match="instances_zero.json: 1 annotation"):
+            load_coco(zero)
+    assert len(list(cache_dir().glob("instances_zero-*.npz"))) == 1
     # a changed file (size and mtime) is parsed again, not served from the stale cache
     coco = tiny_coco()
     coco["annotations"].pop()
@@ -227,3 +236,14 @@ def test_zero_size_boxes_warn_with_count():
     with pytest.warns(CocostatWarning, match="2 annotation"):
         ds = from_dict(coco)
     assert ds.num_annotations == 3
+
+
+def test_top_level_info_api():
+    import cocostat
+
+    rep = cocostat.info(cocostat.load_dataset())
+    d = rep.to_dict()
+    assert (d["images"], d["annotations"], d["crowd"]) == (128, 939, 10)
+    assert len(rep.to_frame()) == 80
+    with pytest.raises(AttributeError):
+        cocostat.no_such_thing  # noqa: B018
