@@ -445,5 +445,41 @@ def errors_cmd(dataset, detections, predictions_dir, iou, bg_iou, merge_iou, con
                   merge_iou=merge_iou, conf=conf, top=top, draw=draw), fmt, output)
 
 
+@main.command("report")
+@dataset_options
+@click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
+              help="Darknet cfg: run the model once into OUT/predictions/ (with --weights).")
+@click.option("--weights", "weights", type=click.Path(dir_okay=False), default=None,
+              help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).")
+@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
+              help="Predictions folder written by `cocostat predict -o DIR` (instead of --cfg/--weights).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Report folder: report.md, report.html and plots/ are written there.")
+@click.option("--size", type=int, default=None,
+              help="Network input side in pixels (kmeans, boxes-only audit, predict) "
+                   "[default: the predictions', else 416].")
+@device_option
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr while the model runs.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="What was run and written, on stdout: table for people; json or csv for machines.")
+def report_cmd(dataset, cfg, weights, predictions_dir, out_dir, size, device, no_progress, fmt):
+    """Every analysis the inputs allow on one markdown page and one self-contained HTML page.
+
+    Runs info, overlap, kmeans (compared with the yolov3, yolov3-spp and yolov3-tiny anchors) and
+    anchor-audit (box sizes only without predictions); with --predictions DIR or --cfg/--weights
+    also mismatch, eval and errors. Each analysis comes as tables with its PNG plots and the exact
+    `cocostat ...` command that reproduces its numbers.
+    """
+    from cocostat.report import build_report, dataset_args
+
+    params = click.get_current_context().params  # the DATASET as the user typed it, for the commands
+    result = build_report(dataset, out_dir=out_dir, predictions=predictions_dir, cfg=cfg, weights=weights,
+                          size=size, device=device, progress=not no_progress,
+                          dataset_argv=dataset_args(params.get("dataset_name"), params.get("root"),
+                                                    params.get("images")))
+    click.echo(f"wrote {result.markdown} and {result.html}", err=True)
+    emit(result, fmt)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
