@@ -373,7 +373,7 @@ def test_real_yolov3_tiny_report(real_data, tmp_path, monkeypatch):
     km = res.section("kmeans")
     assert "-k 6" in km.command and km.result.result.anchors.num_anchors == 6  # the model's anchor count
     audit = res.section("anchor-audit").result
-    assert (audit.objects, audit.images, audit.unmatched_objects) == (804, 80, 23)  # docs/audit.md, yolov3 assigner
+    assert (audit.objects, audit.images, audit.unmatched_objects) == (804, 80, 23)  # README, anchor audits on real data, yolov3 assigner
     ev = res.section("eval").result
     assert 0.2 < ev.stats[1] < 0.3  # AP50 of yolov3-tiny on these images (0.247)
     assert res.section("errors").result.ap == pytest.approx(100 * ev.stats[1], abs=0.01)
