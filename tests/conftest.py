@@ -13,7 +13,8 @@ _DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def _data_dir() -> Path | None:
     env = os.environ.get("COCOSTAT_TEST_DATA")
     path = Path(env) if env else _DEFAULT
-    return path if (path / "README.md").is_file() else None
+    # absolute, so tests that chdir (to a tmp folder) still find it when the variable is relative
+    return path.resolve() if (path / "README.md").is_file() else None
 
 
 @pytest.fixture(scope="session")
