@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         write_candidates(frame, Path(tmp) / "candidates.parquet")
         write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, tmp)
-        t_disk, rep_disk = _best_of(lambda: anchor_audit(ds, tmp, iou="iou", device=device), 1)
+        t_disk, rep_disk = _best_of(lambda: anchor_audit(ds, tmp, iou="iou", device=device), args.repeat)
     rows.append(("anchor_audit() reading candidates.parquet from disk", t_disk))
 
     t = time.perf_counter()

@@ -87,3 +87,14 @@ def test_bad_folders(tmp_path):
     table().iloc[:-1].to_parquet(tmp_path / "candidates.parquet")
     with pytest.raises(DatasetFormatError, match="same number of candidate rows"):
         read_predictions(tmp_path)
+
+
+def test_candidate_order_sorts_only_when_needed():
+    shuffled = table(ann_ids=(9, 4, 6), seed=3)
+    expected = shuffled.sort_values(["image_id", "ann_id", "anchor", "dy", "dx"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(candidate_order(shuffled), expected)
+    # an ordered table whose only out-of-order key is the last one is still caught
+    swapped = expected.copy()
+    swapped.loc[[0, 1], "dx"] = swapped.loc[[1, 0], "dx"].to_numpy()
+    assert candidate_order(swapped)["dx"].tolist()[:2] == [-1, 0]
+    pd.testing.assert_frame_equal(candidate_order(expected), expected)
