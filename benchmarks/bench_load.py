@@ -9,7 +9,7 @@ segmentations as the real 448 MB file), side by side in one run, and writes
 - cocostat, cold: ``load_coco(path, cache=False)`` (msgspec decode into typed structs, arrays);
 - cocostat, cached: ``load_coco(path)`` after one load has written the array cache.
 
-Peak memory is the process's peak resident set (``ru_maxrss``) minus its resident set after the
+Peak memory is the process's peak resident set (``VmHWM``) minus its resident set after the
 imports, so library import costs do not blur the comparison (both are printed).
 
     python -m benchmarks.bench_load [--scale 1.0] [--like train2017] [--file PATH]
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 _CHILD = r"""
-import json, resource, sys, time, os
+import json, sys, time, os
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -46,7 +46,10 @@ else:
     ds = load_coco(path, cache=(which == "cocostat-cached"))
     n = ds.num_annotations
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM is this process image's own peak; ru_maxrss would carry over the forking parent's peak
+# across exec (Linux keeps it), which inflates every child of a parent that generated the file.
+with open("/proc/self/status") as f:
+    peak = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
 print(json.dumps({"seconds": dt, "peak_mb": peak, "base_mb": base, "annotations": n}))
 """
 
