@@ -34,6 +34,8 @@ Figures (``key``: definition):
 
 from __future__ import annotations
 
+import textwrap
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,7 +338,8 @@ def plot_histograms(ct: CandidateTensors, cols: np.ndarray, inp: AuditInputs, fo
             ax.set_ylim(0, 1)
             ax.grid(alpha=0.3)
             fig.colorbar(mesh, ax=ax, label="predictions")
-        fig.suptitle(f"{name_of} against {label}: {inp.source}")
+        # wrapped to the figure's width: the source names a folder path of any length
+        fig.suptitle(textwrap.fill(f"{name_of} against {label}: {inp.source}", width=int(13 * 4.6 * L)))
         path = folder / f"iou_vs_{name}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110)
