@@ -1234,8 +1234,12 @@ def plot_anchors(wh, anchor_sets: Sequence[AnchorSet], path: str | Path, *, titl
                             fontsize=8, color="black", zorder=6,
                             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
         else:
+            # a set identical to an earlier one (yolov3 and yolov3-spp share anchors) hides under it: say so
+            twin = next((b.name for b in anchor_sets[:n] if b.wh.shape == a.wh.shape
+                         and np.array_equal(b.wh[np.lexsort(b.wh.T)], a.wh[np.lexsort(a.wh.T)])), None)
+            label = f"{a.name} ({a.num_anchors})" + (f", same as {twin}" if twin else "")
             ax.scatter(a.wh[:, 0], a.wh[:, 1], marker=marker, s=95, facecolors="none", edgecolors=colour,
-                       linewidths=2.0, zorder=4, label=f"{a.name} ({a.num_anchors})")
+                       linewidths=2.0, zorder=4, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
