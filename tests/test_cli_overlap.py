@@ -129,12 +129,12 @@ def test_real_root(runner, real_data):
     (["--per-image", "per.xlsx"], "error: --per-image file must end in .csv, .parquet or .pq, got 'per.xlsx'"),
     (["nosuchsplit", "--root", "."], "error: dataset 'nosuchsplit' not found"),
 ])
-def test_bad_input_exits_2(runner, tmp_path, args, message):
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        res = runner.invoke(main, ["overlap", *args, "--plot", "plots", "-o", "out.json"])
-        assert res.exit_code == 2
-        assert message in res.stderr and res.stderr.count("\n") == 1
-        assert os.listdir(".") == []  # nothing written: no plots, no output, no per-image file
+def test_bad_input_exits_2(runner, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)  # (click 8.5 deprecates runner.isolated_filesystem)
+    res = runner.invoke(main, ["overlap", *args, "--plot", "plots", "-o", "out.json"])
+    assert res.exit_code == 2
+    assert message in res.stderr and res.stderr.count("\n") == 1
+    assert os.listdir(".") == []  # nothing written: no plots, no output, no per-image file
 
 
 def test_bad_choice_is_a_usage_error(runner):
