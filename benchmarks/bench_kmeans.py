@@ -156,13 +156,9 @@ def _load(args, tmp: Path):
 
     path = args.file
     if path is None:
-        from benchmarks.synth import write
+        from benchmarks.synth import write_for_benchmark
 
-        path = tmp / f"instances_{args.like}_synth.json"
-        t = time.perf_counter()
-        write(path, like=args.like, seed=0, scale=args.scale)
-        print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
+        path = write_for_benchmark(tmp, like=args.like, scale=args.scale)
     ds = load_coco(path, cache=False)
     if args.file is None:
         path.unlink()

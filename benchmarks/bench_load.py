@@ -24,7 +24,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 _CHILD = r"""
@@ -71,13 +70,9 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cocostat-bench-"))
     path = args.file
     if path is None:
-        from benchmarks.synth import write
+        from benchmarks.synth import write_for_benchmark
 
-        path = tmp / f"instances_{args.like}_synth.json"
-        t = time.perf_counter()
-        write(path, like=args.like, seed=0, scale=args.scale)
-        print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
+        path = write_for_benchmark(tmp, like=args.like, scale=args.scale)
     env = {**os.environ, "COCOSTAT_CACHE": str(tmp / "cache")}
     results = {}
     for which in ("pycocotools", "cocostat-cold", "cocostat-cached"):

@@ -103,13 +103,10 @@ def main(argv=None) -> int:
     path = args.file
     what = str(path)
     if path is None:
-        from benchmarks.synth import write
+        from benchmarks.synth import write_for_benchmark
 
         with tempfile.TemporaryDirectory(prefix="cocostat-bench-overlap-") as tmp:
-            path = Path(tmp) / "instances_train2017_synth.json"
-            t = time.perf_counter()
-            write(path, like="train2017", seed=0, scale=args.scale)
-            print(f"generated {path} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            path = write_for_benchmark(tmp, like="train2017", scale=args.scale)
             what = f"synthetic train2017 (benchmarks.synth, seed 0, scale {args.scale:g})"
             t = time.perf_counter()
             ds = load_coco(path, cache=False)

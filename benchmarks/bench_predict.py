@@ -129,17 +129,35 @@ def _time(fn, repeat: int) -> float:
     return (time.perf_counter() - t) / repeat
 
 
+def _inputs(args):
+    """The real yolov3-tiny cfg and weights, and the first ``--scale`` share of coco-tiny val2017."""
+    from cocostat.data import load_dataset
+
+    full = load_dataset("val2017", root=DATA / "coco-tiny")
+    ds = _first_images(full, max(1, min(full.num_images, round(full.num_images * args.scale))))
+    return DATA / "models/yolov3-tiny.cfg", DATA / "models/yolov3-tiny.weights", ds
+
+
+def _letterboxed_batch(ds, letterbox, n: int):
+    """(n, 3, S, S) float32 in [0, 1]: the dataset's first n images letterboxed, as the model takes them."""
+    import torch
+    from PIL import Image
+
+    imgs = []
+    for f in ds.file_name[:n]:
+        with Image.open(ds.image_dir / str(f)) as im:
+            imgs.append(letterbox.apply(im))
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+
+
 def gpu_only(args) -> int:
     """cocostat predict on CUDA (float32 and --half) against the same run on this machine's CPU."""
     import torch
 
-    from cocostat.data import load_dataset
     from cocostat.models import load_model
     from cocostat.predict import predict
 
-    cfg, weights = DATA / "models/yolov3-tiny.cfg", DATA / "models/yolov3-tiny.weights"
-    full = load_dataset("val2017", root=DATA / "coco-tiny")
-    ds = _first_images(full, max(1, min(full.num_images, round(full.num_images * args.scale))))
+    cfg, weights, ds = _inputs(args)
     n = ds.num_images
     rows = {}
     for name, device, half in (("CPU float32", "cpu", False), ("CUDA float32", "cuda", False),
@@ -187,14 +205,11 @@ def main(argv=None) -> int:
     import cv2
     import torch
 
-    from cocostat.data import load_dataset
     from cocostat.models import Letterbox, load_model
     from cocostat.predict import predict
 
-    cfg, weights = DATA / "models/yolov3-tiny.cfg", DATA / "models/yolov3-tiny.weights"
-    full = load_dataset("val2017", root=DATA / "coco-tiny")
-    n = max(1, min(full.num_images, round(full.num_images * args.scale)))
-    ds = _first_images(full, n)
+    cfg, weights, ds = _inputs(args)
+    n = ds.num_images
     model = load_model(cfg, weights, device="cpu")
     if args.child:  # the same run in a process started with OMP_WAIT_POLICY=PASSIVE
         print(json.dumps(_child(ds, model, args)))
@@ -228,16 +243,10 @@ def main(argv=None) -> int:
               f"opencv {n / runs['opencv'][-1]:.1f} img/s", file=sys.stderr)
 
     # model only, same pre-letterboxed input
-    from PIL import Image
-
-    imgs = []
-    for f in ds.file_name[: args.batch_size]:
-        with Image.open(ds.image_dir / str(f)) as im:
-            imgs.append(lb.apply(im))
-    xb = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+    xb = _letterboxed_batch(ds, lb, args.batch_size)
     runner = model.fuse().to(memory_format=torch.channels_last)
     fwd = {}
-    for b in (1, len(imgs)):
+    for b in (1, len(xb)):
         x = xb[:b].contiguous(memory_format=torch.channels_last)
         xn = xb[:b].contiguous().numpy()
         tt, tc = [], []
@@ -324,7 +333,6 @@ def main(argv=None) -> int:
 def _child(ds, model, args) -> dict:
     """End-to-end seconds and model-only seconds per image (batch 1 and ``batch_size``) in this process."""
     import torch
-    from PIL import Image
 
     from cocostat.models import Letterbox
     from cocostat.predict import predict
@@ -333,15 +341,10 @@ def _child(ds, model, args) -> dict:
     t = time.perf_counter()
     predict(ds, model, size=args.size, batch_size=args.batch_size, progress=False)
     seconds = time.perf_counter() - t
-    lb = Letterbox(args.size)
-    imgs = []
-    for f in ds.file_name[: args.batch_size]:
-        with Image.open(ds.image_dir / str(f)) as im:
-            imgs.append(lb.apply(im))
-    xb = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+    xb = _letterboxed_batch(ds, Letterbox(args.size), args.batch_size)
     runner = model.fuse().to(memory_format=torch.channels_last)
     fwd = {}
-    for b in (1, len(imgs)):
+    for b in (1, len(xb)):
         x = xb[:b].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             fwd[str(b)] = _time(lambda x=x: runner.decode(runner(x), args.size), max(1, 16 // b)) / b

@@ -574,6 +574,17 @@ def write(
     return path
 
 
+
+def write_for_benchmark(folder: str | os.PathLike[str], like: str = "train2017", scale: float = 1.0,
+                        seed: int = 0) -> Path:
+    """Write ``FOLDER/instances_LIKE_synth.json`` and say on stderr how large it is and how long it took."""
+    path = Path(folder) / f"instances_{like}_synth.json"
+    t = time.perf_counter()
+    write(path, like=like, seed=seed, scale=scale)
+    print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - t:.1f} s",
+          file=sys.stderr)
+    return path
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.synth",
