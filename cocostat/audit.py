@@ -573,6 +573,14 @@ def _records(frame: pd.DataFrame) -> list[dict]:
             for row in frame.to_dict(orient="records")]
 
 
+def check_model_source(predictions, cfg, weights) -> None:
+    """Predictions come from a folder or from a model run (cfg and weights together), never both."""
+    if predictions and (cfg or weights):
+        raise OptionError("give either --predictions DIR or --cfg FILE --weights FILE, not both")
+    if bool(cfg) != bool(weights):
+        raise OptionError("--cfg and --weights go together: give both to run the model")
+
+
 def check_frame_path(path: str | Path | None) -> None:
     """Refuse a ``--per-object`` path that is neither ``.parquet`` nor ``.csv`` (before any work)."""
     if path is not None and Path(path).suffix.lower() not in (".parquet", ".csv"):

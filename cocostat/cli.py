@@ -330,12 +330,9 @@ def _audit_options(func):
                   help="Images per forward pass (with --cfg/--weights).")
     @functools.wraps(func)
     def wrapper(*args, predictions_dir, cfg, weights, **kwargs):
-        if predictions_dir and (cfg or weights):
-            raise OptionError("give either --predictions DIR or --cfg FILE --weights FILE, not both")
-        if bool(cfg) != bool(weights):
-            raise OptionError("--cfg and --weights go together: give both to run the model on the fly")
-        from cocostat.audit import check_frame_path
+        from cocostat.audit import check_frame_path, check_model_source
 
+        check_model_source(predictions_dir, cfg, weights)
         check_frame_path(kwargs.get("per_object"))
         return func(*args, predictions_dir=predictions_dir, model_files=(cfg, weights) if cfg else None, **kwargs)
 

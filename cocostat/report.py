@@ -598,10 +598,9 @@ def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: s
     """
     import torch
 
-    if predictions is not None and (cfg is not None or weights is not None):
-        raise OptionError("give either --predictions DIR or --cfg FILE --weights FILE, not both")
-    if (cfg is None) != (weights is None):
-        raise OptionError("--cfg and --weights go together: give both to run the model")
+    from cocostat.audit import check_model_source
+
+    check_model_source(predictions, cfg, weights)
     if size is not None:
         size = _check_int("--size", size, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
