@@ -66,7 +66,7 @@ import pandas as pd
 import torch
 
 from cocostat.data import Dataset
-from cocostat.errors import CocostatWarning, ModelFormatError, OptionError
+from cocostat.errors import CocostatWarning, ModelFormatError, OptionError, check_int
 
 __all__ = [
     "FITNESSES",
@@ -360,12 +360,6 @@ class BoxSizes:
         return f"{self.resize} to {self.size} px"
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _scale_sizes(sizes: tuple[int, int]) -> np.ndarray:
     lo, hi = sizes
     steps = np.arange(-(-lo // 32) * 32, hi + 1, 32, dtype=np.int64)
@@ -397,11 +391,11 @@ def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
     Raises:
         OptionError: bad ``size``, ``resize`` or ``multi_scale``.
     """
-    size = _check_int("size (--size)", size, 1)
+    size = check_int("size (--size)", size, 1)
     if resize not in RESIZES:
         raise OptionError(f"resize (--resize) must be one of {', '.join(RESIZES)}, got {resize!r}")
     if multi_scale is not None:
-        lo, hi = (_check_int("--multi-scale MIN", multi_scale[0], 1), _check_int("--multi-scale MAX",
+        lo, hi = (check_int("--multi-scale MIN", multi_scale[0], 1), check_int("--multi-scale MAX",
                                                                                   multi_scale[1], 1))
         if lo > hi:
             raise OptionError(f"--multi-scale MIN MAX needs MIN <= MAX, got {lo} {hi}")
@@ -905,17 +899,17 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
         OptionError: bad options; fewer distinct sizes than ``k`` (naming both counts).
     """
     t0 = time.perf_counter()
-    k = _check_int("k (-k/--anchors)", k, 1)
-    restarts = _check_int("restarts (--restarts)", restarts, 1)
-    evolve = _check_int("evolve (--evolve)", evolve, 0)
-    seed = _check_int("seed (--seed)", seed, 0)
-    batch = _check_int("batch", batch, 1)
-    jumps = _check_int("jumps", jumps, 0)
+    k = check_int("k (-k/--anchors)", k, 1)
+    restarts = check_int("restarts (--restarts)", restarts, 1)
+    evolve = check_int("evolve (--evolve)", evolve, 0)
+    seed = check_int("seed (--seed)", seed, 0)
+    batch = check_int("batch", batch, 1)
+    jumps = check_int("jumps", jumps, 0)
     if fitness_name not in FITNESSES:
         raise OptionError(f"fitness (--fitness) must be one of {', '.join(FITNESSES)}, got {fitness_name!r}")
     _check_thresholds(iou_t, ratio_t)
     if decimals is not None:
-        decimals = _check_int("decimals", decimals, 0)
+        decimals = check_int("decimals", decimals, 0)
     g = _as_wh("wh", wh, allow_zero=False)
     cnt = _as_counts(counts, g.shape[0])
     u, uc = _unique_sizes(g, cnt)
@@ -1149,8 +1143,8 @@ def kmeans(dataset: Dataset, *, size: int = 416, k: int = 9, resize: str = "lett
         (checked before the search runs).
     """
     _check_thresholds(iou_t, ratio_t)
-    k = _check_int("k (-k/--anchors)", k, 1)
-    n_levels = default_levels(k) if levels is None else _check_int("levels (--levels)", levels, 1)
+    k = check_int("k (-k/--anchors)", k, 1)
+    n_levels = default_levels(k) if levels is None else check_int("levels (--levels)", levels, 1)
     if n_levels > k:
         raise OptionError(f"levels (--levels) must be at most k={k}, got {n_levels}")
     if plot is not None and Path(plot).suffix.lower() != ".png":

@@ -33,3 +33,15 @@ class OptionError(CocostatError):
 
 class CocostatWarning(UserWarning):
     """A data-quality finding that does not stop the analysis (shown on stderr by the CLI)."""
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int, or an OptionError naming ``name`` when it is not an integer >= ``minimum``.
+
+    bool is refused although it is an int subclass (``--k True`` is a mistake, not 1).
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

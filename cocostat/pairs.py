@@ -49,7 +49,7 @@ import pandas as pd
 
 from cocostat.atomic import FRAME_FORMATS, atomic_path, write_frame
 from cocostat.data import Dataset
-from cocostat.errors import OptionError
+from cocostat.errors import OptionError, check_int
 
 __all__ = [
     "CRITERIA",
@@ -349,14 +349,11 @@ def _check_options(gap, iou, pair_metric, center, crowd_pairs, aspect, size, chu
     finite("aspect", aspect, ">= 1", lambda v: v >= 1)
     if pair_metric not in PAIR_METRICS:
         raise OptionError(f"--pair-metric must be one of {', '.join(PAIR_METRICS)}, got {pair_metric!r}")
-    if not isinstance(crowd_pairs, (int, np.integer)) or isinstance(crowd_pairs, bool) or crowd_pairs < 1:
-        raise OptionError(f"--crowd-pairs must be an integer >= 1, got {crowd_pairs!r}")
+    check_int("--crowd-pairs", crowd_pairs, 1)
     if size is not None:
         finite("size", size, "> 0 (pixels)", lambda v: v > 0)
-    if not isinstance(chunk_pairs, (int, np.integer)) or isinstance(chunk_pairs, bool) or chunk_pairs < 1:
-        raise OptionError(f"chunk_pairs must be an integer >= 1, got {chunk_pairs!r}")
-    if not isinstance(examples, (int, np.integer)) or isinstance(examples, bool) or examples < 0:
-        raise OptionError(f"--examples must be an integer >= 0, got {examples!r}")
+    check_int("chunk_pairs", chunk_pairs, 1)
+    check_int("--examples", examples, 0)
 
 
 def overlap(

@@ -50,7 +50,7 @@ import pandas as pd
 from cocostat import __version__
 from cocostat.atomic import atomic_path, write_bytes, write_text
 from cocostat.data import SAMPLE_NAME, Dataset, resolve_dataset, sample_path
-from cocostat.errors import CocostatWarning, OptionError
+from cocostat.errors import CocostatWarning, OptionError, check_int
 from cocostat.render import format_value
 
 __all__ = [
@@ -559,12 +559,6 @@ class _Runner:
                                             time.perf_counter() - t0)
 
 
-def _check_int(name: str, v, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise OptionError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
-
-
 def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: str | os.PathLike | None = None,
                  cfg: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
                  size: int | None = None, device=None, dataset_argv: Sequence[str] | None = None,
@@ -602,8 +596,8 @@ def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: s
 
     check_model_source(predictions, cfg, weights)
     if size is not None:
-        size = _check_int("--size", size, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+        size = check_int("--size", size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OptionError(f"-o/--out must be a folder, but {out} is a file")
