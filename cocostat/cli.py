@@ -298,11 +298,14 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
         emit(result, fmt)
 
 
+#: Choices of --iou and --assigner, spelt out here so that `cocostat info` does not pay torch's import
+#: (boxes.IOU_KINDS and assign.ASSIGNERS live in torch modules); tests/test_cli.py keeps them equal.
+IOU_CHOICES = ("iou", "giou", "diou", "ciou")
+ASSIGNER_CHOICES = ("yolov3", "darknet", "yolov5")
+
+
 def _audit_options(func):
     """Options shared by anchor-audit and mismatch: where predictions come from, anchors, assigner, IoU."""
-    from cocostat.assign import ASSIGNERS
-    from cocostat.boxes import IOU_KINDS
-
     @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
                   help="Predictions folder written by `cocostat predict -o DIR` (no model needed).")
     @click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
@@ -314,9 +317,9 @@ def _audit_options(func):
                        "or '10,13, 16,30, ...' [default: the model's or predictions', else yolov3-spp].")
     @click.option("--size", type=int, default=None,
                   help="Network input size [default: the predictions', else 416].")
-    @click.option("--iou", "iou", type=click.Choice(IOU_KINDS), default="iou", show_default=True,
+    @click.option("--iou", "iou", type=click.Choice(IOU_CHOICES), default="iou", show_default=True,
                   help="How a prediction is scored against its object.")
-    @click.option("--assigner", type=click.Choice(ASSIGNERS), default="yolov3", show_default=True,
+    @click.option("--assigner", type=click.Choice(ASSIGNER_CHOICES), default="yolov3", show_default=True,
                   help="yolov3: wh-IoU > --iou-t; darknet: single best anchor; yolov5: ratios < --ratio-t "
                        "plus 2 neighbour cells.")
     @click.option("--iou-t", "iou_t", type=float, default=0.225, show_default=True,

@@ -121,3 +121,17 @@ def test_python_dash_m(tmp_path):
     res = subprocess.run([sys.executable, "-m", "cocostat", "info", "--format", "json"],
                          capture_output=True, text=True, check=True)
     assert json.loads(res.stdout)["images"] == 128
+
+
+def test_cli_choices_are_the_library_ones():
+    from cocostat.assign import ASSIGNERS
+    from cocostat.boxes import IOU_KINDS
+    from cocostat.cli import ASSIGNER_CHOICES, IOU_CHOICES
+
+    assert IOU_CHOICES == IOU_KINDS and ASSIGNER_CHOICES == ASSIGNERS
+
+
+def test_cli_start_up_does_not_import_torch():
+    code = "import sys, cocostat.cli; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
