@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cocostat import anchors as A
@@ -256,7 +256,10 @@ def test_fitness_properties(wh, anchors, scale, reps):
         assert 0.0 <= m[key] <= 1.0
     assert 0 <= m["anchors_above_iou"] <= len(anchors) and 0 <= m["anchors_above_ratio"] <= len(anchors)
     assert m["best_for"].sum() == len(wh)
-    # scale-free: sizes and anchors scaled together give the same figures
+    # scale-free: sizes and anchors scaled together give the same figures, except where a box sits
+    # exactly on a threshold (a 1x1 box and a 1x4 anchor: ratio 1/4), which rounding may tip either way
+    near = lambda v, t: np.isclose(v, t, rtol=1e-9, atol=1e-12).any()  # noqa: E731
+    assume(not near(pairwise_wh_iou(wh, anchors), 0.225) and not near(A.ratio_metric(wh, anchors), 1 / 4.0))
     ms = A.fitness(wh * scale, anchors * scale)
     for key in A.METRIC_KEYS:
         assert ms[key] == pytest.approx(m[key], abs=1e-9)
