@@ -16,6 +16,7 @@ import warnings
 import click
 
 from cocostat import __version__
+from cocostat.assigners import NAMES as ASSIGNER_NAMES
 from cocostat.errors import CocostatError, CocostatWarning, OptionError
 from cocostat.render import FORMATS, emit
 
@@ -298,10 +299,10 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
         emit(result, fmt)
 
 
-#: Choices of --iou and --assigner, spelt out here so that `cocostat info` does not pay torch's import
-#: (boxes.IOU_KINDS and assign.ASSIGNERS live in torch modules); tests/test_cli.py keeps them equal.
+#: Choices of --iou, spelt out here so that `cocostat info` does not pay torch's import (boxes.IOU_KINDS
+#: lives in a torch module); tests/test_cli.py keeps them equal. The assigner registry is torch-free.
 IOU_CHOICES = ("iou", "giou", "diou", "ciou")
-ASSIGNER_CHOICES = ("yolov3", "darknet", "yolov5")
+ASSIGNER_CHOICES = ASSIGNER_NAMES
 
 
 def _audit_options(func):
@@ -320,8 +321,8 @@ def _audit_options(func):
     @click.option("--iou", "iou", type=click.Choice(IOU_CHOICES), default="iou", show_default=True,
                   help="How a prediction is scored against its object.")
     @click.option("--assigner", type=click.Choice(ASSIGNER_CHOICES), default="yolov3", show_default=True,
-                  help="yolov3: wh-IoU > --iou-t; darknet: single best anchor; yolov5: ratios < --ratio-t "
-                       "plus 2 neighbour cells.")
+                  help="Label assigner (see `cocostat assigners`); yolov3: wh-IoU > --iou-t; darknet: single "
+                       "best anchor; yolov5: ratios < --ratio-t plus 2 neighbour cells.")
     @click.option("--iou-t", "iou_t", type=float, default=0.225, show_default=True,
                   help="wh-IoU threshold of the yolov3 assigner.")
     @click.option("--ratio-t", "ratio_t", type=float, default=4.0, show_default=True,

@@ -454,7 +454,7 @@ def test_anchor_override_with_predictions():
         with pytest.raises(OptionError, match="--iou must be one of"):
             anchor_audit(ds, t.predictions(), iou="xiou")
         with pytest.raises(OptionError, match="--assigner"):
-            anchor_audit(ds, t.predictions(), assigner="atss")
+            anchor_audit(ds, t.predictions(), assigner="retina")
         with pytest.raises(OptionError, match="--examples"):
             anchor_audit(ds, t.predictions(), examples=-1)
         with pytest.raises(OptionError, match="unknown anchor set"):
