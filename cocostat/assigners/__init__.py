@@ -69,10 +69,12 @@ def load(name: str):
 
 
 def create(name, **options):
-    """An assigner configured from ``options``; options it has no field for are ignored.
+    """An assigner configured from the command line's shared options.
 
-    ``name`` may already be an :class:`Assigner` (returned as is). The CLI passes every option
-    (``iou_t``, ``ratio_t``, ``topk``, ``alpha``, ...) and each assigner takes its own.
+    The commands pass every option they have (``iou_t``, ``ratio_t``, ``topk``, ``alpha``); each
+    assigner takes those of its fields it lists in ``cli_options`` (default: all of its fields)
+    and ignores the rest, so ``--topk`` sets topk-anchor's k but not atss's. Build the class
+    (``load(name)(...)``) to set any field. ``name`` may already be an assigner (returned as is).
     """
     if not isinstance(name, str):
         if hasattr(name, "positives"):
@@ -80,4 +82,6 @@ def create(name, **options):
         raise OptionError(f"an assigner must be a name ({', '.join(NAMES)}), got {type(name).__name__}")
     cls = load(name)
     own = {f.name for f in fields(cls)}
+    if cls.cli_options is not None:
+        own &= set(cls.cli_options)
     return cls(**{k: v for k, v in options.items() if k in own and v is not None})

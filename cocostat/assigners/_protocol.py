@@ -276,19 +276,25 @@ def candidate_slots(boxes: Tensor, grid, arrays, image: Tensor, *, iou: str = "i
 # --------------------------------------------------------------------------------------------------
 # Kernels the assigners share
 # --------------------------------------------------------------------------------------------------
-def topk_mask(score: Tensor, k, allowed: Tensor, order: Tensor) -> Tensor:
+def topk_mask(score: Tensor, k, allowed: Tensor, order: Tensor, then: Tensor | None = None) -> Tensor:
     """(G, N) bool: each row's ``k`` allowed columns of highest ``score``.
 
     Args:
         score: (G, N) float; NaN counts as not allowed.
         k: an int or a (G,) int64 tensor (per-row k).
         allowed: (G, N) bool.
-        order: (N,) int64, the tie-break order: among equal scores the column earlier in ``order`` wins.
+        order: (N,) int64, the tie-break order: among equal scores (and equal ``then``) the column
+            earlier in ``order`` wins.
+        then: (G, N) float or None, a second key, lower first, that breaks ties of ``score`` before ``order``.
     """
     G, N = score.shape
     allowed = allowed & ~torch.isnan(score)
     s = score[:, order].masked_fill(~allowed[:, order], -math.inf)  # (G, N), columns in tie-break order
-    idx = torch.sort(s, dim=1, descending=True, stable=True).indices  # (G, N)
+    if then is None:
+        idx = torch.sort(s, dim=1, descending=True, stable=True).indices  # (G, N)
+    else:  # two stable sorts, the second key first
+        idx = torch.sort(then[:, order], dim=1, stable=True).indices  # (G, N)
+        idx = idx.gather(1, torch.sort(s.gather(1, idx), dim=1, descending=True, stable=True).indices)
     rank = torch.empty_like(idx)
     rank.scatter_(1, idx, torch.arange(N, device=score.device).expand(G, N).contiguous())
     kk = k[:, None] if isinstance(k, Tensor) else int(k)
@@ -361,6 +367,9 @@ class Assigner:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     needs_predictions: ClassVar[bool] = False
+    #: the fields the commands' shared options (``--iou-t``, ``--ratio-t``, ``--topk``, ``--alpha``)
+    #: set; None: every field of that name.
+    cli_options: ClassVar[tuple[str, ...] | None] = None
 
     def positives(self, slots: Slots) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -411,15 +420,16 @@ def count_centres_in(rect: Tensor, grid) -> Tensor:
     """(G,) int64: slots of the whole grid whose centre lies strictly inside each rectangle.
 
     Args:
-        rect: (G, 4) float64, xyxy, input pixels. Per level, the cells x with
-            ``x1 < (x + 0.5) s < x2`` (and likewise y) inside the grid, times the anchors of the level.
+        rect: (G, 4) or (G, L, 4) (one per level) float64, xyxy, input pixels. Per level, the cells
+            x with ``x1 < (x + 0.5) s < x2`` (and likewise y) inside the grid, times the level's anchors.
     """
     out = torch.zeros(rect.shape[0], dtype=torch.int64, device=rect.device)
     per_level = np.bincount(grid.level, minlength=grid.num_levels)
     for lv in range(grid.num_levels):  # a handful of levels, each vectorised over objects
         s, W = float(grid.strides[lv]), int(grid.grid[lv])
-        lo = torch.floor(rect[:, :2] / s - 0.5).clamp(min=-1) + 1  # first cell with centre > x1
-        hi = torch.ceil(rect[:, 2:] / s - 0.5).clamp(max=W) - 1  # last cell with centre < x2
+        r = rect if rect.ndim == 2 else rect[:, lv]
+        lo = torch.floor(r[:, :2] / s - 0.5).clamp(min=-1) + 1  # first cell with centre > x1
+        hi = torch.ceil(r[:, 2:] / s - 0.5).clamp(max=W) - 1  # last cell with centre < x2
         n = (hi - lo + 1).clamp(min=0).prod(-1)  # (G,)
         out += n.long() * int(per_level[lv])
     return out

@@ -5,6 +5,9 @@ positive at the cell holding the object's centre. Ties go to the first anchor in
 Darknet's ``if (iou > best_iou)`` loop starting from ``best_iou = 0`` does; an object whose best
 wh-IoU is 0 (a zero-size box) gets no positive. No options.
 
+Source: pjreddie/darknet ``src/yolo_layer.c`` (``forward_yolo_layer``: ``best_n`` over all
+``total`` anchors, kept when it is in this layer's ``mask``).
+
 Reach: 0 (the centre cell only).
 """
 
