@@ -19,7 +19,9 @@ Figures per assigner (``key``: definition; "positive" is one (object, slot) pair
 - ``positives``: positives in all. ``positives_per_object``: ``mean``, ``p50``, ``p90`` (numpy's
   linear-interpolation percentiles) and ``max`` of positives per object, over every object.
 - ``objects_without_positive``: objects with no positive.
-- ``per_anchor[].positives`` (``anchor_index`` in cfg order) and ``per_level[].positives``.
+- ``per_anchor[].positives`` (``anchor_index`` in cfg order; ``per_anchor[].objects``: objects with
+  at least one positive at that anchor, which for yolov3, darknet and yolov5 is ``anchor-audit``'s
+  ``matched``) and ``per_level[].positives``.
 - ``mean_anchor_wh_iou``: mean wh-IoU of object and anchor over the positives.
 - ``agreement``: with the ``reference`` assigner (default yolov3), comparing the positive sets of
   each object as sets of slots (level, cell, anchor): ``mean_jaccard`` = mean over objects with at
@@ -59,7 +61,7 @@ import torch
 
 from cocostat import assigners as registry
 from cocostat.assign import in_positives
-from cocostat.assigners import Assigner, candidate_slots, grid_slots, slot_count, topk_mask
+from cocostat.assigners import Assigner, candidate_slots, grid_slots, matched_anchors, slot_count, topk_mask
 from cocostat.audit import AuditInputs, dense_image_index, load_inputs
 from cocostat.boxes import IOU_KINDS
 from cocostat.errors import CocostatWarning, OptionError
@@ -104,7 +106,7 @@ class LabPartial:
     Attributes:
         rows: (G,) int64 object indices (into the run's objects) of the per-object arrays.
         objects: assigner name -> {column of :data:`OBJECT_COLUMNS`: (G,) float64}.
-        per_anchor: assigner name -> (A,) int64 positives per anchor.
+        per_anchor: assigner name -> (2, A) int64: positives per anchor, and objects with a positive there.
         per_level: assigner name -> (L,) int64 positives per level.
     """
 
@@ -168,6 +170,7 @@ def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[A
             "positives": n_pos,
             "wh_iou_sum": torch.where(pos, slots.wh_iou, 0.0).sum(1),
             "per_anchor": torch.bincount(slots.anchor.expand_as(pos)[pos], minlength=grid.num_anchors),
+            "anchor_objects": matched_anchors(slots, pos).sum(0),
             "per_level": torch.bincount(slots.level.expand_as(pos)[pos], minlength=grid.num_levels),
         }
         if stored is not None:
@@ -197,10 +200,10 @@ def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[A
         inter = torch.bincount(c[torch.isin(c, ref_codes)] // K, minlength=G)[:G]  # (G,)
         union = r["positives"] + ref_n - inter
         jac = torch.where(union > 0, inter.double() / union.clamp(min=1).double(), math.nan)
-        cols = {"jaccard": jac, **{k: v for k, v in r.items() if k not in ("per_anchor", "per_level")}}
+        cols = {"jaccard": jac, **{k: v for k, v in r.items() if k not in ("per_anchor", "per_level", "anchor_objects")}}
         objects[asg.name] = {k: (cols[k].double().cpu().numpy() if k in cols else np.full(G, np.nan))
                              for k in OBJECT_COLUMNS}
-        per_anchor[asg.name] = r["per_anchor"].cpu().numpy().astype(np.int64)
+        per_anchor[asg.name] = torch.stack([r["per_anchor"], r["anchor_objects"]]).cpu().numpy().astype(np.int64)
         per_level[asg.name] = r["per_level"].cpu().numpy().astype(np.int64)
     return LabPartial(rows, objects, per_anchor, per_level)
 
@@ -283,7 +286,8 @@ class AssignerLab:
                 "objects_without_positive": int(r.objects_without_positive),
                 "mean_anchor_wh_iou": _f(r.mean_anchor_wh_iou),
                 "per_anchor": [{"anchor_index": int(a.anchor_index), "level": int(a.level),
-                                "anchor": [float(a.w), float(a.h)], "positives": int(a.positives)}
+                                "anchor": [float(a.w), float(a.h)], "positives": int(a.positives),
+                                "objects": int(a.objects)}
                                for a in pa.itertuples(index=False)],
                 "per_level": [{"level": int(v.level), "stride": int(v.stride), "positives": int(v.positives)}
                               for v in pl.itertuples(index=False)],
@@ -448,15 +452,14 @@ def assigner_lab(dataset, predictions=None, *, anchors=None, size: int | None = 
     opts = {"topk": topk, "alpha": alpha, "iou_t": iou_t, "ratio_t": ratio_t}
     names = parse_names(assigners) if assigners is not None else None
     ref = registry.create(registry.check_name(reference, "--reference"), **opts)
-    configured = [registry.create(n, **opts) for n in (names or [])]  # options checked before any work
-    inp: AuditInputs = load_inputs(dataset, predictions, anchors=anchors, size=size)
     if names is None:
-        names = default_names(inp.has_predictions)
-        configured = [registry.create(n, **opts) for n in names]
+        names = default_names(predictions is not None)
+    configured = [registry.create(n, **opts) for n in names]  # options checked before any work
     need = [a.name for a in [*configured, ref] if a.needs_predictions]
-    if need and not inp.has_predictions:
+    if need and predictions is None:
         raise OptionError(f"assigner(s) {', '.join(dict.fromkeys(need))} need predictions: give --predictions DIR "
                           f"or --cfg FILE --weights FILE")
+    inp: AuditInputs = load_inputs(dataset, predictions, anchors=anchors, size=size)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     grid = inp.grid
     images, img_idx = dense_image_index(inp.image_id)
@@ -472,7 +475,7 @@ def assigner_lab(dataset, predictions=None, *, anchors=None, size: int | None = 
     if partial is None:  # no objects
         empty = np.zeros(0)
         partial = LabPartial(np.zeros(0, np.int64), {a.name: dict.fromkeys(OBJECT_COLUMNS, empty) for a in configured},
-                             {a.name: np.zeros(grid.num_anchors, np.int64) for a in configured},
+                             {a.name: np.zeros((2, grid.num_anchors), np.int64) for a in configured},
                              {a.name: np.zeros(grid.num_levels, np.int64) for a in configured})
     return _result(inp, grid, configured, ref, partial, iou, opts, int(images.size))
 
@@ -485,7 +488,8 @@ def _result(inp: AuditInputs, grid, configured, ref, partial: LabPartial, iou: s
     A, L = grid.num_anchors, grid.num_levels
     per_anchor = pd.DataFrame([
         {"assigner": a.name, "anchor_index": i, "level": int(grid.level[i]), "w": float(grid.wh[i, 0]),
-         "h": float(grid.wh[i, 1]), "positives": int(partial.per_anchor[a.name][i])}
+         "h": float(grid.wh[i, 1]), "positives": int(partial.per_anchor[a.name][0, i]),
+         "objects": int(partial.per_anchor[a.name][1, i])}
         for a in configured for i in range(A)])
     per_level = pd.DataFrame([
         {"assigner": a.name, "level": lv, "stride": int(grid.strides[lv]), "positives": int(partial.per_level[a.name][lv])}
