@@ -239,7 +239,6 @@ def test_cli_on_real_predictions(real_data, real_predictions, tmp_path):  # noqa
     assert by["best-pred"]["best_pred_positive_share"] == 1.0 and by["best-pred"]["positives"] == 804
     # best-pred takes each object's best stored prediction: no top-k set averages higher
     assert by["best-pred"]["mean_pred_iou"] >= by["topk-iou"]["mean_pred_iou"]
-    assert by["best-pred"]["mean_pred_iou"] >= max(a["mean_pred_iou"] for a in d["assigners"] if a["name"] == "darknet")
     assert (tmp_path / "plots" / "assigners.png").read_bytes()[:8] == PNG_MAGIC
     po = pd.read_parquet(tmp_path / "po.parquet")
     assert len(po) == 804 * len(names) and {"assigner", "ann_id", "positives", "jaccard"} <= set(po.columns)
