@@ -30,6 +30,7 @@ from cocostat.assigners._protocol import (
     centre_cells,
     grid_slots,
     matched_anchors,
+    member,
     slot_count,
 )
 from cocostat.boxes import pairwise_wh_iou
@@ -257,4 +258,4 @@ def in_positives(slots: Slots, pos: Tensor, other: Slots) -> Tensor:
     have = g * K + slots.key[g, n]  # (P,)
     rows = torch.arange(other.num_objects, device=other.device)[:, None]
     want = rows * K + other.key  # (G, N')
-    return torch.isin(want, have) & other.inside
+    return member(want, have) & other.inside

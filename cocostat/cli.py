@@ -305,8 +305,8 @@ IOU_CHOICES = ("iou", "giou", "diou", "ciou")
 ASSIGNER_CHOICES = ASSIGNER_NAMES
 
 
-def _audit_options(func):
-    """Options shared by anchor-audit and mismatch: where predictions come from, anchors, assigner, IoU."""
+def _source_options(func):
+    """Where predictions come from (a folder, or cfg and weights), and the anchors and input size."""
     @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
                   help="Predictions folder written by `cocostat predict -o DIR` (no model needed).")
     @click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
@@ -318,6 +318,16 @@ def _audit_options(func):
                        "or '10,13, 16,30, ...' [default: the model's or predictions', else yolov3-spp].")
     @click.option("--size", type=int, default=None,
                   help="Network input size [default: the predictions', else 416].")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _audit_options(func):
+    """Options shared by anchor-audit and mismatch: where predictions come from, anchors, assigner, IoU."""
+    @_source_options
     @click.option("--iou", "iou", type=click.Choice(IOU_CHOICES), default="iou", show_default=True,
                   help="How a prediction is scored against its object.")
     @click.option("--assigner", type=click.Choice(ASSIGNER_CHOICES), default="yolov3", show_default=True,
@@ -403,16 +413,7 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
 
 @main.command("assigners")
 @dataset_options
-@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
-              help="Predictions folder written by `cocostat predict -o DIR` (no model needed).")
-@click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
-              help="Darknet cfg: run the model on the fly (with --weights).")
-@click.option("--weights", "weights", type=click.Path(dir_okay=False), default=None,
-              help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).")
-@click.option("--anchors", "anchors", default=None,
-              help="Anchors: preset (yolov3, yolov3-spp, yolov3-tiny), cfg path or '10,13, 16,30, ...' "
-                   "[default: the model's or predictions', else yolov3-spp].")
-@click.option("--size", type=int, default=None, help="Network input size [default: the predictions', else 416].")
+@_source_options
 @click.option("--assigners", "names", default=None,
               help=f"Comma-separated, from: {', '.join(ASSIGNER_NAMES)} "
                    "[default: every assigner the inputs allow].")

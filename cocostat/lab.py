@@ -62,6 +62,7 @@ import torch
 from cocostat import assigners as registry
 from cocostat.assign import in_positives
 from cocostat.assigners import Assigner, candidate_slots, grid_slots, matched_anchors, slot_count, topk_mask
+from cocostat.assigners._protocol import member
 from cocostat.audit import AuditInputs, dense_image_index, load_inputs
 from cocostat.boxes import IOU_KINDS
 from cocostat.errors import CocostatWarning, OptionError
@@ -197,7 +198,7 @@ def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[A
     for asg in configured:
         r = results[asg.name]
         c = codes[asg.name]
-        inter = torch.bincount(c[torch.isin(c, ref_codes)] // K, minlength=G)[:G]  # (G,)
+        inter = torch.bincount(c[member(c, ref_codes)] // K, minlength=G)[:G]  # (G,)
         union = r["positives"] + ref_n - inter
         jac = torch.where(union > 0, inter.double() / union.clamp(min=1).double(), math.nan)
         cols = {"jaccard": jac, **{k: v for k, v in r.items() if k not in ("per_anchor", "per_level", "anchor_objects")}}
@@ -363,7 +364,7 @@ class AssignerLab:
         ax.set_yticks(y, names)
         ax.invert_yaxis()
         ax.set_xlabel("positives per object")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
         ax = axes[1]
         lv = self.per_level.pivot(index="assigner", columns="level", values="positives").loc[names]
         share = lv.div(lv.sum(1).replace(0, np.nan), axis=0).fillna(0)
@@ -372,13 +373,13 @@ class AssignerLab:
             ax.barh(y, share[level], left=left, label=f"level {level}")
             left += share[level].to_numpy()
         ax.set_xlabel("share of positives per level")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=min(4, len(share.columns)), fontsize=8)
         if self.has_predictions:
             ax = axes[2]
             ax.barh(y - 0.2, t["mean_pred_iou"].astype(float), height=0.4, label=f"mean prediction {self.iou}")
             ax.barh(y + 0.2, t["mean_jaccard"].astype(float), height=0.4, label=f"Jaccard with {self.reference}")
             ax.set_xlabel("mean over positives / objects")
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
         fig.suptitle(f"assigners: {self.source}, anchors {self.anchors}, {self.objects} objects", fontsize=10)
         fig.tight_layout()
         path = folder / "assigners.png"

@@ -335,6 +335,18 @@ def resolve_conflicts(slots: Slots, pos: Tensor, metric: Tensor, *, higher: bool
     return out
 
 
+def member(values: Tensor, pool: Tensor) -> Tensor:
+    """``values`` (any shape, int64) found in ``pool`` ((P,) int64): ``torch.isin`` by sort and binary search.
+
+    (Several times faster than ``torch.isin`` on the CPU when ``values`` is large and ``pool`` small.)
+    """
+    if pool.numel() == 0:
+        return torch.zeros_like(values, dtype=torch.bool)
+    pool = torch.sort(pool).values
+    at = torch.searchsorted(pool, values.reshape(-1)).clamp(max=pool.numel() - 1)
+    return (pool[at] == values.reshape(-1)).reshape(values.shape)
+
+
 def matched_anchors(slots: Slots, pos: Tensor) -> Tensor:
     """(G, A) bool: anchor a has at least one positive slot for object g."""
     A = slots.grid.num_anchors
