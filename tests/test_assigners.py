@@ -479,3 +479,24 @@ def test_box_only_positives_match_on_the_predictions_boxes(real_data, real_predi
     keep = images < 12
     for name in BOX_ONLY:
         check_box_only(name, inp.boxes[keep], images[keep], inp.grid)
+
+
+def test_topk_mask_against_a_loop_with_many_ties():
+    from cocostat.assigners import topk_mask
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        G, N = 30, int(torch.randint(1, 30, (1,), generator=gen))
+        score = torch.randint(0, 4, (G, N), generator=gen).double()
+        score[torch.rand(G, N, generator=gen) < 0.05] = math.nan
+        allowed = torch.rand(G, N, generator=gen) > 0.3
+        order = torch.randperm(N, generator=gen)
+        then = torch.randint(0, 3, (G, N), generator=gen).double()
+        k = torch.randint(0, 8, (G,), generator=gen)
+        rank_of = {int(c): i for i, c in enumerate(order)}
+        for second in (None, then):
+            got = topk_mask(score, k, allowed, order, second)
+            for g in range(G):
+                cols = [n for n in range(N) if allowed[g, n] and not math.isnan(score[g, n])]
+                cols.sort(key=lambda n: (-score[g, n].item(), 0 if second is None else second[g, n].item(), rank_of[n]))
+                assert {n for n in range(N) if got[g, n]} == set(cols[:int(k[g])])

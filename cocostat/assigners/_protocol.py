@@ -286,9 +286,32 @@ def topk_mask(score: Tensor, k, allowed: Tensor, order: Tensor, then: Tensor | N
         order: (N,) int64, the tie-break order: among equal scores (and equal ``then``) the column
             earlier in ``order`` wins.
         then: (G, N) float or None, a second key, lower first, that breaks ties of ``score`` before ``order``.
+
+    ``torch.topk`` finds each row's k-th score; only rows where that score is shared by more
+    columns than remain to be taken are sorted in full (stable sorts in the tie-break order).
     """
     G, N = score.shape
     allowed = allowed & ~torch.isnan(score)
+    kk = (k if isinstance(k, Tensor) else torch.full((G,), int(k), device=score.device)).long().clamp(0, N)
+    if G == 0 or N == 0 or int(kk.max()) == 0:
+        return torch.zeros_like(allowed)
+    s = score.masked_fill(~allowed, -math.inf)
+    top = torch.topk(s, int(kk.max()), dim=1).values  # (G, kmax), descending
+    kth = top.gather(1, (kk - 1).clamp(min=0)[:, None])  # (G, 1), each row's k-th score
+    sure = (s > kth) & allowed
+    tie = (s == kth) & allowed
+    need = kk - sure.sum(1)  # (G,) columns still to take from the tie
+    out = sure | (tie & (tie.sum(1) <= need)[:, None])
+    hard = torch.nonzero((tie.sum(1) > need) & (need > 0)).reshape(-1)  # rows whose tie must be broken
+    if hard.numel():
+        out[hard] = _topk_sorted(score[hard], kk[hard], allowed[hard], order,
+                                 None if then is None else then[hard])
+    return out & (kk > 0)[:, None]
+
+
+def _topk_sorted(score: Tensor, kk: Tensor, allowed: Tensor, order: Tensor, then: Tensor | None) -> Tensor:
+    """:func:`topk_mask` by full stable sorts (the rows with ties at the k-th score)."""
+    G, N = score.shape
     s = score[:, order].masked_fill(~allowed[:, order], -math.inf)  # (G, N), columns in tie-break order
     if then is None:
         idx = torch.sort(s, dim=1, descending=True, stable=True).indices  # (G, N)
@@ -297,8 +320,7 @@ def topk_mask(score: Tensor, k, allowed: Tensor, order: Tensor, then: Tensor | N
         idx = idx.gather(1, torch.sort(s.gather(1, idx), dim=1, descending=True, stable=True).indices)
     rank = torch.empty_like(idx)
     rank.scatter_(1, idx, torch.arange(N, device=score.device).expand(G, N).contiguous())
-    kk = k[:, None] if isinstance(k, Tensor) else int(k)
-    keep = (rank < kk) & allowed[:, order]  # (G, N) in tie-break order
+    keep = (rank < kk[:, None]) & allowed[:, order]  # (G, N) in tie-break order
     out = torch.zeros_like(keep)
     out[:, order] = keep
     return out

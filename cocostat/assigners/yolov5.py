@@ -9,6 +9,9 @@ vertical one likewise (``x`` the centre in grid cells of that level, ``W`` the g
 centre exactly on a cell border gets both sides, as in YOLOv5). A zero-size side has ratio
 infinity: no positive. Conflicts are kept, as YOLOv5 keeps both targets.
 
+Source: ultralytics/yolov5 ``utils/loss.py`` ``ComputeLoss.build_targets`` (``anchor_t`` of
+``data/hyps/hyp.scratch-low.yaml``, 4.0; ``g = 0.5`` bias with the ``j, k, l, m`` offsets).
+
 Reach: 1 (the centre cell and its four edge neighbours).
 """
 
