@@ -37,7 +37,7 @@ from cocostat.boxes import pairwise_wh_iou
 from cocostat.errors import OptionError
 
 __all__ = ["ASSIGNERS", "AnchorGrid", "Assigner", "Assignment", "assign", "default_strides",
-           "grid_from_anchor_set", "grid_from_manifest", "positive_mask"]
+           "grid_from_anchor_set", "grid_from_manifest", "in_positives", "positive_mask"]
 
 #: every registered assigner (see :mod:`cocostat.assigners`).
 ASSIGNERS: tuple[str, ...] = NAMES

@@ -61,7 +61,15 @@ import torch
 
 from cocostat import assigners as registry
 from cocostat.assign import in_positives
-from cocostat.assigners import Assigner, candidate_slots, grid_slots, matched_anchors, slot_count, topk_mask
+from cocostat.assigners import (
+    Assigner,
+    candidate_slots,
+    grid_slots,
+    matched_anchors,
+    positive_keys,
+    slot_count,
+    topk_mask,
+)
 from cocostat.assigners._protocol import member
 from cocostat.audit import AuditInputs, dense_image_index, load_inputs
 from cocostat.boxes import IOU_KINDS
@@ -128,8 +136,8 @@ class LabPartial:
 
 def _codes(slots, pos, K: int) -> torch.Tensor:
     """(P,) int64 ``object row x K + flat slot index`` of each positive."""
-    g, n = torch.nonzero(pos, as_tuple=True)
-    return g * K + slots.key[g, n]
+    g, key = positive_keys(slots, pos)
+    return g * K + key
 
 
 def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[Assigner], reference: Assigner,

@@ -236,6 +236,12 @@ def test_cli_on_real_predictions(real_data, real_predictions, tmp_path):  # noqa
                            "--format", "json").stdout)
     assert [a["objects"] for a in by["yolov3"]["per_anchor"]] == [a["matched"] for a in audit["per_anchor"]]
     assert by["yolov3"]["objects_without_positive"] == audit["unmatched_objects"]
+    # anchor-audit takes any registered assigner: its matched anchors are the lab's, on the same slots
+    for name in ("atss", "tal"):
+        other = json.loads(run("anchor-audit", "val2017", "--root", root, "--predictions", real_predictions,
+                               "--assigner", name, "--format", "json").stdout)
+        assert [a["matched"] for a in other["per_anchor"]] == [a["objects"] for a in by[name]["per_anchor"]]
+        assert other["unmatched_objects"] == by[name]["objects_without_positive"]
     assert by["best-pred"]["best_pred_positive_share"] == 1.0 and by["best-pred"]["positives"] == 804
     # best-pred takes each object's best stored prediction: no top-k set averages higher
     assert by["best-pred"]["mean_pred_iou"] >= by["topk-iou"]["mean_pred_iou"]

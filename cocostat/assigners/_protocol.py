@@ -93,10 +93,6 @@ class Slots:
         return int(self.boxes.shape[0])
 
     @property
-    def num_slots(self) -> int:
-        return int(self.anchor.shape[0])
-
-    @property
     def device(self) -> torch.device:
         return self.boxes.device
 
@@ -181,15 +177,6 @@ class Slots:
     def valid(self) -> Tensor:
         """(G, N) bool: slots an assigner may pick: inside the grid, and with a finite prediction if any."""
         return self.has_pred if self.has_pred is not None else self.inside
-
-    def select(self, rows: Tensor) -> Slots:
-        """The slots of the objects ``rows`` ((G',) int64 or bool)."""
-        kw = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            per_object = isinstance(v, Tensor) and f.name not in ("anchor", "level", "dx", "dy")
-            kw[f.name] = v[rows] if per_object else v
-        return Slots(**kw)
 
 
 def _layout(grid, radius: int, device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
