@@ -514,6 +514,8 @@ def _result(inp: AuditInputs, grid, configured, ref, partial: LabPartial, iou: s
                 frame["mean_pred_iou"] = cols["pred_iou_sum"] / cols["pred_positives"]
             frame["best_pred_positive"] = cols["best_pred_positive"] > 0
             frame["score_iou_mismatch"] = cols["score_iou_mismatch"] > 0
+            frame["positives_not_stored"] = cols["not_stored"].astype(np.int64)
+            frame["region_slots_outside"] = cols["region_outside"].astype(np.int64)
         rows.append(frame)
     per_object = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     notes = []

@@ -394,6 +394,14 @@ def test_prediction_aware_hand_built(name, iou):
         assert all(len(s) == 1 for s in got)
 
 
+@pytest.mark.parametrize("name", PRED_AWARE)
+def test_prediction_aware_no_objects(name):
+    from cocostat.audit import _empty_arrays
+
+    grid = yolov3_grid()
+    assert run_pred_aware(name, _empty_arrays(grid, 1), np.zeros(0, np.int64), grid) == []
+
+
 def test_mixed_alpha_one_is_yolov3_on_the_stored_slots():
     arrays, images, grid = hand_arrays()
     mixed = run_pred_aware("mixed", arrays, images, grid, alpha=1.0)

@@ -247,7 +247,9 @@ def test_cli_on_real_predictions(real_data, real_predictions, tmp_path):  # noqa
     assert by["best-pred"]["mean_pred_iou"] >= by["topk-iou"]["mean_pred_iou"]
     assert (tmp_path / "plots" / "assigners.png").read_bytes()[:8] == PNG_MAGIC
     po = pd.read_parquet(tmp_path / "po.parquet")
-    assert len(po) == 804 * len(names) and {"assigner", "ann_id", "positives", "jaccard"} <= set(po.columns)
+    assert len(po) == 804 * len(names) and {"assigner", "ann_id", "positives", "jaccard", "region_slots_outside"} <= set(po.columns)
+    tal = po[po["assigner"] == "tal"]
+    assert tal["region_slots_outside"].sum() == by["tal"]["region_slots_outside"]["total"]
     csv = run("assigners", "val2017", "--root", root, "--predictions", real_predictions, "--format", "csv",
               "--assigners", "yolov3,mixed,tal", "--alpha", "1.0")
     frame = pd.read_csv(__import__("io").StringIO(csv.stdout))
