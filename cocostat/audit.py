@@ -57,7 +57,6 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from cocostat import atomic
 from cocostat.assign import (
     AnchorGrid,
     Assigner,
@@ -77,6 +76,7 @@ from cocostat.candidates import (
 )
 from cocostat.data import Dataset
 from cocostat.errors import CocostatWarning, OptionError
+from cocostat.sources import write_frame
 
 DEFAULT_ANCHORS = "yolov3-spp"
 DEFAULT_SIZE = 416
@@ -237,22 +237,6 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
     radius = int(max(np.abs(arrays.dx).max(initial=0), np.abs(arrays.dy).max(initial=0)))
     return AuditInputs(grid, arrays.gt.astype(np.float64), arrays.ann_id, arrays.image_id,
                        arrays.class_idx, file_name, arrays, radius, source)
-
-
-def run_model(dataset: Dataset, cfg, weights, *, size: int | None = None, neighborhood: int = 1,
-              batch_size: int = 16, device=None, progress: bool = True):
-    """Run a Darknet model over the dataset's images (through :func:`cocostat.predict.predict`).
-
-    Returns the :class:`~cocostat.predict.PredictResult` (``.candidates``, ``.manifest``), which
-    :func:`anchor_audit` and :func:`cocostat.mismatch.mismatch` take as ``predictions``. Nothing is
-    written; use ``cocostat predict -o DIR`` once to keep the candidates for several audits.
-    """
-    from cocostat.models import load_model
-    from cocostat.predict import predict
-
-    model = load_model(cfg, weights, device=device if device is not None else "cpu")
-    return predict(dataset, model, size=DEFAULT_SIZE if size is None else int(size), batch_size=batch_size,
-                   device=device, neighborhood=neighborhood, progress=progress)
 
 
 def _empty_arrays(grid: AnchorGrid, radius: int) -> CandidateArrays:
@@ -571,26 +555,6 @@ _SHORT = {"match_wh_iou": "wh_iou", "pred_iou_matched": "iou_m", "pred_iou_all":
 def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
             for row in frame.to_dict(orient="records")]
-
-
-def check_model_source(predictions, cfg, weights) -> None:
-    """Predictions come from a folder or from a model run (cfg and weights together), never both."""
-    if predictions and (cfg or weights):
-        raise OptionError("give either --predictions DIR or --cfg FILE --weights FILE, not both")
-    if bool(cfg) != bool(weights):
-        raise OptionError("--cfg and --weights go together: give both to run the model")
-
-
-def check_frame_path(path: str | Path | None) -> None:
-    """Refuse a ``--per-object`` path that is neither ``.parquet`` nor ``.csv`` (before any work)."""
-    if path is not None and Path(path).suffix.lower() not in (".parquet", ".csv"):
-        raise OptionError(f"--per-object must end in .parquet or .csv, got {path}")
-
-
-def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a DataFrame atomically as parquet (``.parquet``) or CSV (``.csv``)."""
-    check_frame_path(path)
-    return atomic.write_frame(frame, path)
 
 
 def dense_image_index(image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

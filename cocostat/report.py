@@ -592,7 +592,7 @@ def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: s
     """
     import torch
 
-    from cocostat.audit import check_model_source
+    from cocostat.sources import check_model_source
 
     check_model_source(predictions, cfg, weights)
     if size is not None:

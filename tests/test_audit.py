@@ -18,7 +18,7 @@ from benchmarks.bench_audit import (
     synthetic_dataset,
 )
 from cocostat.assign import ASSIGNERS, grid_from_manifest
-from cocostat.audit import NEEDS_PREDICTIONS, anchor_audit, letterbox_boxes, run_model
+from cocostat.audit import NEEDS_PREDICTIONS, anchor_audit, letterbox_boxes
 from cocostat.boxes import IOU_KINDS
 from cocostat.candidates import (
     COLUMNS,
@@ -28,6 +28,7 @@ from cocostat.candidates import (
 )
 from cocostat.data import from_dict, load_dataset
 from cocostat.errors import CocostatWarning, OptionError
+from cocostat.sources import run_model
 
 YOLOV3 = [(10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326)]
 MASKS = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
