@@ -66,7 +66,7 @@ import pandas as pd
 import torch
 
 from cocostat.data import Dataset
-from cocostat.errors import CocostatWarning, ModelFormatError, OptionError, check_int
+from cocostat.errors import CocostatWarning, ModelFormatError, OptionError, TooFewBoxesError, check_int
 
 __all__ = [
     "FITNESSES",
@@ -915,7 +915,7 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
     u, uc = _unique_sizes(g, cnt)
     distinct = int(u.shape[0])
     if distinct < k:
-        raise OptionError(f"only {distinct} distinct box size(s) among {int(uc.sum())} box(es), "
+        raise TooFewBoxesError(f"only {distinct} distinct box size(s) among {int(uc.sum())} box(es), "
                           f"fewer than the {k} anchors asked for (-k/--anchors); lower -k or add data")
     pts, pc = (u, uc) if distinct <= max_points else _grid_points(u, uc, grid)
     if pts.shape[0] < k:  # a grid too coarse for this many anchors: search the exact sizes
