@@ -57,6 +57,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from cocostat.anchors import parse_anchor_spec
 from cocostat.assign import (
     AnchorGrid,
     Assigner,
@@ -137,14 +138,6 @@ def letterbox_boxes(dataset: Dataset, size: int) -> np.ndarray:
     return params.to_input(dataset.boxes_xyxy(), dataset.ann_image)
 
 
-def _parse_anchors(spec):
-    from cocostat.anchors import (
-        parse_anchor_spec,  # written in parallel; imported when needed
-    )
-
-    return parse_anchor_spec(spec)
-
-
 def _resolve_predictions(predictions) -> tuple[pd.DataFrame, dict, str]:
     if isinstance(predictions, (str, Path)):
         predictions = read_predictions(predictions)
@@ -179,7 +172,7 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         if dataset is None:
             raise OptionError("an audit needs a dataset or predictions")
         size = DEFAULT_SIZE if size is None else int(size)
-        aset = _parse_anchors(DEFAULT_ANCHORS if anchors is None else anchors) if not hasattr(anchors, "wh") else anchors
+        aset = anchors if hasattr(anchors, "wh") else parse_anchor_spec(DEFAULT_ANCHORS if anchors is None else anchors)
         grid = grid_from_anchor_set(aset, size)
         crowd = int(dataset.iscrowd.sum())
         if crowd:
@@ -195,7 +188,7 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         raise OptionError(f"--size {size} differs from the predictions' input size {grid.size}; "
                           f"leave --size out or predict again at that size")
     if anchors is not None:
-        aset = _parse_anchors(anchors) if not hasattr(anchors, "wh") else anchors
+        aset = parse_anchor_spec(anchors) if not hasattr(anchors, "wh") else anchors
         given = grid_from_anchor_set(aset, grid.size, strides=grid.strides.tolist()
                                      if len(aset.levels) == grid.num_levels else None)
         if given.num_levels != grid.num_levels or (np.bincount(given.level, minlength=grid.num_levels)

@@ -156,13 +156,6 @@ class Dataset:
             "area": self.area, "iscrowd": self.iscrowd,
         })
 
-    def images_frame(self) -> pd.DataFrame:
-        """One row per image: image_id, file_name, width, height, annotations."""
-        return pd.DataFrame({
-            "image_id": self.image_id, "file_name": self.file_name, "width": self.width,
-            "height": self.height, "annotations": self.counts,
-        })
-
 
 _ANN_COLUMNS = ("ann_id", "ann_image", "category_id", "class_idx", "bbox", "area", "iscrowd")
 _IMAGE_COLUMNS = ("image_id", "file_name", "width", "height")

@@ -84,8 +84,6 @@ __all__ = [
     "read_checkpoint",
     "read_weights",
     "save_checkpoint",
-    "sha256_file",
-    "weights_count",
     "write_weights",
 ]
 
@@ -777,11 +775,6 @@ def build_model(cfg: DarknetCfg | str | os.PathLike, *, bn_eps: float = DARKNET_
 # --------------------------------------------------------------------------------------------------
 # Darknet .weights files
 # --------------------------------------------------------------------------------------------------
-def weights_count(cfg: DarknetCfg) -> int:
-    """float32 values a ``.weights`` file for ``cfg`` holds after its header."""
-    return cfg.num_values
-
-
 def _header_size(major: int, minor: int) -> int:
     # Darknet parser.c load_weights: seen is a size_t (64 bits) from version 0.2 on, else an int.
     return 20 if (major * 10 + minor) >= 2 and major < 1000 and minor < 1000 else 16
@@ -948,15 +941,6 @@ def save_checkpoint(model: DarknetModel, path: str | os.PathLike, *, epoch: int 
         torch.save({"epoch": epoch, "best_fitness": None, "training_results": None, "model": state,
                     "optimizer": None}, tmp)
     return Path(path)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_model(cfg: str | os.PathLike | DarknetCfg, weights: str | os.PathLike | None = None, *,
