@@ -17,6 +17,10 @@ I     images
 
 Boxes are ``float`` arrays in pixels; their format is named in every signature: ``xywh`` (COCO:
 top-left corner, width, height), ``xyxy`` (corners) or ``cxcywh`` (centre, width, height).
+
+Results are frozen dataclasses with ``to_dict()`` and ``to_frame()``. Those that hold arrays, frames or
+tensors are declared ``eq=False``: they compare by identity (``==`` on numpy or pandas fields would
+raise "truth value is ambiguous"); compare two results through ``to_dict()``.
 """
 
 from __future__ import annotations

@@ -430,7 +430,7 @@ def _none_if_nan(v):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AnchorAudit:
     """The anchor-audit report; see the module docstring for every definition.
 

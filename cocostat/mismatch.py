@@ -134,7 +134,7 @@ def mismatch_tensors(ct: CandidateTensors, radius: int) -> dict:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mismatch:
     """The mismatch report; see the module docstring for every definition.
 

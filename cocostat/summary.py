@@ -27,7 +27,7 @@ SMALL_AREA = 32**2
 LARGE_AREA = 96**2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DatasetInfo:
     """Counts and distributions of one dataset; see the module docstring for definitions."""
 
