@@ -27,7 +27,7 @@ Figures (``key``: definition):
 - ``objects_compared``: objects with at least one matched and one unmatched prediction.
 - ``objects_unmatched_beats_worst_matched``: objects with ``max(unmatched) > min(matched)``.
 - ``objects_unmatched_beats_best_matched``: objects with ``max(unmatched) > max(matched)``.
-- ``objects_best_from_neighbour``: objects whose highest-IoU prediction in the whole neighbourhood
+- ``objects_best_from_neighbor``: objects whose highest-IoU prediction in the whole neighbourhood
   lies in a neighbouring cell: ``max(neighbour cells) > max(centre cell)`` (null when the table
   holds only centre cells).
 - per anchor (``level``, ``anchor`` [w, h] in input pixels):
@@ -84,7 +84,7 @@ DEFAULT_SIZE = 416
 
 #: figures that need predictions (null without them).
 NEEDS_PREDICTIONS = ("feature_maps_unmatched_better", "objects_compared", "objects_unmatched_beats_worst_matched",
-                     "objects_unmatched_beats_best_matched", "objects_best_from_neighbour",
+                     "objects_unmatched_beats_best_matched", "objects_best_from_neighbor",
                      "per_anchor.pred_iou_matched", "per_anchor.pred_iou_all",
                      "per_anchor.best_when_unmatched", "per_anchor.worst_matched")
 
@@ -365,7 +365,7 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
     Returns:
         A dict of CPU numpy arrays and ints: per object (G,) ``m_min``, ``m_max``, ``u_max``
         (+-inf where empty), ``n_pos``, ``u_anchor``, ``w_anchor`` (-1 where none), ``best_iou``,
-        ``best_anchor``, ``best_dx``, ``best_dy``, ``from_neighbour``, ``beats_worst``,
+        ``best_anchor``, ``best_dx``, ``best_dy``, ``from_neighbor``, ``beats_worst``,
         ``beats_best`` (bool); per anchor (A,) ``pred_iou_matched``, ``pred_iou_all`` (NaN where
         empty), ``best_when_unmatched``, ``worst_matched``; and ``feature_maps_unmatched_better``
         (int, plus ``fm_pairs`` (F, 2): image index and level of each such feature map).
@@ -385,7 +385,7 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
     w_anchor = torch.where(n_pos > 0, p_anchor[m_arg], -1)  # (G,)
     best_iou, best_arg = q.max(dim=1)  # (G,), over every valid candidate (q is -inf elsewhere)
     best_c = qc.max(dim=1).values  # (G,), centre cells only
-    from_neighbour = best_iou > best_c  # (G,): max(neighbour cells) > max(centre cells)
+    from_neighbor = best_iou > best_c  # (G,): max(neighbour cells) > max(centre cells)
 
     # per anchor: scatter the per-column sums into anchors
     qpz = torch.where(pos, qp, torch.zeros_like(qp))  # (G, S)
@@ -417,7 +417,7 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
             "u_anchor": cpu(u_anchor), "w_anchor": cpu(w_anchor),
             "best_iou": cpu(best_iou), "best_anchor": cpu(anchor[best_arg]),
             "best_dx": cpu(ct.dx[best_arg]), "best_dy": cpu(ct.dy[best_arg]),
-            "from_neighbour": cpu(from_neighbour), "beats_worst": cpu(beats_worst), "beats_best": cpu(beats_best),
+            "from_neighbor": cpu(from_neighbor), "beats_worst": cpu(beats_worst), "beats_best": cpu(beats_best),
             "pred_iou_matched": cpu(sum_m / cnt_m), "pred_iou_all": cpu(sum_a / cnt_a),
             "best_when_unmatched": cpu(best_when_unmatched), "worst_matched": cpu(worst_matched),
             "fm_pairs": np.stack([cpu(fm // max(num_levels, 1)), cpu(fm % max(num_levels, 1))], axis=1),
@@ -456,7 +456,7 @@ class AnchorAudit:
     objects_compared: int | None
     objects_unmatched_beats_worst_matched: int | None
     objects_unmatched_beats_best_matched: int | None
-    objects_best_from_neighbour: int | None
+    objects_best_from_neighbor: int | None
     per_anchor: pd.DataFrame = field(repr=False)
     per_object: pd.DataFrame = field(repr=False)
     examples: pd.DataFrame = field(repr=False)
@@ -487,7 +487,7 @@ class AnchorAudit:
             "objects_compared": self.objects_compared,
             "objects_unmatched_beats_worst_matched": self.objects_unmatched_beats_worst_matched,
             "objects_unmatched_beats_best_matched": self.objects_unmatched_beats_best_matched,
-            "objects_best_from_neighbour": self.objects_best_from_neighbour,
+            "objects_best_from_neighbor": self.objects_best_from_neighbor,
             "per_anchor": pa,
             "needs_predictions": [] if self.has_predictions else list(NEEDS_PREDICTIONS),
             "examples": _records(self.examples),
@@ -514,8 +514,8 @@ class AnchorAudit:
              share(self.objects_unmatched_beats_worst_matched, self.objects_compared)),
             ("objects: best unmatched > best matched", self.objects_unmatched_beats_best_matched,
              share(self.objects_unmatched_beats_best_matched, self.objects_compared)),
-            ("objects: best prediction from a neighbour cell", self.objects_best_from_neighbour,
-             share(self.objects_best_from_neighbour, self.objects)),
+            ("objects: best prediction from a neighbour cell", self.objects_best_from_neighbor,
+             share(self.objects_best_from_neighbor, self.objects)),
         ]
         overview = pd.DataFrame(rows, columns=["statistic", "value", "share"])
         title = (f"anchor audit: {self.source}; anchors {self.anchors}; assigner {self.assigner} "
@@ -600,7 +600,7 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
         asg = ct.assignment
         res = audit_tensors(ct, torch.from_numpy(img_idx).to(dev), L, A)
         if inp.neighborhood == 0:
-            notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbour "
+            notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbor "
                          "is null" + ("; yolov5's neighbour-cell positives are left out" if kind is Assigner.YOLOV5
                                       else ""))
     else:
@@ -643,14 +643,14 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
             best_iou=np.where(finite(res["best_iou"]), res["best_iou"], np.nan),
             best_anchor=res["best_anchor"], best_dx=res["best_dx"], best_dy=res["best_dy"],
             unmatched_beats_worst=beats_worst, unmatched_beats_best=beats_best,
-            best_from_neighbour=res["from_neighbour"],
+            best_from_neighbor=res["from_neighbor"],
         )
         figures = {
             "feature_maps_unmatched_better": res["feature_maps_unmatched_better"],
             "objects_compared": int(compared.sum()),
             "objects_unmatched_beats_worst_matched": int(beats_worst.sum()),
             "objects_unmatched_beats_best_matched": int(beats_best.sum()),
-            "objects_best_from_neighbour": int(res["from_neighbour"].sum()) if inp.neighborhood else None,
+            "objects_best_from_neighbor": int(res["from_neighbor"].sum()) if inp.neighborhood else None,
         }
         ex_cols = ["unmatched_beats_best", "unmatched_beats_worst", "unmatched"]
     else:
@@ -658,7 +658,7 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
             per_anchor[col] = None
         figures = dict.fromkeys(("feature_maps_unmatched_better", "objects_compared",
                                  "objects_unmatched_beats_worst_matched", "objects_unmatched_beats_best_matched",
-                                 "objects_best_from_neighbour"))
+                                 "objects_best_from_neighbor"))
         ex_cols = ["unmatched"]
     if G and not n_matched.all():
         warnings.warn(f"{int((n_matched == 0).sum())} of {G} objects match no anchor ({kind.short} assigner)",
