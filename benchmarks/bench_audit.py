@@ -234,11 +234,11 @@ def main(argv=None) -> int:
     grid = grid_from_manifest(manifest)
     print(f"generated {G} objects x {arrays.anchor.size} candidates in {time.perf_counter() - t:.1f} s",
           file=sys.stderr)
-    img_idx = torch.from_numpy(np.unique(arrays.image_id, return_inverse=True)[1].reshape(-1)).to(device)
+    image_index = torch.from_numpy(np.unique(arrays.image_id, return_inverse=True)[1].reshape(-1)).to(device)
 
     def core_audit():
         ct = candidate_tensors(arrays, grid, iou="iou", assigner="yolov3", device=device)
-        return audit_tensors(ct, img_idx, grid.num_levels, grid.num_anchors)
+        return audit_tensors(ct, image_index, grid.num_levels, grid.num_anchors)
 
     def core_mismatch():
         ct = candidate_tensors(arrays, grid, iou="iou", assigner="yolov3", device=device)

@@ -413,7 +413,7 @@ def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
     zero_mask = keep & ~(wh_raw > 0).all(axis=1)
     zero = int(zero_mask.sum())
     keep &= ~zero_mask
-    img = dataset.ann_image[keep]
+    img = dataset.image_index[keep]
     w_img = dataset.width[img].astype(np.float64)
     h_img = dataset.height[img].astype(np.float64)
     s = img_size[img]

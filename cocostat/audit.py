@@ -135,7 +135,7 @@ def letterbox_boxes(dataset: Dataset, size: int) -> np.ndarray:
     from cocostat.models import Letterbox
 
     params = Letterbox(int(size)).params(dataset.width, dataset.height)
-    return params.to_input(dataset.boxes_xyxy(), dataset.ann_image)
+    return params.to_input(dataset.boxes_xyxy(), dataset.image_index)
 
 
 def _resolve_predictions(predictions) -> tuple[pd.DataFrame, dict, str]:
@@ -590,7 +590,7 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
     inp = load_inputs(dataset, predictions, anchors=anchors, size=size)
     grid = inp.grid
     G, A, L = inp.boxes.shape[0], grid.num_anchors, grid.num_levels
-    images, img_idx = dense_image_index(inp.image_id)
+    images, image_index = dense_image_index(inp.image_id)
     notes: list[str] = []
     dev = torch.device(device) if device is not None else torch.device("cpu")
 
@@ -598,7 +598,7 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
         ct = candidate_tensors(inp.candidates, grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t,
                                device=dev)
         asg = ct.assignment
-        res = audit_tensors(ct, torch.from_numpy(img_idx).to(dev), L, A)
+        res = audit_tensors(ct, torch.from_numpy(image_index).to(dev), L, A)
         if inp.neighborhood == 0:
             notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbor "
                          "is null" + ("; yolov5's neighbour-cell positives are left out" if kind is Assigner.YOLOV5

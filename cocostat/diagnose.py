@@ -138,7 +138,7 @@ def classify_errors(dataset: Dataset, detections: Detections, matching: Matching
     fp_idx = np.flatnonzero(matching.fp)
     f = fp_idx.size
     # pairs (false positive, non-crowd object of its image); crowd objects get a key no image has
-    gt_key = np.where(dataset.iscrowd, -1, dataset.ann_image)
+    gt_key = np.where(dataset.iscrowd, -1, dataset.image_index)
     seg, pg = group_pairs(detections.image_index[fp_idx], gt_key)
     iou = np.asarray(matched_iou(detections.boxes_xyxy()[fp_idx[seg]], dataset.boxes_xyxy()[pg]),
                      dtype=np.float64) if seg.size else np.zeros(0)
@@ -265,7 +265,7 @@ def merged_detections(dataset: Dataset, detections: Detections, matching: Matchi
     """
     cand = np.flatnonzero(matching.kept & (detections.score >= conf))
     c = max(dataset.num_classes, 1)
-    gt_key = np.where(dataset.iscrowd, -1, dataset.ann_image * c + dataset.class_idx)
+    gt_key = np.where(dataset.iscrowd, -1, dataset.image_index * c + dataset.class_idx)
     seg, pg = group_pairs(detections.image_index[cand] * c + detections.class_idx[cand], gt_key)
     cols = ["image_id", "file_name", "detection", "category", "score", "objects", "found", "ann_ids"]
     if seg.size == 0:
@@ -294,7 +294,7 @@ def covered_objects(dataset: Dataset, detections: Detections, matching: Matching
     cand = np.flatnonzero(matching.kept & (detections.score >= conf))
     c = max(dataset.num_classes, 1)
     seg, pg = group_pairs(detections.image_index[cand] * c + detections.class_idx[cand],
-                          dataset.ann_image * c + dataset.class_idx)
+                          dataset.image_index * c + dataset.class_idx)
     out = np.zeros(dataset.num_annotations, bool)
     if seg.size:
         ious = np.asarray(matched_iou(detections.boxes_xyxy()[cand[seg]], dataset.boxes_xyxy()[pg]), np.float64)
@@ -354,8 +354,8 @@ def suppressed_objects(dataset: Dataset, candidates: pd.DataFrame, found: np.nda
     g = agg.index.to_numpy(np.int64)
     names = dataset.categories["name"].to_numpy(dtype=object)
     return pd.DataFrame({
-        "ann_id": dataset.ann_id[g], "image_id": dataset.image_id[dataset.ann_image[g]],
-        "file_name": dataset.file_name[dataset.ann_image[g]], "category": names[dataset.class_idx[g]],
+        "ann_id": dataset.ann_id[g], "image_id": dataset.image_id[dataset.image_index[g]],
+        "file_name": dataset.file_name[dataset.image_index[g]], "category": names[dataset.class_idx[g]],
         "best_conf": agg["best_conf"].to_numpy(), "best_iou": agg["best_iou"].to_numpy(),
     })
 
@@ -372,13 +372,13 @@ def hard_examples(dataset: Dataset, detections: Detections, matching: Matching, 
     nc = ~dataset.iscrowd
     m = matching.gt_det[nc]
     matched_score = np.where(m >= 0, detections.score[np.maximum(m, 0)] if len(detections) else 0.0, 0.0)
-    miss_w = np.bincount(dataset.ann_image[nc], weights=1.0 - matched_score, minlength=i)
+    miss_w = np.bincount(dataset.image_index[nc], weights=1.0 - matched_score, minlength=i)
     err = fp_w + miss_w
     rank = np.lexsort((dataset.image_id, -err))
     rank = rank[err[rank] > 0][:top]
     return pd.DataFrame({
         "image_id": dataset.image_id[rank], "file_name": dataset.file_name[rank],
-        "objects": np.bincount(dataset.ann_image[nc], minlength=i)[rank],
+        "objects": np.bincount(dataset.image_index[nc], minlength=i)[rank],
         "detections": np.bincount(detections.image_index[matching.kept], minlength=i)[rank],
         "false_positives": fp_w[rank], "missed": miss_w[rank], "error": err[rank],
     })

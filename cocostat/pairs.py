@@ -407,7 +407,7 @@ def overlap(
     xywh = ds.bbox.astype(np.float64)  # (G, 4)
     if size is not None:
         scale = float(size) / np.maximum(ds.width, ds.height).astype(np.float64)  # (I,)
-        xywh = xywh * scale[ds.ann_image][:, None]  # (G, 4)
+        xywh = xywh * scale[ds.image_index][:, None]  # (G, 4)
     x1, y1 = xywh[:, 0].copy(), xywh[:, 1].copy()
     x2, y2 = x1 + xywh[:, 2], y1 + xywh[:, 3]
     area = (x2 - x1) * (y2 - y1)  # (G,)
@@ -419,7 +419,7 @@ def overlap(
     with np.errstate(divide="ignore", invalid="ignore"):
         obj_aspect = np.where(lo_side > 0, hi_side / np.where(lo_side > 0, lo_side, 1.0), np.inf)  # (G,)
     elongated = obj_aspect >= settings.aspect  # (G,) bool; zero-size boxes have inf
-    img_elongated = np.bincount(ds.ann_image[elongated], minlength=n_img).astype(np.int64)  # (I,)
+    img_elongated = np.bincount(ds.image_index[elongated], minlength=n_img).astype(np.int64)  # (I,)
     img_max_aspect = np.full(n_img, np.nan)
     has = counts > 0
     if n_obj:

@@ -82,7 +82,7 @@ def info(ds: Dataset) -> DatasetInfo:
     cls = ds.class_idx
     per_cls_anns = np.bincount(cls, minlength=ds.num_classes)
     # images per class: unique (image, class) pairs
-    pair = np.unique(ds.ann_image * max(ds.num_classes, 1) + cls)
+    pair = np.unique(ds.image_index * max(ds.num_classes, 1) + cls)
     per_cls_imgs = np.bincount(pair % max(ds.num_classes, 1), minlength=ds.num_classes)
     per_category = pd.DataFrame({
         "category_id": ds.categories["category_id"].to_numpy(),
