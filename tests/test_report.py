@@ -251,12 +251,18 @@ def synth_model(tmp_path):
     return ann, cfg, weights
 
 
-def test_model_report_runs_every_analysis(synth_model, tmp_path):
+def _model_report(synth_model, tmp_path, out: str):
+    """The synthetic dataset and a report with its model (random weights, 64 px) in tmp_path/out."""
     ann, cfg, weights = synth_model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
         ds = load_coco(ann, image_dir=tmp_path / "synth", cache=False)
-        res = build_report(ds, out_dir=tmp_path / "rep", cfg=cfg, weights=weights, size=64, progress=False)
+        return ds, build_report(ds, out_dir=tmp_path / out, cfg=cfg, weights=weights, size=64, progress=False)
+
+
+def test_model_report_runs_every_analysis(synth_model, tmp_path):
+    ann, cfg, weights = synth_model
+    ds, res = _model_report(synth_model, tmp_path, "rep")
     status = {s.name: (s.status, s.reason) for s in res.analyses}
     assert res.predictions == tmp_path / "rep" / "predictions"
     assert (res.predictions / "manifest.json").is_file()
@@ -467,11 +473,8 @@ def _siblings(folder):
 
 
 def test_truncated_detections_give_one_line_and_leave_nothing(synth_model, tmp_path):
-    ann, cfg, weights = synth_model
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CocostatWarning)
-        ds = load_coco(ann, image_dir=tmp_path / "synth", cache=False)
-        first = build_report(ds, out_dir=tmp_path / "a", cfg=cfg, weights=weights, size=64, progress=False)
+    ann = synth_model[0]
+    _, first = _model_report(synth_model, tmp_path, "a")
     det = first.predictions / "detections.json"
     det.write_text(det.read_text()[: len(det.read_text()) // 2])  # truncated mid-way
     out = tmp_path / "b"
@@ -505,11 +508,7 @@ def test_early_errors_leave_no_report_folder(synth_model, tmp_path, case):
 
 def _old_report(synth_model, tmp_path):
     """A complete report (with a model) in tmp_path/a, plus a file of the user's there."""
-    ann, cfg, weights = synth_model
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CocostatWarning)
-        ds = load_coco(ann, image_dir=tmp_path / "synth", cache=False)
-        first = build_report(ds, out_dir=tmp_path / "a", cfg=cfg, weights=weights, size=64, progress=False)
+    ds, first = _model_report(synth_model, tmp_path, "a")
     (tmp_path / "a" / "notes.txt").write_text("mine")
     return ds, first
 
