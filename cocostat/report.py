@@ -15,16 +15,20 @@ where the reproducing command written beside it says otherwise (``--plot``, ``--
 ``--size``, ``-k``). It writes:
 
 - ``OUT/plots/*.png``: the plots of the analyses that draw them (overlap histograms, kmeans density,
-  mismatch 2-D histograms) and the ones :mod:`cocostat.plots` draws for the others: box sizes and categories
-  (info), anchors (anchor-audit), COCO summary and per-class AP@0.5 (eval), dAP (errors);
+  mismatch 2-D histograms) and the ones :mod:`cocostat.plots` draws for the others: box sizes and
+  categories (info), anchors (anchor-audit), COCO summary and per-class AP@0.5 (eval), dAP (errors);
 - ``OUT/report.md``: one markdown page, each analysis as markdown tables with its plots after them
   and the exact ``cocostat ...`` command that reproduces its numbers (the dataset written as the
   user gave it);
 - ``OUT/report.html``: the same page, self-contained (plots embedded as base64 ``data:`` URIs,
   CSS inline, no script, no external reference).
 
-Every file is written atomically. Tables longer than :data:`FOLD_ROWS` rows are folded into a
-``<details>`` block. Data-quality warnings of each analysis are listed under it and re-issued.
+How it is built: :func:`build_report` checks every input first, then runs one function per section
+in a folder staged beside ``OUT`` (:class:`cocostat.staging.StagedFolder`) and swaps it in whole at
+the end, so ``OUT`` never holds half a report or a mix of two. Each section is described once, as a
+:class:`Call` (command + options): the reproducing command line and the library call are both read
+from it. Tables longer than :data:`FOLD_ROWS` rows are folded into a ``<details>`` block.
+Data-quality warnings of each analysis are listed under it and re-issued.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from cocostat.staging import StagedFolder
 __all__ = [
     "ANALYSES",
     "FOLD_ROWS",
+    "Call",
     "KMEANS_COMPARE",
     "ReportResult",
     "ReportSection",
@@ -554,44 +559,61 @@ def _audit_section(inp: _Inputs, run: _Runner, size: int) -> None:
 
 
 def _prediction_sections(inp: _Inputs, run: _Runner) -> None:
-    """mismatch, eval and errors: what needs predictions."""
+    """mismatch, eval and errors: what needs predictions (eval and errors: detections too)."""
     if inp.pred is None:
         for name in ("mismatch", "eval", "errors"):
             run.skip(name, "needs predictions: give --predictions DIR or --cfg FILE --weights FILE")
         return
-    from cocostat.diagnose import diagnose
-    from cocostat.evaluate import evaluate
-    from cocostat.mismatch import mismatch
+    _mismatch_section(inp, run)
+    if not inp.detections:
+        for name in ("eval", "errors"):
+            run.skip(name, f"the predictions in {inp.pred_dir} hold no detections")
+        return
+    _eval_section(inp, run)
+    _errors_section(inp, run)
 
-    resolve = _resolve_predictions(inp)
-    call = Call("mismatch", {"predictions": inp.pred_dir, "examples": EXAMPLES, "plot": inp.plots})
+
+def _mismatch_section(inp: _Inputs, run: _Runner) -> None:
+    from cocostat.mismatch import mismatch
 
     def work(kw):
         rep = mismatch(inp.dataset, kw.pop("predictions"), **kw, device=inp.device)
         return rep, rep.plots
 
-    run.run("mismatch", call, work, resolve=resolve)
-    if not inp.detections:
-        for name in ("eval", "errors"):
-            run.skip(name, f"the predictions in {inp.pred_dir} hold no detections")
-        return
-    if len(inp.pred.detection_files) == 1:
-        det_file = inp.pred_dir / inp.pred.detection_files[0].name
-    else:  # parts of a distributed run: `cocostat eval` takes one file, so they are joined
+    run.run("mismatch", Call("mismatch", {"predictions": inp.pred_dir, "examples": EXAMPLES, "plot": inp.plots}),
+            work, resolve=_resolve_predictions(inp))
+
+
+def _eval_section(inp: _Inputs, run: _Runner) -> None:
+    """COCO eval of the predictions' detections file; the parts of a distributed run are joined into
+    OUT/detections.json first (``cocostat eval`` takes one file)."""
+    from cocostat.evaluate import evaluate
+
+    files = inp.pred.detection_files
+    if len(files) == 1:
+        det_file, real_file = inp.pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
+    else:
         import json
 
         det_file = inp.out / "detections.json"
-        write_text(run.stage.real(det_file), json.dumps(inp.detections) + "\n")
-    run.run("eval", Call("eval", {"detections": det_file}),
-            lambda kw: (rep := evaluate(inp.dataset, kw["detections"]),
-                        [plot_eval_summary(rep, run.stage.real(inp.plots / "eval_summary.png")),
-                         plot_eval_classes(rep, run.stage.real(inp.plots / "eval_ap50_per_class.png"))]),
-            resolve=lambda key, value: (inp.pred.detection_files[0] if len(inp.pred.detection_files) == 1
-                                        else value))
-    run.run("errors", Call("errors", {"predictions": inp.pred_dir}),
-            lambda kw: (rep := diagnose(inp.dataset, predictions=kw["predictions"]),
-                        [plot_errors(rep, run.stage.real(inp.plots / "errors_dap.png"))]),
-            resolve=resolve)
+        real_file = write_text(run.stage.real(det_file), json.dumps(inp.detections) + "\n")
+
+    def work(kw):
+        rep = evaluate(inp.dataset, kw["detections"])
+        return rep, [plot_eval_summary(rep, run.stage.real(inp.plots / "eval_summary.png")),
+                     plot_eval_classes(rep, run.stage.real(inp.plots / "eval_ap50_per_class.png"))]
+
+    run.run("eval", Call("eval", {"detections": det_file}), work, resolve=lambda key, value: real_file)
+
+
+def _errors_section(inp: _Inputs, run: _Runner) -> None:
+    from cocostat.diagnose import diagnose
+
+    def work(kw):
+        rep = diagnose(inp.dataset, predictions=kw["predictions"])
+        return rep, [plot_errors(rep, run.stage.real(inp.plots / "errors_dap.png"))]
+
+    run.run("errors", Call("errors", {"predictions": inp.pred_dir}), work, resolve=_resolve_predictions(inp))
 
 
 def _dataset_sections(inp: _Inputs, run: _Runner) -> None:
@@ -599,12 +621,17 @@ def _dataset_sections(inp: _Inputs, run: _Runner) -> None:
     from cocostat.pairs import overlap, plot_overlap
     from cocostat.summary import info
 
-    run.run("info", Call("info"),
-            lambda kw: (rep := info(inp.dataset),
-                        [plot_box_sizes(inp.dataset, run.stage.real(inp.plots / "info_box_sizes.png")),
-                         plot_categories(rep, run.stage.real(inp.plots / "info_categories.png"))]))
-    run.run("overlap", Call("overlap", {"plot": inp.plots}),
-            lambda kw: (rep := overlap(inp.dataset), plot_overlap(rep, kw["plot"])))
+    def info_work(kw):
+        rep = info(inp.dataset)
+        return rep, [plot_box_sizes(inp.dataset, run.stage.real(inp.plots / "info_box_sizes.png")),
+                     plot_categories(rep, run.stage.real(inp.plots / "info_categories.png"))]
+
+    def overlap_work(kw):
+        rep = overlap(inp.dataset)
+        return rep, plot_overlap(rep, kw["plot"])
+
+    run.run("info", Call("info"), info_work)
+    run.run("overlap", Call("overlap", {"plot": inp.plots}), overlap_work)
 
 
 def _kmeans_section(inp: _Inputs, run: _Runner, size: int) -> None:
