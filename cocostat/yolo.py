@@ -1,0 +1,680 @@
+"""YOLO-format datasets (ultralytics YAML, Darknet ``.data``, image lists, image folders) <-> :class:`Dataset`.
+
+A YOLO dataset is a set of images and, per image, one label file of normalised lines
+``class cx cy w h`` (a box) or ``class x1 y1 x2 y2 ... xn yn`` (a YOLOv8 segment polygon, n >= 3).
+:func:`resolve_yolo` finds the images of one split from what the user typed; :func:`load_yolo` reads
+the labels and the image sizes into the same columnar :class:`~cocostat.data.Dataset` the COCO
+loader builds, so every command works on it unchanged; :func:`write_yolo` and :func:`write_coco` are
+the two directions of ``cocostat convert``.
+
+Decisions (the README's "YOLO-format datasets" section says the same):
+
+- DATASET is YOLO when it ends in ``.yaml``/``.yml`` (ultralytics dataset YAML), ``.data`` (Darknet),
+  ``.txt`` (a list of image paths, one per line), or is a folder of images that is not a COCO split
+  name. The split (``--split``, default ``val`` for every command, so that ``info``, ``kmeans`` and
+  ``eval`` of one DATASET describe the same images) picks the YAML's ``train``/``val``/``test`` entry or
+  the ``.data`` file's ``train``/``valid``/``test`` entry; each entry is a folder (searched
+  recursively, as ultralytics does), an image-list ``.txt`` or a list of those.
+- Relative paths in a YAML (``path``, the split entries) or ``.data`` file are taken from the file's own
+  folder when they exist there, else from the current folder (where trainers resolve them). A YAML
+  without ``path`` uses its own folder. Relative lines of an image list are relative to the list's folder.
+- Label files are found as the trainers find them: in the image path as listed (symlinks are not
+  followed), the last ``/images/`` becomes ``/labels/`` and the extension becomes ``.txt``.
+- Class names: the YAML's ``names`` (a list, or a dict ``{0: name, ...}`` with keys 0..C-1), or the
+  ``.data`` file's ``names=`` file (one name per line). An image list or folder takes its names from a
+  ``classes.txt`` in its folder or that folder's parent; without one the classes are numbered by the
+  largest class index seen (names ``"0"``, ``"1"``, ...).
+- ``category_id`` = class index + 1, unless the YAML has a ``category_ids`` key (cocostat's own: a
+  list of C ids, or a dict ``{class index: id}``), which ``convert`` writes so that a COCO -> YOLO -> COCO
+  round trip keeps COCO's sparse ids.
+- Image ids: ``int(stem)`` when every image's file stem is a distinct decimal number (COCO's
+  ``000000397133.jpg`` -> 397133, as ultralytics' COCO JSON export does), else 1 + the image's position
+  in the sorted path list. Annotation ids: 1..G in (image, line) order. Nothing is crowd.
+- Image sizes come from the image headers (pillow's lazy open), turned as ultralytics' ``exif_size``
+  turns them (EXIF orientation 6 or 8 swaps width and height), because label coordinates are relative
+  to the image as the trainer decodes it.
+- A missing label file and an empty one both mean an image without objects; both are counted in one
+  warning. A polygon becomes its bounding box; its ``area`` is the polygon's (shoelace) area, as in COCO,
+  and a box's is w * h. Box edges and polygon points outside [0, 1] are clipped to the image; those
+  more than 1e-6 outside (beyond the rounding of 6-decimal label text) are counted in a warning.
+- A line with the wrong number of fields, a non-numeric or non-finite value, a class that is not an
+  integer in 0..C-1, or a negative width or height is a :class:`~cocostat.errors.DatasetFormatError`
+  naming the file and line.
+
+Speed: reading the label files and the image headers is spread over a process pool (on 2 cores a
+thread pool gains nothing: pillow's header parse holds the GIL; see reports/bench_yolo.md); the lines
+of a chunk of files are parsed in one vectorised pass. The parsed arrays go to the same cache as COCO
+files (:func:`cocostat.data.cache_dir`); see :func:`cache_key` for what makes the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFoundError, OptionError
+
+#: Suffixes that make a DATASET argument a YOLO dataset description.
+CONFIG_SUFFIXES = (".yaml", ".yml", ".data", ".txt")
+#: Image suffixes (ultralytics' IMG_FORMATS), lower case.
+IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp",
+                            ".pfm", ".heic"})
+DEFAULT_SPLIT = "val"
+SPLITS = ("train", "val", "test")
+_DATA_KEYS = {"train": ("train",), "val": ("valid", "val"), "test": ("test",)}  # Darknet .data names
+#: Points further than this outside [0, 1] (normalised) are counted as clipped.
+CLIP_TOLERANCE = 1e-6
+#: Bump when the cached YOLO parse changes.
+YOLO_CACHE_VERSION = 1
+#: Below this many images the files are read in this process (a pool costs ~0.1 s to start).
+POOL_MIN_IMAGES = 4096
+
+
+@dataclass(frozen=True)
+class YoloSource:
+    """One split of a YOLO dataset, as :func:`resolve_yolo` found it.
+
+    Attributes:
+        name: display name, ``<config stem>-<split>`` (``coco-val``) or the list/folder name.
+        annotations: the YAML, ``.data``, list file or folder the user gave (``Dataset.path``).
+        split: ``train``, ``val`` or ``test`` (``None`` for a list file or folder).
+        image_paths: (I,) the image paths, absolute (not symlink-resolved), sorted, unique.
+        image_dir: the deepest folder holding every image; ``Dataset.file_name`` is relative to it.
+        names: class names in class-index order, or ``None`` (numbered from the labels).
+        category_ids: COCO category id of each class index, or ``None`` (class index + 1).
+    """
+
+    name: str
+    annotations: Path
+    split: str | None
+    image_paths: tuple[str, ...]
+    image_dir: Path | None
+    names: tuple[str, ...] | None
+    category_ids: tuple[int, ...] | None
+
+
+def is_yolo_argument(dataset: str) -> bool:
+    """Whether DATASET names a YOLO description by its suffix (folders are decided by the caller)."""
+    return Path(dataset).suffix.lower() in CONFIG_SUFFIXES
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding the images and names of a split
+# --------------------------------------------------------------------------------------------------
+def _locate(entry: str, base: Path) -> Path:
+    """A relative path from a config file: from the file's folder if it exists there, else the cwd."""
+    p = Path(os.path.expanduser(str(entry)))
+    if p.is_absolute():
+        return p
+    for cand in (base / p, Path.cwd() / p):
+        if cand.exists():
+            return Path(os.path.abspath(cand))
+    return Path(os.path.abspath(base / p))
+
+
+def _list_folder(folder: Path) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        out.extend(os.path.join(dirpath, f) for f in filenames if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+    return out
+
+
+def _list_file(path: Path) -> list[str]:
+    base = path.parent
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(os.path.normpath(line if os.path.isabs(line) else os.path.join(base, line)))
+    return out
+
+
+def _images_of(entries: list[Path], where: str) -> list[str]:
+    paths: list[str] = []
+    for e in entries:
+        if e.is_dir():
+            paths += _list_folder(e)
+        elif e.is_file() and e.suffix.lower() == ".txt":
+            paths += _list_file(e)
+        elif e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES:
+            paths.append(str(e))
+        else:
+            raise DatasetNotFoundError(f"{where}: image folder or image list {e} does not exist")
+    return sorted(set(os.path.abspath(p) for p in paths))
+
+
+def _names_file(path: Path, where: str) -> tuple[str, ...]:
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{where}: names file {path} does not exist")
+    return tuple(n.strip() for n in path.read_text(encoding="utf-8").splitlines() if n.strip())
+
+
+def _yaml_names(cfg: dict, where: str) -> tuple[str, ...] | None:
+    names, nc = cfg.get("names"), cfg.get("nc")
+    if isinstance(names, dict):
+        keys = sorted(names)
+        if keys != list(range(len(keys))):
+            raise DatasetFormatError(f"{where}: names must have the keys 0..{len(keys) - 1}, got {keys[:10]}")
+        names = [names[k] for k in keys]
+    if names is None:
+        if nc is None:
+            raise DatasetFormatError(f"{where}: expected a 'names' list or dict (or 'nc'), found neither")
+        names = [f"class_{i}" for i in range(int(nc))]
+    if not isinstance(names, list):
+        raise DatasetFormatError(f"{where}: 'names' must be a list or a dict, got {type(names).__name__}")
+    if nc is not None and int(nc) != len(names):
+        raise DatasetFormatError(f"{where}: nc is {nc} but names has {len(names)} entries")
+    return tuple(str(n) for n in names)
+
+
+def _yaml_category_ids(cfg: dict, n: int, where: str) -> tuple[int, ...] | None:
+    ids = cfg.get("category_ids")
+    if ids is None:
+        return None
+    if isinstance(ids, dict):
+        if sorted(ids) != list(range(n)):
+            raise DatasetFormatError(f"{where}: category_ids must have the keys 0..{n - 1}")
+        ids = [ids[k] for k in range(n)]
+    if not isinstance(ids, list) or len(ids) != n or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                             for i in ids):
+        raise DatasetFormatError(f"{where}: category_ids must be a list of {n} integers (one per name)")
+    if len(set(ids)) != n:
+        raise DatasetFormatError(f"{where}: category_ids must be distinct")
+    return tuple(ids)
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DatasetFormatError(f"{path.name}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(cfg, dict):
+        raise DatasetFormatError(f"{path.name}: expected a dataset YAML mapping (path, train, val, names), "
+                                 f"got {type(cfg).__name__}")
+    return cfg
+
+
+def _read_data_file(path: Path) -> dict:
+    cfg = {}
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise DatasetFormatError(f"{path.name} line {i}: expected key = value, got {line!r}")
+        k, v = line.split("=", 1)
+        cfg[k.strip()] = v.strip()
+    return cfg
+
+
+def _split_entries(cfg: dict, keys: tuple[str, ...], split: str, base: Path, where: str) -> list[Path]:
+    for k in keys:
+        if cfg.get(k):
+            v = cfg[k]
+            return [_locate(str(x), base) for x in (v if isinstance(v, list) else [v])]
+    have = [s for s, ks in _DATA_KEYS.items() if any(cfg.get(k) for k in (s, *ks))]
+    raise OptionError(f"{where} has no {split!r} split (it has: {', '.join(have) or 'none'}); pick one with --split")
+
+
+def _near_names(folder: Path) -> tuple[str, ...] | None:
+    for cand in (folder / "classes.txt", folder.parent / "classes.txt"):
+        if cand.is_file():
+            return _names_file(cand, str(cand))
+    return None
+
+
+def _common_dir(paths: list[str]) -> Path | None:
+    if not paths:
+        return None
+    return Path(os.path.commonpath([os.path.dirname(p) for p in (paths[0], paths[-1])] +
+                                   [os.path.dirname(p) for p in paths[1:-1:max(1, len(paths) // 64)]]))
+
+
+def resolve_yolo(dataset: str | os.PathLike, split: str | None = None) -> YoloSource:
+    """Find the images, names and category ids of one split of a YOLO dataset.
+
+    Args:
+        dataset: a dataset YAML, a Darknet ``.data`` file, an image-list ``.txt`` or an image folder.
+        split: ``train``, ``val`` or ``test`` for a YAML or ``.data`` file (default :data:`DEFAULT_SPLIT`);
+            a list file or folder is one split already, so ``split`` must be ``None`` or its default.
+
+    Raises:
+        DatasetNotFoundError: the file, a split's folder or list, or the names file does not exist.
+        DatasetFormatError: invalid YAML, bad ``names``/``nc``/``category_ids``.
+        OptionError: the split is not one of train/val/test or not in the file.
+    """
+    path = Path(dataset)
+    if split is not None and split not in SPLITS:
+        raise OptionError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not path.exists():
+        raise DatasetNotFoundError(f"YOLO dataset {path} does not exist")
+    suffix = path.suffix.lower()
+    names = category_ids = None
+    if path.is_dir() or suffix == ".txt":
+        if split not in (None, DEFAULT_SPLIT):
+            raise OptionError(f"--split {split} needs a dataset YAML or .data file; {path} is one split already")
+        split = None
+        images = _images_of([Path(os.path.abspath(path))], path.name)
+        names = _near_names(Path(os.path.abspath(path)) if path.is_dir() else path.parent)
+        name = path.stem if suffix == ".txt" else path.name
+    else:
+        split = split or DEFAULT_SPLIT
+        where = path.name
+        base = Path(os.path.abspath(path.parent))
+        if suffix == ".data":
+            cfg = _read_data_file(path)
+            entries = _split_entries(cfg, _DATA_KEYS[split], split, base, where)
+            if cfg.get("names"):
+                names = _names_file(_locate(cfg["names"], base), where)
+            elif cfg.get("classes"):
+                names = tuple(str(i) for i in range(int(cfg["classes"])))
+        else:
+            cfg = _read_yaml(path)
+            root = _locate(str(cfg["path"]), base) if cfg.get("path") else base
+            entries = _split_entries(cfg, (split,), split, root, where)
+            names = _yaml_names(cfg, where)
+            category_ids = _yaml_category_ids(cfg, len(names), where)
+        images = _images_of(entries, where)
+        name = f"{path.stem}-{split}"
+    return YoloSource(name=name, annotations=path, split=split, image_paths=tuple(images),
+                      image_dir=_common_dir(images), names=names, category_ids=category_ids)
+
+
+def label_path(image_path: str) -> str:
+    """The label file of an image: the last ``/images/`` becomes ``/labels/``, the extension ``.txt``."""
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return os.path.splitext(sb.join(image_path.rsplit(sa, 1)))[0] + ".txt"
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the files: image headers and label lines, one chunk of images per worker
+# --------------------------------------------------------------------------------------------------
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) in pixels from the image header, EXIF orientation 6/8 swapping them (ultralytics)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.format in ("JPEG", "MPO") and "exif" in im.info and im.getexif().get(0x0112) in (6, 8):
+                w, h = h, w
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetFormatError(f"image {path}: cannot read its header: {exc}") from None
+    return w, h
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """The lines of one chunk of label files (L lines with content), normalised units."""
+
+    sizes: np.ndarray      # (n, 2) int64 width, height per image of the chunk
+    state: np.ndarray      # (n,) int8: 0 labels, 1 empty file, 2 no file
+    line_image: np.ndarray  # (L,) int64 image index within the chunk
+    cls: np.ndarray        # (L,) int64 class index
+    xyxy: np.ndarray       # (L, 4) float64 normalised, not yet clipped
+    poly_area: np.ndarray  # (L,) float64 normalised shoelace area of clipped polygon, NaN for a box line
+    outside: np.ndarray    # (L,) bool: a coordinate is more than CLIP_TOLERANCE outside [0, 1]
+
+
+_WS = np.zeros(256, bool)
+_WS[[9, 10, 11, 12, 13, 32]] = True  # bytes.split()'s whitespace
+
+
+def _line_error(files: list[str], file_start: np.ndarray, nl: np.ndarray, buf: bytes, line: int, msg: str) -> None:
+    """Raise the one-line error for global line index ``line`` of a chunk buffer."""
+    start = 0 if line == 0 else int(nl[line - 1]) + 1
+    f = int(np.searchsorted(file_start, start, side="right")) - 1
+    first_line = int(np.searchsorted(nl, file_start[f]))  # lines before this file
+    text = buf[start:int(nl[line])].decode("utf-8", "replace").strip()
+    raise DatasetFormatError(f"{files[f]} line {line - first_line + 1}: {msg}, got {text[:80]!r}")
+
+
+def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_classes: int | None):
+    """Vectorised parse of concatenated label files (each ending in a newline).
+
+    Returns per content line: file index, class, xyxy normalised (L, 4), polygon area or NaN, outside.
+    """
+    a = np.frombuffer(buf, np.uint8)
+    ws = _WS[a]
+    nl = np.flatnonzero(a == 10)                                      # (lines,) newline positions
+    tok = np.flatnonzero(~ws & np.concatenate([[True], ws[:-1]]))     # (T,) token start positions
+    tok_line = np.searchsorted(nl, tok)                               # (T,) line of each token
+    tokens = buf.split()
+    try:
+        vals = np.array(tokens, dtype=np.float64)                     # (T,)
+    except ValueError:
+        for i, t in enumerate(tokens):
+            try:
+                float(t)
+            except ValueError:
+                _line_error(files, file_start, nl, buf, int(tok_line[i]), f"value {t.decode('utf-8', 'replace')!r} is not a number")
+    ntok = np.bincount(tok_line, minlength=nl.size)                   # (lines,)
+    lines = np.flatnonzero(ntok)                                      # content lines
+    n = ntok[lines]
+    first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)  # first token of each content line
+    bad = (n != 5) & ((n < 7) | (n % 2 == 0))
+    if bad.any():
+        _line_error(files, file_start, nl, buf, int(lines[np.argmax(bad)]),
+                    f"expected 5 fields (class cx cy w h) or a class and 3 or more x y points, found {n[np.argmax(bad)]}")
+    if not np.isfinite(vals).all():
+        _line_error(files, file_start, nl, buf, int(tok_line[np.argmax(~np.isfinite(vals))]), "values must be finite")
+    cls_f = vals[first]
+    bad = (cls_f != np.round(cls_f)) | (cls_f < 0) | ((cls_f >= num_classes) if num_classes is not None else False)
+    if bad.any():
+        rng = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+        _line_error(files, file_start, nl, buf, int(lines[np.argmax(bad)]), f"class must be an integer in {rng}")
+    xyxy = np.empty((lines.size, 4))
+    area = np.full(lines.size, np.nan)
+    box = n == 5
+    bi = first[box]
+    cx, cy, w, h = vals[bi + 1], vals[bi + 2], vals[bi + 3], vals[bi + 4]
+    if ((w < 0) | (h < 0)).any():
+        _line_error(files, file_start, nl, buf, int(lines[box][np.argmax((w < 0) | (h < 0))]),
+                    "width and height must be >= 0")
+    xyxy[box] = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    outside = np.zeros(lines.size, bool)
+    if not box.all():
+        pl = np.flatnonzero(~box)
+        npts = (n[pl] - 1) // 2                                           # (Lp,)
+        pstart = np.concatenate([[0], np.cumsum(npts)[:-1]])              # (Lp,) first point of each polygon
+        pt_line = np.repeat(np.arange(pl.size), npts)                     # (Pts,)
+        k = np.arange(npts.sum()) - pstart[pt_line]                       # (Pts,) point index in its polygon
+        xi = first[pl][pt_line] + 1 + 2 * k
+        x, y = vals[xi], vals[xi + 1]
+        outside[pl] = np.logical_or.reduceat((x < -CLIP_TOLERANCE) | (x > 1 + CLIP_TOLERANCE) |
+                                             (y < -CLIP_TOLERANCE) | (y > 1 + CLIP_TOLERANCE), pstart)
+        x, y = np.clip(x, 0, 1), np.clip(y, 0, 1)
+        xyxy[pl] = np.stack([np.minimum.reduceat(x, pstart), np.minimum.reduceat(y, pstart),
+                             np.maximum.reduceat(x, pstart), np.maximum.reduceat(y, pstart)], axis=1)
+        nxt = np.arange(x.size) + 1
+        ends = pstart + npts                                              # wrap each polygon to its first point
+        nxt[ends - 1] = pstart
+        area[pl] = np.abs(np.add.reduceat(x * y[nxt] - x[nxt] * y, pstart)) / 2
+    outside[box] = ((xyxy[box] < -CLIP_TOLERANCE) | (xyxy[box] > 1 + CLIP_TOLERANCE)).any(axis=1)
+    line_start = np.concatenate([[0], nl[:-1] + 1])[lines]
+    line_file = np.searchsorted(file_start, line_start, side="right") - 1
+    return line_file.astype(np.int64), cls_f.astype(np.int64), xyxy, area, outside
+
+
+def _read_chunk(images: list[str], num_classes: int | None) -> _Parsed:
+    """Image sizes and parsed labels of a chunk of images (runs in a worker process)."""
+    sizes = np.array([image_size(p) for p in images], dtype=np.int64).reshape(-1, 2)
+    state = np.zeros(len(images), np.int8)
+    parts, starts, have = [], [], []
+    pos = 0
+    for i, p in enumerate(images):
+        try:
+            with open(label_path(p), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            state[i] = 2
+            continue
+        if not data.strip():
+            state[i] = 1
+            continue
+        parts += [data, b"\n"]
+        starts.append(pos)
+        have.append(i)
+        pos += len(data) + 1
+    buf = b"".join(parts)
+    files = [label_path(images[i]) for i in have]
+    line_file, cls, xyxy, area, outside = _parse_labels(buf, files, np.array(starts, np.int64), num_classes)
+    return _Parsed(sizes, state, np.array(have, np.int64)[line_file] if have else np.zeros(0, np.int64),
+                   cls, xyxy, area, outside)
+
+
+def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | None) -> list[_Parsed]:
+    if workers is None:
+        workers = min(len(os.sched_getaffinity(0)), 8) if len(images) >= POOL_MIN_IMAGES else 1
+    if workers <= 1:
+        return [_read_chunk(list(images), num_classes)]
+    step = -(-len(images) // (workers * 4))  # 4 chunks per worker: even load, bounded memory
+    chunks = [list(images[i:i + step]) for i in range(0, len(images), step)]
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        return list(pool.map(_read_chunk, chunks, [num_classes] * len(chunks)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Building the Dataset, and the cache
+# --------------------------------------------------------------------------------------------------
+def _image_ids(paths: tuple[str, ...]) -> np.ndarray:
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if stems and all(s.isdigit() for s in stems):
+        ids = np.array([int(s) for s in stems], np.int64)
+        if np.unique(ids).size == ids.size:
+            return ids
+    return np.arange(1, len(paths) + 1, dtype=np.int64)
+
+
+def cache_key(src: YoloSource) -> str:
+    """A hex digest over everything the parsed arrays depend on.
+
+    It covers: the cache layout versions; the resolved config (names, category ids, split, config
+    path); every image path in order; and each image's and label file's (size, mtime_ns), or its
+    absence. It detects any added, removed or renamed image or label file, and any edit that changes
+    a file's size or modification time. It cannot detect an edit that keeps both size and mtime_ns
+    (a tool that restores timestamps, such as ``rsync -t`` of a same-size file, or a filesystem with
+    coarse timestamps rewritten within one tick); use ``--no-cache`` after such a change.
+    """
+    from cocostat.data import CACHE_VERSION
+
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, YOLO_CACHE_VERSION, str(src.annotations.absolute()), src.split,
+                                   src.names, src.category_ids]).encode())
+    for p in src.image_paths:
+        for q in (p, label_path(p)):
+            try:
+                st = os.stat(q)
+                h.update(f"{q}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{q}\0-\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _warn(src_name: str, counts: dict) -> None:
+    if counts["no_file"] or counts["empty"]:
+        warnings.warn(f"{src_name}: {counts['no_file']:,} of {counts['images']:,} image(s) have no label file "
+                      f"and {counts['empty']:,} an empty one; read as images without objects"
+                      + (f" (labels are looked for at {counts['example']})" if counts["no_file"] == counts["images"]
+                         else ""), CocostatWarning, stacklevel=4)
+    if counts["clipped"]:
+        warnings.warn(f"{src_name}: {counts['clipped']:,} label(s) have coordinates outside [0, 1], "
+                      f"clipped to the image", CocostatWarning, stacklevel=4)
+
+
+def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None) -> "Dataset":  # noqa: F821
+    """Read one split of a YOLO dataset into a :class:`~cocostat.data.Dataset`.
+
+    Args:
+        src: what :func:`resolve_yolo` found.
+        cache: read and write the parsed-array cache (key: :func:`cache_key`).
+        workers: reader processes (default: the usable cores up to 8, or 1 below
+            :data:`POOL_MIN_IMAGES` images); 1 reads in this process.
+
+    Returns: a Dataset with bbox (G, 4) float64 xywh pixels, area (G,) float64 pixels (polygon area
+        for segment labels, w * h for boxes), iscrowd all False, categories from the names.
+
+    Raises:
+        DatasetNotFoundError: an image does not exist.
+        DatasetFormatError: an unreadable image header, or a bad label line (file and line named).
+    """
+    from cocostat.data import _assemble, _load_cache, _save_cache, _warn_zero_size, cache_dir
+
+    file = side = None
+    if cache:
+        file = cache_dir() / f"{src.name}-yolo-{cache_key(src)}.npz"
+        side = file.with_suffix(".json")
+        if file.is_file() and side.is_file():
+            ds = _load_cache(file, src.name, src.annotations, src.image_dir)
+            if ds is not None:
+                try:
+                    _warn(src.name, json.loads(side.read_text()))
+                    _warn_zero_size(ds.bbox, src.name)
+                    return ds
+                except (OSError, ValueError, KeyError):
+                    pass
+    num_classes = len(src.names) if src.names is not None else None
+    parts = _read_all(src.image_paths, num_classes, workers)
+    sizes = np.concatenate([p.sizes for p in parts]).reshape(-1, 2)
+    state = np.concatenate([p.state for p in parts])
+    base = np.cumsum([0] + [p.sizes.shape[0] for p in parts])
+    line_image = np.concatenate([p.line_image + b for p, b in zip(parts, base)])
+    cls = np.concatenate([p.cls for p in parts])
+    xyxy = np.concatenate([p.xyxy for p in parts]).reshape(-1, 4)
+    poly_area = np.concatenate([p.poly_area for p in parts])
+    clipped = int(sum(int(p.outside.sum()) for p in parts))
+
+    names = src.names
+    if names is None:
+        names = tuple(str(i) for i in range(int(cls.max()) + 1 if cls.size else 0))
+    cat_ids = np.array(src.category_ids if src.category_ids is not None else range(1, len(names) + 1), np.int64)
+    wh = sizes[line_image].astype(np.float64)                              # (G, 2) pixels
+    xyxy = np.clip(xyxy, 0.0, 1.0) * np.concatenate([wh, wh], axis=1)     # (G, 4) pixels
+    bbox = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+    area = np.where(np.isnan(poly_area), bbox[:, 2] * bbox[:, 3], poly_area * wh[:, 0] * wh[:, 1])
+    image_id = _image_ids(src.image_paths)
+    rel = [os.path.relpath(p, src.image_dir) for p in src.image_paths]
+    file_name = np.array(rel, dtype=str) if rel else np.zeros(0, dtype="<U1")
+    categories = pd.DataFrame({"category_id": cat_ids, "name": list(names), "supercategory": [""] * len(names)})
+    g = cls.size
+    ds = _assemble(src.name, src.annotations, src.image_dir, src.name, image_id, file_name, sizes[:, 0].copy(),
+                   sizes[:, 1].copy(), categories, np.arange(1, g + 1, dtype=np.int64), image_id[line_image],
+                   cat_ids[cls], bbox, area, np.zeros(g, bool))
+    counts = {"images": int(state.size), "no_file": int((state == 2).sum()), "empty": int((state == 1).sum()),
+              "clipped": clipped, "example": label_path(src.image_paths[0]) if src.image_paths else ""}
+    _warn(src.name, counts)
+    if file is not None:
+        from cocostat.atomic import write_text
+
+        _save_cache(ds, file)
+        try:
+            write_text(side, json.dumps(counts))
+        except OSError:
+            pass
+    return ds
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing: convert
+# --------------------------------------------------------------------------------------------------
+def write_coco(dataset, path: str | os.PathLike) -> Path:
+    """Write ``dataset`` as a COCO instances JSON (boxes only, no segmentation), atomically."""
+    import orjson
+
+    from cocostat.atomic import write_bytes
+    from cocostat.evaluate import coco_dict
+
+    return write_bytes(path, orjson.dumps(coco_dict(dataset)))
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What ``cocostat convert`` wrote."""
+
+    source: str
+    target: str
+    to: str
+    images: int
+    objects: int
+    crowd_left_out: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"field": list(self.__dict__), "value": [str(v) for v in self.__dict__.values()]})
+
+    def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
+        return [("convert", self.to_frame())]
+
+
+def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT) -> ConvertResult:
+    """Write ``dataset`` as a YOLO layout in ``out_dir``, replacing it as a whole at the end.
+
+    Layout (ultralytics): ``OUT/images/SPLIT/<file_name>`` symlinks to the original images,
+    ``OUT/labels/SPLIT/<stem>.txt`` (``class cx cy w h``, normalised, 10 significant digits, one line
+    per box; no file for an image without boxes) and ``OUT/<OUT name>.yaml`` (``path``, the split,
+    ``names`` and ``category_ids`` so that reading it back gives the same COCO category ids).
+    Crowd boxes are left out, as ultralytics' COCO labels leave them out (YOLO labels have no crowd
+    flag, and a crowd box read back as an object would be trained on as one); their count is returned.
+    The folder is built beside ``out_dir`` and renamed into place, so a failure leaves no half layout.
+
+    Raises:
+        DatasetNotFoundError: the dataset has no image folder (a YOLO layout needs its images).
+    """
+    out = Path(out_dir)
+    if dataset.image_dir is None:
+        raise DatasetNotFoundError(f"converting {dataset.name} to YOLO needs its images: pass --images DIR")
+    image_dir = Path(os.path.abspath(dataset.image_dir))
+    keep = ~dataset.iscrowd
+    ds = dataset.select_annotations(keep)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        img_root, lab_root = tmp / "images" / split, tmp / "labels" / split
+        wh = np.stack([ds.width, ds.height], axis=1)[ds.ann_image].astype(np.float64)   # (G, 2)
+        c = ds.bbox[:, :2] + ds.bbox[:, 2:] / 2
+        rows = np.concatenate([ds.class_idx[:, None].astype(np.float64), c / wh, ds.bbox[:, 2:] / wh], axis=1)
+        offsets = ds.offsets
+        for i, name in enumerate(ds.file_name.tolist()):
+            link = img_root / name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(image_dir / name, link)
+            n = int(offsets[i + 1] - offsets[i])
+            if n:
+                lab = lab_root / (os.path.splitext(name)[0] + ".txt")
+                lab.parent.mkdir(parents=True, exist_ok=True)
+                lab.write_text(("%d %.10g %.10g %.10g %.10g\n" * n) % tuple(rows[offsets[i]:offsets[i + 1]].ravel()))
+        import yaml
+
+        cats = ds.categories
+        cfg = {"path": ".", split: f"images/{split}", "names": dict(enumerate(cats["name"].tolist())),
+               "category_ids": cats["category_id"].tolist()}
+        (tmp / f"{out.name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ConvertResult(source=str(dataset.path or dataset.name), target=str(out / f"{out.name}.yaml"), to="yolo",
+                         images=ds.num_images, objects=ds.num_annotations,
+                         crowd_left_out=int(dataset.iscrowd.sum()))
+
+
+def convert(dataset, output: str | os.PathLike, split: str = DEFAULT_SPLIT) -> ConvertResult:
+    """``cocostat convert``: a YOLO dataset becomes a COCO JSON file ``output`` (``.json``); a COCO
+    dataset becomes a YOLO layout in the folder ``output`` (see :func:`write_yolo`)."""
+    from cocostat.data import SAMPLE_NAME
+
+    is_yolo = dataset.path is not None and dataset.name != SAMPLE_NAME and (
+        Path(dataset.path).is_dir() or is_yolo_argument(str(dataset.path)))
+    if is_yolo:
+        if not str(output).endswith(".json"):
+            raise OptionError(f"converting a YOLO dataset writes a COCO JSON file: -o must end in .json, got {output}")
+        write_coco(dataset, output)
+        return ConvertResult(source=str(dataset.path), target=str(output), to="coco", images=dataset.num_images,
+                             objects=dataset.num_annotations, crowd_left_out=0)
+    if str(output).endswith(".json"):
+        raise OptionError(f"{dataset.name} is already COCO JSON; -o names the folder of the YOLO layout, got {output}")
+    return write_yolo(dataset, output, split=split)
