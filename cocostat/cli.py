@@ -499,7 +499,7 @@ def report_cmd(dataset, cfg, weights, predictions_dir, out_dir, size, device, no
     result = build_report(dataset, out_dir=out_dir, predictions=predictions_dir, cfg=cfg, weights=weights,
                           size=size, device=device, progress=not no_progress,
                           dataset_argv=dataset_args(params.get("dataset_name"), params.get("root"),
-                                                    params.get("images")))
+                                                    params.get("images"), params.get("split")))
     click.echo(f"wrote {result.markdown} and {result.html}", err=True)
     emit(result, fmt)
 

@@ -349,6 +349,8 @@ def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_clas
 
     Returns per content line: file index, class, xyxy normalised (L, 4), polygon area or NaN, outside.
     """
+    if not buf:
+        return (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool))
     a = np.frombuffer(buf, np.uint8)
     ws = _WS[a]
     nl = np.flatnonzero(a == 10)                                      # (lines,) newline positions
