@@ -453,11 +453,13 @@ def errors_cmd(dataset, detections, predictions_dir, iou, bg_iou, merge_iou, con
 @dataset_options
 @click.option("-o", "--output", "output", required=True, type=click.Path(),
               help="COCO JSON file to write (from a YOLO dataset), or YOLO layout folder (from COCO JSON).")
-@click.option("--to-split", default="val", show_default=True,
-              help="Split name of the YOLO layout written from COCO JSON (OUT/images/SPLIT, OUT/labels/SPLIT).")
+@click.option("--to-split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
+              help="The split key in the YAML written from COCO JSON.")
+@click.option("--folder", default=None,
+              help="Folder name of that split: OUT/images/FOLDER, OUT/labels/FOLDER [default: the split].")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="What was written, on stdout: table for people; json or csv for machines.")
-def convert_cmd(dataset, output, to_split, fmt):
+def convert_cmd(dataset, output, to_split, folder, fmt):
     """YOLO dataset -> COCO instances JSON, or COCO JSON -> YOLO labels and a dataset YAML.
 
     The direction follows DATASET. COCO -> YOLO leaves crowd boxes out (as ultralytics' COCO labels
@@ -465,7 +467,7 @@ def convert_cmd(dataset, output, to_split, fmt):
     """
     from cocostat.yolo import convert
 
-    emit(convert(dataset, output, split=to_split), fmt)
+    emit(convert(dataset, output, split=to_split, folder=folder), fmt)
 
 
 @main.command("report")

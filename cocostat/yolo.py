@@ -440,17 +440,25 @@ def _read_chunk(images: list[str], num_classes: int | None) -> _Parsed:
                    cls, xyxy, area, outside)
 
 
-def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | None) -> list[_Parsed]:
+def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | None,
+              pool: str = "process") -> list[_Parsed]:
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)), 8) if len(images) >= POOL_MIN_IMAGES else 1
     if workers <= 1:
         return [_read_chunk(list(images), num_classes)]
     step = -(-len(images) // (workers * 4))  # 4 chunks per worker: even load, bounded memory
     chunks = [list(images[i:i + step]) for i in range(0, len(images), step)]
-    import multiprocessing
+    if pool == "thread":
+        from concurrent.futures import ThreadPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
-        return list(pool.map(_read_chunk, chunks, [num_classes] * len(chunks)))
+        executor = ThreadPoolExecutor(workers)
+    else:
+        import multiprocessing
+
+        # forkserver, not fork: the caller may hold threads (torch, BLAS) that fork would copy mid-state
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    with executor:
+        return list(executor.map(_read_chunk, chunks, [num_classes] * len(chunks)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,7 +508,8 @@ def _warn(src_name: str, counts: dict) -> None:
                       f"clipped to the image", CocostatWarning, stacklevel=4)
 
 
-def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None) -> "Dataset":  # noqa: F821
+def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None,
+              pool: str = "process") -> "Dataset":  # noqa: F821
     """Read one split of a YOLO dataset into a :class:`~cocostat.data.Dataset`.
 
     Args:
@@ -508,6 +517,8 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
         cache: read and write the parsed-array cache (key: :func:`cache_key`).
         workers: reader processes (default: the usable cores up to 8, or 1 below
             :data:`POOL_MIN_IMAGES` images); 1 reads in this process.
+        pool: ``process`` (default) or ``thread``; threads are kept for the benchmark that shows they
+            lose (pillow's header parse and the line parse hold the GIL).
 
     Returns: a Dataset with bbox (G, 4) float64 xywh pixels, area (G,) float64 pixels (polygon area
         for segment labels, w * h for boxes), iscrowd all False, categories from the names.
@@ -532,7 +543,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
                 except (OSError, ValueError, KeyError):
                     pass
     num_classes = len(src.names) if src.names is not None else None
-    parts = _read_all(src.image_paths, num_classes, workers)
+    parts = _read_all(src.image_paths, num_classes, workers, pool)
     sizes = np.concatenate([p.sizes for p in parts]).reshape(-1, 2)
     state = np.concatenate([p.state for p in parts])
     base = np.cumsum([0] + [p.sizes.shape[0] for p in parts])
@@ -606,12 +617,13 @@ class ConvertResult:
         return [("convert", self.to_frame())]
 
 
-def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT) -> ConvertResult:
+def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT,
+               folder: str | None = None) -> ConvertResult:
     """Write ``dataset`` as a YOLO layout in ``out_dir``, replacing it as a whole at the end.
 
-    Layout (ultralytics): ``OUT/images/SPLIT/<file_name>`` symlinks to the original images,
-    ``OUT/labels/SPLIT/<stem>.txt`` (``class cx cy w h``, normalised, 10 significant digits, one line
-    per box; no file for an image without boxes) and ``OUT/<OUT name>.yaml`` (``path``, the split,
+    Layout (ultralytics), with FOLDER = ``folder`` or ``split``: ``OUT/images/FOLDER/<file_name>``
+    symlinks to the original images, ``OUT/labels/FOLDER/<stem>.txt`` (``class cx cy w h``, normalised, 10 significant digits, one line
+    per box; no file for an image without boxes) and ``OUT/<OUT name>.yaml`` (no ``path``: the YAML's folder is the root, for ultralytics too; the split,
     ``names`` and ``category_ids`` so that reading it back gives the same COCO category ids).
     Crowd boxes are left out, as ultralytics' COCO labels leave them out (YOLO labels have no crowd
     flag, and a crowd box read back as an object would be trained on as one); their count is returned.
@@ -621,6 +633,9 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT) 
         DatasetNotFoundError: the dataset has no image folder (a YOLO layout needs its images).
     """
     out = Path(out_dir)
+    if split not in SPLITS:
+        raise OptionError(f"the split of a YOLO layout must be one of {', '.join(SPLITS)}, got {split!r}")
+    folder = folder or split
     if dataset.image_dir is None:
         raise DatasetNotFoundError(f"converting {dataset.name} to YOLO needs its images: pass --images DIR")
     image_dir = Path(os.path.abspath(dataset.image_dir))
@@ -629,7 +644,7 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT) 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        img_root, lab_root = tmp / "images" / split, tmp / "labels" / split
+        img_root, lab_root = tmp / "images" / folder, tmp / "labels" / folder
         wh = np.stack([ds.width, ds.height], axis=1)[ds.ann_image].astype(np.float64)   # (G, 2)
         c = ds.bbox[:, :2] + ds.bbox[:, 2:] / 2
         rows = np.concatenate([ds.class_idx[:, None].astype(np.float64), c / wh, ds.bbox[:, 2:] / wh], axis=1)
@@ -646,7 +661,7 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT) 
         import yaml
 
         cats = ds.categories
-        cfg = {"path": ".", split: f"images/{split}", "names": dict(enumerate(cats["name"].tolist())),
+        cfg = {split: f"images/{folder}", "names": dict(enumerate(cats["name"].tolist())),
                "category_ids": cats["category_id"].tolist()}
         (tmp / f"{out.name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
         if out.exists():
@@ -664,7 +679,7 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT) 
                          crowd_left_out=int(dataset.iscrowd.sum()))
 
 
-def convert(dataset, output: str | os.PathLike, split: str = DEFAULT_SPLIT) -> ConvertResult:
+def convert(dataset, output: str | os.PathLike, split: str = DEFAULT_SPLIT, folder: str | None = None) -> ConvertResult:
     """``cocostat convert``: a YOLO dataset becomes a COCO JSON file ``output`` (``.json``); a COCO
     dataset becomes a YOLO layout in the folder ``output`` (see :func:`write_yolo`)."""
     from cocostat.data import SAMPLE_NAME
@@ -679,4 +694,4 @@ def convert(dataset, output: str | os.PathLike, split: str = DEFAULT_SPLIT) -> C
                              objects=dataset.num_annotations, crowd_left_out=0)
     if str(output).endswith(".json"):
         raise OptionError(f"{dataset.name} is already COCO JSON; -o names the folder of the YOLO layout, got {output}")
-    return write_yolo(dataset, output, split=split)
+    return write_yolo(dataset, output, split=split, folder=folder)
