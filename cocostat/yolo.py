@@ -122,16 +122,25 @@ def _locate(entry: str, base: Path) -> Path:
     return Path(os.path.abspath(base / p))
 
 
-def _list_folder(folder: Path) -> list[str]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
-        out.extend(os.path.join(dirpath, f) for f in filenames if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+def _list_folder(folder: str) -> list[str]:
+    """Image files under ``folder``, recursively (symlinked folders followed). An entry with an image
+    suffix is taken as a file without a stat: on a folder of 118k image symlinks a stat each would
+    cost more than the rest of the listing."""
+    out, dirs = [], [folder]
+    while dirs:
+        d = dirs.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                name = e.name
+                if name[name.rfind("."):].lower() in IMAGE_SUFFIXES and name.rfind(".") > 0:
+                    out.append(e.path)
+                elif e.is_dir():
+                    dirs.append(e.path)
     return out
 
 
 def _list_file(path: Path) -> list[str]:
-    base = path.parent
+    base = os.path.abspath(path.parent)
     out = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         line = line.strip()
@@ -144,14 +153,14 @@ def _images_of(entries: list[Path], where: str) -> list[str]:
     paths: list[str] = []
     for e in entries:
         if e.is_dir():
-            paths += _list_folder(e)
+            paths += _list_folder(os.path.abspath(e))
         elif e.is_file() and e.suffix.lower() == ".txt":
             paths += _list_file(e)
         elif e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES:
-            paths.append(str(e))
+            paths.append(os.path.abspath(e))
         else:
             raise DatasetNotFoundError(f"{where}: image folder or image list {e} does not exist")
-    return sorted(set(os.path.abspath(p) for p in paths))
+    return sorted(set(paths))
 
 
 def _names_file(path: Path, where: str) -> tuple[str, ...]:
@@ -295,15 +304,125 @@ def resolve_yolo(dataset: str | os.PathLike, split: str | None = None) -> YoloSo
 
 def label_path(image_path: str) -> str:
     """The label file of an image: the last ``/images/`` becomes ``/labels/``, the extension ``.txt``."""
-    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    return os.path.splitext(sb.join(image_path.rsplit(sa, 1)))[0] + ".txt"
+    k = image_path.rfind(_IMAGES)
+    if k >= 0:
+        image_path = image_path[:k] + _LABELS + image_path[k + len(_IMAGES):]
+    dot, slash = image_path.rfind("."), image_path.rfind(os.sep)
+    return (image_path[:dot] if dot > slash + 1 else image_path) + ".txt"
+
+
+_IMAGES, _LABELS = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
 
 
 # --------------------------------------------------------------------------------------------------
 # Reading the files: image headers and label lines, one chunk of images per worker
 # --------------------------------------------------------------------------------------------------
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _exif_orientation(app1: bytes) -> int:
+    """The orientation tag (0x0112) of an APP1 ``Exif`` segment's first IFD, 1 when absent or malformed."""
+    tiff = app1[6:]
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    for k in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+        e = ifd + 2 + 12 * k
+        if e + 12 > len(tiff):
+            break
+        if int.from_bytes(tiff[e:e + 2], order) == 0x0112:
+            return int.from_bytes(tiff[e + 8:e + 10], order)
+    return 1
+
+
+def _jpeg_size(buf: bytes) -> tuple[int, int, int] | None:
+    """(width, height, EXIF orientation) from the first bytes of a JPEG; None when the frame header is
+    not within ``buf`` or the markers are malformed.
+
+    Walks the segments by their lengths up to the first start-of-frame, as a decoder does; of the
+    segments before it, only an APP1 ``Exif`` segment is looked into.
+    """
+    orientation, i, n = 1, 2, len(buf)
+    while i + 4 <= n:
+        if buf[i] != 0xFF:
+            return None
+        m = buf[i + 1]
+        if m == 0xFF:  # fill byte
+            i += 1
+            continue
+        if m == 0x01 or 0xD0 <= m <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if m in (0xD9, 0xDA):  # end of image, or start of scan before any frame header
+            return None
+        length = (buf[i + 2] << 8) | buf[i + 3]
+        if m in _SOF:
+            if i + 9 > n:
+                return None
+            return (buf[i + 7] << 8) | buf[i + 8], (buf[i + 5] << 8) | buf[i + 6], orientation
+        if m == 0xE1 and orientation == 1 and buf.startswith(b"Exif\0\0", i + 4):
+            if i + 2 + length > n:
+                return None
+            orientation = _exif_orientation(buf[i + 4:i + 2 + length])
+        i += 2 + length
+    return None
+
+
+#: Bytes of an image read for its header: enough for a JPEG's frame header unless a large EXIF
+#: block (a thumbnail) comes first, in which case the whole file is read.
+HEAD_BYTES = 4096
+
+
+def _read(path: str, n: int | None) -> bytes:
+    """The first ``n`` bytes of a file (all of it for ``None``): one open, read and close."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if n is not None:
+            return os.read(fd, n)
+        chunk = os.read(fd, 1 << 16)
+        if len(chunk) < 1 << 16:  # a short read of a regular file is its end
+            return chunk
+        parts = [chunk]
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def image_size(path: str) -> tuple[int, int]:
-    """(width, height) in pixels from the image header, EXIF orientation 6/8 swapping them (ultralytics)."""
+    """(width, height) in pixels from the image header, as the trainer sees the image.
+
+    JPEG (and MPO) and PNG headers are read here (a JPEG's EXIF orientation 6 or 8 swaps width and
+    height, as ultralytics' ``exif_size`` does); any other format, or a JPEG this reader cannot walk,
+    through pillow's lazy open, which also reads only the header. tests/test_yolo.py checks both against
+    pillow on every real image in the test data. (Pillow alone costs several times more per JPEG: it
+    parses every quantisation table in Python.)
+    """
+    try:
+        head = _read(path, HEAD_BYTES)
+        if head[:2] == b"\xff\xd8":
+            got = _jpeg_size(head)
+            if got is None and len(head) == HEAD_BYTES:
+                got = _jpeg_size(_read(path, None))
+            if got is not None and got[0] > 0 and got[1] > 0:
+                w, h, orientation = got
+                return (h, w) if orientation in (6, 8) else (w, h)
+        elif head[:8] == _PNG and head[12:16] == b"IHDR":
+            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"image {path} does not exist") from None
+    except OSError as exc:
+        raise DatasetFormatError(f"image {path}: cannot read its header: {exc}") from None
+    return _pillow_size(path)
+
+
+def _pillow_size(path: str) -> tuple[int, int]:
+    """:func:`image_size` through pillow's lazy open (ultralytics' ``exif_size``)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -344,13 +463,44 @@ def _line_error(files: list[str], file_start: np.ndarray, nl: np.ndarray, buf: b
     raise DatasetFormatError(f"{files[f]} line {line - first_line + 1}: {msg}, got {text[:80]!r}")
 
 
-def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_classes: int | None):
+def _boxes_only(buf: bytes, lines_per_file: np.ndarray, num_classes: int | None):
+    """The common case in one C pass (pandas' CSV reader): every line is ``class cx cy w h`` with single
+    spaces, no blank line, nothing out of range. Returns what :func:`_parse_labels` returns, or ``None``
+    when anything differs; the general parse then reads the chunk again and names the bad line."""
+    import io
+
+    try:
+        m = pd.read_csv(io.BytesIO(buf), sep=" ", header=None, dtype=np.float64, engine="c",
+                        skip_blank_lines=False).to_numpy()                  # (L, 5)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    if m.shape != (int(lines_per_file.sum()), 5) or not np.isfinite(m).all():
+        return None
+    cls_f, cx, cy, w, h = m.T
+    if ((cls_f != np.round(cls_f)) | (cls_f < 0) | (w < 0) | (h < 0)).any() or (
+            num_classes is not None and (cls_f >= num_classes).any()):
+        return None
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)  # (L, 4) normalised
+    outside = ((xyxy < -CLIP_TOLERANCE) | (xyxy > 1 + CLIP_TOLERANCE)).any(axis=1)
+    line_file = np.repeat(np.arange(lines_per_file.size, dtype=np.int64), lines_per_file)
+    return line_file, cls_f.astype(np.int64), xyxy, np.full(m.shape[0], np.nan), outside
+
+
+def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_classes: int | None,
+                  lines_per_file: np.ndarray | None = None):
     """Vectorised parse of concatenated label files (each ending in a newline).
 
-    Returns per content line: file index, class, xyxy normalised (L, 4), polygon area or NaN, outside.
+    ``lines_per_file`` (F,) int64, the newline count of each file, enables the fast path
+    :func:`_boxes_only`. Returns per content line (L): file index (L,) int64, class (L,) int64, xyxy
+    (L, 4) float64 normalised and not clipped, polygon area (L,) float64 normalised (NaN for a box),
+    outside (L,) bool.
     """
     if not buf:
         return (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool))
+    if lines_per_file is not None:
+        fast = _boxes_only(buf, lines_per_file, num_classes)
+        if fast is not None:
+            return fast
     a = np.frombuffer(buf, np.uint8)
     ws = _WS[a]
     nl = np.flatnonzero(a == 10)                                      # (lines,) newline positions
@@ -417,25 +567,31 @@ def _read_chunk(images: list[str], num_classes: int | None) -> _Parsed:
     """Image sizes and parsed labels of a chunk of images (runs in a worker process)."""
     sizes = np.array([image_size(p) for p in images], dtype=np.int64).reshape(-1, 2)
     state = np.zeros(len(images), np.int8)
-    parts, starts, have = [], [], []
+    parts, starts, have, nlines = [], [], [], []
+    labels = [label_path(p) for p in images]
     pos = 0
-    for i, p in enumerate(images):
+    for i, p in enumerate(labels):
         try:
-            with open(label_path(p), "rb") as f:
-                data = f.read()
+            data = _read(p, None)
         except FileNotFoundError:
             state[i] = 2
             continue
+        except OSError as exc:
+            raise DatasetFormatError(f"label file {p}: cannot be read: {exc.strerror}") from None
         if not data.strip():
             state[i] = 1
             continue
-        parts += [data, b"\n"]
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        parts.append(data)
+        nlines.append(data.count(b"\n"))
         starts.append(pos)
         have.append(i)
-        pos += len(data) + 1
+        pos += len(data)
     buf = b"".join(parts)
-    files = [label_path(images[i]) for i in have]
-    line_file, cls, xyxy, area, outside = _parse_labels(buf, files, np.array(starts, np.int64), num_classes)
+    files = [labels[i] for i in have]
+    line_file, cls, xyxy, area, outside = _parse_labels(buf, files, np.array(starts, np.int64), num_classes,
+                                                        np.array(nlines, np.int64))
     return _Parsed(sizes, state, np.array(have, np.int64)[line_file] if have else np.zeros(0, np.int64),
                    cls, xyxy, area, outside)
 
@@ -455,8 +611,12 @@ def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | N
     else:
         import multiprocessing
 
-        # forkserver, not fork: the caller may hold threads (torch, BLAS) that fork would copy mid-state
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        # fork where there is one: forkserver and spawn re-import the caller's __main__ (a script without
+        # a main guard would run again) and pay the imports once more; the children only read files
+        # and run numpy, so the threads fork cannot copy (torch, BLAS) do not matter to them
+        methods = multiprocessing.get_all_start_methods()
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
+            "fork" if "fork" in methods else None))
     with executor:
         return list(executor.map(_read_chunk, chunks, [num_classes] * len(chunks)))
 
@@ -464,13 +624,33 @@ def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | N
 # --------------------------------------------------------------------------------------------------
 # Building the Dataset, and the cache
 # --------------------------------------------------------------------------------------------------
+def _stem(p: str) -> str:
+    """``Path(p).stem`` for an absolute path string, without building a Path."""
+    name = p[p.rfind(os.sep) + 1:]
+    dot = name.rfind(".")
+    return name[:dot] if dot > 0 else name
+
+
 def _image_ids(paths: tuple[str, ...]) -> np.ndarray:
-    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    stems = [_stem(p) for p in paths]
     if stems and all(s.isdigit() for s in stems):
         ids = np.array([int(s) for s in stems], np.int64)
         if np.unique(ids).size == ids.size:
             return ids
     return np.arange(1, len(paths) + 1, dtype=np.int64)
+
+
+def _stats(paths) -> list[int]:
+    """``[size, mtime_ns]`` of each path, flattened; ``-1, -1`` for one that cannot be stat'ed."""
+    out: list[int] = []
+    add, stat = out.extend, os.stat
+    for p in paths:
+        try:
+            s = stat(p)
+            add((s.st_size, s.st_mtime_ns))
+        except OSError:
+            add((-1, -1))
+    return out
 
 
 def cache_key(src: YoloSource) -> str:
@@ -487,13 +667,10 @@ def cache_key(src: YoloSource) -> str:
 
     h = hashlib.sha256(json.dumps([CACHE_VERSION, YOLO_CACHE_VERSION, str(src.annotations.absolute()), src.split,
                                    src.names, src.category_ids]).encode())
-    for p in src.image_paths:
-        for q in (p, label_path(p)):
-            try:
-                st = os.stat(q)
-                h.update(f"{q}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            except OSError:
-                h.update(f"{q}\0-\n".encode())
+    paths = src.image_paths
+    h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
+    h.update(np.array(_stats(paths), np.int64).tobytes())                  # (I * 2,) image size, mtime_ns
+    h.update(np.array(_stats([label_path(p) for p in paths]), np.int64).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -562,7 +739,8 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
     bbox = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
     area = np.where(np.isnan(poly_area), bbox[:, 2] * bbox[:, 3], poly_area * wh[:, 0] * wh[:, 1])
     image_id = _image_ids(src.image_paths)
-    rel = [os.path.relpath(p, src.image_dir) for p in src.image_paths]
+    cut = len(os.path.join(str(src.image_dir), "")) if src.image_dir is not None else 0  # every path is under it
+    rel = [p[cut:] for p in src.image_paths]
     file_name = np.array(rel, dtype=str) if rel else np.zeros(0, dtype="<U1")
     categories = pd.DataFrame({"category_id": cat_ids, "name": list(names), "supercategory": [""] * len(names)})
     g = cls.size

@@ -213,6 +213,25 @@ def test_root_images_and_split_options_are_checked(real_data, yolo_val):
     assert res.exit_code == 2 and "has no 'train' split (it has: val)" in res.stderr
 
 
+def test_fast_and_general_parse_agree_on_real_labels(yolo_val):
+    files = sorted(str(p) for p in (yolo_val.parent / "labels" / "val2017").iterdir())
+    datas = [Path(f).read_bytes() for f in files]
+    buf = b"".join(datas)
+    starts = np.cumsum([0] + [len(d) for d in datas[:-1]])
+    nlines = np.array([d.count(b"\n") for d in datas])
+    fast = yolo._boxes_only(buf, nlines, 80)
+    assert fast is not None
+    general = yolo._parse_labels(buf, files, starts, 80)
+    for a, b in zip(fast, general):
+        np.testing.assert_array_equal(a, b)
+    # tabs, double spaces, CRLF and blank lines leave the fast path, with the same result
+    messy = [d.replace(b" ", b"\t", 1).replace(b"\n", b"\r\n\n") for d in datas]
+    assert yolo._boxes_only(b"".join(messy), np.array([d.count(b"\n") for d in messy]), 80) is None
+    again = yolo._parse_labels(b"".join(messy), files, np.cumsum([0] + [len(d) for d in messy[:-1]]), 80)
+    for a, b in zip(again, general):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_pool_reads_the_same(yolo_val):
     src = yolo.resolve_yolo(yolo_val)
     one = yolo.load_yolo(src, cache=False, workers=1)
@@ -323,13 +342,38 @@ def test_bad_images_and_missing_paths(tmp_path):
     assert res.exit_code == 2 and "does not exist" in res.stderr
 
 
-def test_exif_orientation_swaps_width_and_height(tmp_path):
+def test_header_reader_agrees_with_pillow_on_every_real_image(real_data):
+    paths = sorted(str(p) for p in real_data.glob("*/*2017/*.jpg"))
+    assert len(paths) == 288
+    for p in paths:
+        with Image.open(p) as im:
+            assert yolo.image_size(p) == im.size == yolo._pillow_size(p), p
+
+
+@pytest.mark.parametrize("orientation, order", [(1, "II"), (6, "II"), (8, "MM"), (3, "MM")])
+def test_exif_orientation_swaps_width_and_height(tmp_path, orientation, order):
     exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.new("RGB", (30, 20)).save(tmp_path / "rot.jpg", exif=exif)
-    Image.new("RGB", (30, 20)).save(tmp_path / "png.png")
-    assert yolo.image_size(str(tmp_path / "rot.jpg")) == (20, 30)
-    assert yolo.image_size(str(tmp_path / "png.png")) == (30, 20)
+    exif[0x0112] = orientation
+    raw = exif.tobytes()
+    if order == "MM":  # a big-endian EXIF block, as some cameras write (pillow writes little-endian)
+        raw = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01" + bytes([0, orientation, 0, 0]) + b"\0\0\0\0"
+    Image.new("RGB", (30, 20)).save(tmp_path / "rot.jpg", exif=raw)
+    with Image.open(tmp_path / "rot.jpg") as im:
+        assert im.getexif().get(0x0112) == orientation          # the file says what the test means
+    want = (20, 30) if orientation in (6, 8) else (30, 20)
+    assert yolo.image_size(str(tmp_path / "rot.jpg")) == want == yolo._pillow_size(str(tmp_path / "rot.jpg"))
+
+
+def test_header_reader_formats(tmp_path):
+    Image.new("RGB", (31, 17)).save(tmp_path / "p.png")
+    Image.new("RGB", (33, 19)).save(tmp_path / "prog.jpg", progressive=True)
+    Image.new("RGB", (35, 21)).save(tmp_path / "b.bmp")
+    Image.new("L", (37, 23)).save(tmp_path / "g.jpg")
+    for name, size in (("p.png", (31, 17)), ("prog.jpg", (33, 19)), ("b.bmp", (35, 21)), ("g.jpg", (37, 23))):
+        assert yolo.image_size(str(tmp_path / name)) == size
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "g.jpg").read_bytes()[:30])  # truncated before the frame
+    with pytest.raises(DatasetFormatError, match="cut.jpg: cannot read its header"):
+        yolo.image_size(str(tmp_path / "cut.jpg"))
 
 
 def test_label_path_rule():
