@@ -154,8 +154,8 @@ def _images_of(entries: list[Path], where: str) -> list[str]:
     for e in entries:
         if e.is_dir():
             paths += _list_folder(os.path.abspath(e))
-        elif e.is_file() and e.suffix.lower() == ".txt":
-            paths += _list_file(e)
+        elif e.is_file() and e.suffix.lower() == ".txt":  # image suffixes only, as ultralytics reads lists
+            paths += [p for p in _list_file(e) if p[p.rfind("."):].lower() in IMAGE_SUFFIXES]
         elif e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES:
             paths.append(os.path.abspath(e))
         else:
@@ -246,10 +246,11 @@ def _near_names(folder: Path) -> tuple[str, ...] | None:
 
 
 def _common_dir(paths: list[str]) -> Path | None:
+    """The deepest folder holding every path of a sorted list: the first and last paths of a sorted
+    list share the longest prefix of all of them."""
     if not paths:
         return None
-    return Path(os.path.commonpath([os.path.dirname(p) for p in (paths[0], paths[-1])] +
-                                   [os.path.dirname(p) for p in paths[1:-1:max(1, len(paths) // 64)]]))
+    return Path(os.path.commonpath([os.path.dirname(paths[0]), os.path.dirname(paths[-1])]))
 
 
 def resolve_yolo(dataset: str | os.PathLike, split: str | None = None) -> YoloSource:
