@@ -30,9 +30,10 @@ Decisions (the README's "YOLO-format datasets" section says the same):
 - Image ids: ``int(stem)`` when every image's file stem is a distinct decimal number (COCO's
   ``000000397133.jpg`` -> 397133, as ultralytics' COCO JSON export does), else 1 + the image's position
   in the sorted path list. Annotation ids: 1..G in (image, line) order. Nothing is crowd.
-- Image sizes come from the image headers (pillow's lazy open), turned as ultralytics' ``exif_size``
-  turns them (EXIF orientation 6 or 8 swaps width and height), because label coordinates are relative
-  to the image as the trainer decodes it.
+- Image sizes come from the image headers (JPEG and PNG read by :func:`image_size` itself, any other
+  format through pillow's lazy open), turned as ultralytics' ``exif_size`` turns them (EXIF
+  orientation 6 or 8 swaps width and height), because label coordinates are relative to the image as
+  the trainer decodes it.
 - A missing label file and an empty one both mean an image without objects; both are counted in one
   warning. A polygon becomes its bounding box; its ``area`` is the polygon's (shoelace) area, as in COCO,
   and a box's is w * h. Box edges and polygon points outside [0, 1] are clipped to the image; those
@@ -41,9 +42,11 @@ Decisions (the README's "YOLO-format datasets" section says the same):
   integer in 0..C-1, or a negative width or height is a :class:`~cocostat.errors.DatasetFormatError`
   naming the file and line.
 
-Speed: reading the label files and the image headers is spread over a process pool (on 2 cores a
-thread pool gains nothing: pillow's header parse holds the GIL; see reports/bench_yolo.md); the lines
-of a chunk of files are parsed in one vectorised pass. The parsed arrays go to the same cache as COCO
+Speed: reading the label files and the image headers is spread over a process pool of forked
+workers, from :data:`POOL_MIN_IMAGES` images on (a thread pool loses: the header walk and the parse
+hold the GIL; on 2 busy cores the pool only breaks even with one process, see
+reports/bench_yolo.md); the lines of a chunk of files are parsed in one C pass (pandas' CSV reader)
+when every line is a plain box, else in one vectorised numpy pass that also finds the bad line. The parsed arrays go to the same cache as COCO
 files (:func:`cocostat.data.cache_dir`); see :func:`cache_key` for what makes the key.
 """
 
@@ -160,7 +163,7 @@ def _images_of(entries: list[Path], where: str) -> list[str]:
             paths.append(os.path.abspath(e))
         else:
             raise DatasetNotFoundError(f"{where}: image folder or image list {e} does not exist")
-    return sorted(set(paths))
+    return sorted(set(paths)) if len(entries) > 1 or not entries[0].is_dir() else sorted(paths)
 
 
 def _names_file(path: Path, where: str) -> tuple[str, ...]:
