@@ -172,6 +172,16 @@ def _names_file(path: Path, where: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in path.read_text(encoding="utf-8").splitlines() if n.strip())
 
 
+def _count(value, key: str, where: str) -> int:
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise DatasetFormatError(f"{where}: {key} must be a whole number >= 0, got {value!r}")
+    return n
+
+
 def _yaml_names(cfg: dict, where: str) -> tuple[str, ...] | None:
     names, nc = cfg.get("names"), cfg.get("nc")
     if isinstance(names, dict):
@@ -182,10 +192,10 @@ def _yaml_names(cfg: dict, where: str) -> tuple[str, ...] | None:
     if names is None:
         if nc is None:
             raise DatasetFormatError(f"{where}: expected a 'names' list or dict (or 'nc'), found neither")
-        names = [f"class_{i}" for i in range(int(nc))]
+        names = [f"class_{i}" for i in range(_count(nc, "nc", where))]
     if not isinstance(names, list):
         raise DatasetFormatError(f"{where}: 'names' must be a list or a dict, got {type(names).__name__}")
-    if nc is not None and int(nc) != len(names):
+    if nc is not None and _count(nc, "nc", where) != len(names):
         raise DatasetFormatError(f"{where}: nc is {nc} but names has {len(names)} entries")
     return tuple(str(n) for n in names)
 
@@ -293,7 +303,7 @@ def resolve_yolo(dataset: str | os.PathLike, split: str | None = None) -> YoloSo
             if cfg.get("names"):
                 names = _names_file(_locate(cfg["names"], base), where)
             elif cfg.get("classes"):
-                names = tuple(str(i) for i in range(int(cfg["classes"])))
+                names = tuple(str(i) for i in range(_count(cfg["classes"], "classes", where)))
         else:
             cfg = _read_yaml(path)
             root = _locate(str(cfg["path"]), base) if cfg.get("path") else base
@@ -600,12 +610,16 @@ def _read_chunk(images: list[str], num_classes: int | None) -> _Parsed:
                    cls, xyxy, area, outside)
 
 
-def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | None,
-              pool: str = "process") -> list[_Parsed]:
+def _map_chunks(fn, images: tuple[str, ...], args: tuple, workers: int | None, pool: str = "process") -> list:
+    """``[fn(chunk, *args) for chunk in chunks of images]``, over a pool when there are enough images.
+
+    workers: processes (threads with ``pool="thread"``); default the usable cores up to 8, or 1 below
+    :data:`POOL_MIN_IMAGES` images; 1 runs ``fn`` once in this process over all the images.
+    """
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)), 8) if len(images) >= POOL_MIN_IMAGES else 1
     if workers <= 1:
-        return [_read_chunk(list(images), num_classes)]
+        return [fn(list(images), *args)]
     step = -(-len(images) // (workers * 4))  # 4 chunks per worker: even load, bounded memory
     chunks = [list(images[i:i + step]) for i in range(0, len(images), step)]
     if pool == "thread":
@@ -622,7 +636,12 @@ def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | N
         executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
             "fork" if "fork" in methods else None))
     with executor:
-        return list(executor.map(_read_chunk, chunks, [num_classes] * len(chunks)))
+        return list(executor.map(fn, chunks, *[[a] * len(chunks) for a in args]))
+
+
+def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | None,
+              pool: str = "process") -> list[_Parsed]:
+    return _map_chunks(_read_chunk, images, (num_classes,), workers, pool)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -644,20 +663,21 @@ def _image_ids(paths: tuple[str, ...]) -> np.ndarray:
     return np.arange(1, len(paths) + 1, dtype=np.int64)
 
 
-def _stats(paths) -> list[int]:
-    """``[size, mtime_ns]`` of each path, flattened; ``-1, -1`` for one that cannot be stat'ed."""
+def _stats(images: list[str]) -> bytes:
+    """(n, 4) int64 as bytes: each image's size and mtime_ns, then its label file's; -1 where absent."""
     out: list[int] = []
     add, stat = out.extend, os.stat
-    for p in paths:
-        try:
-            s = stat(p)
-            add((s.st_size, s.st_mtime_ns))
-        except OSError:
-            add((-1, -1))
-    return out
+    for p in images:
+        for q in (p, label_path(p)):
+            try:
+                s = stat(q)
+                add((s.st_size, s.st_mtime_ns))
+            except OSError:
+                add((-1, -1))
+    return np.array(out, np.int64).tobytes()
 
 
-def cache_key(src: YoloSource) -> str:
+def cache_key(src: YoloSource, workers: int | None = None) -> str:
     """A hex digest over everything the parsed arrays depend on.
 
     It covers: the cache layout versions; the resolved config (names, category ids, split, config
@@ -666,6 +686,7 @@ def cache_key(src: YoloSource) -> str:
     a file's size or modification time. It cannot detect an edit that keeps both size and mtime_ns
     (a tool that restores timestamps, such as ``rsync -t`` of a same-size file, or a filesystem with
     coarse timestamps rewritten within one tick); use ``--no-cache`` after such a change.
+    The stat calls (two per image) are spread over the same pool as the cold read (``workers``).
     """
     from cocostat.data import CACHE_VERSION
 
@@ -673,8 +694,8 @@ def cache_key(src: YoloSource) -> str:
                                    src.names, src.category_ids]).encode())
     paths = src.image_paths
     h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
-    h.update(np.array(_stats(paths), np.int64).tobytes())                  # (I * 2,) image size, mtime_ns
-    h.update(np.array(_stats([label_path(p) for p in paths]), np.int64).tobytes())
+    for part in _map_chunks(_stats, paths, (), workers):  # in order, so the digest does not depend on workers
+        h.update(part)
     return h.hexdigest()[:16]
 
 
@@ -712,7 +733,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
 
     file = side = None
     if cache:
-        file = cache_dir() / f"{src.name}-yolo-{cache_key(src)}.npz"
+        file = cache_dir() / f"{src.name}-yolo-{cache_key(src, workers if pool == 'process' else 1)}.npz"
         side = file.with_suffix(".json")
         if file.is_file() and side.is_file():
             ds = _load_cache(file, src.name, src.annotations, src.image_dir)

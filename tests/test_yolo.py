@@ -161,6 +161,9 @@ def test_darknet_data_and_names(yolo_val, tmp_path):
     np.testing.assert_array_equal(ds.bbox, ref.bbox)
     train = load_dataset(str(data), split="train", cache=False)
     assert train.num_annotations == ref.num_annotations
+    data.with_name("bad.data").write_text("classes = many\nvalid = val.txt\n")
+    res = run("info", data.with_name("bad.data"))
+    assert res.exit_code == 2 and "error: bad.data: classes must be a whole number >= 0, got 'many'" in res.stderr
     res = run("info", data, "--split", "test")
     assert res.exit_code == 2 and "error: coco.data has no 'test' split (it has: train, val)" in res.stderr
 
@@ -238,6 +241,7 @@ def test_pool_reads_the_same(yolo_val):
     two = yolo.load_yolo(src, cache=False, workers=2)
     for k in ("image_id", "width", "height", "bbox", "area", "class_idx", "offsets"):
         np.testing.assert_array_equal(getattr(one, k), getattr(two, k))
+    assert yolo.cache_key(src, workers=1) == yolo.cache_key(src, workers=3)
 
 
 # --------------------------------------------------------------------------------------------------
