@@ -463,7 +463,7 @@ def convert_cmd(dataset, output, to_split, folder, fmt):
     """YOLO dataset -> COCO instances JSON, or COCO JSON -> YOLO labels and a dataset YAML.
 
     The direction follows DATASET. COCO -> YOLO leaves crowd boxes out (as ultralytics' COCO labels
-    do) and links the images into OUT/images/SPLIT; both directions write atomically.
+    do) and links the images into OUT/images/FOLDER; both directions write atomically.
     """
     from cocostat.yolo import convert
 
