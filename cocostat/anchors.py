@@ -68,6 +68,7 @@ import torch
 from cocostat.boxes import side_ratio, wh_iou
 from cocostat.data import Dataset
 from cocostat.errors import CocostatWarning, ModelFormatError, OptionError, check_int
+from cocostat.models import letterbox_scale
 
 __all__ = [
     "FITNESSES",
@@ -424,7 +425,7 @@ def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
     h_img = dataset.height[img].astype(np.float64)
     s = img_size[img]
     if resize == "letterbox":
-        scale = (s / np.maximum(w_img, h_img))[:, None]  # (G, 1)
+        scale = letterbox_scale(w_img, h_img, s)[:, None]  # (G, 1)
     else:
         scale = np.stack([s / w_img, s / h_img], axis=1)  # (G, 2)
     wh = wh_raw[keep] * scale  # (G, 2)

@@ -409,12 +409,13 @@ def _ioa_kernel(b1: Tensor, b2: Tensor, ov: _Overlap | None = None) -> Tensor:
 
 def _gap_kernel(b1: Tensor, b2: Tensor, ov: _Overlap | None = None) -> Tensor:
     ov = _overlap(b1, b2) if ov is None else ov
-    return torch.hypot((-ov.inter_w).clamp(min=0), (-ov.inter_h).clamp(min=0))
+    gx, gy = (-ov.inter_w).clamp(min=0), (-ov.inter_h).clamp(min=0)  # (...,) each
+    return torch.sqrt(gx * gx + gy * gy)  # not hypot: the same float operations as a plain loop
 
 
 def _center_distance_kernel(b1: Tensor, b2: Tensor) -> Tensor:
     d2 = (b1[..., :2] + b1[..., 2:]) - (b2[..., :2] + b2[..., 2:])  # (..., 2), twice the offset
-    return 0.5 * torch.hypot(d2[..., 0], d2[..., 1])
+    return 0.5 * torch.sqrt(d2[..., 0].square() + d2[..., 1].square())
 
 
 def wh_iou(wh1: Tensor, wh2: Tensor) -> Tensor:
