@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cocostat.boxes import side_ratio, wh_iou
+from cocostat.boxes import cpu_threads, side_ratio, wh_iou
 from cocostat.data import Dataset
 from cocostat.errors import CocostatWarning, ModelFormatError, OptionError, check_int
 from cocostat.models import letterbox_scale
@@ -851,12 +851,8 @@ def _search_threads(device: torch.device):
     if device.type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int = 0, evolve: int = 1000,

@@ -70,8 +70,9 @@ no conversion or checks) for hot loops such as the anchor search; the public ``p
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -84,6 +85,7 @@ __all__ = [
     "IOU_KINDS",
     "IouKind",
     "box_area",
+    "cpu_threads",
     "cxcywh_to_xywh",
     "cxcywh_to_xyxy",
     "matched_center_distance",
@@ -346,6 +348,7 @@ class _Overlap(NamedTuple):
     inter: Tensor  # intersection area, >= 0
     area1: Tensor
     area2: Tensor
+    bad: Tensor  # bool: a box of the pair is not finite (module docs, Validity)
 
 
 def _area(b: Tensor) -> Tensor:
@@ -359,26 +362,58 @@ def _safe_div(num: Tensor, den: Tensor) -> Tensor:
     divides as usual, so a non-finite input is never turned into a plausible 0.
     """
     zero = den <= 0  # False for NaN
-    return torch.where(zero, torch.zeros_like(num), num / torch.where(zero, torch.ones_like(den), den))
+    return (num / torch.where(zero, 1.0, den)).masked_fill_(zero, 0.0)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, restoring torch's thread count afterwards.
+
+    For loops of many small CPU ops (~10^5 elements), where intra-op threads cost more in
+    hand-offs than they give, and much more on a busy machine (OpenMP spin-waits).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _finite(b: Tensor) -> Tensor:
-    """(...,) bool: all of the last dimension is finite."""
-    return torch.isfinite(b).all(dim=-1)
+    """(...,) bool: all of the last dimension is finite.
+
+    ``max |b| < inf`` (NaN propagates through ``amax``): the same answer as
+    ``isfinite(b).all(-1)``, four times faster on (n, 4) because it reduces floats, not bools.
+    """
+    if not b.is_floating_point():
+        return torch.ones(b.shape[:-1], dtype=torch.bool, device=b.device)
+    return b.abs().amax(dim=-1) < math.inf  # NaN propagates through amax
 
 
 def _overlap(b1: Tensor, b2: Tensor) -> _Overlap:
-    lt = torch.maximum(b1[..., :2], b2[..., :2])  # (..., 2); pairwise: (N, M, 2)
-    rb = torch.minimum(b1[..., 2:], b2[..., 2:])  # (..., 2); pairwise: (N, M, 2)
-    iwh = rb - lt  # (..., 2)
-    inter = iwh.clamp(min=0).prod(dim=-1)  # (...,)
-    return _Overlap(iwh[..., 0], iwh[..., 1], inter, _area(b1), _area(b2))
+    # per coordinate rather than (..., 2) blocks and prod(dim=-1): elementwise ops only, which
+    # torch runs much faster than reductions over a dimension of 2 (same float operations)
+    iw = torch.minimum(b1[..., 2], b2[..., 2]) - torch.maximum(b1[..., 0], b2[..., 0])  # (...,)
+    ih = torch.minimum(b1[..., 3], b2[..., 3]) - torch.maximum(b1[..., 1], b2[..., 1])  # (...,)
+    inter = iw.clamp(min=0) * ih.clamp(min=0)  # (...,)
+    area1, area2 = _area(b1), _area(b2)
+    # a box's area is finite exactly when its four coordinates are (an inf or NaN side makes the
+    # area inf or NaN, inf * 0 included), unless a finite box is so large that its area overflows:
+    # two ops per pair instead of an isfinite test of eight coordinates
+    bad = ~torch.isfinite(area1 + area2)  # (...,)
+    return _Overlap(iw, ih, inter, area1, area2, bad)
 
 
 def _iou_kernel(b1: Tensor, b2: Tensor, kind: str, ov: _Overlap | None = None) -> Tensor:
     ov = _overlap(b1, b2) if ov is None else ov
     union = ov.area1 + ov.area2 - ov.inter  # (...,)
     iou = _safe_div(ov.inter, union).clamp(max=1.0)  # clamp: a rounding ulp above 1
+    return _iou_kinds(b1, b2, kind, ov, union, iou).masked_fill_(ov.bad, math.nan)
+
+
+def _iou_kinds(b1: Tensor, b2: Tensor, kind: str, ov: _Overlap, union: Tensor, iou: Tensor) -> Tensor:
+    """IoU, or its GIoU, DIoU, CIoU penalties applied (a fresh tensor in every case)."""
     if kind == "iou":
         return iou
     hull_wh = torch.maximum(b1[..., 2:], b2[..., 2:]) - torch.minimum(b1[..., :2], b2[..., :2])
@@ -404,18 +439,24 @@ def _iou_kernel(b1: Tensor, b2: Tensor, kind: str, ov: _Overlap | None = None) -
 
 def _ioa_kernel(b1: Tensor, b2: Tensor, ov: _Overlap | None = None) -> Tensor:
     ov = _overlap(b1, b2) if ov is None else ov
-    return _safe_div(ov.inter, torch.minimum(ov.area1, ov.area2)).clamp(max=1.0)
+    return _safe_div(ov.inter, torch.minimum(ov.area1, ov.area2)).clamp_(max=1.0).masked_fill_(ov.bad, math.nan)
 
 
 def _gap_kernel(b1: Tensor, b2: Tensor, ov: _Overlap | None = None) -> Tensor:
     ov = _overlap(b1, b2) if ov is None else ov
-    gx, gy = (-ov.inter_w).clamp(min=0), (-ov.inter_h).clamp(min=0)  # (...,) each
-    return torch.sqrt(gx * gx + gy * gy)  # not hypot: the same float operations as a plain loop
+    # min(iw, 0) is minus the gap along x (and squares alike): one op less than max(-iw, 0)
+    gx, gy = ov.inter_w.clamp(max=0), ov.inter_h.clamp(max=0)  # (...,) each
+    # not hypot: the same float operations as a plain loop
+    return torch.sqrt(gx * gx + gy * gy).masked_fill(ov.bad, math.nan)  # not in place: sqrt's grad needs it
 
 
 def _center_distance_kernel(b1: Tensor, b2: Tensor) -> Tensor:
-    d2 = (b1[..., :2] + b1[..., 2:]) - (b2[..., :2] + b2[..., 2:])  # (..., 2), twice the offset
-    return 0.5 * torch.sqrt(d2[..., 0].square() + d2[..., 1].square())
+    # twice the centre offsets, per coordinate (elementwise ops only, as in _overlap)
+    dx = (b1[..., 0] + b1[..., 2]) - (b2[..., 0] + b2[..., 2])  # (...,)
+    dy = (b1[..., 1] + b1[..., 3]) - (b2[..., 1] + b2[..., 3])  # (...,)
+    out = 0.5 * torch.sqrt(dx * dx + dy * dy)
+    # a non-finite coordinate makes dx or dy, so the distance, inf or NaN: NaN it is
+    return out.masked_fill(out == math.inf, math.nan)  # NaN stays NaN
 
 
 def wh_iou(wh1: Tensor, wh2: Tensor) -> Tensor:
@@ -444,7 +485,7 @@ def side_ratio(wh1: Tensor, wh2: Tensor) -> Tensor:
 
 def _nan_unless_finite(out: Tensor, ok: Tensor) -> Tensor:
     """``out`` with NaN where ``ok`` (broadcastable bool: both inputs finite) is False."""
-    return torch.where(ok, out, torch.full_like(out, math.nan))
+    return out.masked_fill(~ok, math.nan)
 
 
 def _pairwise(
@@ -459,7 +500,9 @@ def _pairwise(
     (b1, b2), back = _as_tensors({"boxes1": boxes1, "boxes2": boxes2}, last_dim)
     _check_pairwise("boxes1", b1, "boxes2", b2, fmt)
     out = kernel(b1[:, None, :], b2[None, :, :], *args)  # (N, M)
-    return _out(_nan_unless_finite(out, _finite(b1)[:, None] & _finite(b2)[None, :]), back)
+    if last_dim == 2:  # the size kernels (box kernels NaN their non-finite pairs themselves)
+        out = _nan_unless_finite(out, _finite(b1)[:, None] & _finite(b2)[None, :])
+    return _out(out, back)
 
 
 def _matched(
@@ -473,7 +516,9 @@ def _matched(
     (b1, b2), back = _as_tensors({"boxes1": boxes1, "boxes2": boxes2}, last_dim)
     _check_matched("boxes1", b1, "boxes2", b2)
     out = kernel(b1, b2, *args)  # (...,)
-    return _out(_nan_unless_finite(out, _finite(b1) & _finite(b2)), back)
+    if last_dim == 2:  # the size kernels (box kernels NaN their non-finite pairs themselves)
+        out = _nan_unless_finite(out, _finite(b1) & _finite(b2))
+    return _out(out, back)
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,7 +727,6 @@ def matched_overlaps(boxes1: ArrayLike, boxes2: ArrayLike,
             raise OptionError(f"stats must be among {', '.join(OVERLAP_STATS)}; got {name!r}")
     (b1, b2), back = _as_tensors({"boxes1": boxes1, "boxes2": boxes2}, 4)
     _check_matched("boxes1", b1, "boxes2", b2)
-    ok = _finite(b1) & _finite(b2)
     ov = _overlap(b1, b2)
     run = {
         "iou": lambda: _iou_kernel(b1, b2, "iou", ov),
@@ -690,7 +734,7 @@ def matched_overlaps(boxes1: ArrayLike, boxes2: ArrayLike,
         "gap": lambda: _gap_kernel(b1, b2, ov),
         "center": lambda: _center_distance_kernel(b1, b2),
     }
-    return {name: _out(_nan_unless_finite(run[name](), ok), back) for name in stats}
+    return {name: _out(run[name](), back) for name in stats}
 
 
 def valid_predictions(boxes: ArrayLike, *scores: ArrayLike) -> Tensor | np.ndarray:
