@@ -67,7 +67,7 @@ from cocostat.assign import (
     grid_from_manifest,
     positive_mask,
 )
-from cocostat.boxes import IOU_KINDS, matched_iou
+from cocostat.boxes import IOU_KINDS, matched_iou, valid_predictions
 from cocostat.candidates import (
     CandidateArrays,
     Predictions,
@@ -280,7 +280,8 @@ class CandidateTensors:
 
         gt: (G, 4) float32, xyxy, input px. pred: (G, N, 4) float32, xyxy, input px.
         q: (G, N) float32, IoU of each candidate with its object; -inf where not ``valid``.
-        valid: (G, N) bool, the cell is inside the grid and the prediction is finite.
+        valid: (G, N) bool, the cell is inside the grid and the prediction is valid (finite box,
+            objectness and class probability: :func:`cocostat.boxes.valid_predictions`).
         obj, cls_prob: (G, N) float32. anchor, level, dx, dy: (N,) int64. stride: (N,) float32.
         cidx: (A,) int64, the centre-cell column of each anchor.
         pcols: (S,) int64, the columns that can be positives (the centre cells; for yolov5 also the
@@ -324,7 +325,7 @@ def candidate_tensors(arrays: CandidateArrays, grid: AnchorGrid, *, iou: str = "
     gt = t(arrays.gt)  # (G, 4)
     pred = t(arrays.pred)  # (G, N, 4)
     q = matched_iou(pred, gt[:, None, :], iou)  # (G, N)
-    valid = t(arrays.valid, torch.bool) & torch.isfinite(q)  # (G, N)
+    valid = t(arrays.valid, torch.bool) & valid_predictions(pred, t(arrays.obj), t(arrays.cls_prob))  # (G, N)
     q = q.masked_fill_(~valid, -math.inf)
     anchor, level = t(arrays.anchor, torch.int64), t(arrays.level, torch.int64)
     dx, dy = t(arrays.dx, torch.int64), t(arrays.dy, torch.int64)

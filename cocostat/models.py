@@ -71,6 +71,7 @@ __all__ = [
     "DarknetModel",
     "Letterbox",
     "LetterboxParams",
+    "letterbox_scale",
     "MaxPoolSpec",
     "RouteSpec",
     "ShortcutSpec",
@@ -1009,6 +1010,26 @@ class LetterboxParams:
         return (np.asarray(boxes, np.float64) - p) / s
 
 
+def letterbox_scale(width, height, size) -> np.ndarray:
+    """The one letterbox scale: input pixels per image pixel, ``size / max(width, height)``.
+
+    Two variants use it (README, Conventions): sizes-only analyses (``kmeans``, ``overlap --size``)
+    scale both sides by exactly this; the image letterbox (:class:`Letterbox`: ``predict`` and the
+    audits) resizes to ``round(w * s) x round(h * s)`` whole pixels, so its per-axis scales are
+    ``new_w / w`` and ``new_h / h`` (under half a pixel from ``s`` per side), and pads to centre.
+
+    Args:
+        width, height: (I,) image sizes in pixels (arrays or scalars).
+        size: the network input side S, pixels (a scalar, or (I,) for multi-scale).
+
+    Returns:
+        (I,) float64 (``size / max(w, h)`` equals ``min(size / w, size / h)`` bit for bit).
+    """
+    w = np.asarray(width, np.float64)
+    h = np.asarray(height, np.float64)
+    return np.asarray(size, np.float64) / np.maximum(w, h)
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """Darknet-style letterbox to ``size x size`` (see the module docstring).
@@ -1024,7 +1045,7 @@ class Letterbox:
         """Geometry for images of ``width`` x ``height`` pixels ((I,) arrays or scalars)."""
         w = np.atleast_1d(np.asarray(width, np.float64))
         h = np.atleast_1d(np.asarray(height, np.float64))
-        s = np.minimum(self.size / w, self.size / h)
+        s = letterbox_scale(w, h, self.size)
         nw = np.clip(np.round(w * s), 1, self.size).astype(np.int64)
         nh = np.clip(np.round(h * s), 1, self.size).astype(np.int64)
         return LetterboxParams(nw / w, nh / h, (self.size - nw) // 2, (self.size - nh) // 2, nw, nh)

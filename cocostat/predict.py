@@ -51,7 +51,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from cocostat.atomic import atomic_path, write_text
-from cocostat.boxes import matched_iou
+from cocostat.boxes import matched_iou, valid_predictions
 from cocostat.candidates import (
     COLUMNS,
     FORMAT_NAME,
@@ -797,8 +797,11 @@ def _detect(flat: Tensor, conf: float, nms_iou: float, max_det: int) -> tuple[Te
         scores (P,) float32; ordered by (image, -score).
     """
     c = flat.shape[-1] - 5
-    b, r = torch.nonzero(flat[..., 4] > conf, as_tuple=True)  # score <= objectness: a cheap first cut
+    # score <= objectness: a cheap first cut; then drop invalid (non-finite) predictions, one rule
+    b, r = torch.nonzero(flat[..., 4] > conf, as_tuple=True)
     rows = flat[b, r]  # (Q, 5 + C)
+    ok = valid_predictions(rows[:, :4], rows[:, 4:])  # (Q,) finite box, objectness and classes
+    b, r, rows = b[ok], r[ok], rows[ok]
     scores = rows[:, 4:5] * rows[:, 5:]  # (Q, C)
     q, cls = torch.nonzero(scores > conf, as_tuple=True)
     score = scores[q, cls]
