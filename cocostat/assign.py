@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from cocostat import assigners
+from cocostat.anchors import default_strides  # re-exported; defined once in anchors
 from cocostat.assigners import NAMES
 from cocostat.assigners._protocol import (
     Assigner,
@@ -41,11 +42,6 @@ __all__ = ["ASSIGNERS", "AnchorGrid", "Assigner", "Assignment", "assign", "defau
 
 #: every registered assigner (see :mod:`cocostat.assigners`).
 ASSIGNERS: tuple[str, ...] = NAMES
-
-
-def default_strides(levels: int) -> list[int]:
-    """Strides of ``levels`` YOLO output levels in cfg order: 3 -> [32, 16, 8], 2 -> [32, 16]."""
-    return [32 // 2**i for i in range(levels)]
 
 
 @dataclass(frozen=True, eq=False)

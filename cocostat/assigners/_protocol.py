@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cocostat.boxes import matched_iou, pairwise_wh_iou
+from cocostat.boxes import matched_iou, pairwise_wh_iou, valid_predictions
 from cocostat.errors import OptionError
 
 
@@ -66,7 +66,8 @@ class Slots:
         q: (G, N) float32, the chosen ``--iou`` kind (IoU, GIoU, DIoU or CIoU); -inf where not ``has_pred``.
         score: (G, N) float32, objectness x probability of the object's class (the class-aware score).
         obj, cls_prob: (G, N) float32, sigmoid objectness and class probability.
-        has_pred: (G, N) bool, the slot is inside the grid and its box and scores are finite.
+        has_pred: (G, N) bool, the slot is inside the grid and its prediction is valid (finite box,
+            objectness and class probability: :func:`cocostat.boxes.valid_predictions`).
     """
 
     grid: object
@@ -250,8 +251,7 @@ def candidate_slots(boxes: Tensor, grid, arrays, image: Tensor, *, iou: str = "i
         plain = matched_iou(pred, gt32, "iou")
     if q is None:
         q = plain if iou == "iou" else matched_iou(pred, gt32, iou)
-    has_pred = (inside & torch.isfinite(pred).all(-1) & torch.isfinite(obj) & torch.isfinite(cls_prob)
-                & torch.isfinite(plain) & torch.isfinite(q))
+    has_pred = inside & valid_predictions(pred, obj, cls_prob)  # the one validity rule
     neg = torch.tensor(-math.inf, dtype=torch.float32, device=dev)
     return Slots(grid, b, image.to(dev), t(arrays.anchor, torch.int64), t(arrays.level, torch.int64),
                  t(arrays.dx, torch.int64), t(arrays.dy, torch.int64), t(arrays.gx, torch.int64),

@@ -2,12 +2,13 @@
 
 Definition: every anchor whose width and height ratios to the object are both within
 ``ratio_t`` (``max(r, 1/r) < ratio_t`` for ``r = w / w_a`` and ``r = h / h_a``; YOLOv5's
-``anchor_t``, default 4.0) is a positive at the cell holding the object's centre and at the
-(usually two) neighbour cells nearest the centre: the horizontal one to the left when
+``anchor_t``, default 4.0; computed as side ratio ``> 1 / ratio_t`` with
+:func:`cocostat.boxes.pairwise_side_ratio`) is a positive at the cell holding the object's centre
+and at the (usually two) neighbour cells nearest the centre: the horizontal one to the left when
 ``x mod 1 < 0.5`` and ``x > 1``, to the right when ``(W - x) mod 1 < 0.5`` and ``W - x > 1``, the
 vertical one likewise (``x`` the centre in grid cells of that level, ``W`` the grid width; a
-centre exactly on a cell border gets both sides, as in YOLOv5). A zero-size side has ratio
-infinity: no positive. Conflicts are kept, as YOLOv5 keeps both targets.
+centre exactly on a cell border gets both sides, as in YOLOv5). A zero-size side has side ratio 0:
+no positive. Conflicts are kept, as YOLOv5 keeps both targets.
 
 Source: ultralytics/yolov5 ``utils/loss.py`` ``ComputeLoss.build_targets`` (``anchor_t`` of
 ``data/hyps/hyp.scratch-low.yaml``, 4.0; ``g = 0.5`` bias with the ``j, k, l, m`` offsets).
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from cocostat.assigners._protocol import Assigner, Slots
+from cocostat.boxes import pairwise_side_ratio
 from cocostat.errors import OptionError
 
 
@@ -42,9 +44,13 @@ def neighbour_cells(boxes: Tensor, grid) -> Tensor:
 
 
 def ratio_metric(slots: Slots) -> Tensor:
-    """(G, N) float64: ``max(w/w_a, w_a/w, h/h_a, h_a/h)`` of object and column anchor (inf for a zero side)."""
-    r = slots.object_wh[:, None, :] / slots.anchor_wh[None, :, :]  # (G, N, 2)
-    return torch.maximum(r, 1.0 / r).amax(-1)
+    """(G, N) float64 in [0, 1]: the side ratio (:mod:`cocostat.boxes`) of object and column anchor.
+
+    ``min(w/w_a, w_a/w, h/h_a, h_a/h)``; YOLOv5's ``max(r, 1/r) < ratio_t`` is ``side ratio > 1 / ratio_t``.
+    """
+    per_anchor = pairwise_side_ratio(slots.object_wh, torch.as_tensor(slots.grid.wh, dtype=torch.float64,
+                                                                      device=slots.device))  # (G, A)
+    return per_anchor[:, slots.anchor]
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ class YoloV5(Assigner):
                             (dx == 1) & (dy == 0), (dx == 0) & (dy == 1)], dim=1)  # (N, 4)
         near = (nb & side[None]).any(-1)  # (G, N)
         cell = slots.is_centre[None, :] | near
-        return (ratio_metric(slots) < self.ratio_t) & cell & slots.valid()
+        return (ratio_metric(slots) > 1.0 / self.ratio_t) & cell & slots.valid()
 
 
 ASSIGNER = YoloV5
