@@ -244,7 +244,9 @@ def info_cmd(dataset, fmt, output):
 @main.command("kmeans")
 @dataset_options
 @click.option("--size", default=416, show_default=True, type=int,
-              help="Network input side in pixels; box sizes are brought to it first.")
+              help="Network input side in pixels; box sizes are brought to it first. Any size >= 1: "
+                   "kmeans runs no model, so no grid stride constrains it (predict, anchor-audit and "
+                   "report need a multiple of their model's largest stride).")
 @click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox", show_default=True,
               help="letterbox: each image's long side becomes SIZE (ultralytics, mmdetection); "
                    "stretch: width and height each become SIZE (Darknet).")
@@ -363,7 +365,8 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
               help="Darknet .weights file, or an ultralytics YOLOv3 .pt checkpoint (read with weights_only=True).")
 @click.option("-o", "--out", "out_dir", required=True, type=OUTPUT_DIR,
               help="Predictions folder to write (detections.json, candidates.parquet, manifest.json).")
-@click.option("--size", default=416, show_default=True, help="Letterbox side in pixels (a multiple of 32).")
+@click.option("--size", default=416, show_default=True,
+              help="Letterbox side in pixels: a multiple of the model's largest stride (32), at most 4096.")
 @click.option("--batch-size", default=16, show_default=True, help="Images per forward pass.")
 @device_option
 @click.option("--half", is_flag=True, help="float16 inference (CUDA only).")
@@ -377,13 +380,18 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
               help="Image-decoding worker processes (default: min(8, cores) on CUDA, cores // 4 from 1 to 4 "
                    "on CPU; 0: decode in the main process).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT, skipping finished images.")
+@click.option("--skip-bad-images", is_flag=True,
+              help="Go on without image files that are missing or cannot be decoded (counted in a warning, "
+                   "listed in OUT/manifest.json); default: the first one is an error.")
+@click.option("--chunk-images", default=None, type=int,
+              help="Images per resumable chunk [default: 256]; --resume needs the same value.")
 @click.option("--draw", default=0, show_default=True, metavar="K",
               help="Save the first K images with detections drawn to OUT/draw/.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="Summary on stdout: table for people; json or csv for machines.")
 def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, conf, nms_iou, max_det,
-                neighborhood, workers, resume, draw, no_progress, fmt):
+                neighborhood, workers, resume, skip_bad_images, chunk_images, draw, no_progress, fmt):
     """Run a Darknet YOLOv3 model over DATASET's images once; write detections and the candidate table to OUT.
 
     Scale past one machine with `torchrun --nproc-per-node N -m cocostat predict ...`: each rank takes
@@ -396,7 +404,8 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
         model = load_model(cfg, weights, device=rank_device)
         result = predict(dataset, model, size=size, batch_size=batch_size, conf=conf, nms_iou=nms_iou,
                          max_det=max_det, neighborhood=neighborhood, workers=workers, half=half,
-                         progress=not no_progress, out_dir=out_dir, resume=resume, draw=draw)
+                         progress=not no_progress, out_dir=out_dir, resume=resume, draw=draw,
+                         skip_bad_images=skip_bad_images, chunk_images=chunk_images)
     if result.rank == 0:
         _wrote(result.out_dir, *result.drawn)
         emit(result, fmt)

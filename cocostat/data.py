@@ -276,6 +276,10 @@ def _check_unique(ids: np.ndarray, what: str, where: str) -> None:
         )
 
 
+#: the list of the file an id column refers to.
+_LIST_OF = {"image_id": "images", "category_id": "categories"}
+
+
 def _lookup(sorted_ids: np.ndarray, query: np.ndarray, ann_id: np.ndarray, what: str, where: str) -> np.ndarray:
     """Index of each ``query`` id in ``sorted_ids``; raise naming the first annotation whose id is unknown."""
     idx = np.searchsorted(sorted_ids, query)
@@ -285,7 +289,7 @@ def _lookup(sorted_ids: np.ndarray, query: np.ndarray, ann_id: np.ndarray, what:
         bad = np.flatnonzero(~ok)
         raise DatasetFormatError(
             f"annotation {int(ann_id[bad[0]])} in {where}: {what} {int(query[bad[0]])} is not in the "
-            f"file's {what.split('_')[0]}s list ({bad.size} annotation(s) affected)"
+            f"file's {_LIST_OF[what]} list ({bad.size} annotation(s) affected)"
         )
     return idx
 
@@ -404,9 +408,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COCOSTAT_CACHE") or platformdirs.user_cache_dir("cocostat"))
 
 
-def _content_key(data: bytes | None = None, path: Path | None = None) -> str:
-    """Hex BLAKE2b-128 of :data:`CACHE_VERSION` and the file's bytes (``data``, or ``path`` read in blocks)."""
-    h = hashlib.blake2b(f"cocostat-cache-{CACHE_VERSION}|".encode(), digest_size=16)
+def content_key(data: bytes | None = None, *, path: str | os.PathLike | None = None) -> str:
+    """Hex BLAKE2b-128 of a file's bytes (``data``, or the file at ``path`` read in 8 MiB blocks).
+
+    What identifies an annotation file for the cache and for ``predict --resume``: its content,
+    never its path, size or modification time.
+    """
+    h = hashlib.blake2b(digest_size=16)
     if data is not None:
         h.update(data)
     else:
@@ -417,7 +425,7 @@ def _content_key(data: bytes | None = None, path: Path | None = None) -> str:
 
 
 def _cache_file(path: Path, key: str) -> Path:
-    return cache_dir() / f"{path.stem}-{key}.npz"
+    return cache_dir() / f"{path.stem}-v{CACHE_VERSION}-{key}.npz"
 
 
 def _save_cache(ds: Dataset, file: Path) -> None:
@@ -470,7 +478,7 @@ def load_coco(path: str | os.PathLike, *, name: str | None = None, image_dir: st
     name = name or path.stem
     image_dir = Path(image_dir) if image_dir is not None else None
     if cache:
-        file = _cache_file(path, _content_key(path=path))
+        file = _cache_file(path, content_key(path=path))
         if file.is_file():
             ds = _load_cache(file, name, path, image_dir)
             if ds is not None:
@@ -482,7 +490,7 @@ def load_coco(path: str | os.PathLike, *, name: str | None = None, image_dir: st
         ds = _build(coco, name, path, image_dir, path.name)
     del coco
     if cache:  # keyed by the bytes parsed, so a file changed since it was hashed cannot poison the cache
-        _save_cache(ds, _cache_file(path, _content_key(data=raw)))
+        _save_cache(ds, _cache_file(path, content_key(raw)))
     return ds
 
 
