@@ -518,7 +518,7 @@ def _settings(dataset: Dataset, model: DarknetModel, size, conf, nms_iou, max_de
               pad_value, chunk_images=CHUNK_IMAGES, skip_bad_images=False) -> dict:
     """What a resumed run must share with the run it continues (``--resume`` compares these).
 
-    The dataset is identified by what it is, not by how it was spelt: the BLAKE2b hash of the
+    The dataset is identified by what it is, not by how it was spelt: the SHA-256 hash of the
     annotation file's bytes (a dataset built in memory: its name), the image folder's resolved path
     (``--root coco`` and ``--root /abs/coco`` are the same), and hashes of the image ids and file names.
     """
@@ -531,7 +531,7 @@ def _settings(dataset: Dataset, model: DarknetModel, size, conf, nms_iou, max_de
         "conf": conf, "nms_iou": nms_iou, "max_det": max_det, "neighborhood": neighborhood, "half": bool(half),
         "world_size": world, "chunk_images": chunk_images, "pad_value": pad_value,
         "skip_bad_images": bool(skip_bad_images),
-        "annotations_blake2b": content_key(path=dataset.path) if dataset.path else f"in memory: {dataset.name}",
+        "annotations_sha256": content_key(path=dataset.path) if dataset.path else f"in memory: {dataset.name}",
         "image_dir": os.path.realpath(dataset.image_dir) if dataset.image_dir else None,
         "image_ids_sha256": hashlib.sha256(ids.tobytes()).hexdigest(),
         "file_names_sha256": hashlib.sha256(names).hexdigest(),
