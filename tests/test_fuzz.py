@@ -120,7 +120,17 @@ def mutate(coco: dict, mutations, truncate: float | None) -> str:
     return text[: int(len(text) * truncate)] if truncate is not None else text
 
 
-def commands(ann: Path, folder: Path, out: Path) -> dict[str, list[str]]:
+def run_every_command(base, text: str) -> None:
+    """Write ``text`` as an annotation file and :func:`check` every data command on it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ann = Path(tmp) / "instances_fuzz.json"
+        ann.write_text(text)
+        for name, args in commands(ann, base[1]).items():
+            out = Path(tmp) / f"{name}.json"
+            check(CliRunner().invoke(main, [*args, "--format", "json", "-o", str(out)]), name, out)
+
+
+def commands(ann: Path, folder: Path) -> dict[str, list[str]]:
     a = [str(ann), "--no-cache"]
     return {
         "info": ["info", *a],
@@ -154,13 +164,7 @@ def check(res, name: str, out: Path) -> None:
 @given(mutations=st.lists(mutation(), min_size=1, max_size=3),
        truncate=st.one_of(*[st.none()] * 5, st.floats(0.0, 0.999)))
 def test_every_data_command_survives_a_broken_annotation_file(base, mutations, truncate):
-    coco, folder = base
-    with tempfile.TemporaryDirectory() as tmp:
-        ann = Path(tmp) / "instances_fuzz.json"
-        ann.write_text(mutate(coco, mutations, truncate))
-        for name, args in commands(ann, folder, Path(tmp)).items():
-            out = Path(tmp) / f"{name}.json"
-            check(CliRunner().invoke(main, [*args, "--format", "json", "-o", str(out)]), name, out)
+    run_every_command(base, mutate(base[0], mutations, truncate))
 
 
 COORD = st.one_of(st.floats(-(2.0**24), 2.0**24), st.sampled_from([0.0, 1e-9, 0.5, 2.0**24, -(2.0**24), 1e7]),
@@ -187,10 +191,4 @@ def loadable_mutation(draw):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(mutations=st.lists(loadable_mutation(), min_size=1, max_size=12))
 def test_every_data_command_survives_edge_values_in_a_loadable_file(base, mutations):
-    coco, folder = base
-    with tempfile.TemporaryDirectory() as tmp:
-        ann = Path(tmp) / "instances_edge.json"
-        ann.write_text(mutate(coco, mutations, None))
-        for name, args in commands(ann, folder, Path(tmp)).items():
-            out = Path(tmp) / f"{name}.json"
-            check(CliRunner().invoke(main, [*args, "--format", "json", "-o", str(out)]), name, out)
+    run_every_command(base, mutate(base[0], mutations, None))

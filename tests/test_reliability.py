@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from benchmarks.bench_audit import synthetic_candidates, synthetic_dataset
 from cocostat.atomic import TMP_TAG, atomic_path, write_text
@@ -23,7 +22,7 @@ from cocostat.candidates import read_predictions, write_candidates, write_manife
 from cocostat.cli import OutputPath, main
 from cocostat.data import cache_dir, load_coco, sample_path
 from cocostat.models import build_model, write_weights
-from tests.test_cli_predict import TINY_CFG, _coco
+from tests.test_cli_predict import TINY_CFG, _args, _coco, files  # noqa: F401 - files is a fixture
 from tests.test_evaluate import fake_detections
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,15 +71,9 @@ def tree(folder: Path) -> set[str]:
 
 
 @pytest.fixture
-def tiny(tmp_path):
+def tiny(files):
     """A COCO root with 3 small images and a tiny random Darknet model: (tmp, predict args without -o)."""
-    _coco(tmp_path / "data")
-    cfg = tmp_path / "tiny.cfg"
-    cfg.write_text(TINY_CFG)
-    weights = write_weights(build_model(cfg, seed=3), tmp_path / "tiny.weights")
-    args = ["predict", "--root", str(tmp_path / "data"), "mini", "--cfg", str(cfg), "--weights", str(weights),
-            "--size", "64", "--device", "cpu", "--workers", "0", "--no-progress"]
-    return tmp_path, args
+    return files[0], _args(files)
 
 
 # --------------------------------------------------------------------------------------------------
