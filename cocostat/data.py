@@ -25,6 +25,7 @@ there is one, the annotation or image; or a counted :class:`~cocostat.errors.Coc
   an error naming the value and the annotation that holds it. A non-finite box cannot be measured,
   so it is rejected rather than flagged;
 - a bbox value beyond :data:`MAX_COORD` pixels (``1e308``), or a negative width or height: an error;
+- a nonzero bbox value closer to 0 than :data:`MIN_COORD` (``1e-310``): an error;
 - zero-width or zero-height boxes; boxes far outside their image (reaching more than the image's own
   width or height beyond its border); no images; no annotations (an empty or missing list): a
   warning with the count, and the analysis goes on.
@@ -56,6 +57,10 @@ SAMPLE_NAME = "sample"
 #: largest |bbox value| accepted, in pixels: 2**24, where float32 (the torch kernels) stops counting
 #: whole pixels exactly. No image is that large; a value beyond it is a broken file, not a big box.
 MAX_COORD = float(2**24)
+#: smallest nonzero |bbox value| accepted: float32's smallest normal number (about 1.2e-38). The float32
+#: torch kernels would read a smaller one as 0 while the float64 numpy ones overflow on 1 / 1e-310;
+#: no annotation tool writes such a value (float round-off leaves 1e-14, which is accepted).
+MIN_COORD = float(np.finfo(np.float32).tiny)
 
 #: an integer column of the file: must fit int64 (an id of 2**70 is refused by the decoder, with its path).
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
@@ -327,10 +332,12 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
         i = int(np.flatnonzero((width > MAX_COORD) | (height > MAX_COORD))[0])
         raise DatasetFormatError(f"image {int(image_id[i])} in {where}: width and height must be at most "
                                  f"{int(MAX_COORD)} px, got {int(width[i])} x {int(height[i])}")
-    bad = ~((np.abs(bbox) <= MAX_COORD).all(axis=1) & (bbox[:, 2] >= 0) & (bbox[:, 3] >= 0))
+    size_ok = (np.abs(bbox) <= MAX_COORD) & ((bbox == 0) | (np.abs(bbox) >= MIN_COORD))  # (G, 4)
+    bad = ~(size_ok.all(axis=1) & (bbox[:, 2] >= 0) & (bbox[:, 3] >= 0))
     if bad.any():
         i = np.flatnonzero(bad)
-        huge = "; no value may exceed 2**24 = 16777216 px" if (np.abs(bbox[i[0]]) > MAX_COORD).any() else ""
+        huge = ("; values must be 0 or between 1.2e-38 and 2**24 = 16777216 px in size" if not size_ok[i[0]].all()
+                else "")
         raise DatasetFormatError(
             f"annotation {int(ann_id[i[0]])} in {where}: bbox must be 4 finite numbers with w, h >= 0, "
             f"got {bbox[i[0]].tolist()}{huge} ({i.size} bad box(es) in the file)"

@@ -111,7 +111,9 @@ def info(ds: Dataset) -> DatasetInfo:
     }
     w, h = ds.bbox[:, 2], ds.bbox[:, 3]
     pos = (w > 0) & (h > 0)
-    rows = {"width": w, "height": h, "aspect": w[pos] / h[pos]}
+    with np.errstate(over="ignore"):  # a 1e-300 px high box has an aspect beyond float64: the largest float
+        aspect = np.minimum(w[pos] / h[pos], np.finfo(np.float64).max)
+    rows = {"width": w, "height": h, "aspect": aspect}
     box_pct = pd.DataFrame(
         {name: (np.percentile(v, PERCENTILES) if v.size else np.full(len(PERCENTILES), np.nan))
          for name, v in rows.items()},

@@ -195,7 +195,7 @@ def _ann(box, **kw):
 def test_huge_box_is_one_line_naming_the_annotation(tmp_path, command):
     f = write_json(tmp_path / "huge.json", coco(annotations=[_ann([10, 10, 1e308, 20])]))
     line = error_line(run(command, f, *(["--evolve", "0"] if command == "kmeans" else [])))
-    assert "annotation 9" in line and "1e+308" in line and "16777216" in line
+    assert "annotation 9" in line and "1e+308" in line and "16777216 px" in line
 
 
 def test_box_far_outside_its_image_is_a_counted_warning(tmp_path):
@@ -515,3 +515,12 @@ def test_every_written_file_is_named_on_stderr(tmp_path, inputs):
                 assert f"wrote {out}" in res.stderr, (name, res.stderr)
             else:
                 assert any(ln.startswith(f"wrote {out}{os.sep}") for ln in res.stderr.splitlines()), res.stderr
+
+
+@pytest.mark.parametrize("command", ["info", "overlap"])
+def test_subnormal_box_sides_are_one_line(tmp_path, command):
+    anns = coco()["annotations"] + [_ann([10, 10, 30, 1e-310])]
+    line = error_line(run(command, write_json(tmp_path / f"tiny_{command}.json", coco(annotations=anns))))
+    assert "annotation 9" in line and "1e-310" in line and "between 1.2e-38 and 2**24" in line
+    ok = coco()["annotations"] + [_ann([10, 10, 30, 1e-14])]  # float round-off: accepted
+    assert run(command, write_json(tmp_path / f"ok_{command}.json", coco(annotations=ok))).exit_code == 0
