@@ -49,7 +49,8 @@ import numpy as np
 import pandas as pd
 import platformdirs
 
-from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFoundError
+from cocostat import yolo
+from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFoundError, OptionError
 
 #: Bump when the cached array layout (or what the loader checks) changes, so old entries are ignored.
 CACHE_VERSION = 2
@@ -530,8 +531,12 @@ def _image_dir_for(root: Path, split: str) -> Path | None:
 
 
 def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | None = None,
-                    images: str | os.PathLike | None = None) -> DatasetSource:
+                    images: str | os.PathLike | None = None, split: str | None = None) -> DatasetSource:
     """Turn a DATASET argument into an annotation file and an image folder.
+
+    - a name ending in ``.yaml``/``.yml``/``.data``/``.txt``, or a folder that is not a split name
+      under a root: a YOLO dataset (``split`` picks its train/val/test), found by
+      :func:`cocostat.yolo.resolve_yolo`, which returns a :class:`cocostat.yolo.YoloSource`.
 
     - ``None`` or ``"sample"``: the built-in sample (no images bundled).
     - a path to an existing file (or any name ending in ``.json``): that file; images from
@@ -547,6 +552,8 @@ def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | Non
     if dataset is None or dataset == SAMPLE_NAME:
         return DatasetSource(SAMPLE_NAME, sample_path(), image_dir)
     as_path = Path(dataset)
+    if yolo.is_yolo_argument(dataset):
+        return _resolve_yolo(dataset, root, images, split)
     if as_path.is_file() or dataset.endswith(".json"):
         if not as_path.is_file():
             raise DatasetNotFoundError(f"annotation file {as_path} does not exist")
@@ -560,14 +567,29 @@ def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | Non
         tried.append(str(ann))
         if ann.is_file():
             return DatasetSource(dataset, ann, image_dir or _image_dir_for(r, dataset))
+    if as_path.is_dir():
+        return _resolve_yolo(dataset, root, images, split)
     raise DatasetNotFoundError(
         f"dataset {dataset!r} not found; tried {', '.join(tried)}. Give the COCO root with --root DIR "
         f"(or set COCOSTAT_ROOT), or pass the path of an annotation JSON file"
     )
 
 
-def load_dataset(dataset: str | None = None, *, root=None, images=None, cache: bool = True) -> Dataset:
-    """:func:`resolve_dataset` then :func:`load_coco`: the one call every command makes."""
-    src = resolve_dataset(dataset, root=root, images=images)
+def _resolve_yolo(dataset: str, root, images, split):
+    if root is not None or images is not None:
+        raise OptionError(f"--root and --images are for COCO JSON datasets; the YOLO dataset {dataset} "
+                          f"lists its own images")
+    return yolo.resolve_yolo(dataset, split)
+
+
+def load_dataset(dataset: str | None = None, *, root=None, images=None, split: str | None = None,
+                 cache: bool = True) -> Dataset:
+    """:func:`resolve_dataset` then :func:`load_coco` (or :func:`cocostat.yolo.load_yolo`): the one
+    call every command makes. ``split`` is for YOLO dataset YAML/.data files only."""
+    src = resolve_dataset(dataset, root=root, images=images, split=split)
+    if isinstance(src, yolo.YoloSource):
+        return yolo.load_yolo(src, cache=cache)
+    if split is not None:
+        raise OptionError(f"--split is for YOLO dataset YAML or .data files; {src.name} is COCO JSON")
     return load_coco(src.annotations, name=src.name, image_dir=src.image_dir,
                      cache=cache and src.name != SAMPLE_NAME)

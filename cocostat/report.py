@@ -498,9 +498,11 @@ def plot_errors(report, path: str | os.PathLike) -> Path:
 # Building the report
 # --------------------------------------------------------------------------------------------------
 def dataset_args(dataset: str | None = None, root: str | os.PathLike | None = None,
-                 images: str | os.PathLike | None = None) -> list[str]:
-    """The DATASET argument and options as a user typed them: ``[DATASET] [--root R] [--images I]``."""
+                 images: str | os.PathLike | None = None, split: str | None = None) -> list[str]:
+    """The DATASET argument and options as a user typed them: ``[DATASET] [--root R] [--images I] [--split S]``."""
     out = [str(dataset)] if dataset else []
+    if split is not None:
+        out += ["--split", str(split)]
     if root is not None:
         out += ["--root", str(root)]
     if images is not None:
