@@ -131,12 +131,13 @@ class OutputPath(click.Path):
     """A file or folder the command will write: refused before any work when it cannot be written.
 
     The nearest existing ancestor must be a folder this process may write to (``existing_file/x.json``
-    is refused); a file output must not name an existing folder, a folder output not an existing file.
-    Nothing is created here: the write itself (atomic, :mod:`cocostat.atomic`) creates the folders.
+    is refused); a file output must not name an existing folder, a folder output not an existing file
+    (``folder=None``: either). Nothing is created here: the write itself (atomic,
+    :mod:`cocostat.atomic`) creates the folders.
     """
 
-    def __init__(self, *, folder: bool = False):
-        super().__init__(file_okay=not folder, dir_okay=folder)
+    def __init__(self, *, folder: bool | None = False):
+        super().__init__(file_okay=not folder, dir_okay=folder is not False)
 
     def convert(self, value, param, ctx):
         value = super().convert(value, param, ctx)
@@ -153,6 +154,7 @@ class OutputPath(click.Path):
 
 OUTPUT_FILE = OutputPath()
 OUTPUT_DIR = OutputPath(folder=True)
+OUTPUT_FILE_OR_DIR = OutputPath(folder=None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -567,7 +569,7 @@ def errors_cmd(dataset, detections, predictions_dir, iou, bg_iou, merge_iou, con
 
 @main.command("convert")
 @dataset_options
-@click.option("-o", "--output", "output", required=True, type=click.Path(),
+@click.option("-o", "--output", "output", required=True, type=OUTPUT_FILE_OR_DIR,
               help="COCO JSON file to write (from a YOLO dataset), or YOLO layout folder (from COCO JSON).")
 @click.option("--to-split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
               help="The split key in the YAML written from COCO JSON.")

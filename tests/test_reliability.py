@@ -126,6 +126,7 @@ def inputs(tmp_path_factory, real_data):
         "eval": ["-d", sample_dets],
         "errors": ["--root", real_data / "coco-tiny", "val2017", "-d", tiny_dets, "--top", "2"],
         "report": ["--no-progress"],
+        "convert": ["--root", root / "data", "mini"],
     }
 
 
