@@ -29,8 +29,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), err=True)
 
 
-#: exit status of an interrupted command (128 + SIGINT, what a shell reports for Ctrl-C).
+#: exit status of an interrupted command (128 + SIGINT, what a shell reports for Ctrl-C), and its line.
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted (Ctrl-C); an interrupted predict run continues with --resume"
 
 
 def _one_line(exc: BaseException) -> str | None:
@@ -73,9 +74,9 @@ class CocostatGroup(click.Group):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:  # usage errors: one line instead of Usage/Try/Error
             click.echo(f"error: {exc.format_message()} (see cocostat {_command_in(args)}--help)", err=True)
-            rv = exc.exit_code if exc.exit_code else 2
-        except (click.Abort, KeyboardInterrupt):
-            click.echo("error: interrupted", err=True)
+            rv = 2
+        except (click.Abort, KeyboardInterrupt):  # Ctrl-C while click itself was parsing
+            click.echo(f"error: {INTERRUPTED}", err=True)
             rv = EXIT_INTERRUPTED
         if not standalone_mode:
             return rv
@@ -93,8 +94,7 @@ class CocostatGroup(click.Group):
             except KeyboardInterrupt:
                 if debug:
                     raise
-                click.echo("error: interrupted (Ctrl-C); an interrupted predict run continues with --resume",
-                           err=True)
+                click.echo(f"error: {INTERRUPTED}", err=True)
                 ctx.exit(EXIT_INTERRUPTED)
             except BrokenPipeError:  # `cocostat ... | head`: the reader left; say nothing
                 sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush cannot fail again
