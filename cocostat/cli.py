@@ -452,7 +452,7 @@ def _audit_options(func):
                   help="Images per forward pass (with --cfg/--weights).")
     @functools.wraps(func)
     def wrapper(*args, predictions_dir, cfg, weights, **kwargs):
-        from cocostat.audit import check_frame_path, check_model_source
+        from cocostat.sources import check_frame_path, check_model_source
 
         check_model_source(predictions_dir, cfg, weights)
         check_frame_path(kwargs.get("per_object"))
@@ -465,7 +465,7 @@ def _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood
     """A predictions folder path, the result of running the model on the fly, or None (boxes only)."""
     if model_files is None:
         return predictions_dir
-    from cocostat.audit import run_model
+    from cocostat.sources import run_model
 
     return run_model(dataset, *model_files, size=size, neighborhood=neighborhood, batch_size=batch_size,
                      device=device)

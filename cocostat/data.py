@@ -108,7 +108,7 @@ class Dataset:
         file_name: (I,) str.
         width, height: (I,) int64, pixels.
         ann_id: (G,) int64, COCO annotation ids.
-        ann_image: (G,) int64, index into the image arrays (not the COCO image id).
+        image_index: (G,) int64, index into the image arrays (not the COCO image id).
         category_id: (G,) int64, COCO's sparse category id.
         class_idx: (G,) int64, contiguous 0..C-1 index into ``categories``.
         bbox: (G, 4) float64, xywh, pixels, as in the file.
@@ -126,7 +126,7 @@ class Dataset:
     width: np.ndarray
     height: np.ndarray
     ann_id: np.ndarray
-    ann_image: np.ndarray
+    image_index: np.ndarray
     category_id: np.ndarray
     class_idx: np.ndarray
     bbox: np.ndarray
@@ -155,7 +155,7 @@ class Dataset:
     @property
     def ann_image_id(self) -> np.ndarray:
         """(G,) int64: COCO image id of each annotation."""
-        return self.image_id[self.ann_image]
+        return self.image_id[self.image_index]
 
     def boxes_xyxy(self) -> np.ndarray:
         """(G, 4) float64, xyxy, pixels."""
@@ -165,7 +165,7 @@ class Dataset:
     def select_annotations(self, keep: np.ndarray) -> Dataset:
         """A dataset with the same images and only the annotations where ``keep`` (G,) bool is true."""
         keep = np.asarray(keep, dtype=bool)
-        counts = np.bincount(self.ann_image[keep], minlength=self.num_images)
+        counts = np.bincount(self.image_index[keep], minlength=self.num_images)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         cols = {k: getattr(self, k)[keep] for k in _ANN_COLUMNS}
         return Dataset(
@@ -187,15 +187,8 @@ class Dataset:
             "area": self.area, "iscrowd": self.iscrowd,
         })
 
-    def images_frame(self) -> pd.DataFrame:
-        """One row per image: image_id, file_name, width, height, annotations."""
-        return pd.DataFrame({
-            "image_id": self.image_id, "file_name": self.file_name, "width": self.width,
-            "height": self.height, "annotations": self.counts,
-        })
 
-
-_ANN_COLUMNS = ("ann_id", "ann_image", "category_id", "class_idx", "bbox", "area", "iscrowd")
+_ANN_COLUMNS = ("ann_id", "image_index", "category_id", "class_idx", "bbox", "area", "iscrowd")
 _IMAGE_COLUMNS = ("image_id", "file_name", "width", "height")
 
 
@@ -354,16 +347,16 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
     image_id, file_name, width, height = image_id[order_i], file_name[order_i], width[order_i], height[order_i]
     categories = categories.sort_values("category_id", kind="stable").reset_index(drop=True)
     cat_sorted = categories["category_id"].to_numpy()
-    ann_image = _lookup(image_id, ann_img, ann_id, "image_id", where)
+    image_index = _lookup(image_id, ann_img, ann_id, "image_id", where)
     class_idx = _lookup(cat_sorted, ann_cat, ann_id, "category_id", where)
 
-    order = np.lexsort((ann_id, ann_image))
-    counts = np.bincount(ann_image, minlength=image_id.size)
+    order = np.lexsort((ann_id, image_index))
+    counts = np.bincount(image_index, minlength=image_id.size)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     ds = Dataset(
         name=name, path=path, image_dir=image_dir,
         image_id=image_id, file_name=file_name, width=width, height=height,
-        ann_id=ann_id[order], ann_image=ann_image[order], category_id=ann_cat[order],
+        ann_id=ann_id[order], image_index=image_index[order], category_id=ann_cat[order],
         class_idx=class_idx[order].astype(np.int64), bbox=bbox[order], area=area[order],
         iscrowd=iscrowd[order], categories=categories, offsets=offsets,
     )
@@ -388,7 +381,7 @@ def _warn_quality(ds: Dataset, where: str) -> None:
     zero = int(((bbox[:, 2] == 0) | (bbox[:, 3] == 0)).sum())
     if zero:
         warnings.warn(f"{where}: {zero} annotation(s) have zero width or height", CocostatWarning, stacklevel=4)
-    w, h = ds.width[ds.ann_image], ds.height[ds.ann_image]  # (G,) pixels
+    w, h = ds.width[ds.image_index], ds.height[ds.image_index]  # (G,) pixels
     far = (bbox[:, 0] < -w) | (bbox[:, 1] < -h) | (bbox[:, 0] + bbox[:, 2] > 2 * w) | (bbox[:, 1] + bbox[:, 3] > 2 * h)
     if far.any():
         i = int(np.flatnonzero(far)[0])

@@ -53,11 +53,11 @@ from cocostat.audit import (
     candidate_tensors,
     check_options,
     load_inputs,
-    write_frame,
 )
 from cocostat.boxes import matched_center_distance
 from cocostat.data import Dataset
 from cocostat.errors import OptionError
+from cocostat.sources import write_frame
 
 #: statistic -> what it is (the ``stats`` rows, in order).
 STATS: dict[str, str] = {
@@ -134,7 +134,7 @@ def mismatch_tensors(ct: CandidateTensors, radius: int) -> dict:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mismatch:
     """The mismatch report; see the module docstring for every definition.
 

@@ -848,7 +848,7 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         img_root, lab_root = tmp / "images" / folder, tmp / "labels" / folder
-        wh = np.stack([ds.width, ds.height], axis=1)[ds.ann_image].astype(np.float64)   # (G, 2)
+        wh = np.stack([ds.width, ds.height], axis=1)[ds.image_index].astype(np.float64)   # (G, 2)
         c = ds.bbox[:, :2] + ds.bbox[:, 2:] / 2
         rows = np.concatenate([ds.class_idx[:, None].astype(np.float64), c / wh, ds.bbox[:, 2:] / wh], axis=1)
         offsets = ds.offsets
