@@ -53,7 +53,7 @@ from cocostat import yolo
 from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFoundError, OptionError
 
 #: Bump when the cached array layout (or what the loader checks) changes, so old entries are ignored.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 SAMPLE_NAME = "sample"
 #: largest |bbox value| accepted, in pixels: 2**24, where float32 (the torch kernels) stops counting
 #: whole pixels exactly. No image is that large; a value beyond it is a broken file, not a big box.

@@ -450,7 +450,7 @@ def test_skipped_images_survive_a_resume(tiny, monkeypatch):
 # 18. the parsed-array cache cannot go stale, and a corrupt entry is a miss
 # --------------------------------------------------------------------------------------------------
 def test_cache_follows_the_content_not_size_and_mtime(tmp_path):
-    f = write_json(tmp_path / "instances_x.json", coco())
+    f = write_json(tmp_path / "instances_replaced_in_place.json", coco())
     assert int(load_coco(f).iscrowd.sum()) == 1
     st = f.stat()
     text = f.read_text()
@@ -463,9 +463,9 @@ def test_cache_follows_the_content_not_size_and_mtime(tmp_path):
 
 
 def test_corrupt_cache_entry_is_a_miss_and_is_rewritten(tmp_path):
-    f = write_json(tmp_path / "instances_y.json", coco())
+    f = write_json(tmp_path / "instances_corrupt_cache.json", coco())
     first = load_coco(f)
-    entries = list(cache_dir().glob("instances_y-*.npz"))
+    entries = list(cache_dir().glob("instances_corrupt_cache-*.npz"))
     assert len(entries) == 1
     entries[0].write_bytes(b"PK\x03\x04 not a zip")
     res = run("info", f, "--format", "json")
