@@ -548,9 +548,9 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
               help="Threshold of yolov3 (wh-IoU) and mixed (mixed quality).")
 @click.option("--ratio-t", "ratio_t", type=float, default=4.0, show_default=True,
               help="Width/height ratio threshold of yolov5.")
-@click.option("--plot", "plot", type=click.Path(file_okay=False), default=None,
+@click.option("--plot", "plot", type=OUTPUT_DIR, default=None,
               help="Write assigners.png (positives per object and per level, agreement, IoU) into DIR.")
-@click.option("--per-object", "per_object", type=click.Path(dir_okay=False), default=None,
+@click.option("--per-object", "per_object", type=OUTPUT_FILE, default=None,
               help="Write one row per (assigner, object) to FILE (.parquet or .csv).")
 @click.option("--neighborhood", type=int, default=1, show_default=True,
               help="Cells around the centre cell that --cfg/--weights extracts.")
@@ -577,10 +577,9 @@ def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, names, 
     result = assigner_lab(dataset, preds, anchors=anchors, size=size, assigners=names, reference=reference,
                           topk=topk, alpha=alpha, iou=iou, iou_t=iou_t, ratio_t=ratio_t, device=device)
     if plot:
-        for path in result.plot(plot):
-            click.echo(f"wrote {path}", err=True)
+        _wrote(*result.plot(plot))
     if per_object:
-        write_frame(result.per_object, per_object)
+        _wrote(write_frame(result.per_object, per_object))
     emit(result, fmt, output)
 
 
