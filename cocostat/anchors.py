@@ -398,9 +398,9 @@ def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
     Raises:
         OptionError: bad ``size``, ``resize`` or ``multi_scale``.
     """
-    size = check_int("size (--size)", size, 1)
+    size = check_int("size", size, 1)
     if resize not in RESIZES:
-        raise OptionError(f"resize (--resize) must be one of {', '.join(RESIZES)}, got {resize!r}")
+        raise OptionError(f"resize must be one of {', '.join(RESIZES)}, got {resize!r}", param="resize")
     if multi_scale is not None:
         lo, hi = (check_int("--multi-scale MIN", multi_scale[0], 1), check_int("--multi-scale MAX",
                                                                                   multi_scale[1], 1))
@@ -889,10 +889,10 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
         OptionError: bad options; fewer distinct sizes than ``k`` (naming both counts).
     """
     t0 = time.perf_counter()
-    k = check_int("k (-k/--anchors)", k, 1)
-    restarts = check_int("restarts (--restarts)", restarts, 1)
-    evolve = check_int("evolve (--evolve)", evolve, 0)
-    seed = check_int("seed (--seed)", seed, 0)
+    k = check_int("k", k, 1)
+    restarts = check_int("restarts", restarts, 1)
+    evolve = check_int("evolve", evolve, 0)
+    seed = check_int("seed", seed, 0)
     batch = check_int("batch", batch, 1)
     jumps = check_int("jumps", jumps, 0)
     if fitness_name not in FITNESSES:
@@ -1133,12 +1133,12 @@ def kmeans(dataset: Dataset, *, size: int = 416, k: int = 9, resize: str = "lett
         (checked before the search runs).
     """
     _check_thresholds(iou_t, ratio_t)
-    k = check_int("k (-k/--anchors)", k, 1)
-    n_levels = default_levels(k) if levels is None else check_int("levels (--levels)", levels, 1)
+    k = check_int("k", k, 1)
+    n_levels = default_levels(k) if levels is None else check_int("levels", levels, 1)
     if n_levels > k:
         raise OptionError(f"levels (--levels) must be at most k={k}, got {n_levels}")
     if plot is not None and Path(plot).suffix.lower() != ".png":
-        raise OptionError(f"--plot must name a .png file, got {str(plot)!r}")
+        raise OptionError(f"plot must name a .png file, got {str(plot)!r}")
     sets: dict[str, AnchorSet] = {}
     for spec in compare:
         a = parse_anchor_spec(spec)

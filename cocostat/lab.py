@@ -455,7 +455,7 @@ def assigner_lab(dataset, predictions=None, *, anchors=None, size: int | None = 
         OptionError: unknown names or options, or a prediction-aware assigner without predictions.
     """
     if iou not in IOU_KINDS:
-        raise OptionError(f"--iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}")
+        raise OptionError(f"iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}", param="iou")
     if int(chunk_objects) < 1:
         raise OptionError(f"chunk_objects must be >= 1, got {chunk_objects}")
     opts = {"topk": topk, "alpha": alpha, "iou_t": iou_t, "ratio_t": ratio_t}

@@ -498,10 +498,10 @@ def _check_inputs(dataset: Dataset, out: Path, predictions, cfg, weights, size, 
 
     check_model_source(predictions, cfg, weights)
     if size is not None:
-        size = check_int("--size", size, 1)
+        size = check_int("size", size, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     if out.exists() and not out.is_dir():
-        raise OptionError(f"-o/--out must be a folder, but {out} is a file")
+        raise OptionError(f"out_dir must be a folder, but {out} is a file", param="out_dir")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     pred_dir = pred = dets = model = None
     if predictions is not None:
