@@ -487,7 +487,8 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
     if not 0.0 < iou <= 1.0:
         raise OptionError(f"iou must lie in (0, 1], got {iou}", param="iou")
     if not 0.0 <= bg_iou < iou:
-        raise OptionError(f"bg_iou must lie in [0, iou), got {bg_iou} with iou {iou}", param="bg_iou")
+        raise OptionError(f"bg_iou must lie in [0, {iou}) (below the foreground IoU threshold), got {bg_iou}",
+                          param="bg_iou")
     if not 0.0 <= merge_iou < 1.0:
         raise OptionError(f"merge_iou must lie in [0, 1), got {merge_iou}", param="merge_iou")
     if not 0.0 <= conf <= 1.0:

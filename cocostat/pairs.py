@@ -754,7 +754,7 @@ def per_image_format(path: str | os.PathLike) -> str:
     """``csv`` or ``parquet`` from ``path``'s extension; anything else is an OptionError."""
     fmt = PER_IMAGE_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise OptionError(f"--per-image file must end in .csv, .parquet or .pq, got {str(path)!r}")
+        raise OptionError(f"per_image file must end in .csv, .parquet or .pq, got {str(path)!r}", param="per_image")
     return fmt
 
 

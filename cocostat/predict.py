@@ -602,7 +602,7 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
     strides = _check_options(dataset, model, size, batch_size, conf, nms_iou, max_det, neighborhood, workers,
                              half, device, draw, chunk_images)
     if (draw or resume) and out_dir is None:
-        raise OptionError("--draw and --resume need an output folder (out_dir)")
+        raise OptionError("draw and resume need an output folder (out_dir)", param="draw")
     rank, world = _dist_info()
     letterbox = Letterbox(size)
     settings = _settings(dataset, model, size, conf, nms_iou, max_det, neighborhood, half, world,

@@ -335,6 +335,10 @@ def _default_dataset_args(ds: Dataset) -> list[str]:
 #: library keyword -> command-line flag where the flag is not ``--`` + the keyword with ``-`` for ``_``.
 _FLAGS = {"k": "-k", "detections": "-d", "out_dir": "-o"}
 
+#: (command, library keyword) -> the command-line value of a library value, where they differ: the
+#: library's kmeans(plot=FILE.png) is the CLI's ``--plot DIR`` (it writes DIR/kmeans_anchors.png).
+_CLI_VALUES: dict[tuple[str, str], Callable[[object], object]] = {("kmeans", "plot"): lambda v: Path(v).parent}
+
 
 @dataclass(frozen=True)
 class Call:
@@ -360,6 +364,7 @@ class Call:
             flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
             if value is None or value is False:
                 continue
+            value = _CLI_VALUES.get((self.command, key), lambda v: v)(value)
             if value is True:
                 out.append(flag)
             elif isinstance(value, (tuple, list)):

@@ -438,7 +438,7 @@ def test_kmeans_report_on_the_sample(tmp_path):
 def test_kmeans_checks_options_before_the_search(monkeypatch):
     ds = load_dataset("sample")
     monkeypatch.setattr(A, "design_anchors", lambda *a, **k: pytest.fail("search ran"))
-    with pytest.raises(OptionError, match="--plot must name a .png"):
+    with pytest.raises(OptionError, match="plot must name a .png"):
         A.kmeans(ds, plot="x.jpg")
     with pytest.raises(OptionError, match="unknown anchor set"):
         A.kmeans(ds, compare=["yolov9"])

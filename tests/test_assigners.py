@@ -43,7 +43,7 @@ def test_registry_is_the_package():
         assert cls.needs_predictions == (name in PRED_AWARE)
         doc = __import__(cls.__module__, fromlist=["ASSIGNER"]).__doc__
         assert "Definition" in doc and "Source" in doc and doc.startswith(f"``{name}``")
-    with pytest.raises(OptionError, match="--assigner must be one of atss, best-pred"):
+    with pytest.raises(OptionError, match="^assigner must be one of atss, best-pred"):
         assigners.create("retina")
     # the shared options reach only the assigners they belong to
     made = {n: assigners.create(n, topk=3, alpha=0.2, iou_t=0.3, ratio_t=3.0) for n in assigners.NAMES}

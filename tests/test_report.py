@@ -409,7 +409,7 @@ def test_call_renders_argv_and_kwargs_from_one_description():
                            "plot": Path("o/plots/k.png"), "include_crowd": True, "per_image": None})
     assert call.argv(["val2017", "--root", "r"]) == (
         "kmeans", "val2017", "--root", "r", "--size", "416", "--levels", "2", "--compare", "yolov3",
-        "--compare", "yolov3-tiny", "--plot", "o/plots/k.png", "--include-crowd")
+        "--compare", "yolov3-tiny", "--plot", "o/plots", "--include-crowd")
     assert call.kwargs() == {"size": 416, "levels": 2, "compare": ("yolov3", "yolov3-tiny"),
                              "plot": Path("o/plots/k.png"), "include_crowd": True}
     assert Call("eval", {"detections": "d.json"}).argv() == ("eval", "-d", "d.json")
