@@ -55,8 +55,10 @@ def test_registry_is_the_package():
 @pytest.mark.parametrize("bad", [{"topk": 0}, {"topk": 2.5}, {"alpha": 1.5}, {"iou_t": 1.0}, {"ratio_t": 1.0}])
 def test_bad_options(bad):
     owner = {"topk": "topk-anchor", "alpha": "mixed", "iou_t": "yolov3", "ratio_t": "yolov5"}[next(iter(bad))]
-    with pytest.raises(OptionError, match="--"):
+    name = next(iter(bad))
+    with pytest.raises(OptionError, match=f"^{name} must") as err:  # the Python parameter, not a CLI flag
         assigners.create(owner, **bad)
+    assert err.value.param == name
 
 
 # --------------------------------------------------------------------------------------------------
