@@ -66,6 +66,10 @@ Sizes (the ``(w, h)`` kernels, anchors against box sizes; sizes >= 0):
 :func:`wh_iou` and :func:`side_ratio` are the bare tensor kernels (broadcast (..., 2) -> (...,),
 no conversion or checks) for hot loops such as the anchor search; the public ``pairwise_*`` and
 ``matched_*`` functions wrap them.
+
+Many pairs of one box set (every pair within an image): :class:`BoxSet` gives
+:func:`matched_overlaps` of index pairs bit for bit, with each box's area and the validity check
+worked out once per box instead of once per pair.
 """
 
 from __future__ import annotations
