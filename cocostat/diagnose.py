@@ -505,7 +505,7 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
         if detections is None:
             if not pred.detection_files:
                 raise DatasetFormatError(f"{pred.folder}: no detections*.json; pass --detections FILE")
-            detections = pred.detections()
+            detections = tuple(pred.detection_files)  # read by load_detections, which names a broken one
     if detections is None:
         raise OptionError("give the detections: --detections FILE (COCO results JSON) or --predictions DIR")
     dets = load_detections(detections, dataset)
