@@ -193,6 +193,13 @@ def main(debug: bool) -> None:
     a split name such as val2017 (looked up under --root), the path of a COCO JSON file, or a
     YOLO dataset: an ultralytics dataset YAML or Darknet .data file (with --split), an image-list
     .txt or an image folder.
+
+    An option word means one thing in every command: --iou is an IoU kind (iou, giou, diou, ciou),
+    --iou-t an IoU threshold in [0, 1], --size an integer of pixels, --anchors an anchor set,
+    -k/--num-anchors a count, --examples K the images to list, --plot DIR the folder of a command's
+    PNGs, and -o/--output what the command writes (a FILE, or the folder of predict and report).
+    Old spellings (kmeans --anchors, overlap/errors --iou, errors --top and --draw, predict/report
+    --out) still work for one release, with a warning.
     """
 
 
