@@ -351,12 +351,12 @@ def test_cli_bad_inputs(tmp_path, args, message):
 
 def test_cli_out_is_required_and_must_be_a_folder(tmp_path):
     res = CliRunner().invoke(main, ["report"])
-    assert res.exit_code == 2 and "Missing option '-o' / '--out'" in res.stderr
+    assert res.exit_code == 2 and "Missing option '-o' / '--output'" in res.stderr
     f = tmp_path / "file"
     f.write_text("x")
     res = CliRunner().invoke(main, ["report", "-o", str(f)])
     assert res.exit_code == 2 and "is a file" in res.stderr
-    with pytest.raises(OptionError, match=f"-o/--out must be a folder, but {f} is a file"):
+    with pytest.raises(OptionError, match=f"^out_dir must be a folder, but {f} is a file"):
         build_report(load_dataset("sample"), out_dir=f)
 
 
