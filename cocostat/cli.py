@@ -617,7 +617,7 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
 @main.command("assigners")
 @dataset_options
 @_source_options
-@click.option("--assigners", "names", default=None,
+@click.option("--assigners", "assigners", default=None,
               help=f"Comma-separated, from: {', '.join(ASSIGNER_NAMES)} "
                    "[default: every assigner the inputs allow].")
 @click.option("--reference", type=click.Choice(ASSIGNER_NAMES), default="yolov3", show_default=True,
@@ -641,7 +641,7 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
               help="Images per forward pass (with --cfg/--weights).")
 @device_option
 @output_options
-def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, names, reference, topk, alpha, iou, iou_t,
+def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, assigners, reference, topk, alpha, iou, iou_t,
                   ratio_t, plot, per_object, neighborhood, batch_size, device, fmt, output):
     """Which label assignment does this model agree with? Every assigner on the same objects and predictions.
 
@@ -657,7 +657,7 @@ def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, names, 
     check_frame_path(per_object)
     preds = _audit_predictions(dataset, predictions_dir, (cfg, weights) if cfg else None, size, neighborhood,
                                batch_size, device)
-    result = assigner_lab(dataset, preds, anchors=anchors, size=size, assigners=names, reference=reference,
+    result = assigner_lab(dataset, preds, anchors=anchors, size=size, assigners=assigners, reference=reference,
                           topk=topk, alpha=alpha, iou=iou, iou_t=iou_t, ratio_t=ratio_t, device=device)
     if plot:
         _wrote(*result.plot(plot))
