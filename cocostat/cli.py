@@ -371,9 +371,7 @@ def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, 
 
     preds = _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size, device)
     report = anchor_audit(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
-                          ratio_t=ratio_t, examples=examples, device=device)
-    if per_object:
-        report.write_per_object(per_object)
+                          ratio_t=ratio_t, examples=examples, device=device, per_object=per_object or False)
     emit(report, fmt, output)
 
 
@@ -394,16 +392,16 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
     preds = _audit_predictions(dataset, predictions_dir, model_files, size, max(neighborhood, 1), batch_size,
                                device)
     report = mismatch(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
-                      ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot, device=device)
-    if per_object:
-        report.write_per_object(per_object)
+                      ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot, device=device,
+                      per_object=per_object or False)
     emit(report, fmt, output)
 
 
 @main.command("eval")
 @dataset_options
-@click.option("-d", "--detections", required=True, type=click.Path(dir_okay=False),
-              help="COCO results JSON: a list of {image_id, category_id, bbox: [x, y, w, h], score}.")
+@click.option("-d", "--detections", required=True, type=click.Path(),
+              help="COCO results JSON (a list of {image_id, category_id, bbox: [x, y, w, h], score}), or a "
+                   "predictions folder (its columnar detections).")
 @click.option("--class-agnostic", is_flag=True,
               help="Localisation-only AP: every category merged into one on both sides.")
 @click.option("--per-class", is_flag=True, help="One row per class in the P/R table.")
@@ -422,8 +420,8 @@ def eval_cmd(dataset, detections, class_agnostic, per_class, conf, backend, fmt,
 
 @main.command("errors")
 @dataset_options
-@click.option("-d", "--detections", type=click.Path(dir_okay=False), default=None,
-              help="COCO results JSON [default: the detections of --predictions].")
+@click.option("-d", "--detections", type=click.Path(), default=None,
+              help="COCO results JSON or a predictions folder [default: the detections of --predictions].")
 @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
               help="Predictions folder of `cocostat predict`: its candidate table gives suppressed objects.")
 @click.option("--iou", type=float, default=0.5, show_default=True,
