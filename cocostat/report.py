@@ -662,22 +662,17 @@ def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: s
             slot["result"] = rep = mismatch(dataset, pred, examples=EXAMPLES, plot=plots, device=dev)
             slot["plots"] = [Path(p) for p in rep.plots]
 
-        dets = pred.detections()
-        if not dets:
+        if not pred.num_detections:
             for name in ("eval", "errors"):
                 run.skip(name, f"the predictions in {pred_dir} hold no detections")
         else:
             from cocostat.diagnose import diagnose
             from cocostat.evaluate import evaluate
 
-            if len(pred.detection_files) == 1:
-                det_file = pred.detection_files[0]
-            else:  # parts of a distributed run: `cocostat eval` takes one file, so they are joined
-                import json
-
-                det_file = write_text(out / "detections.json", json.dumps(dets) + "\n")
-            with run.run("eval", ["eval", *ds_args, "-d", str(det_file)]) as slot:
-                slot["result"] = rep = evaluate(dataset, det_file)
+            # eval reads the folder's columnar detections; its detections.json holds the same ones
+            det_file = pred_dir / "detections.json"
+            with run.run("eval", ["eval", *ds_args, "-d", str(det_file if det_file.is_file() else pred_dir)]) as slot:
+                slot["result"] = rep = evaluate(dataset, pred)
                 slot["plots"] = [plot_eval_summary(rep, plots / "eval_summary.png"),
                                  plot_eval_classes(rep, plots / "eval_ap50_per_class.png")]
             with run.run("errors", ["errors", *ds_args, *pred_arg]) as slot:

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_predict import TINY_CFG, make_coco
 
+from cocostat.candidates import DETECTION_COLUMNS, write_detection_part
 from cocostat.cli import main
 from cocostat.data import load_coco, load_dataset
 from cocostat.errors import CocostatWarning, OptionError
@@ -285,6 +286,12 @@ def test_predictions_without_detections_skip_eval_and_errors(synth_model, tmp_pa
         ds = load_coco(ann, image_dir=tmp_path / "synth", cache=False)
         first = build_report(ds, out_dir=tmp_path / "a", cfg=cfg, weights=weights, size=64, progress=False)
         assert (tmp_path / "a/plots/eval_summary.png").is_file()
+        # a folder whose run kept no detections: empty detection parts, manifest count 0, empty JSON
+        for part in (first.predictions / "detections").iterdir():
+            write_detection_part({c: [] for c in DETECTION_COLUMNS}, part)
+        manifest = json.loads((first.predictions / "manifest.json").read_text())
+        manifest["detections"]["count"] = 0
+        (first.predictions / "manifest.json").write_text(json.dumps(manifest))
         (first.predictions / "detections.json").write_text("[]\n")
         (tmp_path / "a/plots/mine.png").write_bytes(b"not ours")
         res = build_report(ds, out_dir=tmp_path / "a", predictions=first.predictions)  # the same folder again
