@@ -755,18 +755,20 @@ def split_by_image(arrays: CandidateArrays, max_objects: int | None) -> Iterator
 
 
 def _coalesce(blocks: Iterable[CandidateArrays], max_objects: int | None) -> Iterator[CandidateArrays]:
-    """Join consecutive blocks (each of whole images) until one holds at least ``max_objects`` objects."""
+    """Join consecutive blocks (each of whole images) until one holds at least ``max_objects`` objects;
+    cut blocks larger than that at image boundaries."""
     if max_objects is None:
         yield from blocks
         return
     pending: list[CandidateArrays] = []
     count = 0
-    for b in blocks:
-        pending.append(b)
-        count += len(b)
-        if count >= max_objects:
-            yield concat_arrays(pending)
-            pending, count = [], 0
+    for block in blocks:
+        for b in split_by_image(block, max_objects):  # a stored part larger than a chunk is cut by image
+            pending.append(b)
+            count += len(b)
+            if count >= max_objects:
+                yield concat_arrays(pending)
+                pending, count = [], 0
     if pending:
         yield concat_arrays(pending)
 
