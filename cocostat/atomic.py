@@ -91,7 +91,7 @@ class FrameWriter:
         self._tmp: Path | None = None
         self.rows = 0
 
-    def __enter__(self) -> FrameWriter:
+    def __enter__(self) -> FrameWriter:  # noqa: PYI034 - Python 3.10 has no typing.Self
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         return self

@@ -78,10 +78,8 @@ from cocostat.candidates import (
     concat_arrays,
     empty_arrays,
     in_memory,
-    layout_of,
     make_layout,
     read_predictions,
-    split_by_image,
     to_arrays,
 )
 from cocostat.data import Dataset
@@ -751,7 +749,12 @@ def _per_object_sink(per_object):
     if per_object is False:
         return False, None
     check_frame_path(per_object)
-    return False, atomic.FrameWriter(per_object)
+    import torch.distributed as dist
+
+    path = Path(per_object)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:  # one file per rank
+        path = path.with_name(f"{path.stem}.rank{dist.get_rank()}{path.suffix}")
+    return False, atomic.FrameWriter(path)
 
 
 def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None,
@@ -775,7 +778,8 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
             their best matched one; without predictions, most objects with no matched anchor).
         device: torch device of the computation (default CPU); results come back on the CPU.
         per_object: True: keep :attr:`AnchorAudit.per_object` in memory; False: leave it empty; a
-            ``.parquet``/``.csv`` path: write it there chunk by chunk (atomically) and leave it empty.
+            ``.parquet``/``.csv`` path: write it there chunk by chunk (atomically) and leave it empty
+            (under torch.distributed rank r writes ``STEM.rankR.SUFFIX``, its own chunks' rows).
         chunk_objects: objects per chunk (None: one chunk per stored part).
 
     Returns:
@@ -814,7 +818,7 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
         totals.all_reduce()
     tops = _gather_examples(tops)
     per_object = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else \
-        _empty_like_per_object(has_pred)
+        pd.DataFrame()
     G = int(totals["objects"])
     n_images = int(totals["images"])
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -868,10 +872,6 @@ def _gather_examples(tops: list[pd.DataFrame]) -> list[pd.DataFrame]:
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, records)  # our own processes' plain lists and numbers
     return [pd.DataFrame(r) for rank_records in gathered for r in rank_records]
-
-
-def _empty_like_per_object(has_pred: bool) -> pd.DataFrame:
-    return pd.DataFrame()
 
 
 def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float, dev) -> tuple[_Sums, pd.DataFrame]:

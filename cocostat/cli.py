@@ -368,11 +368,17 @@ def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, 
     wh-IoU at matching, objects never matched).
     """
     from cocostat.audit import anchor_audit
+    from cocostat.predict import _dist_info, distributed
 
-    preds = _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size, device)
-    report = anchor_audit(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
-                          ratio_t=ratio_t, examples=examples, device=device, per_object=per_object or False)
-    emit(report, fmt, output)
+    with distributed(device) as rank_device:  # under torchrun each rank reduces its share of the chunks
+        preds = _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size,
+                                   rank_device)
+        report = anchor_audit(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
+                              ratio_t=ratio_t, examples=examples, device=rank_device,
+                              per_object=per_object or False)
+        rank = _dist_info()[0]
+    if rank == 0:
+        emit(report, fmt, output)
 
 
 @main.command("mismatch")
@@ -388,13 +394,17 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
                  per_object, examples, batch_size, neighborhood, plot, device, fmt, output):
     """Is the most confident prediction of each object also its best localised one?"""
     from cocostat.mismatch import mismatch
+    from cocostat.predict import _dist_info, distributed
 
-    preds = _audit_predictions(dataset, predictions_dir, model_files, size, max(neighborhood, 1), batch_size,
-                               device)
-    report = mismatch(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
-                      ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot, device=device,
-                      per_object=per_object or False)
-    emit(report, fmt, output)
+    with distributed(device) as rank_device:  # under torchrun each rank reduces its share of the chunks
+        preds = _audit_predictions(dataset, predictions_dir, model_files, size, max(neighborhood, 1), batch_size,
+                                   rank_device)
+        report = mismatch(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
+                          ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot,
+                          device=rank_device, per_object=per_object or False)
+        rank = _dist_info()[0]
+    if rank == 0:
+        emit(report, fmt, output)
 
 
 @main.command("eval")

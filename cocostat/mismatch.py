@@ -60,8 +60,8 @@ from cocostat.audit import (
     rerank,
     write_frame,
 )
-from cocostat.candidates import CHUNK_OBJECTS
 from cocostat.boxes import matched_center_distance
+from cocostat.candidates import CHUNK_OBJECTS
 from cocostat.data import Dataset
 from cocostat.errors import OptionError
 
@@ -366,7 +366,7 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
         return moments[key].mean if moments[key].n else None
 
     plots: tuple[str, ...] = ()
-    if plot is not None:
+    if plot is not None and _rank() == 0:  # every rank holds the summed histograms; rank 0 draws them
         plots = tuple(str(p) for p in plot_histogram_counts(hist, xbins, ybins, src.grid, src.source, Path(plot),
                                                             iou))
     ex = rerank(tops, ["iou_lost", "image_id"], [False, True], examples)
@@ -381,6 +381,12 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
         obj_iou_share=share("obj_share"), score_iou_share=share("score_share"),
         stats=stats, per_object=per_object, examples=ex, plots=plots,
     )
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _all_max(value: int) -> int:

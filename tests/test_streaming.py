@@ -18,7 +18,13 @@ import pandas as pd
 import pytest
 import torch
 
-from cocostat.audit import anchor_audit, audit_tensors, candidate_tensors, dense_image_index, load_inputs
+from cocostat.audit import (
+    anchor_audit,
+    audit_tensors,
+    candidate_tensors,
+    dense_image_index,
+    load_inputs,
+)
 from cocostat.candidates import read_predictions
 from cocostat.data import load_dataset
 from cocostat.diagnose import diagnose
