@@ -259,7 +259,7 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
 @click.option("--weights", required=True, type=click.Path(dir_okay=False),
               help="Darknet .weights file, or an ultralytics YOLOv3 .pt checkpoint (read with weights_only=True).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Predictions folder to write (detections.json, candidates.parquet, manifest.json).")
+              help="Predictions folder to write (manifest.json, candidates/ and detections/ parts, detections.json).")
 @click.option("--size", default=416, show_default=True, help="Letterbox side in pixels (a multiple of 32).")
 @click.option("--batch-size", default=16, show_default=True, help="Images per forward pass.")
 @device_option
@@ -281,7 +281,7 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
               help="Summary on stdout: table for people; json or csv for machines.")
 def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, conf, nms_iou, max_det,
                 neighborhood, workers, resume, draw, no_progress, fmt):
-    """Run a Darknet YOLOv3 model over DATASET's images once; write detections and the candidate table to OUT.
+    """Run a Darknet YOLOv3 model over DATASET's images once; write detections and candidates to OUT (format 2).
 
     Scale past one machine with `torchrun --nproc-per-node N -m cocostat predict ...`: each rank takes
     every N-th image and writes its own part (gloo on CPU, nccl on CUDA).
@@ -296,6 +296,22 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
                          progress=not no_progress, out_dir=out_dir, resume=resume, draw=draw)
     if result.rank == 0:
         emit(result, fmt)
+
+
+@main.command("convert-predictions")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write the version-2 folder here [default: convert FOLDER in place].")
+def convert_predictions_cmd(folder, out_dir):
+    """Convert a version-1 predictions folder (candidates.parquet, one row per candidate) to format 2.
+
+    Format 2 is read in chunks, so the analyses' memory no longer grows with the dataset. The
+    version-1 table is read once, whole, as the version-1 reader did.
+    """
+    from cocostat.candidates import convert_v1
+
+    target = convert_v1(folder, out_dir)
+    click.echo(f"converted {folder} to predictions format 2 in {target}")
 
 
 #: Choices of --iou and --assigner, spelt out here so that `cocostat info` does not pay torch's import
