@@ -702,7 +702,7 @@ class _Sums:
             if dist.get_backend() == "nccl":
                 t = t.cuda()
             dist.all_reduce(t)
-            self.values[k] = t.cpu().numpy().astype(v.dtype)
+            self.values[k] = t.cpu().numpy().astype(v.dtype).reshape(v.shape)  # ascontiguousarray made 0-d 1-d
         return self
 
 

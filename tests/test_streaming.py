@@ -153,3 +153,63 @@ def test_errors_and_eval_from_the_store_equal_the_json(real):
     ev_dicts = _quiet(evaluate, ds, json.loads((out / "detections.json").read_text()))
     assert ev_folder.stats == ev_json.stats == ev_dicts.stats and ev_folder.stats[1] > 0.1
     pd.testing.assert_frame_equal(ev_folder.table, ev_json.table)
+
+
+_TORCHRUN_SCRIPT = r"""
+import json, sys, warnings
+import torch.distributed as dist
+from cocostat.audit import anchor_audit
+from cocostat.data import load_dataset
+from cocostat.mismatch import mismatch
+
+dist.init_process_group("gloo")
+warnings.simplefilter("ignore")
+ds = load_dataset(sys.argv[1], cache=False)
+a = anchor_audit(ds, sys.argv[2], iou="giou", examples=4, chunk_objects=40, per_object=sys.argv[3])
+m = mismatch(ds, sys.argv[2], neighborhood=1, examples=4, chunk_objects=40)
+if dist.get_rank() == 0:
+    json.dump({"audit": a.to_dict(), "mismatch": m.to_dict()}, open(sys.argv[4], "w"))
+dist.destroy_process_group()
+"""
+
+
+def _close(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_merge_to_the_single_process_figures(tmp_path):
+    """Two gloo ranks, each reducing every other chunk, give the one-process figures."""
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.bench_audit import synthetic_candidates, synthetic_dataset
+    from cocostat.candidates import write_store
+
+    frame, manifest = synthetic_candidates(400, seed=5)
+    write_store(tmp_path / "pred", frame, manifest, max_objects=30)
+    (tmp_path / "ds.json").write_text(json.dumps(synthetic_dataset(frame)))
+    script = tmp_path / "run.py"
+    script.write_text(_TORCHRUN_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script), str(tmp_path / "ds.json"), str(tmp_path / "pred"),
+                          str(tmp_path / "po.parquet"), str(tmp_path / "two.json")],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    two = json.loads((tmp_path / "two.json").read_text())
+    ds = load_dataset(str(tmp_path / "ds.json"), cache=False)
+    one_a = _quiet(anchor_audit, ds, tmp_path / "pred", iou="giou", examples=4, chunk_objects=40)
+    one_m = _quiet(mismatch, ds, tmp_path / "pred", neighborhood=1, examples=4, chunk_objects=40)
+    assert _close(two["audit"], one_a.to_dict()) and _close(two["mismatch"], one_m.to_dict())
+    assert two["audit"]["objects"] == 400
+    # each rank wrote the per-object rows of its own chunks; together they are every object once
+    rows = pd.concat([pd.read_parquet(tmp_path / f"po.rank{r}.parquet") for r in (0, 1)])
+    assert sorted(rows["ann_id"]) == sorted(one_a.per_object["ann_id"])
