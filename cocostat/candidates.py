@@ -424,10 +424,12 @@ def part_name(rank: int, chunk: int) -> str:
 
 
 def _fsl(values: np.ndarray, width: int):
+    """A fixed-size-list array of ``width`` non-null values per row (parquet: no definition levels)."""
     import pyarrow as pa
 
     flat = pa.array(np.ascontiguousarray(values).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(flat, width)
+    return pa.FixedSizeListArray.from_arrays(flat, type=pa.list_(pa.field("element", flat.type, nullable=False),
+                                                                 width))
 
 
 def arrays_to_arrow(arrays: CandidateArrays, layout: Layout):
@@ -441,7 +443,7 @@ def arrays_to_arrow(arrays: CandidateArrays, layout: Layout):
     cell[:, ok, 0] = arrays.gx[:, centre[ok]]
     cell[:, ok, 1] = arrays.gy[:, centre[ok]]
     mci = arrays.max_cls_idx if arrays.max_cls_idx is not None else np.full((g, n), -1, np.int16)
-    return pa.table({
+    columns = {
         "ann_id": pa.array(np.asarray(arrays.ann_id, np.int64)),
         "image_id": pa.array(np.asarray(arrays.image_id, np.int64)),
         "class_idx": pa.array(np.asarray(arrays.class_idx, np.int16)),
@@ -454,7 +456,9 @@ def arrays_to_arrow(arrays: CandidateArrays, layout: Layout):
         "cls_prob": _fsl(np.asarray(arrays.cls_prob, np.float32), n),
         "max_cls_prob": _fsl(np.asarray(arrays.max_cls_prob, np.float32), n),
         "max_cls_idx": _fsl(np.asarray(mci, np.int16), n),
-    })
+    }
+    schema = pa.schema([pa.field(k, v.type, nullable=False) for k, v in columns.items()])
+    return pa.Table.from_arrays(list(columns.values()), schema=schema)
 
 
 #: parquet options of a candidate part: dictionary encoding for the integer columns, byte-stream-split
