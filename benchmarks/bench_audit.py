@@ -160,7 +160,7 @@ class InMemoryPredictions:
 def loop_audit(arrays, wh: np.ndarray, level_of: np.ndarray, iou_t: float = 0.225) -> dict:
     """The baseline: one Python iteration per object (yolov3 assigner, plain IoU, numpy per object)."""
     A = wh.shape[0]
-    out = {"unmatched": 0, "beats_worst": 0, "beats_best": 0, "from_neighbour": 0,
+    out = {"unmatched": 0, "beats_worst": 0, "beats_best": 0, "from_neighbor": 0,
            "best_when_unmatched": np.zeros(A, np.int64), "fm": set()}
     centre = (arrays.dx == 0) & (arrays.dy == 0)
     for g in range(arrays.gt.shape[0]):
@@ -191,7 +191,7 @@ def loop_audit(arrays, wh: np.ndarray, level_of: np.ndarray, iou_t: float = 0.22
             if (unm & on).any() and (pos & on).any() and q[unm & on].max() > q[pos & on].min():
                 out["fm"].add((int(arrays.image_id[g]), int(lv)))
         if (ok & ~centre).any() and q[ok & ~centre].max() > q[ok & centre].max():
-            out["from_neighbour"] += 1
+            out["from_neighbor"] += 1
     out["fm"] = len(out["fm"])
     return out
 
@@ -234,11 +234,11 @@ def main(argv=None) -> int:
     grid = grid_from_manifest(manifest)
     print(f"generated {G} objects x {arrays.anchor.size} candidates in {time.perf_counter() - t:.1f} s",
           file=sys.stderr)
-    img_idx = torch.from_numpy(np.unique(arrays.image_id, return_inverse=True)[1].reshape(-1)).to(device)
+    image_index = torch.from_numpy(np.unique(arrays.image_id, return_inverse=True)[1].reshape(-1)).to(device)
 
     def core_audit():
         ct = candidate_tensors(arrays, grid, iou="iou", assigner="yolov3", device=device)
-        return audit_tensors(ct, img_idx, grid.num_levels, grid.num_anchors)
+        return audit_tensors(ct, image_index, grid.num_levels, grid.num_anchors)
 
     def core_mismatch():
         ct = candidate_tensors(arrays, grid, iou="iou", assigner="yolov3", device=device)
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     agree = (ref["unmatched"] == rep.unmatched_objects
              and ref["beats_worst"] == rep.objects_unmatched_beats_worst_matched
              and ref["beats_best"] == rep.objects_unmatched_beats_best_matched
-             and ref["from_neighbour"] == rep.objects_best_from_neighbour
+             and ref["from_neighbor"] == rep.objects_best_from_neighbor
              and ref["fm"] == rep.feature_maps_unmatched_better
              and (ref["best_when_unmatched"] == rep.per_anchor["best_when_unmatched"].to_numpy()).all()
              and rep_disk.objects_unmatched_beats_best_matched == rep.objects_unmatched_beats_best_matched)
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
         (f"Figures agree between the loop and cocostat: {'yes' if agree else 'NO'} "
          f"(unmatched {rep.unmatched_objects}, unmatched beats worst matched "
          f"{rep.objects_unmatched_beats_worst_matched}, beats best matched {rep.objects_unmatched_beats_best_matched}, "
-         f"best from a neighbour cell {rep.objects_best_from_neighbour}, feature maps "
+         f"best from a neighbour cell {rep.objects_best_from_neighbor}, feature maps "
          f"{rep.feature_maps_unmatched_better} of {rep.feature_maps})."),
         "",
         (f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "

@@ -115,7 +115,7 @@ class _YoloDataset:
     def __init__(self, ds, keep: np.ndarray):
         self.shapes = np.stack([ds.width, ds.height], axis=1).astype(np.float64)  # (I, 2) w, h
         bbox = ds.bbox[keep]
-        img = ds.ann_image[keep]
+        img = ds.image_index[keep]
         wh_img = self.shapes[img]
         xywh = np.concatenate([(bbox[:, :2] + bbox[:, 2:] / 2) / wh_img, bbox[:, 2:] / wh_img], axis=1)
         rows = np.concatenate([ds.class_idx[keep][:, None].astype(np.float64), xywh], axis=1)  # (G, 5)

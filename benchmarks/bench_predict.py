@@ -358,7 +358,7 @@ def _first_images(ds, n: int):
     if n >= ds.num_images:
         return ds
     end = int(ds.offsets[n])
-    cols = {k: getattr(ds, k)[:end] for k in ("ann_id", "ann_image", "category_id", "class_idx", "bbox", "area",
+    cols = {k: getattr(ds, k)[:end] for k in ("ann_id", "image_index", "category_id", "class_idx", "bbox", "area",
                                               "iscrowd")}
     return replace(ds, image_id=ds.image_id[:n], file_name=ds.file_name[:n], width=ds.width[:n],
                    height=ds.height[:n], offsets=ds.offsets[: n + 1], **cols)

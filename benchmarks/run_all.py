@@ -24,7 +24,7 @@ from pathlib import Path
 
 #: extra arguments per benchmark, to keep the whole run under 15 minutes on 2 cores
 EXTRA_ARGS = {"kmeans": ["--ultralytics-threads", "1"]}
-BENCHMARKS = ("load", "overlap", "kmeans", "audit", "predict", "predict_gpu", "eval")
+BENCHMARKS = ("load", "yolo", "overlap", "kmeans", "audit", "predict", "predict_gpu", "eval")
 
 
 def _demoted(report: Path) -> list[str]:

@@ -17,6 +17,14 @@ I     images
 
 Boxes are ``float`` arrays in pixels; their format is named in every signature: ``xywh`` (COCO:
 top-left corner, width, height), ``xyxy`` (corners) or ``cxcywh`` (centre, width, height).
+
+Results are frozen dataclasses with ``to_dict()`` and ``to_frame()``. Those that hold arrays, frames or
+tensors are declared ``eq=False``: they compare by identity (``==`` on numpy or pandas fields would
+raise "truth value is ambiguous"); compare two results through ``to_dict()``.
+
+One name per concept: ``image_index`` is the row of an object's (or a detection's) image in the image
+arrays (never the COCO ``image_id``); identifiers spell ``neighbor``/``neighborhood`` as the
+``--neighborhood`` option and the predictions manifest do (``objects_best_from_neighbor``).
 """
 
 from __future__ import annotations

@@ -65,8 +65,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cocostat.boxes import cpu_threads, side_ratio, wh_iou
 from cocostat.data import Dataset
-from cocostat.errors import CocostatWarning, ModelFormatError, OptionError, check_int
+from cocostat.errors import CocostatWarning, ModelFormatError, OptionError, TooFewBoxesError, check_int
+from cocostat.models import letterbox_scale
 
 __all__ = [
     "FITNESSES",
@@ -86,6 +88,7 @@ __all__ = [
     "fitness_value",
     "kmeans",
     "parse_anchor_spec",
+    "default_strides",
     "parse_darknet_anchors",
     "plot_anchors",
     "ratio_metric",
@@ -135,7 +138,7 @@ class AnchorSet:
         its ``mask =`` line (every section repeats the same ``anchors``/``num`` lines)."""
         values = ", ".join(f"{_num(w)},{_num(h)}" for w, h in self.wh)
         lines = [f"anchors = {values}", f"num = {self.num_anchors}"]
-        strides = _strides(len(self.levels))
+        strides = default_strides(len(self.levels))
         for li, idx in enumerate(self.levels):  # Darknet reads only whole-line comments
             lines.append(f"# [yolo] section {li + 1} (stride {strides[li]})")
             lines.append(f"mask = {','.join(str(int(i)) for i in idx)}")
@@ -143,7 +146,7 @@ class AnchorSet:
 
     def yolov5_yaml(self) -> str:
         """A yolov5-style ``anchors:`` YAML block: one row per level, finest (P3/8) first."""
-        strides = _strides(len(self.levels))
+        strides = default_strides(len(self.levels))
         rows = ["anchors:"]
         for li in reversed(range(len(self.levels))):
             pairs = ", ".join(f"{_num(w)},{_num(h)}" for w, h in self.wh[self.levels[li]])
@@ -162,9 +165,13 @@ def _num(v: float) -> str:
     return str(round(v)) if abs(v - round(v)) < 1e-9 else f"{v:.2f}".rstrip("0").rstrip(".")
 
 
-def _strides(n_levels: int) -> list[int]:
-    """Strides of the levels in ``[yolo]`` order, assuming the coarsest is 32 and each next halves."""
-    return [32 // 2**i if 32 // 2**i > 0 else 1 for i in range(n_levels)]
+def default_strides(levels: int) -> list[int]:
+    """Default strides of ``levels`` YOLO output levels in ``[yolo]`` (cfg) order.
+
+    The coarsest level has stride 32 and each next one halves it, never below 1:
+    3 -> [32, 16, 8], 2 -> [32, 16]. The one definition; :mod:`cocostat.assign` imports it.
+    """
+    return [max(32 // 2**i, 1) for i in range(levels)]
 
 
 def default_levels(k: int) -> int:
@@ -413,12 +420,12 @@ def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
     zero_mask = keep & ~(wh_raw > 0).all(axis=1)
     zero = int(zero_mask.sum())
     keep &= ~zero_mask
-    img = dataset.ann_image[keep]
+    img = dataset.image_index[keep]
     w_img = dataset.width[img].astype(np.float64)
     h_img = dataset.height[img].astype(np.float64)
     s = img_size[img]
     if resize == "letterbox":
-        scale = (s / np.maximum(w_img, h_img))[:, None]  # (G, 1)
+        scale = letterbox_scale(w_img, h_img, s)[:, None]  # (G, 1)
     else:
         scale = np.stack([s / w_img, s / h_img], axis=1)  # (G, 2)
     wh = wh_raw[keep] * scale  # (G, 2)
@@ -470,7 +477,10 @@ def _as_counts(counts, n: int) -> np.ndarray | None:
 
 
 def ratio_metric(wh, anchors) -> np.ndarray:
-    """Ultralytics' ratio metric of every box with every anchor.
+    """Ultralytics' ratio metric of every box with every anchor: the side ratio of :mod:`cocostat.boxes`.
+
+    :func:`cocostat.boxes.pairwise_side_ratio` with this module's input checks (anchors > 0) and
+    float64 numpy out; a box is within ``ratio_t`` of an anchor when ``out > 1 / ratio_t``.
 
     Args:
         wh: (G, 2) float, box width and height, pixels.
@@ -486,21 +496,14 @@ def ratio_metric(wh, anchors) -> np.ndarray:
 
 
 def _iou_ratio_np(g: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """wh-IoU and ratio metric of boxes g (G, 2) with anchors a (A, 2) > 0: two (G, A) float64.
+    """wh-IoU and side ratio of boxes g (G, 2) with anchors a (A, 2) > 0: two (G, A) float64.
 
-    One pass computes both from the shared side minima: ``max(u, v) = u + v - min(u, v)``, so
-    ``min(r, 1/r) = min(u, v) / max(u, v)``; every denominator is > 0 because anchors are. Same
-    formula as :func:`cocostat.boxes.pairwise_wh_iou` (a test checks it), written out here because
-    :func:`fitness` runs it on every box of a dataset several times per command.
+    The kernels of :mod:`cocostat.boxes` (:func:`~cocostat.boxes.wh_iou`,
+    :func:`~cocostat.boxes.side_ratio`) on the float64 arrays without a copy or input checks.
     """
-    gw, gh = g[:, 0:1], g[:, 1:2]  # (G, 1)
-    aw, ah = a[:, 0], a[:, 1]  # (A,)
-    mw = np.minimum(gw, aw)  # (G, A)
-    mh = np.minimum(gh, ah)  # (G, A)
-    inter = mw * mh
-    iou = inter / ((gw * gh) + (aw * ah) - inter)  # (G, A)
-    x = np.minimum(mw / (gw + aw - mw), mh / (gh + ah - mh))  # (G, A)
-    return iou, x
+    g, a = (np.require(x, requirements="W") for x in (g, a))  # torch cannot wrap read-only presets
+    gt, at = torch.from_numpy(g)[:, None, :], torch.from_numpy(a)[None, :, :]  # (G, 1, 2), (1, A, 2)
+    return wh_iou(gt, at).numpy(), side_ratio(gt, at).numpy()
 
 
 #: Rows of boxes per block in :func:`fitness`, to bound memory at a few (block, A) temporaries.
@@ -617,28 +620,19 @@ def _grid_points(u: np.ndarray, uc: np.ndarray, grid: float) -> tuple[np.ndarray
     return pts / cnt[:, None], cnt.round().astype(np.int64)
 
 
-def _iou_t(p: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Lean wh-IoU for the search loop: p (M, 2), a (..., 2) -> (M, ...).
+def _against(p: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points p (M, 2) and anchors a (..., 2) as broadcast operands: (M, 1..., 2) and (1, ..., 2)."""
+    return p.reshape((p.shape[0],) + (1,) * (a.ndim - 1) + (2,)), a.unsqueeze(0)
 
-    Hand-written instead of :func:`cocostat.boxes.pairwise_wh_iou` because the search calls it a few
-    thousand times on large tensors: every size here is > 0, so the union is > 0 and the safe
-    division and input checks of the public kernel can be skipped (same formula; a test checks it).
-    """
-    shape = (p.shape[0],) + (1,) * (a.ndim - 1)
-    pw, ph = p[:, 0].reshape(shape), p[:, 1].reshape(shape)  # (M, 1...)
-    aw, ah = a[..., 0].unsqueeze(0), a[..., 1].unsqueeze(0)  # (1, ...)
-    inter = torch.minimum(pw, aw) * torch.minimum(ph, ah)  # (M, ...)
-    return inter / (pw * ph + aw * ah - inter)
+
+def _iou_t(p: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """wh-IoU of every point with every anchor: p (M, 2), a (..., 2) -> (M, ...) (:func:`cocostat.boxes.wh_iou`)."""
+    return wh_iou(*_against(p, a))
 
 
 def _ratio_t(p: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Ultralytics' ratio metric for the search loop: p (M, 2), a (..., 2) -> (M, ...)."""
-    shape = (p.shape[0],) + (1,) * (a.ndim - 1)
-    pw, ph = p[:, 0].reshape(shape), p[:, 1].reshape(shape)
-    aw, ah = a[..., 0].unsqueeze(0), a[..., 1].unsqueeze(0)
-    rw = torch.minimum(pw, aw) / torch.maximum(pw, aw)
-    rh = torch.minimum(ph, ah) / torch.maximum(ph, ah)
-    return torch.minimum(rw, rh)
+    """Side ratio of every point with every anchor: p (M, 2), a (..., 2) -> (M, ...) (:func:`cocostat.boxes.side_ratio`)."""
+    return side_ratio(*_against(p, a))
 
 
 def _quantize(a: torch.Tensor, decimals: int | None) -> torch.Tensor:
@@ -857,12 +851,8 @@ def _search_threads(device: torch.device):
     if device.type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int = 0, evolve: int = 1000,
@@ -915,7 +905,7 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
     u, uc = _unique_sizes(g, cnt)
     distinct = int(u.shape[0])
     if distinct < k:
-        raise OptionError(f"only {distinct} distinct box size(s) among {int(uc.sum())} box(es), "
+        raise TooFewBoxesError(f"only {distinct} distinct box size(s) among {int(uc.sum())} box(es), "
                           f"fewer than the {k} anchors asked for (-k/--anchors); lower -k or add data")
     pts, pc = (u, uc) if distinct <= max_points else _grid_points(u, uc, grid)
     if pts.shape[0] < k:  # a grid too coarse for this many anchors: search the exact sizes
@@ -1055,7 +1045,7 @@ class KmeansReport:
         for name, fit in [("kmeans", self.result), *self.compare.items()]:
             a = fit.anchors
             n = max(int(fit.best_for.sum()), 1)
-            strides = _strides(len(a.levels))
+            strides = default_strides(len(a.levels))
             lev = a.level_of()
             frames.append(pd.DataFrame({
                 "set": name, "anchor": np.arange(a.num_anchors), "level": lev,

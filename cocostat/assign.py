@@ -12,7 +12,7 @@ implemented, each as its reference code does it, vectorised in torch over all ob
   does. An object whose best wh-IoU is 0 (a zero-size box) is left unmatched.
 - ``yolov5``: ultralytics YOLOv5 ``build_targets``: every anchor whose width and height ratios to
   the object are both within ``ratio_t`` (``max(r, 1/r) < ratio_t`` for ``r = w/w_a`` and
-  ``r = h/h_a``), at the centre cell and at the (usually two) neighbour cells nearest the centre: the
+  ``r = h/h_a``, i.e. side ratio ``> 1 / ratio_t``, :func:`cocostat.boxes.pairwise_side_ratio`), at the centre cell and at the (usually two) neighbour cells nearest the centre: the
   horizontal one to the left when ``x mod 1 < 0.5`` and ``x > 1``, to the right when
   ``(W - x) mod 1 < 0.5`` and ``W - x > 1``, the vertical one likewise (``x`` the centre in grid
   cells of that level, ``W`` the grid width; a centre exactly on a cell border gets both sides).
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cocostat.boxes import pairwise_wh_iou
+from cocostat.anchors import default_strides  # noqa: F401 (re-exported; defined once in anchors)
+from cocostat.boxes import pairwise_side_ratio, pairwise_wh_iou
 from cocostat.errors import OptionError
 
 __all__ = ["ASSIGNERS", "AnchorGrid", "Assigner", "Assignment", "assign", "default_strides",
@@ -64,11 +65,6 @@ class Assigner(enum.Enum):
 
 
 ASSIGNERS: tuple[str, ...] = tuple(a.short for a in Assigner)
-
-
-def default_strides(levels: int) -> list[int]:
-    """Strides of ``levels`` YOLO output levels in cfg order: 3 -> [32, 16, 8], 2 -> [32, 16]."""
-    return [32 // 2**i for i in range(levels)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,7 +180,8 @@ class Assignment:
         assigner: the :class:`Assigner`.
         matched: (G, A) bool; ``matched[g, a]``: anchor a must predict object g.
         wh_iou: (G, A) float; wh-IoU of object g and anchor a (both centred), whatever the assigner.
-        ratio: (G, A) float; YOLOv5's ratio metric ``max(w/w_a, w_a/w, h/h_a, h_a/h)``.
+        ratio: (G, A) float in [0, 1], the side ratio of :mod:`cocostat.boxes`
+            (``min(w/w_a, w_a/w, h/h_a, h_a/h)``); YOLOv5 matches when ``ratio > 1 / ratio_t``.
         cell: (G, L, 2) int64; the cell (gx, gy) holding the object's centre at each level.
         neighbours: (G, L, 4) bool; YOLOv5's extra cells around the centre cell, in the order of
             its ``j, k, l, m`` masks: left ``(dx, dy) = (-1, 0)``, above ``(0, -1)``, right
@@ -217,7 +214,7 @@ def assign(boxes, grid: AnchorGrid, assigner: str | Assigner = "yolov3", *, iou_
         grid: the anchors, their levels and strides, and the input size.
         assigner: ``yolov3``, ``darknet`` or ``yolov5`` (see the module docstring).
         iou_t: wh-IoU threshold of the yolov3 assigner (matched when ``wh_iou > iou_t``).
-        ratio_t: ratio threshold of the yolov5 assigner (matched when ``ratio < ratio_t``).
+        ratio_t: ratio threshold of the yolov5 assigner (matched when side ratio ``> 1 / ratio_t``).
 
     Returns:
         An :class:`Assignment` on the device of ``boxes``, computations in float64.
@@ -239,8 +236,7 @@ def assign(boxes, grid: AnchorGrid, assigner: str | Assigner = "yolov3", *, iou_
 
     gwh = (b[:, 2:] - b[:, :2]).clamp(min=0)  # (G, 2)
     wh_iou = pairwise_wh_iou(gwh, awh)  # (G, A)
-    r = gwh[:, None, :] / awh[None, :, :]  # (G, A, 2); 0 for a zero side -> 1/r = inf
-    ratio = torch.maximum(r, 1.0 / r).amax(-1)  # (G, A)
+    ratio = pairwise_side_ratio(gwh, awh)  # (G, A) in [0, 1]; within ratio_t when > 1 / ratio_t
 
     centre = 0.5 * (b[:, :2] + b[:, 2:])  # (G, 2), pixels
     gxy = centre[:, None, :] / strides[None, :, None]  # (G, L, 2), grid units
@@ -254,7 +250,7 @@ def assign(boxes, grid: AnchorGrid, assigner: str | Assigner = "yolov3", *, iou_
         matched = torch.zeros_like(wh_iou, dtype=torch.bool)
         matched[torch.arange(b.shape[0], device=dev), arg] = best > 0
     else:
-        matched = ratio < ratio_t
+        matched = ratio > 1.0 / ratio_t
         gxi = gsize[None, :, None] - gxy  # (G, L, 2), distance to the far edge, grid units
         low = (torch.remainder(gxy, 1.0) < 0.5) & (gxy > 1.0)  # (G, L, 2): the cell before
         high = (torch.remainder(gxi, 1.0) < 0.5) & (gxi > 1.0)  # (G, L, 2): the cell after

@@ -27,7 +27,7 @@ Figures (``key``: definition):
 - ``objects_compared``: objects with at least one matched and one unmatched prediction.
 - ``objects_unmatched_beats_worst_matched``: objects with ``max(unmatched) > min(matched)``.
 - ``objects_unmatched_beats_best_matched``: objects with ``max(unmatched) > max(matched)``.
-- ``objects_best_from_neighbour``: objects whose highest-IoU prediction in the whole neighbourhood
+- ``objects_best_from_neighbor``: objects whose highest-IoU prediction in the whole neighbourhood
   lies in a neighbouring cell: ``max(neighbour cells) > max(centre cell)`` (null when the table
   holds only centre cells).
 - per anchor (``level``, ``anchor`` [w, h] in input pixels):
@@ -59,7 +59,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from cocostat import atomic
+from cocostat.anchors import parse_anchor_spec
+from cocostat.atomic import FrameWriter
 from cocostat.assign import (
     AnchorGrid,
     Assigner,
@@ -69,7 +70,7 @@ from cocostat.assign import (
     grid_from_manifest,
     positive_mask,
 )
-from cocostat.boxes import IOU_KINDS, matched_iou
+from cocostat.boxes import IOU_KINDS, matched_iou, valid_predictions
 from cocostat.candidates import (
     CHUNK_OBJECTS,
     CandidateArrays,
@@ -84,13 +85,14 @@ from cocostat.candidates import (
 )
 from cocostat.data import Dataset
 from cocostat.errors import CocostatWarning, OptionError
+from cocostat.sources import check_frame_path, write_frame
 
 DEFAULT_ANCHORS = "yolov3-spp"
 DEFAULT_SIZE = 416
 
 #: figures that need predictions (null without them).
 NEEDS_PREDICTIONS = ("feature_maps_unmatched_better", "objects_compared", "objects_unmatched_beats_worst_matched",
-                     "objects_unmatched_beats_best_matched", "objects_best_from_neighbour",
+                     "objects_unmatched_beats_best_matched", "objects_best_from_neighbor",
                      "per_anchor.pred_iou_matched", "per_anchor.pred_iou_all",
                      "per_anchor.best_when_unmatched", "per_anchor.worst_matched")
 
@@ -141,15 +143,7 @@ def letterbox_boxes(dataset: Dataset, size: int) -> np.ndarray:
     from cocostat.models import Letterbox
 
     params = Letterbox(int(size)).params(dataset.width, dataset.height)
-    return params.to_input(dataset.boxes_xyxy(), dataset.ann_image)
-
-
-def _parse_anchors(spec):
-    from cocostat.anchors import (
-        parse_anchor_spec,  # written in parallel; imported when needed
-    )
-
-    return parse_anchor_spec(spec)
+    return params.to_input(dataset.boxes_xyxy(), dataset.image_index)
 
 
 def _resolve_predictions(predictions) -> tuple[Predictions, str]:
@@ -250,7 +244,7 @@ def open_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         if dataset is None:
             raise OptionError("an audit needs a dataset or predictions")
         size = DEFAULT_SIZE if size is None else int(size)
-        aset = _parse_anchors(DEFAULT_ANCHORS if anchors is None else anchors) if not hasattr(anchors, "wh") else anchors
+        aset = anchors if hasattr(anchors, "wh") else parse_anchor_spec(DEFAULT_ANCHORS if anchors is None else anchors)
         grid = grid_from_anchor_set(aset, size)
         crowd = int(dataset.iscrowd.sum())
         if crowd:
@@ -268,7 +262,7 @@ def open_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         raise OptionError(f"--size {size} differs from the predictions' input size {grid.size}; "
                           f"leave --size out or predict again at that size")
     if anchors is not None:
-        aset = _parse_anchors(anchors) if not hasattr(anchors, "wh") else anchors
+        aset = parse_anchor_spec(anchors) if not hasattr(anchors, "wh") else anchors
         given = grid_from_anchor_set(aset, grid.size, strides=grid.strides.tolist()
                                      if len(aset.levels) == grid.num_levels else None)
         if given.num_levels != grid.num_levels or (np.bincount(given.level, minlength=grid.num_levels)
@@ -318,22 +312,6 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
                        src.file_name, arrays, src.neighborhood, src.source)
 
 
-def run_model(dataset: Dataset, cfg, weights, *, size: int | None = None, neighborhood: int = 1,
-              batch_size: int = 16, device=None, progress: bool = True):
-    """Run a Darknet model over the dataset's images (through :func:`cocostat.predict.predict`).
-
-    Returns the :class:`~cocostat.predict.PredictResult` (``.candidates``, ``.manifest``), which
-    :func:`anchor_audit` and :func:`cocostat.mismatch.mismatch` take as ``predictions``. Nothing is
-    written; use ``cocostat predict -o DIR`` once to keep the candidates for several audits.
-    """
-    from cocostat.models import load_model
-    from cocostat.predict import predict
-
-    model = load_model(cfg, weights, device=device if device is not None else "cpu")
-    return predict(dataset, model, size=DEFAULT_SIZE if size is None else int(size), batch_size=batch_size,
-                   device=device, neighborhood=neighborhood, progress=progress)
-
-
 def _empty_arrays(grid: AnchorGrid, radius: int) -> CandidateArrays:
     """Candidate arrays for zero objects with the layout (anchor, dy, dx) a table would have."""
     masks = [np.flatnonzero(grid.level == lv).tolist() for lv in range(grid.num_levels)]
@@ -365,7 +343,8 @@ class CandidateTensors:
 
         gt: (G, 4) float32, xyxy, input px. pred: (G, N, 4) float32, xyxy, input px.
         q: (G, N) float32, IoU of each candidate with its object; -inf where not ``valid``.
-        valid: (G, N) bool, the cell is inside the grid and the prediction is finite.
+        valid: (G, N) bool, the cell is inside the grid and the prediction is valid (finite box,
+            objectness and class probability: :func:`cocostat.boxes.valid_predictions`).
         obj, cls_prob: (G, N) float32. anchor, level, dx, dy: (N,) int64. stride: (N,) float32.
         cidx: (A,) int64, the centre-cell column of each anchor.
         pcols: (S,) int64, the columns that can be positives (the centre cells; for yolov5 also the
@@ -409,7 +388,7 @@ def candidate_tensors(arrays: CandidateArrays, grid: AnchorGrid, *, iou: str = "
     gt = t(arrays.gt)  # (G, 4)
     pred = t(arrays.pred)  # (G, N, 4)
     q = matched_iou(pred, gt[:, None, :], iou)  # (G, N)
-    valid = t(arrays.valid, torch.bool) & torch.isfinite(q)  # (G, N)
+    valid = t(arrays.valid, torch.bool) & valid_predictions(pred, t(arrays.obj), t(arrays.cls_prob))  # (G, N)
     q = q.masked_fill_(~valid, -math.inf)
     anchor, level = t(arrays.anchor, torch.int64), t(arrays.level, torch.int64)
     dx, dy = t(arrays.dx, torch.int64), t(arrays.dy, torch.int64)
@@ -450,7 +429,7 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
     Returns:
         A dict of CPU numpy arrays and ints: per object (G,) ``m_min``, ``m_max``, ``u_max``
         (+-inf where empty), ``n_pos``, ``u_anchor``, ``w_anchor`` (-1 where none), ``best_iou``,
-        ``best_anchor``, ``best_dx``, ``best_dy``, ``from_neighbour``, ``beats_worst``,
+        ``best_anchor``, ``best_dx``, ``best_dy``, ``from_neighbor``, ``beats_worst``,
         ``beats_best`` (bool); per anchor (A,) ``pred_iou_matched``, ``pred_iou_all`` (NaN where
         empty), ``best_when_unmatched``, ``worst_matched``; and ``feature_maps_unmatched_better``
         (int, plus ``fm_pairs`` (F, 2): image index and level of each such feature map).
@@ -470,7 +449,7 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
     w_anchor = torch.where(n_pos > 0, p_anchor[m_arg], -1)  # (G,)
     best_iou, best_arg = q.max(dim=1)  # (G,), over every valid candidate (q is -inf elsewhere)
     best_c = qc.max(dim=1).values  # (G,), centre cells only
-    from_neighbour = best_iou > best_c  # (G,): max(neighbour cells) > max(centre cells)
+    from_neighbor = best_iou > best_c  # (G,): max(neighbour cells) > max(centre cells)
 
     # per anchor: scatter the per-column sums into anchors
     qpz = torch.where(pos, qp, torch.zeros_like(qp))  # (G, S)
@@ -502,7 +481,7 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
             "u_anchor": cpu(u_anchor), "w_anchor": cpu(w_anchor),
             "best_iou": cpu(best_iou), "best_anchor": cpu(anchor[best_arg]),
             "best_dx": cpu(ct.dx[best_arg]), "best_dy": cpu(ct.dy[best_arg]),
-            "from_neighbour": cpu(from_neighbour), "beats_worst": cpu(beats_worst), "beats_best": cpu(beats_best),
+            "from_neighbor": cpu(from_neighbor), "beats_worst": cpu(beats_worst), "beats_best": cpu(beats_best),
             "pred_iou_matched": cpu(sum_m / cnt_m), "pred_iou_all": cpu(sum_a / cnt_a),
             "sum_m": cpu(sum_m), "cnt_m": cpu(cnt_m), "sum_a": cpu(sum_a), "cnt_a": cpu(cnt_a),
             "best_when_unmatched": cpu(best_when_unmatched), "worst_matched": cpu(worst_matched),
@@ -516,7 +495,7 @@ def _none_if_nan(v):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AnchorAudit:
     """The anchor-audit report; see the module docstring for every definition.
 
@@ -542,7 +521,7 @@ class AnchorAudit:
     objects_compared: int | None
     objects_unmatched_beats_worst_matched: int | None
     objects_unmatched_beats_best_matched: int | None
-    objects_best_from_neighbour: int | None
+    objects_best_from_neighbor: int | None
     per_anchor: pd.DataFrame = field(repr=False)
     per_object: pd.DataFrame = field(repr=False)
     examples: pd.DataFrame = field(repr=False)
@@ -573,7 +552,7 @@ class AnchorAudit:
             "objects_compared": self.objects_compared,
             "objects_unmatched_beats_worst_matched": self.objects_unmatched_beats_worst_matched,
             "objects_unmatched_beats_best_matched": self.objects_unmatched_beats_best_matched,
-            "objects_best_from_neighbour": self.objects_best_from_neighbour,
+            "objects_best_from_neighbor": self.objects_best_from_neighbor,
             "per_anchor": pa,
             "needs_predictions": [] if self.has_predictions else list(NEEDS_PREDICTIONS),
             "examples": _records(self.examples),
@@ -600,8 +579,8 @@ class AnchorAudit:
              share(self.objects_unmatched_beats_worst_matched, self.objects_compared)),
             ("objects: best unmatched > best matched", self.objects_unmatched_beats_best_matched,
              share(self.objects_unmatched_beats_best_matched, self.objects_compared)),
-            ("objects: best prediction from a neighbour cell", self.objects_best_from_neighbour,
-             share(self.objects_best_from_neighbour, self.objects)),
+            ("objects: best prediction from a neighbour cell", self.objects_best_from_neighbor,
+             share(self.objects_best_from_neighbor, self.objects)),
         ]
         overview = pd.DataFrame(rows, columns=["statistic", "value", "share"])
         title = (f"anchor audit: {self.source}; anchors {self.anchors}; assigner {self.assigner} "
@@ -634,26 +613,6 @@ _SHORT = {"match_wh_iou": "wh_iou", "pred_iou_matched": "iou_m", "pred_iou_all":
 def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
             for row in frame.to_dict(orient="records")]
-
-
-def check_model_source(predictions, cfg, weights) -> None:
-    """Predictions come from a folder or from a model run (cfg and weights together), never both."""
-    if predictions and (cfg or weights):
-        raise OptionError("give either --predictions DIR or --cfg FILE --weights FILE, not both")
-    if bool(cfg) != bool(weights):
-        raise OptionError("--cfg and --weights go together: give both to run the model")
-
-
-def check_frame_path(path: str | Path | None) -> None:
-    """Refuse a ``--per-object`` path that is neither ``.parquet`` nor ``.csv`` (before any work)."""
-    if path is not None and Path(path).suffix.lower() not in (".parquet", ".csv"):
-        raise OptionError(f"--per-object must end in .parquet or .csv, got {path}")
-
-
-def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a DataFrame atomically as parquet (``.parquet``) or CSV (``.csv``)."""
-    check_frame_path(path)
-    return atomic.write_frame(frame, path)
 
 
 def dense_image_index(image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -754,7 +713,7 @@ def _per_object_sink(per_object):
     path = Path(per_object)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:  # one file per rank
         path = path.with_name(f"{path.stem}.rank{dist.get_rank()}{path.suffix}")
-    return False, atomic.FrameWriter(path)
+    return False, FrameWriter(path)
 
 
 def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None,
@@ -794,7 +753,7 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
     keep, sink = _per_object_sink(per_object)
     has_pred = src.predictions is not None
     if has_pred and src.neighborhood == 0:
-        notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbour "
+        notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbor "
                      "is null" + ("; yolov5's neighbour-cell positives are left out" if kind is Assigner.YOLOV5
                                   else ""))
     if not has_pred:
@@ -839,14 +798,14 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
             "objects_compared": int(totals["compared"]),
             "objects_unmatched_beats_worst_matched": int(totals["beats_worst"]),
             "objects_unmatched_beats_best_matched": int(totals["beats_best"]),
-            "objects_best_from_neighbour": int(totals["from_neighbour"]) if src.neighborhood else None,
+            "objects_best_from_neighbor": int(totals["from_neighbor"]) if src.neighborhood else None,
         }
     else:
         for col in ("pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"):
             per_anchor[col] = None
         figures = dict.fromkeys(("feature_maps_unmatched_better", "objects_compared",
                                  "objects_unmatched_beats_worst_matched", "objects_unmatched_beats_best_matched",
-                                 "objects_best_from_neighbour"))
+                                 "objects_best_from_neighbor"))
     unmatched = int(totals["unmatched"])
     if G and unmatched:
         warnings.warn(f"{unmatched} of {G} objects match no anchor ({kind.short} assigner)",
@@ -878,12 +837,12 @@ def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float,
     """Partial results and the per-object rows of one chunk of whole images."""
     grid = inp.grid
     G, A, L = inp.boxes.shape[0], grid.num_anchors, grid.num_levels
-    images, img_idx = dense_image_index(inp.image_id)
+    images, image_index = dense_image_index(inp.image_id)
     if inp.candidates is not None:
         ct = candidate_tensors(inp.candidates, grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t,
                                device=dev)
         asg = ct.assignment
-        res = audit_tensors(ct, torch.from_numpy(img_idx).to(dev), L, A)
+        res = audit_tensors(ct, torch.from_numpy(image_index).to(dev), L, A)
         del ct
     else:
         asg = assign(torch.from_numpy(inp.boxes).to(dev), grid, kind, iou_t=iou_t, ratio_t=ratio_t)
@@ -914,12 +873,12 @@ def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float,
             best_iou=np.where(finite(res["best_iou"]), res["best_iou"], np.nan),
             best_anchor=res["best_anchor"], best_dx=res["best_dx"], best_dy=res["best_dy"],
             unmatched_beats_worst=beats_worst, unmatched_beats_best=beats_best,
-            best_from_neighbour=res["from_neighbour"],
+            best_from_neighbor=res["from_neighbor"],
         )
         part.merge(_Sums(
             feature_maps_unmatched_better=res["feature_maps_unmatched_better"],
             compared=int((has_m & has_u).sum()), beats_worst=int(beats_worst.sum()),
-            beats_best=int(beats_best.sum()), from_neighbour=int(res["from_neighbour"].sum()),
+            beats_best=int(beats_best.sum()), from_neighbor=int(res["from_neighbor"].sum()),
             sum_m=res["sum_m"], cnt_m=res["cnt_m"], sum_a=res["sum_a"], cnt_a=res["cnt_a"],
             best_when_unmatched=res["best_when_unmatched"], worst_matched=res["worst_matched"]))
     return part, per_object

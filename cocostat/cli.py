@@ -53,7 +53,9 @@ def main(debug: bool) -> None:
     """COCO dataset statistics and YOLO anchor analytics.
 
     Every data command takes an optional DATASET: omitted or 'sample' for the built-in sample,
-    a split name such as val2017 (looked up under --root), or the path of a COCO JSON file.
+    a split name such as val2017 (looked up under --root), the path of a COCO JSON file, or a
+    YOLO dataset: an ultralytics dataset YAML or Darknet .data file (with --split), an image-list
+    .txt or an image folder.
     """
 
 
@@ -69,12 +71,14 @@ def dataset_options(func):
                        "./datasets/coco, ./coco).")
     @click.option("--images", type=click.Path(file_okay=False), default=None,
                   help="Folder of the image files (default: ROOT/SPLIT or ROOT/images/SPLIT).")
+    @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
+                  help="Split of a YOLO dataset YAML or .data file [default: val, for every command].")
     @click.option("--no-cache", is_flag=True, help="Parse the JSON again instead of using the array cache.")
     @functools.wraps(func)
-    def wrapper(dataset_name, root, images, no_cache, **kwargs):
+    def wrapper(dataset_name, root, images, split, no_cache, **kwargs):
         from cocostat.data import load_dataset
 
-        dataset = load_dataset(dataset_name, root=root, images=images, cache=not no_cache)
+        dataset = load_dataset(dataset_name, root=root, images=images, split=split, cache=not no_cache)
         return func(dataset=dataset, **kwargs)
 
     return wrapper
@@ -349,7 +353,7 @@ def _audit_options(func):
                   help="Images per forward pass (with --cfg/--weights).")
     @functools.wraps(func)
     def wrapper(*args, predictions_dir, cfg, weights, **kwargs):
-        from cocostat.audit import check_frame_path, check_model_source
+        from cocostat.sources import check_frame_path, check_model_source
 
         check_model_source(predictions_dir, cfg, weights)
         check_frame_path(kwargs.get("per_object"))
@@ -362,7 +366,7 @@ def _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood
     """A predictions folder path, the result of running the model on the fly, or None (boxes only)."""
     if model_files is None:
         return predictions_dir
-    from cocostat.audit import run_model
+    from cocostat.sources import run_model
 
     return run_model(dataset, *model_files, size=size, neighborhood=neighborhood, batch_size=batch_size,
                      device=device)
@@ -469,6 +473,27 @@ def errors_cmd(dataset, detections, predictions_dir, iou, bg_iou, merge_iou, con
                   merge_iou=merge_iou, conf=conf, top=top, draw=draw), fmt, output)
 
 
+@main.command("convert")
+@dataset_options
+@click.option("-o", "--output", "output", required=True, type=click.Path(),
+              help="COCO JSON file to write (from a YOLO dataset), or YOLO layout folder (from COCO JSON).")
+@click.option("--to-split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
+              help="The split key in the YAML written from COCO JSON.")
+@click.option("--folder", default=None,
+              help="Folder name of that split: OUT/images/FOLDER, OUT/labels/FOLDER [default: the split].")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="What was written, on stdout: table for people; json or csv for machines.")
+def convert_cmd(dataset, output, to_split, folder, fmt):
+    """YOLO dataset -> COCO instances JSON, or COCO JSON -> YOLO labels and a dataset YAML.
+
+    The direction follows DATASET. COCO -> YOLO leaves crowd boxes out (as ultralytics' COCO labels
+    do) and links the images into OUT/images/FOLDER; both directions write atomically.
+    """
+    from cocostat.yolo import convert
+
+    emit(convert(dataset, output, split=to_split, folder=folder), fmt)
+
+
 @main.command("report")
 @dataset_options
 @click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
@@ -500,7 +525,7 @@ def report_cmd(dataset, cfg, weights, predictions_dir, out_dir, size, device, no
     result = build_report(dataset, out_dir=out_dir, predictions=predictions_dir, cfg=cfg, weights=weights,
                           size=size, device=device, progress=not no_progress,
                           dataset_argv=dataset_args(params.get("dataset_name"), params.get("root"),
-                                                    params.get("images")))
+                                                    params.get("images"), params.get("split")))
     click.echo(f"wrote {result.markdown} and {result.html}", err=True)
     emit(result, fmt)
 

@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 import platformdirs
 
-from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFoundError
+from cocostat import yolo
+from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFoundError, OptionError
 
 #: Bump when the cached array layout changes, so stale caches are ignored.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SAMPLE_NAME = "sample"
 
 
@@ -77,7 +78,7 @@ class Dataset:
         file_name: (I,) str.
         width, height: (I,) int64, pixels.
         ann_id: (G,) int64, COCO annotation ids.
-        ann_image: (G,) int64, index into the image arrays (not the COCO image id).
+        image_index: (G,) int64, index into the image arrays (not the COCO image id).
         category_id: (G,) int64, COCO's sparse category id.
         class_idx: (G,) int64, contiguous 0..C-1 index into ``categories``.
         bbox: (G, 4) float64, xywh, pixels, as in the file.
@@ -95,7 +96,7 @@ class Dataset:
     width: np.ndarray
     height: np.ndarray
     ann_id: np.ndarray
-    ann_image: np.ndarray
+    image_index: np.ndarray
     category_id: np.ndarray
     class_idx: np.ndarray
     bbox: np.ndarray
@@ -124,7 +125,7 @@ class Dataset:
     @property
     def ann_image_id(self) -> np.ndarray:
         """(G,) int64: COCO image id of each annotation."""
-        return self.image_id[self.ann_image]
+        return self.image_id[self.image_index]
 
     def boxes_xyxy(self) -> np.ndarray:
         """(G, 4) float64, xyxy, pixels."""
@@ -134,7 +135,7 @@ class Dataset:
     def select_annotations(self, keep: np.ndarray) -> Dataset:
         """A dataset with the same images and only the annotations where ``keep`` (G,) bool is true."""
         keep = np.asarray(keep, dtype=bool)
-        counts = np.bincount(self.ann_image[keep], minlength=self.num_images)
+        counts = np.bincount(self.image_index[keep], minlength=self.num_images)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         cols = {k: getattr(self, k)[keep] for k in _ANN_COLUMNS}
         return Dataset(
@@ -156,15 +157,8 @@ class Dataset:
             "area": self.area, "iscrowd": self.iscrowd,
         })
 
-    def images_frame(self) -> pd.DataFrame:
-        """One row per image: image_id, file_name, width, height, annotations."""
-        return pd.DataFrame({
-            "image_id": self.image_id, "file_name": self.file_name, "width": self.width,
-            "height": self.height, "annotations": self.counts,
-        })
 
-
-_ANN_COLUMNS = ("ann_id", "ann_image", "category_id", "class_idx", "bbox", "area", "iscrowd")
+_ANN_COLUMNS = ("ann_id", "image_index", "category_id", "class_idx", "bbox", "area", "iscrowd")
 _IMAGE_COLUMNS = ("image_id", "file_name", "width", "height")
 
 
@@ -267,16 +261,16 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
     image_id, file_name, width, height = image_id[order_i], file_name[order_i], width[order_i], height[order_i]
     categories = categories.sort_values("category_id", kind="stable").reset_index(drop=True)
     cat_sorted = categories["category_id"].to_numpy()
-    ann_image = _lookup(image_id, ann_img, ann_id, "image_id", where)
+    image_index = _lookup(image_id, ann_img, ann_id, "image_id", where)
     class_idx = _lookup(cat_sorted, ann_cat, ann_id, "category_id", where)
 
-    order = np.lexsort((ann_id, ann_image))
-    counts = np.bincount(ann_image, minlength=image_id.size)
+    order = np.lexsort((ann_id, image_index))
+    counts = np.bincount(image_index, minlength=image_id.size)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return Dataset(
         name=name, path=path, image_dir=image_dir,
         image_id=image_id, file_name=file_name, width=width, height=height,
-        ann_id=ann_id[order], ann_image=ann_image[order], category_id=ann_cat[order],
+        ann_id=ann_id[order], image_index=image_index[order], category_id=ann_cat[order],
         class_idx=class_idx[order].astype(np.int64), bbox=bbox[order], area=area[order],
         iscrowd=iscrowd[order], categories=categories, offsets=offsets,
     )
@@ -399,8 +393,12 @@ def _image_dir_for(root: Path, split: str) -> Path | None:
 
 
 def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | None = None,
-                    images: str | os.PathLike | None = None) -> DatasetSource:
+                    images: str | os.PathLike | None = None, split: str | None = None) -> DatasetSource:
     """Turn a DATASET argument into an annotation file and an image folder.
+
+    - a name ending in ``.yaml``/``.yml``/``.data``/``.txt``, or a folder that is not a split name
+      under a root: a YOLO dataset (``split`` picks its train/val/test), found by
+      :func:`cocostat.yolo.resolve_yolo`, which returns a :class:`cocostat.yolo.YoloSource`.
 
     - ``None`` or ``"sample"``: the built-in sample (no images bundled).
     - a path to an existing file (or any name ending in ``.json``): that file; images from
@@ -416,6 +414,8 @@ def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | Non
     if dataset is None or dataset == SAMPLE_NAME:
         return DatasetSource(SAMPLE_NAME, sample_path(), image_dir)
     as_path = Path(dataset)
+    if yolo.is_yolo_argument(dataset):
+        return _resolve_yolo(dataset, root, images, split)
     if as_path.is_file() or dataset.endswith(".json"):
         if not as_path.is_file():
             raise DatasetNotFoundError(f"annotation file {as_path} does not exist")
@@ -429,14 +429,29 @@ def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | Non
         tried.append(str(ann))
         if ann.is_file():
             return DatasetSource(dataset, ann, image_dir or _image_dir_for(r, dataset))
+    if as_path.is_dir():
+        return _resolve_yolo(dataset, root, images, split)
     raise DatasetNotFoundError(
         f"dataset {dataset!r} not found; tried {', '.join(tried)}. Give the COCO root with --root DIR "
         f"(or set COCOSTAT_ROOT), or pass the path of an annotation JSON file"
     )
 
 
-def load_dataset(dataset: str | None = None, *, root=None, images=None, cache: bool = True) -> Dataset:
-    """:func:`resolve_dataset` then :func:`load_coco`: the one call every command makes."""
-    src = resolve_dataset(dataset, root=root, images=images)
+def _resolve_yolo(dataset: str, root, images, split):
+    if root is not None or images is not None:
+        raise OptionError(f"--root and --images are for COCO JSON datasets; the YOLO dataset {dataset} "
+                          f"lists its own images")
+    return yolo.resolve_yolo(dataset, split)
+
+
+def load_dataset(dataset: str | None = None, *, root=None, images=None, split: str | None = None,
+                 cache: bool = True) -> Dataset:
+    """:func:`resolve_dataset` then :func:`load_coco` (or :func:`cocostat.yolo.load_yolo`): the one
+    call every command makes. ``split`` is for YOLO dataset YAML/.data files only."""
+    src = resolve_dataset(dataset, root=root, images=images, split=split)
+    if isinstance(src, yolo.YoloSource):
+        return yolo.load_yolo(src, cache=cache)
+    if split is not None:
+        raise OptionError(f"--split is for YOLO dataset YAML or .data files; {src.name} is COCO JSON")
     return load_coco(src.annotations, name=src.name, image_dir=src.image_dir,
                      cache=cache and src.name != SAMPLE_NAME)

@@ -53,15 +53,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cocostat.atomic import atomic_path
 from cocostat.boxes import matched_iou
 from cocostat.data import Dataset
-from cocostat.errors import DatasetFormatError, DatasetNotFoundError, OptionError
+from cocostat.draw import draw_examples
+from cocostat.errors import DatasetFormatError, OptionError
 from cocostat.evaluate import (
     Detections,
     Matching,
@@ -139,7 +138,7 @@ def classify_errors(dataset: Dataset, detections: Detections, matching: Matching
     fp_idx = np.flatnonzero(matching.fp)
     f = fp_idx.size
     # pairs (false positive, non-crowd object of its image); crowd objects get a key no image has
-    gt_key = np.where(dataset.iscrowd, -1, dataset.ann_image)
+    gt_key = np.where(dataset.iscrowd, -1, dataset.image_index)
     seg, pg = group_pairs(detections.image_index[fp_idx], gt_key)
     iou = np.asarray(matched_iou(detections.boxes_xyxy()[fp_idx[seg]], dataset.boxes_xyxy()[pg]),
                      dtype=np.float64) if seg.size else np.zeros(0)
@@ -266,7 +265,7 @@ def merged_detections(dataset: Dataset, detections: Detections, matching: Matchi
     """
     cand = np.flatnonzero(matching.kept & (detections.score >= conf))
     c = max(dataset.num_classes, 1)
-    gt_key = np.where(dataset.iscrowd, -1, dataset.ann_image * c + dataset.class_idx)
+    gt_key = np.where(dataset.iscrowd, -1, dataset.image_index * c + dataset.class_idx)
     seg, pg = group_pairs(detections.image_index[cand] * c + detections.class_idx[cand], gt_key)
     cols = ["image_id", "file_name", "detection", "category", "score", "objects", "found", "ann_ids"]
     if seg.size == 0:
@@ -295,7 +294,7 @@ def covered_objects(dataset: Dataset, detections: Detections, matching: Matching
     cand = np.flatnonzero(matching.kept & (detections.score >= conf))
     c = max(dataset.num_classes, 1)
     seg, pg = group_pairs(detections.image_index[cand] * c + detections.class_idx[cand],
-                          dataset.ann_image * c + dataset.class_idx)
+                          dataset.image_index * c + dataset.class_idx)
     out = np.zeros(dataset.num_annotations, bool)
     if seg.size:
         ious = np.asarray(matched_iou(detections.boxes_xyxy()[cand[seg]], dataset.boxes_xyxy()[pg]), np.float64)
@@ -384,8 +383,8 @@ def _suppressed_frame(dataset: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
     g = agg.index.to_numpy(np.int64)
     names = dataset.categories["name"].to_numpy(dtype=object)
     return pd.DataFrame({
-        "ann_id": dataset.ann_id[g], "image_id": dataset.image_id[dataset.ann_image[g]],
-        "file_name": dataset.file_name[dataset.ann_image[g]], "category": names[dataset.class_idx[g]],
+        "ann_id": dataset.ann_id[g], "image_id": dataset.image_id[dataset.image_index[g]],
+        "file_name": dataset.file_name[dataset.image_index[g]], "category": names[dataset.class_idx[g]],
         "best_conf": agg["best_conf"].to_numpy(), "best_iou": agg["best_iou"].to_numpy(),
     })
 
@@ -402,79 +401,16 @@ def hard_examples(dataset: Dataset, detections: Detections, matching: Matching, 
     nc = ~dataset.iscrowd
     m = matching.gt_det[nc]
     matched_score = np.where(m >= 0, detections.score[np.maximum(m, 0)] if len(detections) else 0.0, 0.0)
-    miss_w = np.bincount(dataset.ann_image[nc], weights=1.0 - matched_score, minlength=i)
+    miss_w = np.bincount(dataset.image_index[nc], weights=1.0 - matched_score, minlength=i)
     err = fp_w + miss_w
     rank = np.lexsort((dataset.image_id, -err))
     rank = rank[err[rank] > 0][:top]
     return pd.DataFrame({
         "image_id": dataset.image_id[rank], "file_name": dataset.file_name[rank],
-        "objects": np.bincount(dataset.ann_image[nc], minlength=i)[rank],
+        "objects": np.bincount(dataset.image_index[nc], minlength=i)[rank],
         "detections": np.bincount(detections.image_index[matching.kept], minlength=i)[rank],
         "false_positives": fp_w[rank], "missed": miss_w[rank], "error": err[rank],
     })
-
-
-# --------------------------------------------------------------------------------------------------
-# Drawing
-# --------------------------------------------------------------------------------------------------
-_GT_FOUND, _GT_MISSED, _GT_CROWD = (40, 200, 40), (255, 150, 0), (160, 160, 160)
-_DET_TP, _DET_FP = (30, 144, 255), (230, 30, 60)
-
-
-def draw_examples(dataset: Dataset, detections: Detections, matching: Matching, images: np.ndarray,
-                  folder: str | os.PathLike, conf: float = 0.25) -> list[Path]:
-    """Draw ground truth and detections (score >= conf) on the given images; write PNGs atomically.
-
-    Objects: green when found at ``conf``, orange when not, grey for crowd. Detections: blue when
-    matched, red when not, labelled ``name score``. Files are ``NN_<image stem>.png`` in rank order.
-
-    Raises:
-        DatasetNotFoundError: the image folder is unknown or an image file is missing (checked
-            before anything is written).
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    images = np.asarray(images, np.int64)
-    if images.size and dataset.image_dir is None:
-        raise DatasetNotFoundError(f"--draw needs the images of {dataset.name}: pass --images DIR (or --root)")
-    idx = np.searchsorted(dataset.image_id, images)
-    paths = [Path(dataset.image_dir) / str(dataset.file_name[k]) for k in idx] if images.size else []
-    absent = [str(p) for p in paths if not p.is_file()]
-    if absent:
-        raise DatasetNotFoundError(f"--draw: {len(absent)} image file(s) not found, e.g. {absent[0]}")
-    names = dataset.categories["name"].to_numpy(dtype=object)
-    found = found_objects(dataset, detections, matching, conf)
-    folder = Path(folder)
-    out = []
-    for rank, (k, path) in enumerate(zip(idx, paths), start=1):  # a loop over the few drawn images
-        img = Image.open(path).convert("RGB")
-        draw = ImageDraw.Draw(img)
-        width = max(2, round(max(img.size) / 300))
-        try:
-            font = ImageFont.load_default(size=max(12, max(img.size) // 45))
-        except TypeError:  # pillow < 10.1
-            font = ImageFont.load_default()
-        g = np.arange(dataset.offsets[k], dataset.offsets[k + 1])
-        for j, box in zip(g, dataset.boxes_xyxy()[g].tolist()):
-            colour = _GT_CROWD if dataset.iscrowd[j] else (_GT_FOUND if found[j] else _GT_MISSED)
-            draw.rectangle(box, outline=colour, width=width)
-        d = np.flatnonzero((detections.image_index == k) & matching.kept & (detections.score >= conf))
-        d = d[np.argsort(detections.score[d])]  # strongest drawn last, on top
-        for j, box in zip(d, detections.boxes_xyxy()[d].tolist()):
-            colour = _DET_TP if matching.tp[j] else _DET_FP
-            draw.rectangle(box, outline=colour, width=width)
-            label = f"{names[detections.class_idx[j]]} {detections.score[j]:.2f}"
-            _, top, _, bottom = draw.textbbox((0, 0), label, font=font)
-            text_h = bottom - top
-            x0, y0 = box[0], max(0.0, box[1] - text_h - 2 * width)  # above the box, inside the image
-            tb = draw.textbbox((x0, y0), label, font=font)
-            draw.rectangle(tb, fill=colour)
-            draw.text((x0, y0), label, fill=(255, 255, 255), font=font)
-        target = folder / f"{rank:02d}_{Path(str(dataset.file_name[k])).stem}.png"
-        with atomic_path(target) as tmp:
-            img.save(tmp, format="PNG")
-        out.append(target)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -628,7 +564,8 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
     hard = hard_examples(dataset, dets, m, top)
     drawn: tuple[str, ...] = ()
     if draw is not None:
-        drawn = tuple(str(p) for p in draw_examples(dataset, dets, m, hard["image_id"].to_numpy(), draw, conf))
+        drawn = tuple(str(p) for p in draw_examples(dataset, dets, m, found, hard["image_id"].to_numpy(), draw,
+                                                    conf))
     return ErrorReport(
         dataset=dataset.name, detections=len(dets), iou=float(iou), bg_iou=float(bg_iou),
         merge_iou=float(merge_iou), conf=float(conf), ap=ap, errors=errors, special=special_frame,

@@ -31,6 +31,11 @@ class OptionError(CocostatError):
     """An option value is out of range or inconsistent with another option or with the data."""
 
 
+class TooFewBoxesError(OptionError):
+    """Fewer distinct box sizes than the anchors asked for: the data cannot give that many clusters
+    (``cocostat report`` skips kmeans on it instead of failing)."""
+
+
 class CocostatWarning(UserWarning):
     """A data-quality finding that does not stop the analysis (shown on stderr by the CLI)."""
 

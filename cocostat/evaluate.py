@@ -443,7 +443,7 @@ def match_detections(dataset: Dataset, detections: Detections, iou_threshold: fl
     p, g = len(detections), dataset.num_annotations
     c = max(dataset.num_classes, 1)
     det_key = detections.image_index * c + detections.class_idx  # (P,)
-    gt_key = dataset.ann_image * c + dataset.class_idx  # (G,)
+    gt_key = dataset.image_index * c + dataset.class_idx  # (G,)
     json_idx = np.arange(p, dtype=np.int64)
     # rank inside (image, category): descending score, ties in file order (COCOeval's mergesort)
     by_group = np.lexsort((json_idx, -detections.score, det_key))
@@ -669,7 +669,7 @@ def evaluate(dataset: Dataset, detections, *, class_agnostic: bool = False, conf
     m = match_detections(dataset, dets, 0.5)
     use = m.kept & ~m.ignored
     n_gt = targets_per_class(dataset)
-    pair = np.unique(dataset.ann_image[~dataset.iscrowd] * max(c, 1) + dataset.class_idx[~dataset.iscrowd])
+    pair = np.unique(dataset.image_index[~dataset.iscrowd] * max(c, 1) + dataset.class_idx[~dataset.iscrowd])
     images = np.bincount(pair % max(c, 1), minlength=c)
     names = dataset.categories["name"].to_numpy(dtype=object)
     tp_j, fp_j = _pr_counts(dets.class_idx[use], dets.score[use], m.tp[use], c)  # (C, J)

@@ -58,12 +58,12 @@ from cocostat.audit import (
     check_options,
     open_inputs,
     rerank,
-    write_frame,
 )
 from cocostat.boxes import matched_center_distance
 from cocostat.candidates import CHUNK_OBJECTS
 from cocostat.data import Dataset
 from cocostat.errors import OptionError
+from cocostat.sources import write_frame
 
 #: statistic -> what it is (the ``stats`` rows, in order).
 STATS: dict[str, str] = {
@@ -140,7 +140,7 @@ def mismatch_tensors(ct: CandidateTensors, radius: int) -> dict:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mismatch:
     """The mismatch report; see the module docstring for every definition.
 

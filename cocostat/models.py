@@ -71,6 +71,7 @@ __all__ = [
     "DarknetModel",
     "Letterbox",
     "LetterboxParams",
+    "letterbox_scale",
     "MaxPoolSpec",
     "RouteSpec",
     "ShortcutSpec",
@@ -84,8 +85,6 @@ __all__ = [
     "read_checkpoint",
     "read_weights",
     "save_checkpoint",
-    "sha256_file",
-    "weights_count",
     "write_weights",
 ]
 
@@ -777,11 +776,6 @@ def build_model(cfg: DarknetCfg | str | os.PathLike, *, bn_eps: float = DARKNET_
 # --------------------------------------------------------------------------------------------------
 # Darknet .weights files
 # --------------------------------------------------------------------------------------------------
-def weights_count(cfg: DarknetCfg) -> int:
-    """float32 values a ``.weights`` file for ``cfg`` holds after its header."""
-    return cfg.num_values
-
-
 def _header_size(major: int, minor: int) -> int:
     # Darknet parser.c load_weights: seen is a size_t (64 bits) from version 0.2 on, else an int.
     return 20 if (major * 10 + minor) >= 2 and major < 1000 and minor < 1000 else 16
@@ -950,15 +944,6 @@ def save_checkpoint(model: DarknetModel, path: str | os.PathLike, *, epoch: int 
     return Path(path)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_model(cfg: str | os.PathLike | DarknetCfg, weights: str | os.PathLike | None = None, *,
                device: str | torch.device = "cpu", bn_eps: float | None = None) -> DarknetModel:
     """Parse ``cfg``, build the model, load ``weights`` and move it to ``device``, in eval mode.
@@ -1025,6 +1010,26 @@ class LetterboxParams:
         return (np.asarray(boxes, np.float64) - p) / s
 
 
+def letterbox_scale(width, height, size) -> np.ndarray:
+    """The one letterbox scale: input pixels per image pixel, ``size / max(width, height)``.
+
+    Two variants use it (README, Conventions): sizes-only analyses (``kmeans``, ``overlap --size``)
+    scale both sides by exactly this; the image letterbox (:class:`Letterbox`: ``predict`` and the
+    audits) resizes to ``round(w * s) x round(h * s)`` whole pixels, so its per-axis scales are
+    ``new_w / w`` and ``new_h / h`` (under half a pixel from ``s`` per side), and pads to centre.
+
+    Args:
+        width, height: (I,) image sizes in pixels (arrays or scalars).
+        size: the network input side S, pixels (a scalar, or (I,) for multi-scale).
+
+    Returns:
+        (I,) float64 (``size / max(w, h)`` equals ``min(size / w, size / h)`` bit for bit).
+    """
+    w = np.asarray(width, np.float64)
+    h = np.asarray(height, np.float64)
+    return np.asarray(size, np.float64) / np.maximum(w, h)
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """Darknet-style letterbox to ``size x size`` (see the module docstring).
@@ -1040,7 +1045,7 @@ class Letterbox:
         """Geometry for images of ``width`` x ``height`` pixels ((I,) arrays or scalars)."""
         w = np.atleast_1d(np.asarray(width, np.float64))
         h = np.atleast_1d(np.asarray(height, np.float64))
-        s = np.minimum(self.size / w, self.size / h)
+        s = letterbox_scale(w, h, self.size)
         nw = np.clip(np.round(w * s), 1, self.size).astype(np.int64)
         nh = np.clip(np.round(h * s), 1, self.size).astype(np.int64)
         return LetterboxParams(nw / w, nh / h, (self.size - nw) // 2, (self.size - nh) // 2, nw, nh)

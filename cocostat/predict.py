@@ -52,8 +52,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from cocostat.atomic import atomic_path, write_text
-from cocostat.boxes import matched_iou
+from cocostat.atomic import write_text
+from cocostat.boxes import matched_iou, valid_predictions
 from cocostat.candidates import (
     CANDIDATES_DIR,
     COLUMNS,
@@ -79,6 +79,7 @@ from cocostat.candidates import (
     write_part,
 )
 from cocostat.data import Dataset
+from cocostat.draw import draw_detections
 from cocostat.errors import CocostatWarning, DatasetFormatError, OptionError
 from cocostat.models import DarknetModel, Letterbox, LetterboxParams
 
@@ -87,7 +88,6 @@ __all__ = [
     "batched_nms",
     "default_workers",
     "distributed",
-    "draw_detections",
     "gather_candidates",
     "predict",
 ]
@@ -866,8 +866,11 @@ def _detect(flat: Tensor, conf: float, nms_iou: float, max_det: int) -> tuple[Te
         scores (P,) float32; ordered by (image, -score).
     """
     c = flat.shape[-1] - 5
-    b, r = torch.nonzero(flat[..., 4] > conf, as_tuple=True)  # score <= objectness: a cheap first cut
+    # score <= objectness: a cheap first cut; then drop invalid (non-finite) predictions, one rule
+    b, r = torch.nonzero(flat[..., 4] > conf, as_tuple=True)
     rows = flat[b, r]  # (Q, 5 + C)
+    ok = valid_predictions(rows[:, :4], rows[:, 4:])  # (Q,) finite box, objectness and classes
+    b, r, rows = b[ok], r[ok], rows[ok]
     scores = rows[:, 4:5] * rows[:, 5:]  # (Q, C)
     q, cls = torch.nonzero(scores > conf, as_tuple=True)
     score = scores[q, cls]
@@ -893,11 +896,6 @@ def _finish_chunk(parts: list, layout, files: tuple[Path, Path] | None) -> tuple
 # --------------------------------------------------------------------------------------------------
 # Drawing
 # --------------------------------------------------------------------------------------------------
-_PALETTE = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
-            "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1",
-            "#000075", "#808080"]
-
-
 def _maybe_draw(dataset: Dataset, res: PredictResult, out: Path, k: int, rank: int) -> tuple[Path, ...]:
     """Draw rank 0's first ``k`` images; only their detections are turned into dicts."""
     if not k or rank != 0:
@@ -905,55 +903,4 @@ def _maybe_draw(dataset: Dataset, res: PredictResult, out: Path, k: int, rank: i
     ids = dataset.image_id[:: max(1, _dist_info()[1])][:k]
     detections = [d for cols in res.predictions.iter_detections(rank=0 if res.world_size > 1 else None)
                   for d in detection_records({c: v[np.isin(cols["image_id"], ids)] for c, v in cols.items()})]
-    return tuple(draw_detections(dataset, detections, ids, out / "draw"))
-
-
-def draw_detections(dataset: Dataset, detections: list[dict], image_ids: Sequence[int], folder: str | os.PathLike,
-                    *, min_score: float = DRAW_SCORE) -> list[Path]:
-    """Save each image with its detections (score >= ``min_score``) and annotations drawn, as PNG.
-
-    Detections: coloured boxes labelled ``name score``; annotations: thin white boxes (dashed look:
-    white over black). Files: ``folder/<image_id>.png``, written atomically.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    folder = Path(folder)
-    names = dataset.categories["name"].tolist()
-    cat_pos = {int(c): i for i, c in enumerate(dataset.categories["category_id"].tolist())}
-    by_image: dict[int, list[dict]] = {}
-    for d in detections:
-        if d["score"] >= min_score:
-            by_image.setdefault(int(d["image_id"]), []).append(d)
-    pos_of = {int(v): i for i, v in enumerate(dataset.image_id.tolist())}
-    try:
-        font = ImageFont.load_default(size=14)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    written = []
-    boxes = dataset.boxes_xyxy()
-    for image_id in image_ids:
-        i = pos_of[int(image_id)]
-        with Image.open(dataset.image_dir / str(dataset.file_name[i])) as im:
-            im = im.convert("RGB")
-        sx, sy = im.width / dataset.width[i], im.height / dataset.height[i]
-        draw = ImageDraw.Draw(im)
-        for x1, y1, x2, y2 in boxes[dataset.offsets[i]:dataset.offsets[i + 1]].tolist():
-            bb = [x1 * sx, y1 * sy, max(x1, x2) * sx, max(y1, y2) * sy]
-            draw.rectangle(bb, outline="black", width=3)
-            draw.rectangle(bb, outline="white", width=1)
-        for d in sorted(by_image.get(int(image_id), []), key=lambda d: d["score"]):
-            x, y, w, h = d["bbox"]
-            ci = cat_pos.get(int(d["category_id"]), 0)
-            colour = _PALETTE[ci % len(_PALETTE)]
-            draw.rectangle([x * sx, y * sy, (x + w) * sx, (y + h) * sy], outline=colour, width=3)
-            label = f"{names[ci]} {d['score']:.2f}"
-            tb = draw.textbbox((x * sx + 2, y * sy), label, font=font)
-            ty = y * sy - (tb[3] - tb[1]) - 4 if y * sy > (tb[3] - tb[1]) + 4 else y * sy
-            tb = draw.textbbox((x * sx + 2, ty), label, font=font)
-            draw.rectangle([tb[0] - 2, tb[1] - 2, tb[2] + 2, tb[3] + 2], fill=colour)
-            draw.text((x * sx + 2, ty), label, fill="black", font=font)
-        path = folder / f"{int(image_id)}.png"
-        with atomic_path(path) as tmp:
-            im.save(tmp, format="PNG")
-        written.append(path)
-    return written
+    return tuple(draw_detections(dataset, detections, ids, out / "draw", min_score=DRAW_SCORE))

@@ -15,22 +15,27 @@ where the reproducing command written beside it says otherwise (``--plot``, ``--
 ``--size``, ``-k``). It writes:
 
 - ``OUT/plots/*.png``: the plots of the analyses that draw them (overlap histograms, kmeans density,
-  mismatch 2-D histograms) and the ones drawn here for the others: box sizes and categories
-  (info), anchors (anchor-audit), COCO summary and per-class AP@0.5 (eval), dAP (errors);
+  mismatch 2-D histograms) and the ones :mod:`cocostat.plots` draws for the others: box sizes and
+  categories (info), anchors (anchor-audit), COCO summary and per-class AP@0.5 (eval), dAP (errors);
 - ``OUT/report.md``: one markdown page, each analysis as markdown tables with its plots after them
   and the exact ``cocostat ...`` command that reproduces its numbers (the dataset written as the
   user gave it);
 - ``OUT/report.html``: the same page, self-contained (plots embedded as base64 ``data:`` URIs,
   CSS inline, no script, no external reference).
 
-Every file is written atomically. Tables longer than :data:`FOLD_ROWS` rows are folded into a
-``<details>`` block. Data-quality warnings of each analysis are listed under it and re-issued.
+How it is built: :func:`build_report` checks every input first, then runs one function per section
+in a folder staged beside ``OUT`` (:class:`cocostat.staging.StagedFolder`) and swaps it in whole at
+the end, so ``OUT`` never holds half a report or a mix of two. Each section is described once, as a
+:class:`Call` (command + options): the reproducing command line and the library call are both read
+from it. Tables longer than :data:`FOLD_ROWS` rows are folded into a ``<details>`` block.
+Data-quality warnings of each analysis are listed under it and re-issued.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
+import copy
+import dataclasses
 import datetime as _dt
 import html
 import io
@@ -40,7 +45,7 @@ import re
 import shlex
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,14 +53,25 @@ import numpy as np
 import pandas as pd
 
 from cocostat import __version__
-from cocostat.atomic import atomic_path, write_bytes, write_text
+from cocostat.atomic import write_bytes, write_text
 from cocostat.data import SAMPLE_NAME, Dataset, resolve_dataset, sample_path
-from cocostat.errors import CocostatWarning, OptionError, check_int
+from cocostat.errors import CocostatWarning, DatasetFormatError, OptionError, TooFewBoxesError, check_int
+from cocostat.plots import (
+    plot_audit,
+    plot_box_sizes,
+    plot_categories,
+    plot_errors,
+    plot_eval_classes,
+    plot_eval_summary,
+)
 from cocostat.render import format_value
+from cocostat.sources import check_model_source
+from cocostat.staging import StagedFolder
 
 __all__ = [
     "ANALYSES",
     "FOLD_ROWS",
+    "Call",
     "KMEANS_COMPARE",
     "ReportResult",
     "ReportSection",
@@ -264,26 +280,8 @@ def html_table(frame: pd.DataFrame) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Plots drawn here (for the analyses that draw none themselves)
+# Plot files
 # --------------------------------------------------------------------------------------------------
-_BLUE, _RED, _GREY, _ORANGE, _GREEN = "#4c72b0", "#c44e52", "#8c8c8c", "#dd8452", "#55a868"
-_IOU_NAMES = {"iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU"}
-
-
-def _figure(width: float, height: float):
-    # matplotlib's object API with its Agg canvas: no pyplot global state, no backend switch
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=110)
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
-
-
 def compact_png(path: str | os.PathLike) -> Path:
     """Re-save a PNG as a 256-colour palette PNG (Pillow) when that is smaller, atomically.
 
@@ -305,202 +303,15 @@ def compact_png(path: str | os.PathLike) -> Path:
     return path
 
 
-def plot_box_sizes(dataset: Dataset, path: str | os.PathLike) -> Path:
-    """Histogram of ``sqrt(area)`` of every annotation (log x) with COCO's size buckets marked.
-
-    ``area`` is the annotation's ``area`` field, as ``cocostat info`` buckets it (small below 32², large
-    from 96²); annotations with area 0 cannot sit on a log axis and are counted in the title.
-    """
-    from cocostat.summary import LARGE_AREA, SMALL_AREA
-
-    path = Path(path)
-    side = np.sqrt(np.maximum(dataset.area, 0.0))  # (G,) pixels
-    pos = side[side > 0]
-    fig = _figure(8, 4.6)
-    ax = fig.add_subplot()
-    n = int(side.size)
-    if pos.size:
-        lo, hi = min(float(pos.min()), 1.0), max(float(pos.max()), 1000.0)
-        edges = np.geomspace(lo, hi * 1.0001, 61)
-        ax.hist(pos, bins=edges, color=_BLUE, alpha=0.9, zorder=2)
-        ax.set_xscale("log")
-        ax.set_xlim(edges[0], edges[-1])
-    else:
-        ax.text(0.5, 0.5, "no annotation with area > 0", transform=ax.transAxes, ha="center", va="center")
-    small = int((dataset.area < SMALL_AREA).sum())
-    large = int((dataset.area >= LARGE_AREA).sum())
-    medium = n - small - large
-    share = (lambda k: f"{100.0 * k / n:.1f}%" if n else "-")
-    lo_x, hi_x = ax.get_xlim() if pos.size else (1.0, 1000.0)
-    s_side, l_side = math.sqrt(SMALL_AREA), math.sqrt(LARGE_AREA)
-    for a, b, colour, label in ((lo_x, s_side, _RED, f"small, area < 32²: {small:,} ({share(small)})"),
-                                (s_side, l_side, _GREY, f"medium: {medium:,} ({share(medium)})"),
-                                (l_side, hi_x, _ORANGE, f"large, area >= 96²: {large:,} ({share(large)})")):
-        ax.axvspan(a, b, color=colour, alpha=0.15, lw=0, label=label, zorder=0)
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.2)  # room for the legend
-    ax.set_xlabel("sqrt(annotation area) (px, log scale)")
-    ax.set_ylabel("annotations per bin")
-    ax.set_title(f"{dataset.name}: object size of {n:,} annotations (iscrowd included)\n"
-                 f"not drawn: {n - int(pos.size):,} with area 0", fontsize=10)
-    ax.legend(loc="upper right", fontsize=8.5, title="COCO size bucket", title_fontsize=8.5)
-    ax.grid(True, alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_categories(report, path: str | os.PathLike) -> Path:
-    """Horizontal bars of annotations per category (``cocostat info``'s per-category table), most first."""
-    path = Path(path)
-    pc = report.per_category.sort_values(["annotations", "category_id"], ascending=[False, True], kind="stable")
-    n = len(pc)
-    fig = _figure(8, max(2.6, 0.16 * n + 1.3))
-    ax = fig.add_subplot()
-    if n:
-        y = np.arange(n)
-        counts = pc["annotations"].to_numpy()
-        ax.barh(y, counts, color=_BLUE, height=0.75)
-        ax.set_yticks(y, [str(v) for v in pc["name"]], fontsize=7.5)
-        ax.invert_yaxis()
-        ax.set_ylim(n - 0.4, -0.6)
-        top = max(int(counts.max()), 1)
-        for yi, c in zip(y, counts):
-            ax.text(c + top * 0.01, yi, f"{int(c):,}", va="center", fontsize=7)
-        ax.set_xlim(0, top * 1.12)
-    else:
-        ax.text(0.5, 0.5, "no categories", transform=ax.transAxes, ha="center", va="center")
-    ax.set_xlabel("annotations (iscrowd included)")
-    ax.set_ylabel("category")
-    ax.set_title(f"{report.name}: annotations per category ({n} categories, {report.annotations:,} annotations)",
-                 fontsize=10)
-    ax.grid(True, axis="x", alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_audit(audit, path: str | os.PathLike) -> Path:
-    """Per anchor: objects the assigner matches, and mean IoUs (wh-IoU at matching; with predictions the
-    mean IoU of the matched predictions and of all centre-cell predictions), from ``anchor-audit``."""
-    path = Path(path)
-    pa = audit.per_anchor
-    a = len(pa)
-    fig = _figure(max(8, 0.75 * a + 3), 6.4)
-    ax1, ax2 = fig.subplots(2, 1, sharex=True)
-    x = np.arange(a)
-    labels = [f"{w:g}x{h:g}\nlevel {int(lv)}" for w, h, lv in zip(pa["w"], pa["h"], pa["level"])]
-    matched = pa["matched"].to_numpy()
-    ax1.bar(x, matched, color=_BLUE, width=0.7)
-    top = max(int(matched.max()) if a else 1, 1)
-    for xi, m in zip(x, matched):
-        ax1.text(xi, m + top * 0.02, f"{int(m):,}", ha="center", fontsize=8)
-    ax1.set_ylim(0, top * 1.15)
-    ax1.set_ylabel("objects matched")
-    ax1.set_title(f"anchor audit: anchors {audit.anchors}, assigner {audit.assigner}, input {audit.size} px\n"
-                  f"{audit.source}; {audit.objects:,} objects, {audit.unmatched_objects:,} matched to no anchor",
-                  fontsize=10)
-    ax1.grid(True, axis="y", alpha=0.3)
-    series = [("match_wh_iou", "mean wh-IoU of anchor and matched objects", _GREY)]
-    if audit.has_predictions:
-        iou = _IOU_NAMES.get(audit.iou, audit.iou)
-        series += [("pred_iou_matched", f"mean {iou} of its matched predictions", _GREEN),
-                   ("pred_iou_all", f"mean {iou} of its centre-cell prediction, all objects", _ORANGE)]
-    width = 0.8 / len(series)
-    for k, (col, label, colour) in enumerate(series):
-        v = pd.to_numeric(pa[col], errors="coerce").to_numpy(dtype=np.float64)
-        ax2.bar(x - 0.4 + width * (k + 0.5), np.nan_to_num(v), width=width, color=colour, label=label)
-    ax2.set_ylim(0, 1)
-    ax2.set_ylabel("mean IoU")
-    ax2.set_xticks(x, labels, fontsize=8)
-    ax2.set_xlabel("anchor (w x h, input pixels) and output level")
-    ax2.legend(loc="upper left", fontsize=8, ncol=len(series) if len(series) < 3 else 1)
-    ax2.grid(True, axis="y", alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_eval_summary(report, path: str | os.PathLike) -> Path:
-    """The 12 COCO numbers of ``cocostat eval`` as bars (AP on the left, AR on the right)."""
-    from cocostat.evaluate import STAT_NAMES
-
-    path = Path(path)
-    fig = _figure(8.5, 4.4)
-    ax = fig.add_subplot()
-    names = list(STAT_NAMES)
-    vals = np.asarray(report.stats, dtype=np.float64)
-    x = np.arange(len(names))
-    colours = [_BLUE if n.startswith("AP") else _ORANGE for n in names]
-    shown = np.where(vals < 0, 0.0, vals)  # pycocotools gives -1 where a statistic has no object
-    ax.bar(x, shown, color=colours, width=0.7)
-    for xi, v in zip(x, vals):
-        ax.text(xi, max(v, 0) + 0.015, "n/a" if v < 0 else f"{v:.3f}", ha="center", fontsize=8)
-    ax.set_xticks(x, names, fontsize=9)
-    ax.set_ylim(0, min(1.0, max(float(shown.max(initial=0)), 0.05) * 1.25))
-    ax.set_xlabel("COCO statistic (AP: average precision, AR: average recall; s/m/l: object size)")
-    ax.set_ylabel("value (0 to 1)")
-    kind = "class-agnostic " if report.class_agnostic else ""
-    ax.set_title(f"COCO {kind}bbox evaluation on {report.dataset}: {report.detections:,} detections", fontsize=10)
-    ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_eval_classes(report, path: str | os.PathLike) -> Path:
-    """Per-class AP@0.5 (COCOeval's, as ``cocostat eval --per-class`` lists it), highest first."""
-    path = Path(path)
-    t = report.table.iloc[1:]
-    t = t[t["Targets"] > 0].sort_values(["mAP@0.5", "Class"], ascending=[False, True], kind="stable")
-    n = len(t)
-    fig = _figure(8, max(2.6, 0.16 * n + 1.3))
-    ax = fig.add_subplot()
-    if n:
-        y = np.arange(n)
-        ap = t["mAP@0.5"].to_numpy(dtype=np.float64)
-        ax.barh(y, np.nan_to_num(ap), color=_BLUE, height=0.75)
-        ax.set_yticks(y, [f"{c} ({int(g)})" for c, g in zip(t["Class"], t["Targets"])], fontsize=7.5)
-        ax.set_ylim(n - 0.4, -0.6)
-        for yi, v in zip(y, ap):
-            ax.text((0 if math.isnan(v) else v) + 0.01, yi, "-" if math.isnan(v) else f"{v:.2f}", va="center",
-                    fontsize=7)
-        mean = float(report.table.iloc[0]["mAP@0.5"])
-        ax.axvline(mean, color=_RED, ls="--", lw=1.2, label=f"mean over classes: {mean:.3f}")
-        ax.legend(loc="lower right", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no class with targets", transform=ax.transAxes, ha="center", va="center")
-    ax.set_xlim(0, 1.08)
-    ax.set_xlabel("AP at IoU 0.5 (COCOeval, area all, 100 detections)")
-    ax.set_ylabel("class (targets)")
-    ax.set_title(f"{report.dataset}: AP@0.5 per class ({n} classes with targets)", fontsize=10)
-    ax.grid(True, axis="x", alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_errors(report, path: str | os.PathLike) -> Path:
-    """dAP of each TIDE error type and of the two special errors (``cocostat errors``), with counts."""
-    path = Path(path)
-    e, s = report.errors, report.special
-    names = [*e["type"], *s["type"]]
-    vals = np.concatenate([e["dAP"].to_numpy(np.float64), s["dAP"].to_numpy(np.float64)])
-    counts = [*e["count"], *s["count"]]
-    colours = [_BLUE] * len(e) + [_GREY] * len(s)
-    fig = _figure(8.5, 4.4)
-    ax = fig.add_subplot()
-    x = np.arange(len(names))
-    ax.bar(x, np.nan_to_num(vals), color=colours, width=0.7)
-    top = max(float(np.nan_to_num(vals).max(initial=0)), 1.0)
-    for xi, v, c in zip(x, vals, counts):
-        ax.text(xi, (0 if math.isnan(v) else v) + top * 0.02, f"{v:.2f}\n({int(c):,})", ha="center", fontsize=8)
-    ax.set_ylim(0, top * 1.25)
-    ax.set_xticks(x, names, fontsize=9)
-    ax.set_xlabel("error type (blue: main, grey: special; count in brackets)")
-    ax.set_ylabel(f"dAP (AP@{report.iou:g} points gained by fixing it)")
-    ax.set_title(f"errors of {report.detections:,} detections on {report.dataset}: "
-                 f"AP@{report.iou:g} = {report.ap:.2f}", fontsize=10)
-    ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, path)
-
-
 # --------------------------------------------------------------------------------------------------
 # Building the report
 # --------------------------------------------------------------------------------------------------
 def dataset_args(dataset: str | None = None, root: str | os.PathLike | None = None,
-                 images: str | os.PathLike | None = None) -> list[str]:
-    """The DATASET argument and options as a user typed them: ``[DATASET] [--root R] [--images I]``."""
+                 images: str | os.PathLike | None = None, split: str | None = None) -> list[str]:
+    """The DATASET argument and options as a user typed them: ``[DATASET] [--root R] [--images I] [--split S]``."""
     out = [str(dataset)] if dataset else []
+    if split is not None:
+        out += ["--split", str(split)]
     if root is not None:
         out += ["--root", str(root)]
     if images is not None:
@@ -521,42 +332,359 @@ def _default_dataset_args(ds: Dataset) -> list[str]:
     return out
 
 
-@contextlib.contextmanager
-def _recorded() -> Iterator[list]:
-    """Record the warnings raised inside; on exit issue them again (the CLI shows them on stderr)."""
-    caught: list = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CocostatWarning)
-            yield caught
-    finally:
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+#: library keyword -> command-line flag where the flag is not ``--`` + the keyword with ``-`` for ``_``.
+_FLAGS = {"k": "-k", "detections": "-d", "out_dir": "-o"}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One analysis as the report runs it: the ``cocostat`` command and its options.
+
+    The reproducing command line (:meth:`argv`) and the library call (:meth:`kwargs`) are both read
+    from ``options``, so they cannot disagree.
+
+    Attributes:
+        command: the ``cocostat`` command (``"kmeans"``).
+        options: library keyword -> value, in the order the command line lists them. None means "not
+            given" (the function's default) and is left out of both. A tuple is a repeated option
+            (``--compare a --compare b``), True a flag; paths are written as given.
+    """
+
+    command: str
+    options: dict = field(default_factory=dict)
+
+    def argv(self, dataset_argv: Sequence[str] = ()) -> tuple[str, ...]:
+        """``command DATASET... --option value ...`` (without the program name)."""
+        out = [self.command, *dataset_argv]
+        for key, value in self.options.items():
+            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
+            if value is None or value is False:
+                continue
+            if value is True:
+                out.append(flag)
+            elif isinstance(value, (tuple, list)):
+                for v in value:
+                    out += [flag, str(v)]
+            else:
+                out += [flag, str(value)]
+        return tuple(out)
+
+    def kwargs(self, resolve: Callable[[str, object], object] = lambda key, value: value) -> dict:
+        """The library keywords: every given option, through ``resolve(key, value)`` (which swaps a
+        predictions path for the folder already read, or a report path for its staged place)."""
+        return {k: resolve(k, v) for k, v in self.options.items() if v is not None}
+
+
+def _repoint(obj, fix: Callable[[str], str]):
+    """``obj`` with every str or Path field of a result dataclass passed through ``fix`` (also inside
+    tuples and lists of them and nested result dataclasses); the object itself when nothing changes.
+    Arrays, frames and dicts are left alone: results hold the paths they wrote in plain fields."""
+    if isinstance(obj, str):
+        return fix(obj)
+    if isinstance(obj, Path):
+        new = fix(str(obj))
+        return obj if new == str(obj) else Path(new)
+    if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
+        if not all(isinstance(v, (str, Path)) for v in obj):
+            return obj
+        new = [_repoint(v, fix) for v in obj]
+        return obj if all(a is b for a, b in zip(new, obj)) else type(obj)(new)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changed = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            new = _repoint(value, fix)
+            if new is not value:
+                changed[f.name] = new
+        if changed:
+            obj = copy.copy(obj)
+            for name, value in changed.items():
+                object.__setattr__(obj, name, value)  # a frozen result: a re-pointed shallow copy
+    return obj
 
 
 class _Runner:
-    """Runs one analysis at a time and keeps its :class:`ReportSection`."""
+    """Runs one analysis at a time in the staged report folder and keeps its :class:`ReportSection`
+    (paths and warnings spelt as the final folder)."""
 
-    def __init__(self):
+    def __init__(self, stage: StagedFolder, dataset_argv: Sequence[str]):
+        self.stage = stage
+        self.dataset_argv = list(dataset_argv)
         self.sections: dict[str, ReportSection] = {}
 
     def skip(self, name: str, reason: str) -> None:
         self.sections[name] = ReportSection(name, "skipped", reason)
 
-    @contextlib.contextmanager
-    def run(self, name: str, argv: list[str]):
-        """``with runner.run(name, argv) as slot: slot["result"] = ...; slot["plots"] = [...]``."""
-        slot: dict = {"result": None, "plots": [], "argv": argv}
+    def run(self, name: str, call: Call, work: Callable[[dict], tuple[object, Sequence]], *,
+            resolve: Callable[[str, object], object] | None = None, skip_on: tuple[type[Exception], ...] = ()):
+        """Run ``work(call.kwargs(...))``, which returns ``(result, plots)``; record the section.
+
+        Paths under the report folder reach ``work`` at their staged place; ``resolve`` may swap other
+        options (the predictions folder for the one already read). An exception of a ``skip_on`` type
+        skips the section with its message (the data does not allow the analysis).
+        """
+        stage = self.stage
+
+        def place(key, value):
+            if resolve is not None and (given := resolve(key, value)) is not value:
+                return given  # an input already read, or an input file: used where it is
+            if isinstance(value, Path) and (value == stage.out or stage.out in value.parents):
+                return stage.real(value)
+            return value
+
         t0 = time.perf_counter()
-        with _recorded() as caught:
-            yield slot
-        if slot.get("skip"):
-            self.skip(name, slot["skip"])
-            return
-        msgs = tuple(str(w.message) for w in caught if issubclass(w.category, CocostatWarning))
-        self.sections[name] = ReportSection(name, "done", "", tuple(str(a) for a in slot["argv"]),
-                                            tuple(Path(p) for p in slot["plots"]), slot["result"], msgs,
-                                            time.perf_counter() - t0)
+        caught: list = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", CocostatWarning)
+                try:
+                    result, plots = work(call.kwargs(place))
+                except skip_on as exc:
+                    self.skip(name, stage.shown(str(exc)))
+                    return
+        finally:  # issue the warnings again, spelt as the final folder (the CLI shows them on stderr)
+            for w in caught:
+                message = w.message
+                if isinstance(message, Warning) and stage.path is not None and str(stage.path) in str(message):
+                    message = w.category(stage.shown(str(message)))
+                warnings.warn_explicit(message, w.category, w.filename, w.lineno)
+        msgs = tuple(stage.shown(str(w.message)) for w in caught if issubclass(w.category, CocostatWarning))
+        self.sections[name] = ReportSection(
+            name, "done", "", call.argv(self.dataset_argv), tuple(Path(stage.shown(str(p))) for p in plots),
+            _repoint(result, stage.shown), msgs, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True, eq=False)
+class _Inputs:
+    """What every section needs, checked before anything is written.
+
+    ``pred`` is the predictions folder read (None without one; with a model, filled in by the predict
+    section); ``pred_dir`` its path as the user will see it (``OUT/predictions`` for the model's).
+    """
+
+    dataset: Dataset
+    out: Path
+    plots: Path
+    size: int | None
+    device: object
+    model: object | None
+    cfg: Path | None
+    weights: Path | None
+    batch_size: int
+    progress: bool
+    pred_dir: Path | None
+    pred: object | None
+    detections: int | None  # how many the predictions hold
+
+
+def _read_detections(pred) -> int:
+    """How many detections a predictions folder holds, checking its detection files can be read: version 2
+    reads each part's parquet footer (not the detections); version 1 parses its JSON. A broken file is a
+    DatasetFormatError."""
+    if pred.version >= 2:
+        import pyarrow.parquet as pq
+
+        total = 0
+        for f in pred.detection_files:
+            try:
+                total += pq.ParquetFile(f).metadata.num_rows
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
+                raise DatasetFormatError(f"{f}: cannot read the detection part: {exc}") from None
+        return total
+    try:
+        return len(pred.detections())
+    except ValueError as exc:  # json.JSONDecodeError: a truncated or garbled detections file
+        files = ", ".join(str(f) for f in pred.detection_files)
+        raise DatasetFormatError(f"{pred.folder}: a detections file ({files}) is not valid JSON: {exc}") from None
+
+
+def _check_inputs(dataset: Dataset, out: Path, predictions, cfg, weights, size, device, batch_size,
+                  progress) -> _Inputs:
+    """Every check a report's inputs can fail, before anything is written: the options, the predictions
+    folder (manifest, candidate table, detections JSON, input size) or the model (cfg, weights, input size
+    against its strides). What only a run can find (a missing image) fails inside the staged folder,
+    which is then deleted."""
+    import torch
+
+    from cocostat.candidates import read_predictions
+
+    check_model_source(predictions, cfg, weights)
+    if size is not None:
+        size = check_int("--size", size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"-o/--out must be a folder, but {out} is a file")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    pred_dir = pred = dets = model = None
+    if predictions is not None:
+        pred_dir = Path(predictions)
+        pred = read_predictions(pred_dir)
+        dets = _read_detections(pred)
+        pred_size = int(pred.manifest.get("size") or DEFAULT_SIZE)
+        if size is not None and size != pred_size:
+            raise OptionError(f"--size {size} differs from the predictions' input size {pred_size}; "
+                              f"leave --size out or predict again at that size")
+    elif cfg is not None:
+        from cocostat.models import load_model
+
+        model = load_model(cfg, weights, device=dev)
+        model.check_size(DEFAULT_SIZE if size is None else size)
+        pred_dir = out / PREDICTIONS
+    return _Inputs(dataset, out, out / PLOTS, size, dev, model, Path(cfg) if cfg is not None else None,
+                   Path(weights) if weights is not None else None, batch_size, progress, pred_dir, pred, dets)
+
+
+# ---- the sections, in the order they run (the pages keep the order of ANALYSES) -------------------------
+def _predict_section(inp: _Inputs, run: _Runner) -> _Inputs:
+    """The model runs once into OUT/predictions; returns the inputs with that folder read."""
+    if inp.model is None:
+        run.skip("predict", "no model: give --cfg FILE --weights FILE to run one"
+                 + (f" (predictions read from {inp.pred_dir})" if inp.pred_dir is not None else ""))
+        return inp
+    from cocostat.candidates import read_predictions
+    from cocostat.predict import predict
+
+    call = Call("predict", {"cfg": inp.cfg, "weights": inp.weights, "out_dir": inp.pred_dir,
+                            "size": DEFAULT_SIZE if inp.size is None else inp.size})
+    run.run("predict", call, lambda kw: (predict(inp.dataset, inp.model, size=kw["size"], out_dir=kw["out_dir"],
+                                                 batch_size=inp.batch_size, device=inp.device,
+                                                 progress=inp.progress), []))
+    # read from the stage, shown (in every analysis' source and plot titles) as OUT/predictions
+    pred = dataclasses.replace(read_predictions(run.stage.real(inp.pred_dir)), folder=inp.pred_dir)
+    return dataclasses.replace(inp, pred=pred, detections=_read_detections(pred))
+
+
+def _resolve_predictions(inp: _Inputs):
+    """``resolve`` for :meth:`_Runner.run`: the predictions path becomes the folder already read."""
+    return lambda key, value: inp.pred if key == "predictions" and value is not None else value
+
+
+def _audit_section(inp: _Inputs, run: _Runner, size: int) -> None:
+    from cocostat.audit import anchor_audit
+
+    call = Call("anchor-audit", {"predictions": inp.pred_dir, "size": None if inp.pred is not None else size,
+                                 "examples": EXAMPLES})
+
+    def work(kw):
+        rep = anchor_audit(inp.dataset, kw.pop("predictions", None), **kw, device=inp.device)
+        return rep, [plot_audit(_repoint(rep, run.stage.shown), run.stage.real(inp.plots / "anchor_audit.png"))]
+
+    run.run("anchor-audit", call, work, resolve=_resolve_predictions(inp))
+
+
+def _prediction_sections(inp: _Inputs, run: _Runner) -> None:
+    """mismatch, eval and errors: what needs predictions (eval and errors: detections too)."""
+    if inp.pred is None:
+        for name in ("mismatch", "eval", "errors"):
+            run.skip(name, "needs predictions: give --predictions DIR or --cfg FILE --weights FILE")
+        return
+    _mismatch_section(inp, run)
+    if not inp.detections:
+        for name in ("eval", "errors"):
+            run.skip(name, f"the predictions in {inp.pred_dir} hold no detections")
+        return
+    _eval_section(inp, run)
+    _errors_section(inp, run)
+
+
+def _mismatch_section(inp: _Inputs, run: _Runner) -> None:
+    from cocostat.mismatch import mismatch
+
+    def work(kw):
+        rep = mismatch(inp.dataset, kw.pop("predictions"), **kw, device=inp.device)
+        return rep, rep.plots
+
+    run.run("mismatch", Call("mismatch", {"predictions": inp.pred_dir, "examples": EXAMPLES, "plot": inp.plots}),
+            work, resolve=_resolve_predictions(inp))
+
+
+def _eval_section(inp: _Inputs, run: _Runner) -> None:
+    """COCO eval of the predictions' detections: format 2 reads the columnar parts (the command shown
+    names the folder's detections.json, which holds the same detections); the parts of a format-1
+    distributed run are joined into OUT/detections.json first (``cocostat eval`` takes one file)."""
+    from cocostat.evaluate import evaluate
+
+    files = inp.pred.detection_files
+    source = None
+    if inp.pred.version >= 2:
+        det_file, real_file, source = inp.pred_dir / "detections.json", inp.pred.folder / "detections.json", inp.pred
+    elif len(files) == 1:
+        det_file, real_file = inp.pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
+    else:
+        import json
+
+        det_file = inp.out / "detections.json"
+        real_file = write_text(run.stage.real(det_file), json.dumps(inp.pred.detections()) + "\n")
+
+    def work(kw):
+        rep = evaluate(inp.dataset, source if source is not None else kw["detections"])
+        return rep, [plot_eval_summary(rep, run.stage.real(inp.plots / "eval_summary.png")),
+                     plot_eval_classes(rep, run.stage.real(inp.plots / "eval_ap50_per_class.png"))]
+
+    run.run("eval", Call("eval", {"detections": det_file}), work, resolve=lambda key, value: real_file)
+
+
+def _errors_section(inp: _Inputs, run: _Runner) -> None:
+    from cocostat.diagnose import diagnose
+
+    def work(kw):
+        rep = diagnose(inp.dataset, predictions=kw["predictions"])
+        return rep, [plot_errors(rep, run.stage.real(inp.plots / "errors_dap.png"))]
+
+    run.run("errors", Call("errors", {"predictions": inp.pred_dir}), work, resolve=_resolve_predictions(inp))
+
+
+def _dataset_sections(inp: _Inputs, run: _Runner) -> None:
+    """info and overlap: the dataset alone."""
+    from cocostat.pairs import overlap, plot_overlap
+    from cocostat.summary import info
+
+    def info_work(kw):
+        rep = info(inp.dataset)
+        return rep, [plot_box_sizes(inp.dataset, run.stage.real(inp.plots / "info_box_sizes.png")),
+                     plot_categories(rep, run.stage.real(inp.plots / "info_categories.png"))]
+
+    def overlap_work(kw):
+        rep = overlap(inp.dataset)
+        return rep, plot_overlap(rep, kw["plot"])
+
+    run.run("info", Call("info"), info_work)
+    run.run("overlap", Call("overlap", {"plot": inp.plots}), overlap_work)
+
+
+def _kmeans_section(inp: _Inputs, run: _Runner, size: int) -> None:
+    """Anchors for these boxes; k and the levels follow the model's anchors when there are predictions.
+    Skipped when the boxes have fewer distinct sizes than k (:class:`~cocostat.errors.TooFewBoxesError`)."""
+    from cocostat.anchors import default_levels, kmeans
+
+    k, levels = 9, None
+    if inp.pred is not None:
+        k = len(inp.pred.manifest.get("anchors") or []) or 9
+        n_levels = len(inp.pred.manifest.get("levels") or [])
+        levels = n_levels if n_levels and n_levels != default_levels(k) else None
+    call = Call("kmeans", {"size": size, "k": k if k != 9 else None, "levels": levels, "compare": KMEANS_COMPARE,
+                           "plot": inp.plots / "kmeans_anchors.png"})
+
+    def work(kw):
+        rep = kmeans(inp.dataset, **kw, device=inp.device)
+        return rep, [rep.plot] if rep.plot else []
+
+    run.run("kmeans", call, work, skip_on=(TooFewBoxesError,))
+
+
+def _keep_old(model_ran: bool) -> Callable[[Path], bool]:
+    """Which entries of an earlier report folder a new report carries over (see :class:`StagedFolder`):
+    everything but the pages, the joined detections, the report's plot files, and the predictions
+    folder when the model ran again."""
+    def keep(rel: Path) -> bool:
+        parts = rel.parts
+        if len(parts) == 1 and parts[0] in ("report.md", "report.html", "detections.json"):
+            return False
+        if len(parts) == 2 and parts[0] == PLOTS and parts[1] in PLOT_FILES:
+            return False
+        return not (model_ran and parts[0] == PREDICTIONS)
+
+    return keep
 
 
 def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: str | os.PathLike | None = None,
@@ -565,9 +693,14 @@ def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: s
                  batch_size: int = 16, progress: bool = True, compact_plots: bool = True) -> ReportResult:
     """Run every analysis the inputs allow and write ``OUT/report.md``, ``OUT/report.html`` and the plots.
 
+    Every input is checked before anything is written. The report is built in a hidden sibling folder
+    and swapped in whole at the end (:class:`~cocostat.staging.StagedFolder`): an earlier report in
+    ``OUT`` stays as it was until then, an error or Ctrl-C leaves it untouched, and files of ``OUT``
+    that are not the report's (a predictions folder given as input, a file of the user's) are kept.
+
     Args:
         dataset: the dataset (the images are needed only with ``cfg``/``weights``).
-        out_dir: the report folder (created; files of an earlier report there are replaced).
+        out_dir: the report folder (created; an earlier report there is replaced).
         predictions: a predictions folder written by ``cocostat predict``: mismatch, eval and errors
             run on it and anchor-audit reads its raw predictions.
         cfg, weights: a Darknet model (``.weights`` or ultralytics ``.pt``); it runs once over the
@@ -586,170 +719,62 @@ def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: s
 
     Raises:
         OptionError: ``predictions`` together with ``cfg``/``weights``, only one of ``cfg`` and
-            ``weights``, a bad ``size``, ``size`` unlike the predictions', ``out_dir`` a file.
-        DatasetFormatError, ModelFormatError: a bad predictions folder, model or missing images
-            (raised by the analyses; ``report.md`` and ``report.html`` are then not written).
+            ``weights``, a bad ``size`` (also one the model's strides do not divide), ``size`` unlike
+            the predictions', ``out_dir`` a file or the current folder.
+        DatasetFormatError, ModelFormatError: a bad predictions folder (detections JSON included),
+            model or missing images. ``OUT`` is then left as it was.
     """
-    import torch
-
-    from cocostat.audit import check_model_source
-
-    check_model_source(predictions, cfg, weights)
-    if size is not None:
-        size = check_int("--size", size, 1)
-    batch_size = check_int("batch_size", batch_size, 1)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"-o/--out must be a folder, but {out} is a file")
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    inp = _check_inputs(dataset, out, predictions, cfg, weights, size, device, batch_size, progress)
     ds_args = list(_default_dataset_args(dataset) if dataset_argv is None else dataset_argv)
-    plots = out / PLOTS
-    run = _Runner()
+    report_call = Call("report", {"cfg": inp.cfg, "weights": inp.weights,
+                                  "predictions": Path(predictions) if predictions is not None else None,
+                                  "out_dir": out})
+    with StagedFolder(out, keep=_keep_old(inp.model is not None)) as stage:
+        stage.real(inp.plots).mkdir()
+        run = _Runner(stage, ds_args)
+        inp = _predict_section(inp, run)
+        size = int(inp.pred.manifest.get("size") or DEFAULT_SIZE) if inp.pred is not None else (
+            DEFAULT_SIZE if inp.size is None else inp.size)
+        # the analyses that read predictions first: predictions of another dataset fail before anything else
+        _audit_section(inp, run, size)
+        _prediction_sections(inp, run)
+        _dataset_sections(inp, run)
+        _kmeans_section(inp, run, size)
+        result = _write_pages(inp, run, report_call, compact_plots)
+        stage.commit()
+    return result
 
-    from cocostat.candidates import read_predictions
 
-    pred_dir: Path | None = Path(predictions) if predictions is not None else None
-    pred = read_predictions(pred_dir) if pred_dir is not None else None
-    if pred is not None:
-        pred_size = int(pred.manifest.get("size") or DEFAULT_SIZE)
-        if size is not None and size != pred_size:
-            raise OptionError(f"--size {size} differs from the predictions' input size {pred_size}; "
-                              f"leave --size out or predict again at that size")
-    out.mkdir(parents=True, exist_ok=True)
-    plots.mkdir(exist_ok=True)
-
-    # ---- predict: the model runs once, every later analysis reads its folder
-    if cfg is not None:
-        from cocostat.models import load_model
-        from cocostat.predict import predict
-
-        pred_dir = out / PREDICTIONS
-        s = DEFAULT_SIZE if size is None else size
-        argv = ["predict", *ds_args, "--cfg", str(cfg), "--weights", str(weights), "-o", str(pred_dir),
-                "--size", str(s)]
-        with run.run("predict", argv) as slot:
-            model = load_model(cfg, weights, device=dev)
-            slot["result"] = predict(dataset, model, size=s, batch_size=batch_size, device=dev, progress=progress,
-                                     out_dir=pred_dir)
-        pred = read_predictions(pred_dir)
-    else:
-        run.skip("predict", "no model: give --cfg FILE --weights FILE to run one"
-                 + (f" (predictions read from {pred_dir})" if pred_dir is not None else ""))
-    if pred is not None:
-        size = int(pred.manifest.get("size") or DEFAULT_SIZE)
-    size = DEFAULT_SIZE if size is None else size
-    pred_arg = ["--predictions", str(pred_dir)] if pred_dir is not None else []
-
-    # ---- the analyses that read predictions first: predictions of another dataset fail before anything
-    # else is drawn (the pages keep the order of ANALYSES)
-    from cocostat.audit import anchor_audit
-
-    argv = ["anchor-audit", *ds_args, *(pred_arg or ["--size", str(size)]), "--examples", str(EXAMPLES)]
-    with run.run("anchor-audit", argv) as slot:
-        slot["result"] = rep = anchor_audit(dataset, pred, size=None if pred is not None else size,
-                                            examples=EXAMPLES, device=dev)
-        slot["plots"] = [plot_audit(rep, plots / "anchor_audit.png")]
-
-    if pred is None:
-        need = "needs predictions: give --predictions DIR or --cfg FILE --weights FILE"
-        for name in ("mismatch", "eval", "errors"):
-            run.skip(name, need)
-    else:
-        from cocostat.mismatch import mismatch
-
-        argv = ["mismatch", *ds_args, *pred_arg, "--examples", str(EXAMPLES), "--plot", str(plots)]
-        with run.run("mismatch", argv) as slot:
-            slot["result"] = rep = mismatch(dataset, pred, examples=EXAMPLES, plot=plots, device=dev)
-            slot["plots"] = [Path(p) for p in rep.plots]
-
-        if not pred.num_detections:
-            for name in ("eval", "errors"):
-                run.skip(name, f"the predictions in {pred_dir} hold no detections")
-        else:
-            from cocostat.diagnose import diagnose
-            from cocostat.evaluate import evaluate
-
-            # eval reads the folder's columnar detections; its detections.json holds the same ones
-            det_file = pred_dir / "detections.json"
-            with run.run("eval", ["eval", *ds_args, "-d", str(det_file if det_file.is_file() else pred_dir)]) as slot:
-                slot["result"] = rep = evaluate(dataset, pred)
-                slot["plots"] = [plot_eval_summary(rep, plots / "eval_summary.png"),
-                                 plot_eval_classes(rep, plots / "eval_ap50_per_class.png")]
-            with run.run("errors", ["errors", *ds_args, *pred_arg]) as slot:
-                slot["result"] = rep = diagnose(dataset, predictions=pred)
-                slot["plots"] = [plot_errors(rep, plots / "errors_dap.png")]
-
-    # ---- dataset statistics
-    from cocostat.summary import info
-
-    with run.run("info", ["info", *ds_args]) as slot:
-        slot["result"] = rep = info(dataset)
-        slot["plots"] = [plot_box_sizes(dataset, plots / "info_box_sizes.png"),
-                         plot_categories(rep, plots / "info_categories.png")]
-
-    from cocostat.pairs import overlap, plot_overlap
-
-    with run.run("overlap", ["overlap", *ds_args, "--plot", str(plots)]) as slot:
-        slot["result"] = rep = overlap(dataset)
-        slot["plots"] = plot_overlap(rep, plots)
-
-    # ---- anchors
-    from cocostat.anchors import default_levels, kmeans
-
-    k, levels = 9, None
-    if pred is not None:
-        k = len(pred.manifest.get("anchors") or []) or 9
-        n_levels = len(pred.manifest.get("levels") or [])
-        levels = n_levels if n_levels and n_levels != default_levels(k) else None
-    argv = ["kmeans", *ds_args, "--size", str(size)]
-    argv += ["-k", str(k)] if k != 9 else []
-    argv += ["--levels", str(levels)] if levels is not None else []
-    for name in KMEANS_COMPARE:
-        argv += ["--compare", name]
-    kmeans_png = plots / "kmeans_anchors.png"
-    argv += ["--plot", str(kmeans_png)]
-    with run.run("kmeans", argv) as slot:
-        try:
-            slot["result"] = rep = kmeans(dataset, size=size, k=k, levels=levels, compare=KMEANS_COMPARE,
-                                          device=dev, plot=kmeans_png)
-            slot["plots"] = [rep.plot] if rep.plot else []
-        except OptionError as exc:  # too few distinct box sizes for k anchors: the data does not allow it
-            if "distinct box size" not in str(exc):
-                raise
-            slot["skip"] = str(exc)
-
+def _write_pages(inp: _Inputs, run: _Runner, report_call: Call, compact_plots: bool) -> ReportResult:
+    """Write both pages into the stage; the result lists every file as it will be after the swap."""
+    stage, out = run.stage, inp.out
     analyses = tuple(run.sections[name] for name in ANALYSES)
-    written = {p.name for s in analyses for p in s.plots}
-    for name in PLOT_FILES - written:  # an earlier report's plot of an analysis that did not run now
-        (plots / name).unlink(missing_ok=True)
+    plots = [p for s in analyses for p in s.plots]
     if compact_plots:
-        for p in {p for s in analyses for p in s.plots}:
-            compact_png(p)
-    report_argv = ["report", *ds_args]
-    if cfg is not None:
-        report_argv += ["--cfg", str(cfg), "--weights", str(weights)]
-    elif predictions is not None:
-        report_argv += ["--predictions", str(predictions)]
-    report_argv += ["-o", str(out)]
+        for p in set(plots):
+            compact_png(stage.real(p))
     md_path, html_path = out / "report.md", out / "report.html"
-    base = ReportResult(dataset=dataset.name, out_dir=out, markdown=md_path, html=html_path, analyses=analyses,
-                        predictions=pred_dir, command=shlex.join(["cocostat", *report_argv]), files=())
-    header = _header(dataset, base, pred)
-    write_text(md_path, render_markdown(base, header))
-    write_text(html_path, render_html(base, header))
-    files = [md_path, html_path, *(p for s in analyses for p in s.plots)]
-    if cfg is not None and pred_dir is not None:
-        files += sorted(p for p in pred_dir.iterdir() if p.is_file())
-    return ReportResult(dataset=dataset.name, out_dir=out, markdown=md_path, html=html_path, analyses=analyses,
-                        predictions=pred_dir, command=base.command, files=tuple(files))
+    res = ReportResult(dataset=inp.dataset.name, out_dir=out, markdown=md_path, html=html_path, analyses=analyses,
+                       predictions=inp.pred_dir, command=shlex.join(["cocostat", *report_call.argv(run.dataset_argv)]),
+                       files=())
+    header = _header(inp.dataset, res, inp.pred)
+    write_text(stage.real(md_path), render_markdown(res, header))
+    write_text(stage.real(html_path), render_html(res, header, files_at=stage.path))
+    files = [md_path, html_path, *plots]
+    if inp.model is not None:
+        files += sorted(inp.pred_dir / p.name for p in stage.real(inp.pred_dir).iterdir() if p.is_file())
+    if inp.pred is not None and inp.pred.version == 1 and len(inp.pred.detection_files) > 1:
+        files.append(out / "detections.json")
+    return dataclasses.replace(res, files=tuple(files))
 
 
 # --------------------------------------------------------------------------------------------------
 # Pages
 # --------------------------------------------------------------------------------------------------
 _ABOUT = {
-    "predict": "The model ran once over the images; every analysis below that needs predictions reads "
-               "this folder.",
+    "predict": "With a model (--cfg, --weights), it runs once over the images into OUT/predictions/; every "
+               "analysis below that needs predictions reads that folder.",
     "info": "What the dataset holds: counts, COCO size buckets, box-size percentiles, categories.",
     "overlap": "How often objects of one image sit close, overlap, share a centre, or are elongated.",
     "kmeans": "Anchors designed for these boxes (IoU k-means + evolution), compared with the preset anchor sets.",
@@ -867,9 +892,13 @@ dl.header dd{margin:0}
 """
 
 
-def render_html(res: ReportResult, header: Sequence[tuple[str, str]] = ()) -> str:
+def render_html(res: ReportResult, header: Sequence[tuple[str, str]] = (), *,
+                files_at: str | os.PathLike | None = None) -> str:
     """The self-contained HTML page of a report: CSS inline, plots as base64 ``data:`` URIs, every
-    text HTML-escaped, no script and no external reference."""
+    text HTML-escaped, no script and no external reference.
+
+    ``files_at``: where the files of ``res.out_dir`` are now, when not there yet (the staged folder).
+    """
     e = html.escape
     out: list[str] = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
                       '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -903,7 +932,8 @@ def render_html(res: ReportResult, header: Sequence[tuple[str, str]] = ()) -> st
         if s.plots:
             out.append('<div class="plots">')
             for p in s.plots:
-                raw = Path(p).read_bytes()
+                where = Path(files_at) / Path(p).relative_to(res.out_dir) if files_at is not None else Path(p)
+                raw = where.read_bytes()
                 width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")  # IHDR
                 wide = ' class="wide"' if width > 1.9 * max(height, 1) else ""  # several panels: a whole row
                 data = base64.b64encode(raw).decode("ascii")

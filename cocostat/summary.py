@@ -27,7 +27,7 @@ SMALL_AREA = 32**2
 LARGE_AREA = 96**2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DatasetInfo:
     """Counts and distributions of one dataset; see the module docstring for definitions."""
 
@@ -82,7 +82,7 @@ def info(ds: Dataset) -> DatasetInfo:
     cls = ds.class_idx
     per_cls_anns = np.bincount(cls, minlength=ds.num_classes)
     # images per class: unique (image, class) pairs
-    pair = np.unique(ds.ann_image * max(ds.num_classes, 1) + cls)
+    pair = np.unique(ds.image_index * max(ds.num_classes, 1) + cls)
     per_cls_imgs = np.bincount(pair % max(ds.num_classes, 1), minlength=ds.num_classes)
     per_category = pd.DataFrame({
         "category_id": ds.categories["category_id"].to_numpy(),

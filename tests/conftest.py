@@ -1,4 +1,10 @@
-"""Shared fixtures: the real COCO data folder, and a temporary cache folder for every test."""
+"""Shared fixtures: the real COCO data folder, and a temporary cache folder for every test.
+
+Hypothesis profiles: ``ci`` (the default, also under CI=true) is derandomised, so a run draws the
+same examples every time and a random draw cannot fail CI; ``deep`` (``pytest
+--hypothesis-profile=deep``) draws fresh random examples, ten times as many, for local hunting.
+Tests that set ``max_examples`` themselves keep their count under ``ci``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("deep", derandomize=False, deadline=None, max_examples=1000, print_blob=True)
 
 _DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -36,6 +46,11 @@ def real_data() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session writes its parsed-array cache to a temporary folder, never the user's."""
     monkeypatch.setenv("COCOSTAT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def pytest_configure(config):
+    if not config.getoption("hypothesis_profile", default=None):  # no --hypothesis-profile given
+        settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(config, items):

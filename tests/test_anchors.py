@@ -488,3 +488,29 @@ def test_preset_figures_on_real_subsets(real_data):
     # designed anchors beat both presets on their own data
     assert r.result.metrics["avg_iou"] > y3["avg_iou"] + 0.01
     assert r.result.metrics["bpr_iou"] >= y3["bpr_iou"]
+
+
+def test_design_anchors_leaves_torch_threads_as_it_found_them():
+    """The search runs single-threaded on the CPU but restores the process-wide thread count."""
+    rng = np.random.default_rng(11)
+    wh = rng.uniform(4, 200, size=(300, 2))
+    before = torch.get_num_threads()
+    seen = []
+    real = A._lloyd
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    try:
+        torch.set_num_threads(2)
+        A._lloyd = spy
+        A.design_anchors(wh, 6, seed=0, evolve=20, device="cpu")
+        assert seen == [1] and torch.get_num_threads() == 2
+        A._lloyd = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+        with pytest.raises(RuntimeError, match="boom"):
+            A.design_anchors(wh, 6, seed=0, evolve=20, device="cpu")
+        assert torch.get_num_threads() == 2  # restored on error too
+    finally:
+        A._lloyd = real
+        torch.set_num_threads(before)

@@ -18,7 +18,7 @@ from benchmarks.bench_audit import (
     synthetic_dataset,
 )
 from cocostat.assign import ASSIGNERS, grid_from_manifest
-from cocostat.audit import NEEDS_PREDICTIONS, anchor_audit, letterbox_boxes, run_model
+from cocostat.audit import NEEDS_PREDICTIONS, anchor_audit, letterbox_boxes
 from cocostat.boxes import IOU_KINDS
 from cocostat.candidates import (
     COLUMNS,
@@ -27,6 +27,7 @@ from cocostat.candidates import (
 )
 from cocostat.data import from_dict, load_dataset
 from cocostat.errors import CocostatWarning, OptionError
+from cocostat.sources import run_model
 
 YOLOV3 = [(10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326)]
 MASKS = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
@@ -233,7 +234,7 @@ def check_against_reference(rep, ref):
     assert rep.objects_unmatched_beats_worst_matched == ref["worst"]
     assert rep.objects_unmatched_beats_best_matched == ref["best"]
     assert rep.feature_maps_unmatched_better == len(ref["fm"])
-    assert rep.objects_best_from_neighbour == (ref["neigh"] if ref["stored_r"] else None)
+    assert rep.objects_best_from_neighbor == (ref["neigh"] if ref["stored_r"] else None)
     pa = rep.per_anchor
     np.testing.assert_array_equal(pa["matched"], ref["matched"])
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -248,7 +249,7 @@ def check_against_reference(rep, ref):
     for ann_id, rec in ref["per_object"].items():
         row = po.loc[ann_id]
         assert row["unmatched_beats_worst"] == rec["beats_worst"] and row["unmatched_beats_best"] == rec["beats_best"]
-        assert row["best_from_neighbour"] == rec["neigh"] and row["matched_anchors"] == rec["n_matched"]
+        assert row["best_from_neighbor"] == rec["neigh"] and row["matched_anchors"] == rec["n_matched"]
         assert (row["best_anchor"], row["best_dx"], row["best_dy"]) == rec["best"][1:4]
         assert row["best_iou"] == pytest.approx(rec["best"][0], rel=2e-5, abs=1e-6)
 
@@ -280,7 +281,7 @@ def test_hand_built_known_answers():
     assert rep.objects_compared == 3
     assert rep.objects_unmatched_beats_worst_matched == 1 and rep.objects_unmatched_beats_best_matched == 1
     assert rep.feature_maps_unmatched_better == 1  # image 1, level 0 (anchor 8 beats matched anchor 6)
-    assert rep.objects_best_from_neighbour == 1  # object 21
+    assert rep.objects_best_from_neighbor == 1  # object 21
     pa = rep.per_anchor.set_index("anchor")
     assert pa["best_when_unmatched"].tolist() == [0] * 8 + [1]
     # every unplanted prediction's IoU is its anchor's wh-IoU, so the worst matched prediction of a
@@ -308,7 +309,7 @@ def test_hand_built_known_answers():
     d = rep.to_dict()
     for key in ("objects", "feature_maps", "unmatched_objects", "feature_maps_unmatched_better",
                 "objects_unmatched_beats_worst_matched", "objects_unmatched_beats_best_matched",
-                "objects_best_from_neighbour", "per_anchor"):
+                "objects_best_from_neighbor", "per_anchor"):
         assert key in d
     assert d["per_anchor"][8] == {"anchor_index": 8, "level": 0, "stride": 32, "anchor": [373.0, 326.0],
                                   "matched": 0, "match_wh_iou": None, "pred_iou_matched": None,
@@ -333,7 +334,7 @@ def test_hand_built_darknet_and_yolov5():
     assert dk.per_anchor["matched"].sum() == 4
     assert dk.objects_compared == 4 and dk.objects_unmatched_beats_best_matched == 1
     po = v5.per_object.set_index("ann_id")
-    assert po.loc[21, "matched_max_iou"] == pytest.approx(1.0) and po.loc[21, "best_from_neighbour"]
+    assert po.loc[21, "matched_max_iou"] == pytest.approx(1.0) and po.loc[21, "best_from_neighbor"]
     assert po.loc[21, "matched_predictions"] > po.loc[21, "matched_anchors"]  # side cells count
     check_against_reference(v5, ref_audit(t.frame(), t.manifest(), assigner="yolov5"))
 
@@ -374,7 +375,7 @@ def test_centre_only_table_has_null_neighbour_row():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
         rep = anchor_audit(ds, InMemoryPredictions(frame, manifest), assigner="yolov5")
-    assert rep.objects_best_from_neighbour is None and any("neighborhood 0" in n for n in rep.notes)
+    assert rep.objects_best_from_neighbor is None and any("neighborhood 0" in n for n in rep.notes)
     check_against_reference(rep, ref_audit(frame, manifest, assigner="yolov5"))
 
 
@@ -400,7 +401,7 @@ def test_boxes_only_letterbox_and_nulls():
     d = rep.to_dict()
     assert d["predictions"] is False and d["anchors"] == "yolov3-spp" and d["size"] == 416
     for key in ("feature_maps_unmatched_better", "objects_unmatched_beats_worst_matched",
-                "objects_unmatched_beats_best_matched", "objects_best_from_neighbour"):
+                "objects_unmatched_beats_best_matched", "objects_best_from_neighbor"):
         assert d[key] is None
     assert all(p["pred_iou_all"] is None and p["worst_matched"] is None for p in d["per_anchor"])
     assert d["needs_predictions"] == list(NEEDS_PREDICTIONS) and "need predictions" in d["notes"][0]
@@ -495,7 +496,7 @@ def test_cuda_matches_cpu():
             gpu = anchor_audit(ds, preds, iou="ciou", assigner=assigner, device=torch.device("cuda")).to_dict()
             for key in ("unmatched_objects", "objects_unmatched_beats_best_matched",
                         "objects_unmatched_beats_worst_matched", "feature_maps_unmatched_better",
-                        "objects_best_from_neighbour"):
+                        "objects_best_from_neighbor"):
                 assert cpu[key] == gpu[key]
             for a, b in zip(cpu["per_anchor"], gpu["per_anchor"]):
                 assert a["matched"] == b["matched"] and a["best_when_unmatched"] == b["best_when_unmatched"]

@@ -144,7 +144,7 @@ box_lists = st.lists(box, min_size=1, max_size=8).map(lambda b: np.array(b, dtyp
 wh_lists = st.lists(st.tuples(side, side), min_size=1, max_size=8).map(
     lambda v: np.array(v, dtype=np.float64) / 8
 )
-PROPS = settings(max_examples=100, deadline=None)
+PROPS = settings(deadline=None)  # examples and derandomisation: the profile (tests/conftest.py)
 
 
 # ------------------------------------------------------------------------------------------
@@ -534,3 +534,140 @@ def test_cuda_matches_cpu(dtype):
     torch.testing.assert_close(B.box_area(b1.cuda()).cpu(), B.box_area(b1))
     # a tensor on the GPU pulls a numpy partner onto the GPU
     assert B.pairwise_iou(b1.cuda(), b2.numpy()).is_cuda
+
+
+# ------------------------------------------------------------------------------------------
+# dtype x device matrix (as torchvision's test_ops.py): every public kernel against a float64 loop
+#
+# Inputs are cast to the dtype first and the loop runs on those rounded values (converted to
+# float64), so the test measures the kernel's arithmetic, not the rounding of its inputs. The
+# tolerance is the result dtype's resolution, ``torch.finfo(dtype).resolution`` (float16 1e-3,
+# bfloat16 1e-2, float32 1e-6, float64 1e-15; int64 boxes give float32), relative, plus the same
+# times the coordinate scale (squared for areas) as an absolute floor for pixel-valued results.
+# Half precision computes in float32, integers in float64 (module docs), so this holds even where
+# the areas overflow float16 (boxes up to 1000 px: areas up to 1e6 > 65504).
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+SCALE = 1000.0
+
+
+def ref_wh_iou(a, b) -> float:
+    inter = min(a[0], b[0]) * min(a[1], b[1])
+    return _div(inter, a[0] * a[1] + b[0] * b[1] - inter)
+
+
+def ref_side_ratio(a, b) -> float:
+    return min(_div(min(a[k], b[k]), max(a[k], b[k])) for k in (0, 1))
+
+
+def ref_convert(kind: str, b) -> list[float]:
+    p, q, r, s = (float(v) for v in b)
+    return {
+        "xywh_to_xyxy": [p, q, p + r, q + s], "xyxy_to_xywh": [p, q, r - p, s - q],
+        "cxcywh_to_xyxy": [p - r / 2, q - s / 2, p + r / 2, q + s / 2],
+        "xyxy_to_cxcywh": [(p + r) / 2, (q + s) / 2, r - p, s - q],
+        "xywh_to_cxcywh": [p + r / 2, q + s / 2, r, s], "cxcywh_to_xywh": [p - r / 2, q - s / 2, r, s],
+    }[kind]
+
+
+def matrix_boxes(dtype: torch.dtype, device: str, n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """(n, 4) xyxy boxes in ``dtype`` on ``device``, and the same values as float64 numpy."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, SCALE * 0.6, size=(n, 2))
+    wh = rng.uniform(0, SCALE * 0.4, size=(n, 2)) * (rng.random((n, 2)) > 0.1)
+    b = np.concatenate([xy, xy + wh], axis=1)
+    b[1] = b[0]  # an identical pair
+    t = torch.tensor(np.round(b) if not dtype.is_floating_point else b).to(dtype)
+    return t.to(device), t.double().cpu().numpy()
+
+
+def _result_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype.is_floating_point else torch.get_default_dtype()
+
+
+def _check(out, want: np.ndarray, dtype: torch.dtype, device: str, scale: float = 0.0) -> None:
+    assert isinstance(out, torch.Tensor) and out.device.type == device
+    rdt = _result_dtype(dtype)
+    assert out.dtype == rdt
+    res = torch.finfo(rdt).resolution
+    # a result beyond the dtype's range (float16 areas above 65504) can only be inf
+    want = np.where(np.abs(want) > torch.finfo(rdt).max, np.copysign(np.inf, want), want)
+    np.testing.assert_allclose(out.double().cpu().numpy(), want, rtol=res, atol=res * max(scale, 1.0))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(PAIRWISE))
+def test_dtype_device_matrix_box_pairs(name, dtype, device):
+    t1, b1 = matrix_boxes(dtype, device, 12, 1)
+    t2, b2 = matrix_boxes(dtype, device, 7, 2)
+    scale = SCALE if name in ("gap", "center") else 0.0
+    _check(PAIRWISE[name](t1, t2), brute_pairwise(REFS[name], b1, b2), dtype, device, scale)
+    want = np.array([REFS[name](a, b) for a, b in zip(b1[:7].tolist(), b2.tolist())])
+    _check(MATCHED[name](t1[:7], t2), want, dtype, device, scale)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dtype_device_matrix_sizes_area_conversions(dtype, device):
+    t1, b1 = matrix_boxes(dtype, device, 12, 3)
+    t2, b2 = matrix_boxes(dtype, device, 7, 4)
+    wh1, wh2 = t1[:, 2:] - t1[:, :2], t2[:, 2:] - t2[:, :2]  # exact in every dtype: same grid
+    w1, w2 = wh1.double().cpu().numpy(), wh2.double().cpu().numpy()
+    for pairwise, matched, ref in ((B.pairwise_wh_iou, B.matched_wh_iou, ref_wh_iou),
+                                   (B.pairwise_side_ratio, B.matched_side_ratio, ref_side_ratio)):
+        _check(pairwise(wh1, wh2), brute_pairwise(ref, w1, w2), dtype, device)
+        _check(matched(wh1[:7], wh2), np.array([ref(a, b) for a, b in zip(w1[:7], w2)]), dtype, device)
+    area = [(b[2] - b[0]) * (b[3] - b[1]) for b in b1.tolist()]
+    _check(B.box_area(t1), np.array(area), dtype, device, SCALE**2)
+    for kind in ("xywh_to_xyxy", "xyxy_to_xywh", "cxcywh_to_xyxy", "xyxy_to_cxcywh", "xywh_to_cxcywh",
+                 "cxcywh_to_xywh"):
+        _check(getattr(B, kind)(t1), np.array([ref_convert(kind, b) for b in b1.tolist()]), dtype, device,
+               SCALE)
+    stats = B.matched_overlaps(t1[:7], t2)
+    for name in B.OVERLAP_STATS:  # the fused kernel is the single kernels, bit for bit
+        assert torch.equal(stats[name], MATCHED[name](t1[:7], t2)), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_iou_of_large_boxes(dtype, device):
+    """Issue 11: float16 gave 0.0 (the area overflows to inf) and bfloat16 1.0; float64 says 0.9901."""
+    a = torch.tensor([[0.0, 0.0, 300.0, 300.0]], dtype=dtype, device=device)
+    b = torch.tensor([[1.0, 1.0, 301.0, 300.0]], dtype=dtype, device=device)
+    res = torch.finfo(dtype).resolution
+    for kind in KINDS:
+        out = B.pairwise_iou(a, b, kind)
+        assert out.dtype == dtype
+        want = ref_iou(a[0].double().tolist(), b[0].double().tolist(), kind)  # on the rounded inputs
+        assert abs(float(out) - want) <= res, kind
+        assert abs(float(out) - ref_iou([0, 0, 300, 300], [1, 1, 301, 300], kind)) <= res, kind
+
+
+@pytest.mark.parametrize("name", list(PAIRWISE))
+def test_non_finite_boxes_give_nan_for_every_kernel(name):
+    """Issue 11: _safe_div mapped inf/NaN to 0, so plain IoU of an overflowed box looked like 0."""
+    good = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 20.0]])
+    for bad in ([0.0, 0.0, math.inf, 10.0], [-math.inf, 0.0, 10.0, 10.0], [0.0, math.nan, 10.0, 10.0]):
+        boxes = np.array([bad, [1.0, 1.0, 9.0, 9.0]])
+        out = PAIRWISE[name](boxes, good)
+        assert np.isnan(out[0]).all() and np.isfinite(out[1]).all(), (name, bad)
+        assert np.isnan(MATCHED[name](boxes, good)[0]) and np.isnan(PAIRWISE[name](good, boxes)[:, 0]).all()
+    assert np.isnan(B.pairwise_wh_iou([[math.inf, 1.0]], [[1.0, 1.0]])).all()
+    assert np.isnan(B.pairwise_side_ratio([[math.nan, 1.0]], [[1.0, 1.0]])).all()
+    assert B.valid_predictions(np.array([[0.0, 0.0, math.inf, 1.0], [0.0, 0.0, 1.0, 1.0]])).tolist() == [False, True]
+
+
+def test_side_ratio_is_one_direction_of_both_ultralytics_forms():
+    """One kernel, one direction: ``side_ratio > 1/t`` is YOLOv5's ``max(r, 1/r) < t`` and autoanchor's x."""
+    rng = np.random.default_rng(7)
+    wh = rng.uniform(1, 300, size=(200, 2))
+    anchors = rng.uniform(5, 300, size=(9, 2))
+    x = B.pairwise_side_ratio(wh, anchors)
+    for i, (w, h) in enumerate(wh.tolist()):
+        for j, (aw, ah) in enumerate(anchors.tolist()):
+            rw, rh = w / aw, h / ah
+            worst = max(rw, 1 / rw, rh, 1 / rh)  # YOLOv5 build_targets
+            assert x[i, j] == pytest.approx(1 / worst, rel=1e-12)
+            assert (x[i, j] > 1 / 4.0) == (worst < 4.0)

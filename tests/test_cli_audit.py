@@ -15,7 +15,7 @@ from cocostat.candidates import write_store
 from cocostat.cli import main
 
 PREDICTION_KEYS = ("feature_maps_unmatched_better", "objects_unmatched_beats_worst_matched",
-                   "objects_unmatched_beats_best_matched", "objects_best_from_neighbour")
+                   "objects_unmatched_beats_best_matched", "objects_best_from_neighbor")
 
 
 @pytest.fixture

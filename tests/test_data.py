@@ -41,7 +41,7 @@ def test_from_dict_columns_sorted_and_indexed():
     assert ds.image_id.tolist() == [3, 7]
     # annotations sorted by (image index, annotation id); class_idx follows categories sorted by id
     assert ds.ann_id.tolist() == [12, 10, 11]
-    assert ds.ann_image.tolist() == [0, 1, 1]
+    assert ds.image_index.tolist() == [0, 1, 1]
     assert ds.ann_image_id.tolist() == [3, 7, 7]
     assert ds.category_id.tolist() == [5, 2, 5]
     assert ds.class_idx.tolist() == [1, 0, 1]

@@ -367,7 +367,7 @@ def test_real_yolov3_tiny_predictions_folder(tiny, real_data, tmp_path_factory):
                           rows[["gt_x1", "gt_y1", "gt_x2", "gt_y2"]].to_numpy(float))
         assert ((rows["obj"] * rows["cls_prob"] >= 0.05) & (iou >= 0.5) & rows["valid"]).any()
         assert m.gt_det[g] < 0 or d.score[m.gt_det[g]] < 0.05
-        same = np.flatnonzero((d.image_index == ds.ann_image[g]) & (d.class_idx == ds.class_idx[g])
+        same = np.flatnonzero((d.image_index == ds.image_index[g]) & (d.class_idx == ds.class_idx[g])
                               & (d.score >= 0.05) & m.kept)
         box = ds.boxes_xyxy()[g][None]
         assert not (matched_iou(d.boxes_xyxy()[same], np.repeat(box, same.size, 0)) >= 0.5).any()

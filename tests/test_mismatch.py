@@ -19,11 +19,11 @@ from benchmarks.bench_audit import (
     synthetic_dataset,
 )
 from cocostat.assign import ASSIGNERS, grid_from_manifest
-from cocostat.audit import run_model
 from cocostat.boxes import IOU_KINDS
 from cocostat.data import from_dict, load_dataset
 from cocostat.errors import CocostatWarning, OptionError
 from cocostat.mismatch import STATS, mismatch
+from cocostat.sources import run_model
 
 
 @pytest.fixture(autouse=True)

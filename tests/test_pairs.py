@@ -87,8 +87,9 @@ def reference(coco: dict, gap=10.0, iou=0.6, pair_metric="iou", center=10.0, cro
                 ioa_v = inter / small if small > 0 else 0.0
                 gx, gy = max(-iw, 0.0), max(-ih, 0.0)
                 gap_v = math.sqrt(gx * gx + gy * gy)
-                dx, dy = acx - bcx, acy - bcy
-                cd = math.sqrt(dx * dx + dy * dy)
+                # centres as cocostat.boxes defines them, (x1 + x2) / 2: twice the offset, halved
+                dx, dy = (ax1 + ax2) - (bx1 + bx2), (ay1 + ay2) - (by1 + by2)
+                cd = 0.5 * math.sqrt(dx * dx + dy * dy)
                 metric_v = iou_v if pair_metric == "iou" else ioa_v
                 key = (min(ac, bc), max(ac, bc))
                 out["cats"]["all"][key] += 1
@@ -136,6 +137,10 @@ def assert_matches(report, ref, pair_metric="iou"):
     expected = pd.DataFrame.from_dict(ref["per_image"], orient="index")[cols]
     got = pi[cols]
     for c in cols:
+        if c == "min_center":  # torch's vectorised float64 arithmetic may differ from math.sqrt by an ulp
+            np.testing.assert_allclose(got[c].to_numpy(), expected[c].to_numpy(dtype=float), rtol=1e-15,
+                                       atol=0, err_msg=c)
+            continue
         np.testing.assert_array_equal(got[c].to_numpy(), expected[c].to_numpy(dtype=got[c].dtype), err_msg=c)
 
 
@@ -393,6 +398,9 @@ def crowded_image():
 def test_crowded_image_is_chunked_with_bounded_memory(crowded_image):
     ds = crowded_image
     assert DEFAULT_CHUNK_PAIRS < 1_124_250  # the default chunking splits this image
+    # tracemalloc sees numpy's buffers, which scale with chunk_pairs; torch's temporaries (invisible
+    # to it) are bounded by pairs._KERNEL_PAIRS whatever the chunk size
+    overlap(ds, chunk_pairs=20_000)  # warm-up: torch's lazy first-call imports are not the statistics'
     tracemalloc.start()
     small = overlap(ds, chunk_pairs=20_000, pair_metric="ioa")
     peak_small = tracemalloc.get_traced_memory()[1]
@@ -403,7 +411,8 @@ def test_crowded_image_is_chunked_with_bounded_memory(crowded_image):
     tracemalloc.stop()
     assert small.to_dict() == whole.to_dict()
     pd.testing.assert_frame_equal(small.per_image, whole.per_image)
-    assert peak_small < 8 * 2**20 < 100 * 2**20 < peak_whole  # 20k pairs at a time stay small
+    # whole: ~85 MB (the kernel's own temporaries now live in 32k-pair pieces, so less than before)
+    assert peak_small < 8 * 2**20 < 50 * 2**20 < peak_whole  # 20k pairs at a time stay small
     # the counts agree with cocostat.boxes' dense pairwise kernels on the upper triangle
     xyxy = ds.boxes_xyxy()
     iu, ju = np.triu_indices(len(xyxy), 1)

@@ -252,12 +252,18 @@ def synth_model(tmp_path):
     return ann, cfg, weights
 
 
-def test_model_report_runs_every_analysis(synth_model, tmp_path):
+def _model_report(synth_model, tmp_path, out: str):
+    """The synthetic dataset and a report with its model (random weights, 64 px) in tmp_path/out."""
     ann, cfg, weights = synth_model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
         ds = load_coco(ann, image_dir=tmp_path / "synth", cache=False)
-        res = build_report(ds, out_dir=tmp_path / "rep", cfg=cfg, weights=weights, size=64, progress=False)
+        return ds, build_report(ds, out_dir=tmp_path / out, cfg=cfg, weights=weights, size=64, progress=False)
+
+
+def test_model_report_runs_every_analysis(synth_model, tmp_path):
+    ann, cfg, weights = synth_model
+    ds, res = _model_report(synth_model, tmp_path, "rep")
     status = {s.name: (s.status, s.reason) for s in res.analyses}
     assert res.predictions == tmp_path / "rep" / "predictions"
     assert (res.predictions / "manifest.json").is_file()
@@ -396,3 +402,209 @@ def test_real_yolov3_tiny_report(real_data, tmp_path, monkeypatch):
     assert "## errors" in md and "AP@0.5 = " in md
     size = sum(p.stat().st_size for p in res.files if "predictions" not in p.parts)
     assert size < 3_000_000
+
+
+# --------------------------------------------------------------------------------------------------
+# One description per call: the command line and the library keywords
+# --------------------------------------------------------------------------------------------------
+def test_call_renders_argv_and_kwargs_from_one_description():
+    from pathlib import Path
+
+    from cocostat.report import Call
+
+    call = Call("kmeans", {"size": 416, "k": None, "levels": 2, "compare": ("yolov3", "yolov3-tiny"),
+                           "plot": Path("o/plots/k.png"), "include_crowd": True, "per_image": None})
+    assert call.argv(["val2017", "--root", "r"]) == (
+        "kmeans", "val2017", "--root", "r", "--size", "416", "--levels", "2", "--compare", "yolov3",
+        "--compare", "yolov3-tiny", "--plot", "o/plots/k.png", "--include-crowd")
+    assert call.kwargs() == {"size": 416, "levels": 2, "compare": ("yolov3", "yolov3-tiny"),
+                             "plot": Path("o/plots/k.png"), "include_crowd": True}
+    assert Call("eval", {"detections": "d.json"}).argv() == ("eval", "-d", "d.json")
+    assert Call("report", {"cfg": None, "out_dir": "o"}).argv() == ("report", "-o", "o")
+    assert Call("x", {"predictions": "p", "k": 4}).kwargs(lambda key, v: v * 2) == {"predictions": "pp", "k": 8}
+
+
+def test_every_listed_command_parses_with_the_cli(sample_report):
+    """Each reproducing command is a valid invocation of its cocostat command (click parses it)."""
+    for s in sample_report.analyses:
+        if s.status != "done":
+            continue
+        argv = shlex.split(s.command)[1:]
+        cmd = main.commands[argv[0]]
+        ctx = cmd.make_context(argv[0], argv[1:])  # raises on an unknown or malformed option
+        assert ctx.params
+
+
+# --------------------------------------------------------------------------------------------------
+# kmeans is skipped on a typed condition, not on an error message's text
+# --------------------------------------------------------------------------------------------------
+def test_kmeans_skipped_on_too_few_distinct_boxes_and_only_then(tmp_path, monkeypatch):
+    from cocostat.data import from_dict
+    from cocostat.errors import TooFewBoxesError
+
+    assert issubclass(TooFewBoxesError, OptionError)  # the CLI still exits 2 on it
+    coco = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in range(3)],
+            "annotations": [{"id": j, "image_id": j % 3, "category_id": 1, "bbox": [1, 1, 10 + 10 * (j % 3), 20],
+                             "area": 200.0, "iscrowd": 0} for j in range(12)],
+            "categories": [{"id": 1, "name": "a"}]}
+    ds = from_dict(coco, name="three-sizes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CocostatWarning)
+        res = build_report(ds, out_dir=tmp_path / "r")
+    km = res.section("kmeans")
+    assert km.status == "skipped" and km.reason.startswith("only 3 distinct box size(s)")
+    assert "kmeans_anchors.png" not in {p.name for s in res.analyses for p in s.plots}
+
+    import cocostat.anchors as anchors
+
+    def fails(*a, **k):  # an error that merely mentions the words must not be taken for that condition
+        raise OptionError("--size 417: no distinct box size fits")
+
+    monkeypatch.setattr(anchors, "kmeans", fails)
+    with warnings.catch_warnings(), pytest.raises(OptionError, match="417"):
+        warnings.simplefilter("ignore", CocostatWarning)
+        build_report(ds, out_dir=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad inputs and interruptions: nothing half-written, an older report never mixed with a new one
+# --------------------------------------------------------------------------------------------------
+def _tree(folder):
+    """{relative path: bytes} of every file under folder (symlinks as their target)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _siblings(folder):
+    return sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}."))
+
+
+def test_truncated_detections_give_one_line_and_leave_nothing(synth_model, tmp_path):
+    ann = synth_model[0]
+    _, first = _model_report(synth_model, tmp_path, "a")
+    det = first.predictions / "detections" / "rank000-chunk000000.parquet"  # what the report reads
+    det.write_bytes(det.read_bytes()[: len(det.read_bytes()) // 2])  # truncated mid-way
+    out = tmp_path / "b"
+    res = CliRunner().invoke(main, ["report", str(ann), "--images", str(tmp_path / "synth"), "--predictions",
+                                    str(first.predictions), "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and str(det) in res.stderr and "cannot read the detection part" in res.stderr
+    assert len([ln for ln in res.stderr.splitlines() if ln.startswith("error:")]) == 1
+    assert not out.exists() and _siblings(out) == []  # no plots/ with three PNGs in it, no stage
+
+
+@pytest.mark.parametrize("case", ["size", "weights", "images"])
+def test_early_errors_leave_no_report_folder(synth_model, tmp_path, case):
+    ann, cfg, weights = synth_model
+    args = ["report", str(ann), "--images", str(tmp_path / "synth"), "--cfg", str(cfg), "--weights", str(weights)]
+    if case == "size":
+        args += ["--size", "417"]
+        message = "417"
+    elif case == "weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+        message = "tiny.weights: cfg tiny.cfg expects"
+    else:
+        (tmp_path / "synth" / "0003.png").unlink()
+        message = "0003.png"
+    out = tmp_path / "deep" / "r"
+    res = CliRunner().invoke(main, [*args, "-o", str(out), "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr and "Traceback" not in res.output
+    assert not out.exists() and not (tmp_path / "deep").exists()  # not even an empty OUT/plots/
+
+
+def _old_report(synth_model, tmp_path):
+    """A complete report (with a model) in tmp_path/a, plus a file of the user's there."""
+    ds, first = _model_report(synth_model, tmp_path, "a")
+    (tmp_path / "a" / "notes.txt").write_text("mine")
+    return ds, first
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_interrupted_report_leaves_the_older_one_intact(synth_model, tmp_path, monkeypatch, exc):
+    import cocostat.pairs
+
+    ds, first = _old_report(synth_model, tmp_path)
+    before = _tree(tmp_path / "a")
+    assert "plots/eval_summary.png" in before and "report.md" in before
+
+    def crash(*a, **k):  # overlap runs after anchor-audit, mismatch, eval and errors have drawn their plots
+        raise exc
+
+    monkeypatch.setattr(cocostat.pairs, "overlap", crash)
+    with warnings.catch_warnings(), pytest.raises(type(exc)):
+        warnings.simplefilter("ignore", CocostatWarning)
+        build_report(load_dataset("sample"), out_dir=tmp_path / "a")  # another dataset, no predictions
+    assert _tree(tmp_path / "a") == before  # the old report, byte for byte: no new plot beside it
+    assert _siblings(tmp_path / "a") == []
+
+
+def test_new_report_replaces_the_old_one_whole_and_keeps_foreign_files(synth_model, tmp_path):
+    ds, first = _old_report(synth_model, tmp_path)
+    old = _tree(tmp_path / "a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CocostatWarning)
+        res = build_report(ds, out_dir=tmp_path / "a", predictions=first.predictions)  # the predictions in OUT
+    new = _tree(tmp_path / "a")
+    assert new["notes.txt"] == b"mine"  # the user's file
+    assert {k: v for k, v in new.items() if k.startswith("predictions/")} == \
+        {k: v for k, v in old.items() if k.startswith("predictions/")}  # the input folder, carried over
+    assert set(new) - {k for k in new if k.startswith("predictions/")} == \
+        {"notes.txt", *(p.relative_to(res.out_dir).as_posix() for p in res.files)}
+    assert str(res.out_dir / "predictions") in res.markdown.read_text()
+    assert ".staging-" not in res.markdown.read_text() + res.html.read_text()
+    assert ".staging-" not in json.dumps(res.to_dict(), default=str)
+    assert _siblings(tmp_path / "a") == []
+
+
+def test_report_sections_never_name_the_staging_folder(synth_model, tmp_path):
+    ann, cfg, weights = synth_model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CocostatWarning)
+        ds = load_coco(ann, image_dir=tmp_path / "synth", cache=False)
+        res = build_report(ds, out_dir=tmp_path / "rep", cfg=cfg, weights=weights, size=64, progress=False)
+    text = res.markdown.read_text() + res.html.read_text() + json.dumps(res.to_dict(), default=str)
+    text += " ".join(str(w.message) for w in caught)
+    assert ".staging-" not in text
+    assert res.section("anchor-audit").result.source == f"predictions {tmp_path / 'rep' / 'predictions'}"
+    assert res.section("predict").result.out_dir == tmp_path / "rep" / "predictions"
+    for s in res.analyses:
+        for p in s.plots:
+            assert p.parent == tmp_path / "rep" / "plots" and p.is_file()
+
+
+def test_swap_killed_between_renames_is_restored(tmp_path):
+    import subprocess
+    import sys
+
+    from cocostat.staging import StagedFolder
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)
+    holder = tmp_path / f".rep.old-{pid}-abc"
+    (holder / "rep").mkdir(parents=True)
+    (holder / "rep" / "report.md").write_text("old")
+    stale = tmp_path / f".rep.staging-{pid}-xyz"
+    stale.mkdir()
+    with StagedFolder(tmp_path / "rep", keep=lambda rel: True) as stage:
+        assert (tmp_path / "rep" / "report.md").read_text() == "old"  # put back before anything else
+        assert not holder.exists() and not stale.exists()
+        stage.real(tmp_path / "rep" / "new.txt").write_text("new")
+        stage.commit()
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["new.txt", "report.md"]
+    assert _siblings(tmp_path / "rep") == []
+
+
+def test_out_may_not_be_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["report", "-o", "."])
+    assert res.exit_code == 2 and "current folder" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_skipped_predict_section_does_not_say_the_model_ran(sample_report):
+    md = sample_report.markdown.read_text()
+    section = md.split("## predict\n", 1)[1].split("\n## ", 1)[0]
+    assert "*Skipped: no model" in section
+    assert "ran once" not in section

@@ -81,7 +81,7 @@ def test_streamed_anchor_audit_equals_the_whole_table(real, iou, assigner):
     assert rep.objects_unmatched_beats_best_matched == int(res["beats_best"].sum())
     assert rep.objects_unmatched_beats_worst_matched == int(res["beats_worst"].sum())
     assert rep.objects_compared == int(((res["n_pos"] > 0) & np.isfinite(res["u_max"])).sum())
-    assert rep.objects_best_from_neighbour == int(res["from_neighbour"].sum())
+    assert rep.objects_best_from_neighbor == int(res["from_neighbor"].sum())
     pa = rep.per_anchor
     assert pa["matched"].tolist() == matched.sum(0).tolist()
     assert pa["best_when_unmatched"].tolist() == res["best_when_unmatched"].tolist()
