@@ -1,15 +1,69 @@
 """Atomic file writes: write to a temporary file in the target's folder, then rename over it.
 
 A reader never sees a half-written file, and an interrupted or failed write leaves nothing behind.
+
+A process killed outright (SIGKILL, OOM, power loss) cannot delete its temporary file. Temporary
+names say whose they are: ``.NAME.cocostat-tmp.HOST.PID.RANDOM.SUFFIX`` in the target's folder,
+so ``ls -a`` shows them and :func:`sweep_stale` finds them. Every atomic write sweeps its folder
+first: a temporary file of this host whose process is no longer alive is deleted. (Files of other
+hosts, on a shared folder, are left to their host; files of live processes are being written.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+#: marks cocostat's temporary files; see the module docstring for the whole name.
+TMP_TAG = ".cocostat-tmp."
+_TMP_RE = re.compile(re.escape(TMP_TAG) + r"(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process (or a pid no system has)
+        return isinstance(pid, int) and pid < 2**31
+    return True
+
+
+def sweep_stale(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files in ``folder`` left by dead cocostat processes of this host; return them."""
+    host, removed = _host(), []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP_RE.search(entry.name)
+        if m is None or not entry.name.startswith(".") or m["host"] != host or _alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):  # another process may be sweeping too
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _reason(exc: OSError, target: Path) -> str:
+    """Why ``target`` cannot be written, naming the other path involved when it is not a temporary file."""
+    reason = exc.strerror or str(exc)
+    other = str(exc.filename) if exc.filename is not None else ""
+    if not other or TMP_TAG in other or other == str(target):
+        return f"cannot write the file: {reason}"
+    if Path(other).is_file() and Path(other) in target.parents:
+        return f"cannot write the file: {other} is a file, not a folder"
+    return f"cannot write the file: {reason}: {other}"
 
 
 @contextlib.contextmanager
@@ -17,21 +71,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, on error delete it.
 
     The temporary file keeps ``path``'s suffix, so libraries that pick a format by extension
-    (pandas, matplotlib) still do so.
+    (pandas, matplotlib) still do so. An ``OSError`` about the temporary file is raised naming
+    ``path``, the file the user asked for.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+    tmp_path = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale(target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TMP_TAG}{_host()}.{os.getpid()}.",
+                                   suffix=target.suffix, dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
+        raise OSError(exc.errno, _reason(exc, target), str(target)) from exc
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
         raise
 
 

@@ -29,8 +29,58 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), err=True)
 
 
+#: exit status of an interrupted command (128 + SIGINT, what a shell reports for Ctrl-C), and its line.
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted (Ctrl-C); an interrupted predict run continues with --resume"
+
+
+def _one_line(exc: BaseException) -> str | None:
+    """The one-line message of an error a user can cause, or None for a bug (shown with its traceback).
+
+    - :class:`CocostatError`: its message (bad input, bad option).
+    - ``OSError``: a path that cannot be read or written, named with the reason (``/proc/x.png: No
+      such file or directory``); an output is never half-written (:mod:`cocostat.atomic`).
+    - decode errors of an input file (``UnicodeDecodeError``, ``json.JSONDecodeError``,
+      ``msgspec.DecodeError``) that a library function did not already turn into a CocostatError.
+    """
+    import json
+
+    if isinstance(exc, CocostatError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return f"{exc.filename}: {reason}" if exc.filename else f"{type(exc).__name__}: {reason}"
+    if isinstance(exc, (UnicodeDecodeError, json.JSONDecodeError)):
+        return f"an input file is not valid {'UTF-8' if isinstance(exc, UnicodeDecodeError) else 'JSON'}: {exc}"
+    msgspec = sys.modules.get("msgspec")
+    if msgspec is not None and isinstance(exc, msgspec.DecodeError):
+        return f"an input file is not valid JSON: {exc}"
+    return None
+
+
 class CocostatGroup(click.Group):
-    """A click group that turns CocostatError into a one-line message and exit status 2."""
+    """The one boundary between the library and the user.
+
+    Every error a user can cause ends as exactly one line ``error: ...`` on stderr and exit status 2:
+    a :class:`CocostatError`, an ``OSError`` on a path (an unwritable output, an unreadable input),
+    a decode error of an input file, and click's own usage errors (an unknown option, a bad choice,
+    a missing required option). Ctrl-C ends with one line and exit status 130; a ``predict`` run
+    stopped so continues with ``--resume``. ``--debug`` (or ``COCOSTAT_DEBUG=1``) shows the traceback
+    of every error instead.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:  # usage errors: one line instead of Usage/Try/Error
+            click.echo(f"error: {exc.format_message()} (see cocostat {_command_in(args)}--help)", err=True)
+            rv = 2
+        except (click.Abort, KeyboardInterrupt):  # Ctrl-C while click itself was parsing
+            click.echo(f"error: {INTERRUPTED}", err=True)
+            rv = EXIT_INTERRUPTED
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
         debug = ctx.params.get("debug") or os.environ.get("COCOSTAT_DEBUG") == "1"
@@ -39,11 +89,29 @@ class CocostatGroup(click.Group):
             warnings.showwarning = _show_warning
             try:
                 return super().invoke(ctx)
-            except CocostatError as exc:
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except KeyboardInterrupt:
                 if debug:
                     raise
-                click.echo(f"error: {exc}", err=True)
+                click.echo(f"error: {INTERRUPTED}", err=True)
+                ctx.exit(EXIT_INTERRUPTED)
+            except BrokenPipeError:  # `cocostat ... | head`: the reader left; say nothing
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush cannot fail again
+                ctx.exit(1)
+            except Exception as exc:
+                message = _one_line(exc)
+                if message is None or debug:
+                    raise
+                click.echo(f"error: {message}", err=True)
                 ctx.exit(2)
+
+
+def _command_in(args) -> str:
+    """``'NAME '`` of the subcommand in ``args`` (for the --help hint of a usage error), else ``''``."""
+    argv = sys.argv[1:] if args is None else list(args)
+    name = next((a for a in argv if not a.startswith("-")), None)
+    return f"{name} " if name in main.commands else ""
 
 
 @click.group(cls=CocostatGroup, context_settings=CONTEXT_SETTINGS)
@@ -57,6 +125,36 @@ def main(debug: bool) -> None:
     YOLO dataset: an ultralytics dataset YAML or Darknet .data file (with --split), an image-list
     .txt or an image folder.
     """
+
+
+class OutputPath(click.Path):
+    """A file or folder the command will write: refused before any work when it cannot be written.
+
+    The nearest existing ancestor must be a folder this process may write to (``existing_file/x.json``
+    is refused); a file output must not name an existing folder, a folder output not an existing file
+    (``folder=None``: either). Nothing is created here: the write itself (atomic,
+    :mod:`cocostat.atomic`) creates the folders.
+    """
+
+    def __init__(self, *, folder: bool | None = False):
+        super().__init__(file_okay=not folder, dir_okay=folder is not False)
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        path = os.path.abspath(os.fspath(value))
+        ancestor = os.path.dirname(path)
+        while not os.path.lexists(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        if not os.path.isdir(ancestor):
+            self.fail(f"{value}: cannot be written, {ancestor} is a file, not a folder", param, ctx)
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            self.fail(f"{value}: cannot be written, no write permission in {ancestor}", param, ctx)
+        return value
+
+
+OUTPUT_FILE = OutputPath()
+OUTPUT_DIR = OutputPath(folder=True)
+OUTPUT_FILE_OR_DIR = OutputPath(folder=None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,7 +187,7 @@ def output_options(func):
 
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                   help="table for people; json or csv for machines (on stdout).")
-    @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+    @click.option("-o", "--output", type=OUTPUT_FILE, default=None,
                   help="Write the result to FILE (atomically) instead of stdout.")
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -127,6 +225,15 @@ def resolve_device(name: str):
     return device
 
 
+def _wrote(*paths) -> None:
+    """Name every file or folder a command wrote on stderr, one ``wrote PATH`` line each (None: skipped).
+
+    The result of ``-o/--output`` is named by :func:`cocostat.render.emit`."""
+    for path in paths:
+        if path is not None and str(path):
+            click.echo(f"wrote {path}", err=True)
+
+
 # --------------------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------------------
@@ -143,7 +250,9 @@ def info_cmd(dataset, fmt, output):
 @main.command("kmeans")
 @dataset_options
 @click.option("--size", default=416, show_default=True, type=int,
-              help="Network input side in pixels; box sizes are brought to it first.")
+              help="Network input side in pixels; box sizes are brought to it first. Any size >= 1: "
+                   "kmeans runs no model, so no grid stride constrains it (predict, anchor-audit and "
+                   "report need a multiple of their model's largest stride).")
 @click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox", show_default=True,
               help="letterbox: each image's long side becomes SIZE (ultralytics, mmdetection); "
                    "stretch: width and height each become SIZE (Darknet).")
@@ -169,7 +278,7 @@ def info_cmd(dataset, fmt, output):
 @click.option("--compare", multiple=True, metavar="ANCHORS",
               help="Also measure this anchor set: yolov3, yolov3-spp, yolov3-tiny, a Darknet cfg path, "
                    "or a list '10,13, 16,30, ...'. Repeatable.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+@click.option("--plot", type=OUTPUT_FILE, default=None,
               help="Write a PNG of the box width/height density (log axes) with the anchors marked.")
 @device_option
 @output_options
@@ -190,8 +299,7 @@ def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, ev
                     include_crowd=include_crowd, restarts=restarts, seed=seed, evolve=evolve,
                     fitness_name=fitness_name, iou_t=iou_t, ratio_t=ratio_t, compare=compare, levels=levels,
                     device=device, plot=plot)
-    if report.plot:
-        click.echo(f"wrote {report.plot}", err=True)
+    _wrote(report.plot)
     emit(report, fmt, output)
 
 
@@ -214,11 +322,11 @@ def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, ev
 @click.option("--exclude-crowd", is_flag=True, help="Drop iscrowd annotations (default: counted).")
 @click.option("--by-category", is_flag=True,
               help="List the category pairs with most pairs per criterion.")
-@click.option("--per-image", "per_image", type=click.Path(dir_okay=False), default=None,
+@click.option("--per-image", "per_image", type=OUTPUT_FILE, default=None,
               help="Write one row per image to FILE (.csv, or .parquet/.pq).")
 @click.option("--examples", "examples", type=int, default=0, show_default=True,
               help="List the K most extreme images per criterion.")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--plot", "plot_dir", type=OUTPUT_DIR, default=None,
               help="Write PNG histograms of pair IoU, gap, centre distance and aspect ratio to DIR.")
 @output_options
 def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, size, exclude_crowd,
@@ -250,10 +358,9 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
                      crowd_pairs=crowd_pairs, aspect=aspect, size=size, exclude_crowd=exclude_crowd,
                      by_category=by_category, examples=examples)
     if per_image:
-        click.echo(f"wrote {write_per_image(report, per_image)}", err=True)
+        _wrote(write_per_image(report, per_image))
     if plot_dir:
-        for path in plot_overlap(report, plot_dir):
-            click.echo(f"wrote {path}", err=True)
+        _wrote(*plot_overlap(report, plot_dir))
     emit(report, fmt, output)
 
 
@@ -262,9 +369,10 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
 @click.option("--cfg", "cfg", required=True, type=click.Path(dir_okay=False), help="Darknet .cfg file.")
 @click.option("--weights", required=True, type=click.Path(dir_okay=False),
               help="Darknet .weights file, or an ultralytics YOLOv3 .pt checkpoint (read with weights_only=True).")
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("-o", "--out", "out_dir", required=True, type=OUTPUT_DIR,
               help="Predictions folder to write (manifest.json, candidates/ and detections/ parts, detections.json).")
-@click.option("--size", default=416, show_default=True, help="Letterbox side in pixels (a multiple of 32).")
+@click.option("--size", default=416, show_default=True,
+              help="Letterbox side in pixels: a multiple of the model's largest stride (32), at most 4096.")
 @click.option("--batch-size", default=16, show_default=True, help="Images per forward pass.")
 @device_option
 @click.option("--half", is_flag=True, help="float16 inference (CUDA only).")
@@ -278,13 +386,18 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
               help="Image-decoding worker processes (default: min(8, cores) on CUDA, cores // 4 from 1 to 4 "
                    "on CPU; 0: decode in the main process).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT, skipping finished images.")
+@click.option("--skip-bad-images", is_flag=True,
+              help="Go on without image files that are missing or cannot be decoded (counted in a warning, "
+                   "listed in OUT/manifest.json); default: the first one is an error.")
+@click.option("--chunk-images", default=None, type=int,
+              help="Images per resumable chunk [default: 256]; --resume needs the same value.")
 @click.option("--draw", default=0, show_default=True, metavar="K",
               help="Save the first K images with detections drawn to OUT/draw/.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="Summary on stdout: table for people; json or csv for machines.")
 def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, conf, nms_iou, max_det,
-                neighborhood, workers, resume, draw, no_progress, fmt):
+                neighborhood, workers, resume, skip_bad_images, chunk_images, draw, no_progress, fmt):
     """Run a Darknet YOLOv3 model over DATASET's images once; write detections and candidates to OUT (format 2).
 
     Scale past one machine with `torchrun --nproc-per-node N -m cocostat predict ...`: each rank takes
@@ -297,8 +410,10 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
         model = load_model(cfg, weights, device=rank_device)
         result = predict(dataset, model, size=size, batch_size=batch_size, conf=conf, nms_iou=nms_iou,
                          max_det=max_det, neighborhood=neighborhood, workers=workers, half=half,
-                         progress=not no_progress, out_dir=out_dir, resume=resume, draw=draw)
+                         progress=not no_progress, out_dir=out_dir, resume=resume, draw=draw,
+                         skip_bad_images=skip_bad_images, chunk_images=chunk_images)
     if result.rank == 0:
+        _wrote(result.out_dir, *result.drawn)
         emit(result, fmt)
 
 
@@ -346,7 +461,7 @@ def _audit_options(func):
                   help="wh-IoU threshold of the yolov3 assigner.")
     @click.option("--ratio-t", "ratio_t", type=float, default=4.0, show_default=True,
                   help="Width/height ratio threshold of the yolov5 assigner.")
-    @click.option("--per-object", "per_object", type=click.Path(dir_okay=False), default=None,
+    @click.option("--per-object", "per_object", type=OUTPUT_FILE, default=None,
                   help="Write one row per object to FILE (.parquet or .csv).")
     @click.option("--examples", type=int, default=0, show_default=True, help="List the K worst images.")
     @click.option("--batch-size", "batch_size", type=int, default=16, show_default=True,
@@ -396,8 +511,10 @@ def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, 
         report = anchor_audit(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
                               ratio_t=ratio_t, examples=examples, device=rank_device,
                               per_object=per_object or False)
-        rank = _dist_info()[0]
+        rank, world = _dist_info()
     if rank == 0:
+        if per_object and world == 1:
+            _wrote(per_object)
         emit(report, fmt, output)
 
 
@@ -406,7 +523,7 @@ def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, 
 @_audit_options
 @click.option("--neighborhood", type=int, default=0, show_default=True,
               help="Candidates: every anchor at the cells within this many cells of the centre cell.")
-@click.option("--plot", "plot", type=click.Path(file_okay=False), default=None,
+@click.option("--plot", "plot", type=OUTPUT_DIR, default=None,
               help="Write 2-D histograms of IoU against objectness and class-aware score per level into DIR.")
 @device_option
 @output_options
@@ -422,8 +539,11 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
         report = mismatch(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
                           ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot,
                           device=rank_device, per_object=per_object or False)
-        rank = _dist_info()[0]
+        rank, world = _dist_info()
     if rank == 0:
+        _wrote(*report.plots)
+        if per_object and world == 1:
+            _wrote(per_object)
         emit(report, fmt, output)
 
 
@@ -462,20 +582,22 @@ def eval_cmd(dataset, detections, class_agnostic, per_class, conf, backend, fmt,
 @click.option("--conf", type=float, default=0.25, show_default=True,
               help="Operating confidence: objects are found when their matched detection scores this much.")
 @click.option("--top", type=int, default=10, show_default=True, help="Hard examples to list.")
-@click.option("--draw", type=click.Path(file_okay=False), default=None,
+@click.option("--draw", type=OUTPUT_DIR, default=None,
               help="Draw ground truth and detections on the hard examples into DIR (PNG).")
 @output_options
 def errors_cmd(dataset, detections, predictions_dir, iou, bg_iou, merge_iou, conf, top, draw, fmt, output):
     """TIDE-style errors (what each error type costs in AP), merged and suppressed objects, hard images."""
     from cocostat.diagnose import diagnose
 
-    emit(diagnose(dataset, detections, predictions=predictions_dir, iou=iou, bg_iou=bg_iou,
-                  merge_iou=merge_iou, conf=conf, top=top, draw=draw), fmt, output)
+    report = diagnose(dataset, detections, predictions=predictions_dir, iou=iou, bg_iou=bg_iou,
+                      merge_iou=merge_iou, conf=conf, top=top, draw=draw)
+    _wrote(*report.drawn)
+    emit(report, fmt, output)
 
 
 @main.command("convert")
 @dataset_options
-@click.option("-o", "--output", "output", required=True, type=click.Path(),
+@click.option("-o", "--output", "output", required=True, type=OUTPUT_FILE_OR_DIR,
               help="COCO JSON file to write (from a YOLO dataset), or YOLO layout folder (from COCO JSON).")
 @click.option("--to-split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
               help="The split key in the YAML written from COCO JSON.")
@@ -502,7 +624,7 @@ def convert_cmd(dataset, output, to_split, folder, fmt):
               help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).")
 @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
               help="Predictions folder written by `cocostat predict -o DIR` (instead of --cfg/--weights).")
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("-o", "--out", "out_dir", required=True, type=OUTPUT_DIR,
               help="Report folder: report.md, report.html and plots/ are written there.")
 @click.option("--size", type=int, default=None,
               help="Network input side in pixels (kmeans, boxes-only audit, predict) "

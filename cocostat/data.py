@@ -9,14 +9,34 @@ Why a hand-written loader rather than ``pycocotools.coco.COCO``: pycocotools bui
 annotation, segmentation polygons included, which for train2017 (448 MB, 860k annotations) costs
 tens of seconds and several GB. Here msgspec decodes the JSON straight into small typed structs and
 skips ``segmentation`` (and every other unused key) without building Python objects for it; the
-parsed arrays are then cached on disk (keyed by path, size and mtime) so a second load is a
-memory-mapped ``.npz`` read.
+parsed arrays are then cached on disk so a second load is an ``.npz`` read.
+
+The cache is keyed by a SHA-256 hash of the file's bytes (and :data:`CACHE_VERSION`), never by path,
+size or mtime, so it cannot go stale: a file replaced in place is a miss. Hashing reads the file
+once (SHA-256 is the fastest hashlib digest on CPUs with SHA instructions, about 2 GB/s: a fraction
+of parsing). An unreadable or corrupt cache entry is a miss too, and is rewritten.
+
+What a bad file gets (one :class:`~cocostat.errors.DatasetFormatError` naming the file and, where
+there is one, the annotation or image; or a counted :class:`~cocostat.errors.CocostatWarning`):
+
+- invalid JSON, a missing or mistyped key: an error with msgspec's JSON path (``$.images[3].id``);
+- an id, width, height or iscrowd that does not fit a signed 64-bit integer (``2**70``): an error;
+- ``NaN``/``Infinity`` anywhere (what Python's ``json.dump`` writes for a float nan/inf; not JSON):
+  an error naming the value and the annotation that holds it. A non-finite box cannot be measured,
+  so it is rejected rather than flagged;
+- a bbox value beyond :data:`MAX_COORD` pixels (``1e308``), or a negative width or height: an error;
+- a nonzero bbox value closer to 0 than :data:`MIN_COORD` (``1e-310``): an error;
+- zero-width or zero-height boxes; boxes far outside their image (reaching more than the image's own
+  width or height beyond its border); no images; no annotations (an empty or missing list): a
+  warning with the count, and the analysis goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import re
+from typing import Annotated
 import hashlib
 import os
 import warnings
@@ -32,30 +52,40 @@ import platformdirs
 from cocostat import yolo
 from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFoundError, OptionError
 
-#: Bump when the cached array layout changes, so stale caches are ignored.
-CACHE_VERSION = 2
+#: Bump when the cached array layout (or what the loader checks) changes, so old entries are ignored.
+CACHE_VERSION = 3
 SAMPLE_NAME = "sample"
+#: largest |bbox value| accepted, in pixels: 2**24, where float32 (the torch kernels) stops counting
+#: whole pixels exactly. No image is that large; a value beyond it is a broken file, not a big box.
+MAX_COORD = float(2**24)
+#: smallest nonzero |bbox value| accepted: float32's smallest normal number (about 1.2e-38). The float32
+#: torch kernels would read a smaller one as 0 while the float64 numpy ones overflow on 1 / 1e-310;
+#: no annotation tool writes such a value (float round-off leaves 1e-14, which is accepted).
+MIN_COORD = float(np.finfo(np.float32).tiny)
+
+#: an integer column of the file: must fit int64 (an id of 2**70 is refused by the decoder, with its path).
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 # --- JSON schema: only the keys an analysis needs; msgspec skips the rest (segmentation) unparsed.
 class _Image(msgspec.Struct):
-    id: int
-    width: int
-    height: int
+    id: Int64
+    width: Int64
+    height: Int64
     file_name: str = ""
 
 
 class _Annotation(msgspec.Struct):
-    id: int
-    image_id: int
-    category_id: int
+    id: Int64
+    image_id: Int64
+    category_id: Int64
     bbox: tuple[float, float, float, float]
     area: float | None = None
-    iscrowd: int = 0
+    iscrowd: Int64 = 0
 
 
 class _Category(msgspec.Struct):
-    id: int
+    id: Int64
     name: str = ""
     supercategory: str = ""
 
@@ -183,9 +213,50 @@ def _decode(raw: bytes, where: str) -> _Coco:
         with _no_gc():
             return msgspec.json.decode(raw, type=_Coco)
     except msgspec.ValidationError as exc:
-        raise DatasetFormatError(f"{where}: not a COCO instances file: {exc}") from None
+        hint = " (ids and sizes must fit a signed 64-bit integer)" if str(2**63 - 1) in str(exc) else ""
+        raise DatasetFormatError(f"{where}: not a COCO instances file: {exc}{hint}") from None
     except msgspec.DecodeError as exc:
+        nonfinite = _nonfinite_error(raw, where)
+        if nonfinite is not None:
+            raise nonfinite from None
         raise DatasetFormatError(f"{where}: invalid JSON: {exc}") from None
+
+
+#: NaN/Infinity as a JSON value (after ``[``, ``,`` or ``:``), as Python's json.dump writes float nan/inf.
+_NONFINITE = re.compile(rb"(?<=[\[,:])(\s*)(-?Infinity|NaN)(?=\s*[,\]}])")
+
+
+class _LenientAnnotation(msgspec.Struct):
+    id: object = None
+    bbox: list[float | str] | None = None
+
+
+class _LenientCoco(msgspec.Struct):
+    annotations: list[_LenientAnnotation] = []
+
+
+def _nonfinite_error(raw: bytes, where: str) -> DatasetFormatError | None:
+    """The error for a file holding NaN/Infinity values (not JSON), naming the first annotation, or None.
+
+    Only on the error path: each such token is quoted (``NaN`` -> ``"NaN"``) and the file decoded
+    again into a lenient schema to find the annotation whose bbox holds one.
+    """
+    found = _NONFINITE.search(raw)
+    if found is None:
+        return None
+    count = len(_NONFINITE.findall(raw))
+    what = (f"{count} NaN/Infinity value(s) in the file, the first {found[2].decode()} at byte {found.start(2)}; "
+            f"JSON has no such numbers (Python's json.dump writes them for a float nan or inf)")
+    try:
+        lenient = msgspec.json.decode(_NONFINITE.sub(rb'\1"\2"', raw), type=_LenientCoco)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return DatasetFormatError(f"{where}: {what}")
+    for ann in lenient.annotations:
+        if ann.bbox is not None and any(isinstance(v, str) for v in ann.bbox):
+            shown = "[" + ", ".join(str(v) for v in ann.bbox) + "]"
+            return DatasetFormatError(f"annotation {ann.id} in {where}: bbox must be 4 finite numbers, "
+                                      f"got {shown} ({what})")
+    return DatasetFormatError(f"{where}: {what}")
 
 
 def _check_unique(ids: np.ndarray, what: str, where: str) -> None:
@@ -198,6 +269,10 @@ def _check_unique(ids: np.ndarray, what: str, where: str) -> None:
         )
 
 
+#: the list of the file an id column refers to.
+_LIST_OF = {"image_id": "images", "category_id": "categories"}
+
+
 def _lookup(sorted_ids: np.ndarray, query: np.ndarray, ann_id: np.ndarray, what: str, where: str) -> np.ndarray:
     """Index of each ``query`` id in ``sorted_ids``; raise naming the first annotation whose id is unknown."""
     idx = np.searchsorted(sorted_ids, query)
@@ -207,7 +282,7 @@ def _lookup(sorted_ids: np.ndarray, query: np.ndarray, ann_id: np.ndarray, what:
         bad = np.flatnonzero(~ok)
         raise DatasetFormatError(
             f"annotation {int(ann_id[bad[0]])} in {where}: {what} {int(query[bad[0]])} is not in the "
-            f"file's {what.split('_')[0]}s list ({bad.size} annotation(s) affected)"
+            f"file's {_LIST_OF[what]} list ({bad.size} annotation(s) affected)"
         )
     return idx
 
@@ -247,14 +322,25 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
             f"image {int(image_id[i])} in {where}: width and height must be positive, "
             f"got {int(width[i])} x {int(height[i])}"
         )
-    bad = ~(np.isfinite(bbox).all(axis=1) & (bbox[:, 2] >= 0) & (bbox[:, 3] >= 0))
+    if ((width > MAX_COORD) | (height > MAX_COORD)).any():
+        i = int(np.flatnonzero((width > MAX_COORD) | (height > MAX_COORD))[0])
+        raise DatasetFormatError(f"image {int(image_id[i])} in {where}: width and height must be at most "
+                                 f"{int(MAX_COORD)} px, got {int(width[i])} x {int(height[i])}")
+    size_ok = (np.abs(bbox) <= MAX_COORD) & ((bbox == 0) | (np.abs(bbox) >= MIN_COORD))  # (G, 4)
+    bad = ~(size_ok.all(axis=1) & (bbox[:, 2] >= 0) & (bbox[:, 3] >= 0))
     if bad.any():
         i = np.flatnonzero(bad)
+        huge = ("; values must be 0 or between 1.2e-38 and 2**24 = 16777216 px in size" if not size_ok[i[0]].all()
+                else "")
         raise DatasetFormatError(
             f"annotation {int(ann_id[i[0]])} in {where}: bbox must be 4 finite numbers with w, h >= 0, "
-            f"got {bbox[i[0]].tolist()} ({i.size} bad box(es) in the file)"
+            f"got {bbox[i[0]].tolist()}{huge} ({i.size} bad box(es) in the file)"
         )
-    _warn_zero_size(bbox, where)
+    bad_area = np.isinf(area)  # 1e999 decodes to inf; NaN stands for "no area in the file"
+    if bad_area.any():
+        i = np.flatnonzero(bad_area)
+        raise DatasetFormatError(f"annotation {int(ann_id[i[0]])} in {where}: area must be a finite number, "
+                                 f"got {area[i[0]]} ({i.size} bad area(s) in the file)")
     area = np.where(np.isnan(area), bbox[:, 2] * bbox[:, 3], area)
 
     order_i = np.argsort(image_id, kind="stable")
@@ -267,20 +353,41 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
     order = np.lexsort((ann_id, image_index))
     counts = np.bincount(image_index, minlength=image_id.size)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return Dataset(
+    ds = Dataset(
         name=name, path=path, image_dir=image_dir,
         image_id=image_id, file_name=file_name, width=width, height=height,
         ann_id=ann_id[order], image_index=image_index[order], category_id=ann_cat[order],
         class_idx=class_idx[order].astype(np.int64), bbox=bbox[order], area=area[order],
         iscrowd=iscrowd[order], categories=categories, offsets=offsets,
     )
+    _warn_quality(ds, where)
+    return ds
 
 
-def _warn_zero_size(bbox: np.ndarray, where: str) -> None:
-    """Warn with the count of zero-width or zero-height boxes (legal: real COCO has some)."""
+def _warn_quality(ds: Dataset, where: str) -> None:
+    """Warn, with counts, about what is legal but worth knowing; a cache hit warns as a fresh parse does.
+
+    - no images, or no annotations (an empty or missing ``annotations`` list): every count is 0;
+    - zero-width or zero-height boxes (real COCO has some);
+    - boxes far outside their image: reaching more than the image's own width (height) beyond its
+      left or right (top or bottom) border, i.e. not inside ``[-W, 2W] x [-H, 2H]``.
+    """
+    if ds.num_images == 0:
+        warnings.warn(f"{where}: the file lists no images; every count is 0", CocostatWarning, stacklevel=4)
+    elif ds.num_annotations == 0:
+        warnings.warn(f"{where}: no annotations (the 'annotations' list is empty or missing); counts and "
+                      f"statistics of boxes are 0 or empty", CocostatWarning, stacklevel=4)
+    bbox = ds.bbox
     zero = int(((bbox[:, 2] == 0) | (bbox[:, 3] == 0)).sum())
     if zero:
         warnings.warn(f"{where}: {zero} annotation(s) have zero width or height", CocostatWarning, stacklevel=4)
+    w, h = ds.width[ds.image_index], ds.height[ds.image_index]  # (G,) pixels
+    far = (bbox[:, 0] < -w) | (bbox[:, 1] < -h) | (bbox[:, 0] + bbox[:, 2] > 2 * w) | (bbox[:, 1] + bbox[:, 3] > 2 * h)
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        warnings.warn(f"{where}: {int(far.sum())} annotation(s) have boxes far outside their image (e.g. "
+                      f"annotation {int(ds.ann_id[i])}: bbox {bbox[i].tolist()} on a {int(w[i])} x {int(h[i])} "
+                      f"image); they are kept", CocostatWarning, stacklevel=4)
 
 
 def from_dict(coco: dict, name: str = "memory", image_dir: Path | None = None) -> Dataset:
@@ -296,10 +403,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COCOSTAT_CACHE") or platformdirs.user_cache_dir("cocostat"))
 
 
-def _cache_file(path: Path) -> Path:
-    st = path.stat()
-    key = f"{CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    return cache_dir() / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+def content_key(data: bytes | None = None, *, path: str | os.PathLike | None = None) -> str:
+    """Hex SHA-256 (first 128 bits) of a file's bytes (``data``, or the file at ``path`` read in 8 MiB blocks).
+
+    What identifies an annotation file for the cache and for ``predict --resume``: its content,
+    never its path, size or modification time.
+    """
+    h = hashlib.sha256()
+    if data is not None:
+        h.update(data)
+    else:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 23):
+                h.update(block)
+    return h.hexdigest()[:32]
+
+
+def _cache_file(path: Path, key: str) -> Path:
+    return cache_dir() / f"{path.stem}-v{CACHE_VERSION}-{key}.npz"
 
 
 def _save_cache(ds: Dataset, file: Path) -> None:
@@ -316,13 +437,19 @@ def _save_cache(ds: Dataset, file: Path) -> None:
 
 
 def _load_cache(file: Path, name: str, path: Path, image_dir: Path | None) -> Dataset | None:
+    """The cached dataset, or None when the entry is missing, unreadable or inconsistent (a miss)."""
     try:
         with np.load(file, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError):
+        categories = pd.DataFrame({k[4:]: arrays.pop(k) for k in [k for k in arrays if k.startswith("cat_")]})
+        ds = Dataset(name=name, path=path, image_dir=image_dir, categories=categories, **arrays)
+        consistent = (ds.offsets.shape == (ds.num_images + 1,) and int(ds.offsets[-1]) == ds.num_annotations
+                      and ds.bbox.shape == (ds.num_annotations, 4)
+                      and all(getattr(ds, k).shape[0] == ds.num_annotations for k in _ANN_COLUMNS)
+                      and all(getattr(ds, k).shape[0] == ds.num_images for k in _IMAGE_COLUMNS))
+    except Exception:  # noqa: BLE001 - BadZipFile, a missing key, a truncated array: all mean "parse again"
         return None
-    categories = pd.DataFrame({k[4:]: arrays.pop(k) for k in [k for k in arrays if k.startswith("cat_")]})
-    return Dataset(name=name, path=path, image_dir=image_dir, categories=categories, **arrays)
+    return ds if consistent else None
 
 
 def load_coco(path: str | os.PathLike, *, name: str | None = None, image_dir: str | os.PathLike | None = None,
@@ -345,18 +472,22 @@ def load_coco(path: str | os.PathLike, *, name: str | None = None, image_dir: st
         raise DatasetNotFoundError(f"annotation file {path} does not exist")
     name = name or path.stem
     image_dir = Path(image_dir) if image_dir is not None else None
-    file = _cache_file(path) if cache else None
-    if file is not None and file.is_file():
-        ds = _load_cache(file, name, path, image_dir)
-        if ds is not None:
-            _warn_zero_size(ds.bbox, path.name)  # a cache hit reports what a fresh parse reports
-            return ds
-    coco = _decode(path.read_bytes(), path.name)
+    if cache:
+        file = _cache_file(path, content_key(path=path))
+        if file.is_file():
+            ds = _load_cache(file, name, path, image_dir)
+            if ds is not None:
+                _warn_quality(ds, path.name)  # a cache hit reports what a fresh parse reports
+                return ds
+    raw = path.read_bytes()
+    key = content_key(raw) if cache else None  # the bytes parsed: a file changed since it was hashed is no risk
+    coco = _decode(raw, path.name)
+    del raw
     with _no_gc():
         ds = _build(coco, name, path, image_dir, path.name)
     del coco
-    if file is not None:
-        _save_cache(ds, file)
+    if key is not None:
+        _save_cache(ds, _cache_file(path, key))
     return ds
 
 

@@ -533,7 +533,9 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
         if detections is None:
             if not pred.has_detections:
                 raise DatasetFormatError(f"{pred.folder}: no detections; pass --detections FILE")
-            detections = pred  # read as columns, no dict per detection
+            # format 2: read as columns, no dict per detection; format 1: its JSON files, which
+            # load_detections names when one is broken
+            detections = pred if pred.version >= 2 else tuple(pred.detection_files)
     if detections is None:
         raise OptionError("give the detections: --detections FILE (COCO results JSON) or --predictions DIR")
     dets = load_detections(detections, dataset)

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from cocostat.boxes import matched_iou, xywh_to_xyxy
-from cocostat.data import Dataset
+from cocostat.data import Dataset, Int64
 from cocostat.errors import (
     CocostatWarning,
     DatasetFormatError,
@@ -87,8 +87,8 @@ def summary_lines(stats) -> list[str]:
 # Detections: loading and validation
 # --------------------------------------------------------------------------------------------------
 class _Det(msgspec.Struct):
-    image_id: int
-    category_id: int
+    image_id: Int64
+    category_id: Int64
     bbox: tuple[float, float, float, float]
     score: float
 
@@ -199,14 +199,32 @@ def _numpy_scalar(obj):
     raise TypeError(f"cannot read a {type(obj).__name__} as a number")
 
 
+def _read_results(path: Path) -> list[_Det]:
+    """Decode one COCO results file; every way it can be broken is a one-line error naming ``path``."""
+    if not path.is_file():
+        raise DatasetNotFoundError(f"detections file {path} does not exist")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DatasetFormatError(f"{path}: the file is empty; expected a JSON list of detections "
+                                 f"{{image_id, category_id, bbox: [x, y, w, h], score}}")
+    try:
+        return msgspec.json.decode(raw, type=list[_Det])
+    except msgspec.ValidationError as exc:
+        raise DatasetFormatError(f"{path}: not a COCO results file (a JSON list of {{image_id, "
+                                 f"category_id, bbox: [x, y, w, h], score}}): {exc}") from None
+    except msgspec.DecodeError as exc:  # truncated, NaN (json.dump's), not JSON at all
+        raise DatasetFormatError(f"{path}: invalid JSON ({len(raw)} bytes; truncated or not JSON?): {exc}") from None
+
+
 def load_detections(source, dataset: Dataset) -> Detections:
     """Read COCO results (a JSON list of ``{image_id, category_id, bbox, score}``) and validate them.
 
     Args:
-        source: a path to a results JSON file, a predictions folder (path or
-            :class:`~cocostat.candidates.Predictions`; its columnar detection parts are read, no dict
-            per detection), a list of result dicts, or :class:`Detections` (returned as is). Extra
-            keys (``segmentation``, ``id``) are ignored.
+        source: a path to a results JSON file, a tuple of such paths (read in turn and concatenated),
+            a predictions folder (path or :class:`~cocostat.candidates.Predictions`; its columnar
+            detection parts are read, no dict per detection; a version-1 folder's JSON files), a list
+            of result dicts, or :class:`Detections` (returned as is). Extra keys (``segmentation``,
+            ``id``) are ignored.
         dataset: the ground truth the detections refer to.
 
     Raises:
@@ -226,21 +244,11 @@ def load_detections(source, dataset: Dataset) -> Detections:
                                np.stack([cols["x"], cols["y"], cols["w"], cols["h"]], axis=1), cols["score"],
                                source=str(source.folder or "predictions"))
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        where = path.name
-        if not path.is_file():
-            raise DatasetNotFoundError(f"detections file {path} does not exist")
-        raw = path.read_bytes()
-        if not raw.strip():
-            raise DatasetFormatError(f"{path}: the file is empty; expected a JSON list of detections "
-                                     f"{{image_id, category_id, bbox: [x, y, w, h], score}}")
-        try:
-            dets = msgspec.json.decode(raw, type=list[_Det])
-        except msgspec.ValidationError as exc:
-            raise DatasetFormatError(f"{where}: not a COCO results file (a JSON list of {{image_id, "
-                                     f"category_id, bbox: [x, y, w, h], score}}): {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise DatasetFormatError(f"{where}: invalid JSON: {exc}") from None
+        where = Path(source).name
+        dets = _read_results(Path(source))
+    elif isinstance(source, tuple) and all(isinstance(s, (str, os.PathLike)) for s in source):
+        where = ", ".join(Path(s).name for s in source) or "detections"
+        dets = [d for s in source for d in _read_results(Path(s))]
     else:
         where = "detections"
         try:  # through JSON bytes, so numpy scalars are accepted and values stay exact

@@ -57,6 +57,7 @@ from cocostat.boxes import matched_iou, valid_predictions
 from cocostat.candidates import (
     CANDIDATES_DIR,
     COLUMNS,
+    DETECTION_COLUMNS,
     DETECTIONS_DIR,
     DETECTIONS_JSON,
     FORMAT_NAME,
@@ -92,8 +93,12 @@ __all__ = [
     "predict",
 ]
 
-#: images per resumable chunk (per rank).
+#: images per resumable chunk (per rank) unless ``chunk_images`` says otherwise.
 CHUNK_IMAGES = 256
+#: largest letterbox side accepted, in pixels. One image costs 3 S^2 bytes decoded and the first conv
+#: of YOLOv3 holds 32 S^2 float32 values: 2 GB per image at 4096, far beyond any published YOLOv3
+#: setting (320..1536). A larger --size is refused before any image is decoded.
+MAX_SIZE = 4096
 #: detections drawn by ``--draw`` have at least this score.
 DRAW_SCORE = 0.25
 _PARTIAL = ".partial"
@@ -171,6 +176,7 @@ class PredictResult:
             "images_processed": done,
             "images_resumed": (self.manifest.get("images") or 0) - done if self.world_size > 1
             else self.resumed_images,
+            "images_skipped": len(self.manifest.get("skipped_images") or ()),
             "world_size": self.world_size,
             "seconds": round(total, 3),
             "images_per_second": round(done / total, 2) if total > 0 and done else None,
@@ -199,6 +205,7 @@ class PredictResult:
                 ("candidate rows", d["candidate_rows"]),
                 ("candidates per annotation", d["candidates_per_annotation"]),
                 ("images processed / resumed", f"{d['images_processed']} / {d['images_resumed']}"),
+                ("images skipped (unreadable)", d["images_skipped"]),
                 ("processes", self.world_size), ("seconds", d["seconds"]),
                 ("images per second", d["images_per_second"])]
         t = self.timings
@@ -437,11 +444,26 @@ class ImageFiles(torch.utils.data.Dataset):
 
 
 def _collate(items):
-    idx = torch.tensor([it[0] for it in items], dtype=torch.int64)
-    wh = torch.tensor([[it[2], it[3]] for it in items], dtype=torch.int64)
+    """Items of :class:`ImageFiles` -> (idx (B,), imgs (B, S, S, 3) uint8 or None, wh (B, 2), errors).
+
+    The images that failed to decode are left out of ``idx``, ``imgs`` and ``wh`` (B counts the
+    good ones) and listed in ``errors`` as ``(position, message)``; ``imgs`` is None when B is 0.
+    """
+    good = [it for it in items if not it[4]]
+    idx = torch.tensor([it[0] for it in good], dtype=torch.int64)
+    wh = torch.tensor([[it[2], it[3]] for it in good], dtype=torch.int64).reshape(-1, 2)
     errors = [(it[0], it[4]) for it in items if it[4]]
-    imgs = None if errors else torch.from_numpy(np.stack([it[1] for it in items]))  # (B, S, S, 3) uint8
+    imgs = torch.from_numpy(np.stack([it[1] for it in good])) if good else None  # (B, S, S, 3) uint8
     return idx, imgs, wh, errors
+
+
+def _bad_images(errors: list[tuple[int, str]], dataset: Dataset, paths: Sequence[str], skip: bool) -> list[dict]:
+    """The manifest's entries for images that could not be read; a DatasetFormatError unless ``skip``."""
+    if errors and not skip:
+        i, msg = errors[0]
+        raise DatasetFormatError(f"image {int(dataset.image_id[i])} of {dataset.name}: cannot decode {paths[i]}: "
+                                 f"{msg} (--skip-bad-images goes on without such images)")
+    return [{"image_id": int(dataset.image_id[i]), "file": str(paths[i]), "error": msg} for i, msg in errors]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -480,6 +502,15 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+def _all_gather_lists(items: list, world: int) -> list:
+    """Every rank's ``items`` concatenated in rank order (JSON-safe values)."""
+    if world == 1:
+        return items
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, items)
+    return [x for part in gathered for x in part]
+
+
 def _all_sum(values: list[int], world: int, device: torch.device) -> list[int]:
     if world == 1:
         return values
@@ -493,9 +524,14 @@ def _all_sum(values: list[int], world: int, device: torch.device) -> list[int]:
 # predict
 # --------------------------------------------------------------------------------------------------
 def _check_options(dataset: Dataset, model: DarknetModel, size, batch_size, conf, nms_iou, max_det, neighborhood,
-                   workers, half, device, draw) -> list[int]:
+                   workers, half, device, draw, chunk_images=CHUNK_IMAGES) -> list[int]:
+    if isinstance(size, int) and size > MAX_SIZE:
+        raise OptionError(f"--size must be at most {MAX_SIZE} px (one {size} x {size} image needs "
+                          f"{3 * size * size / 2**30:.1f} GiB decoded and far more in the network), got {size}")
     strides = model.check_size(size)
     checks = [
+        (isinstance(chunk_images, int) and chunk_images >= 1,
+         f"--chunk-images must be a positive integer, got {chunk_images}"),
         (isinstance(batch_size, int) and batch_size >= 1, f"--batch-size must be a positive integer, got {batch_size}"),
         (0 <= conf <= 1, f"--conf must lie in [0, 1], got {conf}"),
         (0 <= nms_iou <= 1, f"--nms-iou must lie in [0, 1], got {nms_iou}"),
@@ -523,16 +559,38 @@ def _check_options(dataset: Dataset, model: DarknetModel, size, batch_size, conf
 
 
 def _settings(dataset: Dataset, model: DarknetModel, size, conf, nms_iou, max_det, neighborhood, half, world,
-              pad_value) -> dict:
+              pad_value, chunk_images=CHUNK_IMAGES, skip_bad_images=False) -> dict:
+    """What a resumed run must share with the run it continues (``--resume`` compares these).
+
+    The dataset is identified by what it is, not by how it was spelt: the SHA-256 hash of the
+    annotation file's bytes (a dataset built in memory: its name), the image folder's resolved path
+    (``--root coco`` and ``--root /abs/coco`` are the same), and hashes of the image ids and file names.
+    """
+    from cocostat.data import content_key
+
     ids = np.ascontiguousarray(dataset.image_id)
+    names = "\n".join(str(f) for f in dataset.file_name).encode()
     return {
         "cfg_sha256": model.cfg.text_sha256, "weights_sha256": model.weights_sha256, "size": size,
         "conf": conf, "nms_iou": nms_iou, "max_det": max_det, "neighborhood": neighborhood, "half": bool(half),
-        "world_size": world, "chunk_images": CHUNK_IMAGES, "pad_value": pad_value,
-        "dataset": str(dataset.path) if dataset.path else dataset.name,
+        "world_size": world, "chunk_images": chunk_images, "pad_value": pad_value,
+        "skip_bad_images": bool(skip_bad_images),
+        "annotations_sha256": content_key(path=dataset.path) if dataset.path else f"in memory: {dataset.name}",
+        "image_dir": os.path.realpath(dataset.image_dir) if dataset.image_dir else None,
         "image_ids_sha256": hashlib.sha256(ids.tobytes()).hexdigest(),
+        "file_names_sha256": hashlib.sha256(names).hexdigest(),
         "annotations": dataset.num_annotations,
     }
+
+
+def _check_files(dataset: Dataset, positions: np.ndarray, paths: Sequence[str], skip: bool) -> None:
+    """A DatasetFormatError naming the first missing image file (unless ``skip``: it is skipped later)."""
+    missing = [i for i in positions if not os.path.isfile(paths[i])]
+    if missing and not skip:
+        i = missing[0]
+        raise DatasetFormatError(f"image {int(dataset.image_id[i])} of {dataset.name}: file {paths[i]} not found "
+                                 f"({len(missing)} of {len(positions)} image file(s) missing; "
+                                 f"--skip-bad-images goes on without them)")
 
 
 def _level_info(model: DarknetModel, size: int, strides: list[int]) -> list[dict]:
@@ -545,7 +603,7 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
             device: str | torch.device | None = None, conf: float = 0.001, nms_iou: float = 0.6,
             max_det: int = 100, neighborhood: int = 1, workers: int | None = None, half: bool = False,
             progress: bool = True, out_dir: str | os.PathLike | None = None, resume: bool = False,
-            draw: int = 0) -> PredictResult:
+            draw: int = 0, skip_bad_images: bool = False, chunk_images: int | None = None) -> PredictResult:
     """Run ``model`` over ``dataset``'s images; return (and with ``out_dir``, write) detections and candidates.
 
     Args:
@@ -566,6 +624,12 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
         resume: continue an interrupted run in ``out_dir`` (same settings required), skipping its
             finished chunks; a complete folder is read back instead of recomputed.
         draw: save the first ``draw`` images (of rank 0) with their detections drawn, to ``out_dir/draw``.
+        skip_bad_images: go on without image files that are missing or cannot be decoded; they are
+            counted in a warning and listed in the manifest (``skipped_images``: image_id, file, error).
+            Their annotations get no candidate rows and no detections. Default: the first such file
+            is an error, before any output is written when the file is missing.
+        chunk_images: images per resumable chunk (default :data:`CHUNK_IMAGES`); a resumed run must
+            use the same value.
 
     Returns:
         a :class:`PredictResult`.
@@ -577,14 +641,15 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
     """
     t_start = time.perf_counter()
     device = torch.device(device) if device is not None else model.device
+    chunk_images = CHUNK_IMAGES if chunk_images is None else chunk_images
     strides = _check_options(dataset, model, size, batch_size, conf, nms_iou, max_det, neighborhood, workers,
-                             half, device, draw)
+                             half, device, draw, chunk_images)
     if (draw or resume) and out_dir is None:
         raise OptionError("--draw and --resume need an output folder (out_dir)")
     rank, world = _dist_info()
     letterbox = Letterbox(size)
     settings = _settings(dataset, model, size, conf, nms_iou, max_det, neighborhood, half, world,
-                         letterbox.pad_value)
+                         letterbox.pad_value, chunk_images, skip_bad_images)
     manifest = {
         "cfg": str(model.cfg.name), "weights": model.weights_path, "weights_sha256": model.weights_sha256,
         "size": size, "letterbox": letterbox.to_dict(), "anchors": [list(a) for a in model.cfg.anchors],
@@ -602,6 +667,10 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
     manifest["layout"] = layout.to_dict()
     out = Path(out_dir) if out_dir is not None else None
     mine = tuple(dataset.image_id[rank::world].tolist())
+    # this rank's images; a missing file is an error before anything is written (unless skipped)
+    positions = np.arange(dataset.num_images)[rank::world]
+    paths = [str(dataset.image_dir / str(f)) if dataset.image_dir else "" for f in dataset.file_name]
+    _check_files(dataset, positions, paths, skip_bad_images)
 
     # ---- resume a complete folder, or prepare the folder ------------------------------------------
     if out is not None:
@@ -625,14 +694,7 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
         _barrier(world)
 
     # ---- this rank's images, in chunks --------------------------------------------------------------
-    positions = np.arange(dataset.num_images)[rank::world]
-    paths = [str(dataset.image_dir / str(f)) if dataset.image_dir else "" for f in dataset.file_name]
-    missing = [i for i in positions if not os.path.isfile(paths[i])]
-    if missing:
-        i = missing[0]
-        raise DatasetFormatError(f"image {int(dataset.image_id[i])} of {dataset.name}: file {paths[i]} not found "
-                                 f"({len(missing)} of {len(positions)} image file(s) missing)")
-    chunks = [positions[k:k + CHUNK_IMAGES] for k in range(0, len(positions), CHUNK_IMAGES)]
+    chunks = [positions[k:k + chunk_images] for k in range(0, len(positions), chunk_images)]
     # a chunk's two parts: candidates first, then detections, whose file marks the chunk finished
     chunk_files = [(out / CANDIDATES_DIR / part_name(rank, c), out / DETECTIONS_DIR / part_name(rank, c))
                    if out is not None else None for c in range(len(chunks))]
@@ -658,6 +720,7 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
     chunk_of = {int(p): c for c in todo for p in chunks[c]}
     kept: dict[int, tuple[CandidateArrays, dict]] = {}  # in memory only when nothing is written
     pending: dict[int, list] = {c: [] for c in todo}
+    skipped: dict[int, list[dict]] = {c: [] for c in range(len(chunks))}
     left = {c: len(chunks[c]) for c in todo}
     counts = np.zeros(3, np.int64)  # this rank's objects, detections, chunks stored
     n_done = 0
@@ -666,11 +729,20 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
         for idx, imgs, wh, errors in loader:
             t1 = time.perf_counter()
             timings["loading"] += t1 - t0
-            if errors:
-                i, msg = errors[0]
-                raise DatasetFormatError(f"image {int(dataset.image_id[i])} of {dataset.name}: cannot decode "
-                                         f"{paths[i]}: {msg}")
+            bad = _bad_images(errors, dataset, paths, skip_bad_images)
             idx_np = idx.numpy()
+            c = chunk_of[int(idx_np[0]) if len(idx_np) else errors[0][0]]
+            skipped[c].extend(bad)
+            if not len(idx_np):  # every image of the batch was bad
+                left[c] -= len(errors)
+                if left[c] == 0:
+                    arrays, dets = _finish_chunk(pending.pop(c), layout, chunk_files[c], skipped[c])
+                    counts += (len(arrays), len(dets["score"]), 1)
+                    if out is None:
+                        kept[c] = (arrays, dets)
+                bar(len(errors))
+                t0 = time.perf_counter()
+                continue
             size_mismatch += int(((wh[:, 0].numpy() != dataset.width[idx_np])
                                   | (wh[:, 1].numpy() != dataset.height[idx_np])).sum())
             batch_out, t_parts = _run_batch(runner, imgs, idx_np, wh.numpy(), dataset, boxes_xyxy, letterbox,
@@ -678,18 +750,17 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
                                             cat_ids, layout)
             for k, v in t_parts.items():
                 timings[k] += v
-            c = chunk_of[int(idx_np[0])]
             pending[c].append(batch_out)
-            left[c] -= len(idx_np)
+            left[c] -= len(idx_np) + len(errors)
             if left[c] == 0:
                 tw = time.perf_counter()
-                arrays, dets = _finish_chunk(pending.pop(c), layout, chunk_files[c])
+                arrays, dets = _finish_chunk(pending.pop(c), layout, chunk_files[c], skipped[c])
                 counts += (len(arrays), len(dets["score"]), 1)
                 if out is None:
                     kept[c] = (arrays, dets)
                 timings["writing"] += time.perf_counter() - tw
             n_done += len(idx_np)
-            bar(len(idx_np))
+            bar(len(idx_np) + len(errors))
             t0 = time.perf_counter()
 
     tw = time.perf_counter()
@@ -698,6 +769,14 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
                       f"their annotations were scaled by file size / declared size", CocostatWarning, stacklevel=2)
     for c in sorted(done_chunks):  # chunks stored by an earlier run: their counts from the parquet footers
         counts += (_parquet_rows(chunk_files[c][0]), _parquet_rows(chunk_files[c][1]), 1)
+        skipped_file = _skipped_file(chunk_files[c])
+        skipped[c] = json.loads(skipped_file.read_text()) if skipped_file.is_file() else []
+    bad_images = _all_gather_lists([d for c in range(len(chunks)) for d in skipped[c]], world)
+    if bad_images:
+        warnings.warn(f"{len(bad_images)} image(s) of {dataset.name} could not be read and were skipped (e.g. "
+                      f"{bad_images[0]['file']}: {bad_images[0]['error']}); the manifest lists them",
+                      CocostatWarning, stacklevel=2)
+    manifest["skipped_images"] = bad_images
     n_objects, n_dets, n_parts, n_done_all = _all_sum([*counts.tolist(), n_done], world, device)
     manifest["detections"]["count"] = n_dets
     manifest["candidate_rows"] = n_objects * layout.size
@@ -882,12 +961,22 @@ def _detect(flat: Tensor, conf: float, nms_iou: float, max_det: int) -> tuple[Te
     return img[keep], cls[keep], box[keep], score[keep]
 
 
-def _finish_chunk(parts: list, layout, files: tuple[Path, Path] | None) -> tuple[CandidateArrays, dict]:
-    """Join a chunk's batches; with ``files``, write its candidate part, then its detection part."""
+def _skipped_file(files: tuple[Path, Path]) -> Path:
+    """Where a chunk's list of images skipped by --skip-bad-images waits until the manifest holds it."""
+    return files[0].parent.parent / _PARTIAL / files[0].name.replace(".parquet", ".skipped.json")
+
+
+def _finish_chunk(parts: list, layout, files: tuple[Path, Path] | None,
+                  skipped: list[dict] = ()) -> tuple[CandidateArrays, dict]:
+    """Join a chunk's batches; with ``files``, write its skipped-image list (if any), its candidate part,
+    then its detection part (which marks the chunk finished)."""
     blocks = [p[0] for p in parts]
     arrays = concat_arrays(blocks) if blocks else empty_arrays(layout)
-    dets = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]} if parts else {}
+    dets = ({k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]} if parts
+            else {c: np.zeros(0, t) for c, t in DETECTION_COLUMNS.items()})
     if files is not None:
+        if skipped:
+            write_text(_skipped_file(files), json.dumps(list(skipped)))
         write_part(arrays, layout, files[0])
         write_detection_part(dets, files[1])
     return arrays, dets

@@ -26,6 +26,8 @@ from rich.table import Table
 from cocostat.atomic import write_bytes
 
 FORMATS = ("table", "json", "csv")
+#: console width of tables that go to a file or a pipe: wide enough that no real table folds.
+FILE_WIDTH = 1000
 
 
 class Report(Protocol):
@@ -71,11 +73,16 @@ def format_value(v) -> str:
 
 
 def frame_table(title: str, frame: pd.DataFrame) -> Table:
-    """A rich Table of a DataFrame (numbers right-aligned)."""
+    """A rich Table of a DataFrame (numbers right-aligned).
+
+    Cells are never cut with "...": a table wider than the console folds long cells onto more
+    lines (``overflow="fold"``), every character kept; :func:`emit` gives a console that is not a
+    terminal the table's full width, so files and pipes get one line per row.
+    """
     table = Table(title=title, title_justify="left", title_style="bold")
     for col in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col])
-        table.add_column(str(col), justify="right" if numeric else "left")
+        table.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
     for row in frame.itertuples(index=False):
         table.add_row(*(escape(format_value(v)) for v in row))  # cells are data, never markup
     return table
@@ -103,7 +110,7 @@ def render(report: Report, fmt: str = "table") -> bytes:
         return report.to_frame().to_csv(index=False).encode()
     if fmt == "table":
         buf = io.StringIO()
-        render_text(report, Console(file=buf, width=120, color_system=None, force_terminal=False))
+        render_text(report, Console(file=buf, width=FILE_WIDTH, color_system=None, force_terminal=False))
         return buf.getvalue().encode()
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
@@ -111,9 +118,11 @@ def render(report: Report, fmt: str = "table") -> bytes:
 def emit(report: Report, fmt: str = "table", output: str | None = None) -> None:
     """Write a report to ``output`` (atomically) or to stdout; tables on a terminal get colour."""
     if output:
-        write_bytes(output, render(report, fmt))
+        written = write_bytes(output, render(report, fmt))
+        print(f"wrote {written}", file=sys.stderr)
     elif fmt == "table":
-        render_text(report, Console(file=sys.stdout, soft_wrap=False))
+        terminal = sys.stdout.isatty()
+        render_text(report, Console(file=sys.stdout, soft_wrap=False, width=None if terminal else FILE_WIDTH))
     else:
         out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
         data = render(report, fmt)

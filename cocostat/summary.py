@@ -62,7 +62,20 @@ class DatasetInfo:
         }
 
     def to_frame(self) -> pd.DataFrame:
-        return self.per_category.copy()
+        """One ``dataset`` row with the headline counts, then one ``category`` row per category.
+
+        Columns: ``scope``, ``category_id``, ``name``, ``images``, ``images_with_annotations``,
+        ``annotations``, ``crowd``, ``categories``, ``small``, ``medium``, ``large``. A category's
+        ``images`` are the images holding one of its annotations; columns a category row has no
+        value for are empty.
+        """
+        head = {"scope": "dataset", "category_id": pd.NA, "name": self.name, "images": self.images,
+                "images_with_annotations": self.images_with_annotations, "annotations": self.annotations,
+                "crowd": self.crowd, "categories": self.categories, **self.size_buckets}
+        cats = self.per_category.assign(scope="category")
+        frame = pd.concat([pd.DataFrame([head]), cats], ignore_index=True)[list(head)]
+        ints = [c for c in head if c not in ("scope", "name")]
+        return frame.astype({c: "Int64" for c in ints})
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
         overview = pd.DataFrame({
@@ -98,7 +111,9 @@ def info(ds: Dataset) -> DatasetInfo:
     }
     w, h = ds.bbox[:, 2], ds.bbox[:, 3]
     pos = (w > 0) & (h > 0)
-    rows = {"width": w, "height": h, "aspect": w[pos] / h[pos]}
+    with np.errstate(over="ignore"):  # a 1e-300 px high box has an aspect beyond float64: the largest float
+        aspect = np.minimum(w[pos] / h[pos], np.finfo(np.float64).max)
+    rows = {"width": w, "height": h, "aspect": aspect}
     box_pct = pd.DataFrame(
         {name: (np.percentile(v, PERCENTILES) if v.size else np.full(len(PERCENTILES), np.nan))
          for name, v in rows.items()},

@@ -729,7 +729,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
         DatasetNotFoundError: an image does not exist.
         DatasetFormatError: an unreadable image header, or a bad label line (file and line named).
     """
-    from cocostat.data import _assemble, _load_cache, _save_cache, _warn_zero_size, cache_dir
+    from cocostat.data import _assemble, _load_cache, _save_cache, _warn_quality, cache_dir
 
     file = side = None
     if cache:
@@ -740,7 +740,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
             if ds is not None:
                 try:
                     _warn(src.name, json.loads(side.read_text()))
-                    _warn_zero_size(ds.bbox, src.name)
+                    _warn_quality(ds, src.name)
                     return ds
                 except (OSError, ValueError, KeyError):
                     pass

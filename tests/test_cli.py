@@ -42,7 +42,7 @@ def test_info_table_and_csv(runner):
     assert res.exit_code == 0 and "annotations" in res.stdout and "person" in res.stdout
     res = runner.invoke(main, ["info", "sample", "--format", "csv"])
     lines = res.stdout.splitlines()
-    assert lines[0] == "category_id,name,annotations,images" and len(lines) == 81
+    assert lines[0].startswith("scope,category_id,name,images,") and len(lines) == 82  # dataset row + 80
 
 
 @pytest.mark.realdata

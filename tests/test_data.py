@@ -244,6 +244,6 @@ def test_top_level_info_api():
     rep = cocostat.info(cocostat.load_dataset())
     d = rep.to_dict()
     assert (d["images"], d["annotations"], d["crowd"]) == (128, 939, 10)
-    assert len(rep.to_frame()) == 80
+    assert len(rep.to_frame()) == 81 and (rep.to_frame()["scope"] == "category").sum() == 80
     with pytest.raises(AttributeError):
         cocostat.no_such_thing  # noqa: B018
