@@ -110,7 +110,7 @@ def inputs(tmp_path_factory, real_data):
     frame, manifest = synthetic_candidates(40, per_image=5, neighborhood=1, seed=3)
     preds = root / "preds"
     write_candidates(frame, preds / "candidates.parquet")
-    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds)
+    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds, version=1)
     synth = write_json(root / "instances_synth.json", synthetic_dataset(frame))
     sample_dets = write_json(root / "sample_dets.json", fake_detections(json.loads(sample_path().read_text()), 1))
     tiny_ann = real_data / "coco-tiny" / "annotations" / "instances_val2017.json"
@@ -174,7 +174,7 @@ def test_truncated_detections_json_is_named(tmp_path):
     frame, manifest = synthetic_candidates(40, per_image=5, neighborhood=1, seed=4)
     preds = tmp_path / "preds"
     write_candidates(frame, preds / "candidates.parquet")
-    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds)
+    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds, version=1)
     synth = synthetic_dataset(frame)
     ann = write_json(tmp_path / "instances_synth.json", synth)
     dets = json.dumps(fake_detections(synth, 5))
