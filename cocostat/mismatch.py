@@ -374,7 +374,7 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
         ex = pd.DataFrame(columns=["image_id", "file_name", "objects", "obj_not_best", "iou_lost", "mean_best_iou",
                                    "mean_obj_iou"])
     return Mismatch(
-        source=src.source, anchors=src.grid.name, assigner=kind.short, iou=iou, iou_t=float(iou_t),
+        source=src.source, anchors=src.grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
         ratio_t=float(ratio_t), neighborhood=int(neighborhood), objects=int(counts["objects"]),
         candidates_per_object=most,
         obj_not_best=int(counts["obj_not_best"]), score_not_best=int(counts["score_not_best"]),
