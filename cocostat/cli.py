@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import click
 
@@ -420,7 +421,7 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
 
 @main.command("convert-predictions")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("-o", "--out", "out_dir", type=OUTPUT_DIR, default=None,
               help="Write the version-2 folder here [default: convert FOLDER in place].")
 def convert_predictions_cmd(folder, out_dir):
     """Convert a version-1 predictions folder (candidates.parquet, one row per candidate) to format 2.
@@ -428,9 +429,13 @@ def convert_predictions_cmd(folder, out_dir):
     Format 2 is read in chunks, so the analyses' memory no longer grows with the dataset. The
     version-1 table is read once, whole, as the version-1 reader did.
     """
-    from cocostat.candidates import convert_v1
+    from cocostat.candidates import CANDIDATES_DIR, DETECTIONS_DIR, convert_v1
 
-    target = convert_v1(folder, out_dir)
+    if out_dir is None and not os.access(folder, os.W_OK | os.X_OK):  # in place: checked before any work
+        raise OptionError(f"{folder}: cannot be converted in place, no write permission (give -o DIR)")
+    target = Path(convert_v1(folder, out_dir))
+    parts = [*sorted((target / CANDIDATES_DIR).glob("*.parquet")), *sorted((target / DETECTIONS_DIR).glob("*"))]
+    _wrote(*parts, *[f for f in (target / "detections.json", target / "manifest.json") if f.is_file()])
     click.echo(f"converted {folder} to predictions format 2 in {target}")
 
 

@@ -128,6 +128,7 @@ def inputs(tmp_path_factory, real_data):
         "errors": ["--root", real_data / "coco-tiny", "val2017", "-d", tiny_dets, "--top", "2"],
         "report": ["--no-progress"],
         "convert": ["--root", root / "data", "mini"],
+        "convert-predictions": [preds],  # with -o always in these tests: the v1 fixture stays as it is
     }
 
 
@@ -357,14 +358,16 @@ def test_sigint_during_predict_exits_130_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((out / ".partial").glob("*chunk000001.json")):
+    # format 2: a chunk is finished when its detections part is in out/detections/ (written after candidates)
+    while time.time() < deadline and not list((out / "detections").glob("*chunk000001.parquet")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     err_lines = err.decode().strip().splitlines()
     assert proc.returncode == 130, err
     assert err_lines == ["error: interrupted (Ctrl-C); an interrupted predict run continues with --resume"], err
-    done = len(list((out / ".partial").glob("*chunk*.json")))
+    assert (out / ".partial" / "run.json").is_file() and not (out / "manifest.json").exists()  # resumable
+    done = len(list((out / "detections").glob("*chunk*.parquet")))
     assert 2 <= done < 20
     res = subprocess.run([*args, "--resume"], cwd=tmp_path, env=env, capture_output=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -509,6 +512,7 @@ def test_every_written_file_is_named_on_stderr(tmp_path, inputs):
         ("eval", inputs["eval"], ["-o", tmp_path / "e.json"]),
         ("assigners", inputs["assigners"], ["-o", tmp_path / "s.json", "--per-object", tmp_path / "s.parquet",
                                             "--plot", tmp_path / "splots"]),
+        ("convert-predictions", inputs["convert-predictions"], ["-o", tmp_path / "v2"]),
     ]
     for name, args, outs in cases:
         res = run(name, *args, *outs)
