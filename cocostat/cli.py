@@ -504,7 +504,7 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
 
 @main.command("convert-predictions")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
-@click.option("-o", "--out", "out_dir", type=OUTPUT_DIR, default=None,
+@click.option("-o", "--output", "out_dir", type=OUTPUT_DIR, default=None,
               help="Write the version-2 folder here [default: convert FOLDER in place].")
 def convert_predictions_cmd(folder, out_dir):
     """Convert a version-1 predictions folder (candidates.parquet, one row per candidate) to format 2.
