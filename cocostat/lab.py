@@ -43,9 +43,10 @@ only positives in the stored neighbourhood that have a finite prediction count):
 - ``region_slots_outside`` (prediction-aware): ``mean`` per object and ``total`` of the slots of
   the assigner's region (:meth:`~cocostat.assigners.Assigner.region_size`) that are not stored.
 
-The computation runs in image-aligned blocks of objects (:func:`lab_block`), each returning
-mergeable partial results (:class:`LabPartial`: counts and per-object rows), so the whole answer is
-the blocks' answers put together.
+The predictions store is read in image-aligned chunks (:func:`cocostat.audit.open_inputs`), and the
+computation runs in image-aligned blocks of objects (:func:`lab_block`), each returning mergeable
+partial results (:class:`LabPartial`: counts and per-object rows), so the whole answer is the
+blocks' answers put together; memory holds one chunk's candidate values plus the per-object figures.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from cocostat.assigners import (
     topk_mask,
 )
 from cocostat.assigners._protocol import member
-from cocostat.audit import AuditInputs, dense_image_index, load_inputs
+from cocostat.audit import dense_image_index, open_inputs
 from cocostat.boxes import IOU_KINDS
 from cocostat.errors import CocostatWarning, OptionError
 
@@ -468,28 +469,50 @@ def assigner_lab(dataset, predictions=None, *, anchors=None, size: int | None = 
     if need and predictions is None:
         raise OptionError(f"assigner(s) {', '.join(dict.fromkeys(need))} need predictions: give --predictions DIR "
                           f"or --cfg FILE --weights FILE")
-    inp: AuditInputs = load_inputs(dataset, predictions, anchors=anchors, size=size)
+    src = open_inputs(dataset, predictions, anchors=anchors, size=size)  # only the manifest is read here
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    grid = inp.grid
-    images, img_idx = dense_image_index(inp.image_id)
-    order = np.argsort(img_idx, kind="stable")  # objects of one image together
+    grid = src.grid
     partial: LabPartial | None = None
-    for lo, hi in image_blocks(img_idx[order], int(chunk_objects)):
-        rows = order[lo:hi]
-        boxes = torch.from_numpy(np.ascontiguousarray(inp.boxes[rows])).to(dev)
-        image = torch.from_numpy(img_idx[rows]).to(dev)
-        arrays = _block_arrays(inp.candidates, rows) if inp.candidates is not None else None
-        part = lab_block(boxes, image, grid, configured, ref, arrays, iou, rows)
-        partial = part if partial is None else partial.merge(part)
+    ids: list[tuple[np.ndarray, np.ndarray]] = []  # (ann_id, image_id) of each chunk, in order
+    images = offset = 0
+    # the store is read in image-aligned chunks (conflicts are per image, so a chunk is self-contained);
+    # only the per-object figures, never the (G, N) candidate values, are kept across chunks
+    for inp in src.chunks(int(chunk_objects)):
+        n_img, img_idx = dense_image_index(inp.image_id)
+        images += int(n_img.size)
+        ids.append((inp.ann_id, inp.image_id))
+        order = np.argsort(img_idx, kind="stable")  # objects of one image together
+        for lo, hi in image_blocks(img_idx[order], int(chunk_objects)):
+            rows = order[lo:hi]
+            boxes = torch.from_numpy(np.ascontiguousarray(inp.boxes[rows])).to(dev)
+            image = torch.from_numpy(img_idx[rows]).to(dev)
+            arrays = _block_arrays(inp.candidates, rows) if inp.candidates is not None else None
+            part = lab_block(boxes, image, grid, configured, ref, arrays, iou, rows + offset)
+            partial = part if partial is None else partial.merge(part)
+        offset += int(inp.boxes.shape[0])
     if partial is None:  # no objects
         empty = np.zeros(0)
         partial = LabPartial(np.zeros(0, np.int64), {a.name: dict.fromkeys(OBJECT_COLUMNS, empty) for a in configured},
                              {a.name: np.zeros((2, grid.num_anchors), np.int64) for a in configured},
                              {a.name: np.zeros(grid.num_levels, np.int64) for a in configured})
-    return _result(inp, grid, configured, ref, partial, iou, opts, int(images.size))
+    ann_id = np.concatenate([a for a, _ in ids]) if ids else np.zeros(0, np.int64)
+    image_id = np.concatenate([b for _, b in ids]) if ids else np.zeros(0, np.int64)
+    meta = _Objects(src.source, src.neighborhood, src.predictions is not None, ann_id, image_id)
+    return _result(meta, grid, configured, ref, partial, iou, opts, images)
 
 
-def _result(inp: AuditInputs, grid, configured, ref, partial: LabPartial, iou: str, opts: dict,
+@dataclass(frozen=True, eq=False)
+class _Objects:
+    """What the result needs of the inputs once every chunk is done (per object: (G,) ids only)."""
+
+    source: str
+    neighborhood: int | None
+    has_predictions: bool
+    ann_id: np.ndarray
+    image_id: np.ndarray
+
+
+def _result(inp: _Objects, grid, configured, ref, partial: LabPartial, iou: str, opts: dict,
             images: int) -> AssignerLab:
     back = np.argsort(partial.rows, kind="stable")  # per-object rows back in the inputs' order
     objects = {n: {c: v[back] for c, v in cols.items()} for n, cols in partial.objects.items()}
@@ -530,10 +553,10 @@ def _result(inp: AuditInputs, grid, configured, ref, partial: LabPartial, iou: s
         notes.append("no predictions (give --predictions DIR or --cfg/--weights): box-only assigners only, "
                      "over the whole grid; object boxes letterboxed to --size")
     empty = [a.name for a in configured if len(table) and table.set_index("name").loc[a.name, "positives"] == 0]
-    if empty and inp.boxes.shape[0]:
+    if empty and inp.ann_id.size:
         warnings.warn(f"assigner(s) {', '.join(empty)} made no positive at all", CocostatWarning, stacklevel=3)
     return AssignerLab(
         source=inp.source, anchors=grid.name, size=grid.size, iou=iou, reference=ref.name,
-        neighborhood=inp.neighborhood, objects=int(inp.boxes.shape[0]), images=images,
+        neighborhood=inp.neighborhood, objects=int(inp.ann_id.size), images=images,
         options={k: v for k, v in opts.items()}, table=table, per_anchor=per_anchor, per_level=per_level,
         per_object=per_object, notes=tuple(notes))
