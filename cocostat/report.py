@@ -48,6 +48,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -64,15 +65,21 @@ from cocostat.plots import (
     plot_eval_classes,
     plot_eval_summary,
 )
-from cocostat.render import format_value
+from cocostat.render import Report, format_value
 from cocostat.sources import check_model_source
 from cocostat.staging import StagedFolder
+
+if TYPE_CHECKING:  # torch and the model modules load only when a report needs them
+    import torch
+
+    from cocostat.candidates import Predictions
+    from cocostat.models import DarknetModel
 
 __all__ = [
     "ANALYSES",
     "FOLD_ROWS",
-    "Call",
     "KMEANS_COMPARE",
+    "Call",
     "ReportResult",
     "ReportSection",
     "build_report",
@@ -125,7 +132,7 @@ class ReportSection:
     reason: str = ""
     argv: tuple[str, ...] = ()
     plots: tuple[Path, ...] = ()
-    result: object | None = field(default=None, repr=False)
+    result: Report | None = field(default=None, repr=False)
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
 
@@ -273,8 +280,8 @@ def html_table(frame: pd.DataFrame) -> str:
         attr = ' class="num"' if num else ""
         return f"<{tag}{attr}>{html.escape(str(text))}</{tag}>"
 
-    head = "".join(td("th", c, r) for c, r in zip(cols, right))
-    body = "\n".join("<tr>" + "".join(td("td", _cell(v), r) for v, r in zip(row, right)) + "</tr>"
+    head = "".join(td("th", c, r) for c, r in zip(cols, right, strict=True))
+    body = "\n".join("<tr>" + "".join(td("td", _cell(v), r) for v, r in zip(row, right, strict=True)) + "</tr>"
                      for row in frame.itertuples(index=False))
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
@@ -387,8 +394,8 @@ def _repoint(obj, fix: Callable[[str], str]):
     if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
         if not all(isinstance(v, (str, Path)) for v in obj):
             return obj
-        new = [_repoint(v, fix) for v in obj]
-        return obj if all(a is b for a, b in zip(new, obj)) else type(obj)(new)
+        items = [_repoint(v, fix) for v in obj]
+        return obj if all(a is b for a, b in zip(items, obj, strict=True)) else type(obj)(items)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         changed = {}
         for f in dataclasses.fields(obj):
@@ -466,14 +473,14 @@ class _Inputs:
     out: Path
     plots: Path
     size: int | None
-    device: object
-    model: object | None
+    device: torch.device
+    model: DarknetModel | None
     cfg: Path | None
     weights: Path | None
     batch_size: int
     progress: bool
     pred_dir: Path | None
-    pred: object | None
+    pred: Predictions | None
     detections: list | None
 
 
@@ -525,20 +532,22 @@ def _check_inputs(dataset: Dataset, out: Path, predictions, cfg, weights, size, 
 # ---- the sections, in the order they run (the pages keep the order of ANALYSES) -------------------------
 def _predict_section(inp: _Inputs, run: _Runner) -> _Inputs:
     """The model runs once into OUT/predictions; returns the inputs with that folder read."""
-    if inp.model is None:
+    model, pred_dir = inp.model, inp.pred_dir
+    if model is None:
         run.skip("predict", "no model: give --cfg FILE --weights FILE to run one"
                  + (f" (predictions read from {inp.pred_dir})" if inp.pred_dir is not None else ""))
         return inp
+    assert pred_dir is not None  # OUT/predictions whenever there is a model (_check_inputs)
     from cocostat.candidates import read_predictions
     from cocostat.predict import predict
 
     call = Call("predict", {"cfg": inp.cfg, "weights": inp.weights, "out_dir": inp.pred_dir,
                             "size": DEFAULT_SIZE if inp.size is None else inp.size})
-    run.run("predict", call, lambda kw: (predict(inp.dataset, inp.model, size=kw["size"], out_dir=kw["out_dir"],
+    run.run("predict", call, lambda kw: (predict(inp.dataset, model, size=kw["size"], out_dir=kw["out_dir"],
                                                  batch_size=inp.batch_size, device=inp.device,
                                                  progress=inp.progress), []))
     # read from the stage, shown (in every analysis' source and plot titles) as OUT/predictions
-    pred = dataclasses.replace(read_predictions(run.stage.real(inp.pred_dir)), folder=inp.pred_dir)
+    pred = dataclasses.replace(read_predictions(run.stage.real(pred_dir)), folder=pred_dir)
     return dataclasses.replace(inp, pred=pred, detections=_read_detections(pred))
 
 
@@ -591,9 +600,11 @@ def _eval_section(inp: _Inputs, run: _Runner) -> None:
     OUT/detections.json first (``cocostat eval`` takes one file)."""
     from cocostat.evaluate import evaluate
 
-    files = inp.pred.detection_files
+    pred, pred_dir = inp.pred, inp.pred_dir
+    assert pred is not None and pred_dir is not None  # _prediction_sections runs this only with predictions
+    files = pred.detection_files
     if len(files) == 1:
-        det_file, real_file = inp.pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
+        det_file, real_file = pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
     else:
         import json
 
@@ -641,7 +652,8 @@ def _kmeans_section(inp: _Inputs, run: _Runner, size: int) -> None:
     Skipped when the boxes have fewer distinct sizes than k (:class:`~cocostat.errors.TooFewBoxesError`)."""
     from cocostat.anchors import default_levels, kmeans
 
-    k, levels = 9, None
+    k = 9
+    levels: int | None = None
     if inp.pred is not None:
         k = len(inp.pred.manifest.get("anchors") or []) or 9
         n_levels = len(inp.pred.manifest.get("levels") or [])
@@ -746,7 +758,7 @@ def _write_pages(inp: _Inputs, run: _Runner, report_call: Call, compact_plots: b
     write_text(stage.real(md_path), render_markdown(res, header))
     write_text(stage.real(html_path), render_html(res, header, files_at=stage.path))
     files = [md_path, html_path, *plots]
-    if inp.model is not None:
+    if inp.model is not None and inp.pred_dir is not None:  # (a model always has its OUT/predictions)
         files += sorted(inp.pred_dir / p.name for p in stage.real(inp.pred_dir).iterdir() if p.is_file())
     if inp.pred is not None and len(inp.pred.detection_files) > 1:
         files.append(out / "detections.json")
@@ -775,7 +787,7 @@ _REPRODUCE = ("Every section gives the command that reproduces its numbers, run 
               "built in (relative paths are relative to it).")
 
 
-def _header(ds: Dataset, res: ReportResult, pred) -> list[tuple[str, str]]:
+def _header(ds: Dataset, res: ReportResult, pred: Predictions | None) -> list[tuple[str, str]]:
     """(label, value) rows describing the inputs, shown at the top of both pages."""
     rows = [("dataset", (f"{ds.name}: {ds.num_images:,} images, {ds.num_annotations:,} annotations, "
                          f"{ds.num_classes} categories")),
@@ -792,6 +804,8 @@ def _header(ds: Dataset, res: ReportResult, pred) -> list[tuple[str, str]]:
 
 def _blocks(section: ReportSection):
     """The (title, block) pairs of a section's result, without text blocks that only list its plots."""
+    if section.result is None:  # a skipped section: no tables
+        return
     plot_names = {str(p) for p in section.plots}
     for title, block in section.result.sections():
         if isinstance(block, str) and block.strip() and set(block.strip().splitlines()) <= plot_names:
