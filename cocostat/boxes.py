@@ -177,10 +177,10 @@ def _as_tensors(arrays: dict[str, ArrayLike], last_dim: int) -> tuple[list[Tenso
             else _from_numpy(_as_numeric_ndarray(name, a)).to(ref.device)
             for name, a in items
         ]
-        dtype = tensors[0].dtype
+        common = tensors[0].dtype
         for t in tensors[1:]:
-            dtype = torch.promote_types(dtype, t.dtype)
-        compute, out_dtype = _compute_dtype(dtype)
+            common = torch.promote_types(common, t.dtype)
+        compute, out_dtype = _compute_dtype(common)
         tensors = [t.to(compute) for t in tensors]
         back = _Back(False, out_dtype)
     for k, ((name, _), t) in enumerate(zip(items, tensors, strict=True)):
