@@ -182,7 +182,7 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
             warnings.warn(f"{dataset.name}: {crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=2)
         ds = dataset.without_crowd()
         return AuditInputs(grid, letterbox_boxes(ds, size), ds.ann_id.copy(), ds.ann_image_id,
-                           ds.class_idx.copy(), dict(zip(ds.image_id.tolist(), ds.file_name.tolist())),
+                           ds.class_idx.copy(), dict(zip(ds.image_id.tolist(), ds.file_name.tolist(), strict=True)),
                            None, None, "boxes only")
 
     frame, manifest, source = _resolve_predictions(predictions)
@@ -222,7 +222,7 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         if missing > 0:
             warnings.warn(f"{missing} annotation(s) of {dataset.name} have no candidate predictions and are left out",
                           CocostatWarning, stacklevel=2)
-        file_name = dict(zip(dataset.image_id.tolist(), dataset.file_name.tolist()))
+        file_name = dict(zip(dataset.image_id.tolist(), dataset.file_name.tolist(), strict=True))
     crowd_rows = frame["iscrowd"].to_numpy(dtype=bool)
     if crowd_rows.any():
         n_crowd = int(frame.loc[crowd_rows, "ann_id"].nunique())
@@ -535,7 +535,7 @@ class AnchorAudit:
         title = (f"anchor audit: {self.source}; anchors {self.anchors}; assigner {self.assigner} "
                  f"(iou_t {self.iou_t:g}, ratio_t {self.ratio_t:g}); IoU = {self.iou}; size {self.size}")
         pa = self.per_anchor.copy()
-        pa.insert(1, "size", [f"{w:g}x{h:g}" for w, h in zip(pa.pop("w"), pa.pop("h"))])
+        pa.insert(1, "size", [f"{w:g}x{h:g}" for w, h in zip(pa.pop("w"), pa.pop("h"), strict=True)])
         pa = pa.drop(columns=["stride"])
         if not self.has_predictions:
             pa = pa.drop(columns=["pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"])

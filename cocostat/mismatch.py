@@ -34,9 +34,8 @@ Figures (``key``: definition):
 
 from __future__ import annotations
 
-import textwrap
-
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,7 +301,8 @@ def plot_histograms(ct: CandidateTensors, cols: np.ndarray, inp: AuditInputs, fo
                     iou: str) -> list[Path]:
     """2-D histograms of IoU against objectness and against class-aware score, one panel per level.
 
-    Every valid candidate in the table columns ``cols`` (R,) counts once. Writes ``iou_vs_obj.png`` and ``iou_vs_score.png`` into
+    Every valid candidate in the table columns ``cols`` (R,) counts once. Writes ``iou_vs_obj.png`` and
+    ``iou_vs_score.png`` into
     ``folder`` atomically and returns their paths.
     """
     import matplotlib

@@ -284,12 +284,12 @@ class _Slots:
     def build(model: DarknetModel, size: int, device) -> _Slots:
         grids = model.grid_sizes(size)
         rows, offset = [], 0
-        for lvl, g in zip(model.levels, grids):
+        for lvl, g in zip(model.levels, grids, strict=True):
             for k, a in enumerate(lvl.mask):
                 rows.append((a, lvl.level, k, size / g, g, g, offset, *model.cfg.anchors[a]))
             offset += len(lvl.mask) * g * g
         rows.sort(key=lambda r: (r[0], r[1]))
-        cols = list(zip(*rows))
+        cols = list(zip(*rows, strict=True))
 
         def t(i, dt):
             return torch.tensor(cols[i], dtype=dt, device=device)
@@ -395,7 +395,7 @@ class ImageFiles(torch.utils.data.Dataset):
             with Image.open(self.paths[i]) as im:
                 im.load()
                 return i, self.letterbox.apply(im), im.width, im.height, ""
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is reported by the main process
+        except Exception as exc:  # any decoding failure is reported by the main process
             return i, None, 0, 0, f"{type(exc).__name__}: {exc}"
 
 
@@ -553,7 +553,7 @@ def _check_files(dataset: Dataset, positions: np.ndarray, paths: Sequence[str], 
 def _level_info(model: DarknetModel, size: int, strides: list[int]) -> list[dict]:
     grids = model.grid_sizes(size)
     return [{"level": lv.level, "layer": lv.layer, "mask": list(lv.mask), "stride": s, "grid": g}
-            for lv, s, g in zip(model.levels, strides, grids)]
+            for lv, s, g in zip(model.levels, strides, grids, strict=True)]
 
 
 def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_size: int = 16,
@@ -856,7 +856,7 @@ def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: L
     xywh = np.round(np.concatenate([box[:, :2], box[:, 2:] - box[:, :2]], 1), 3)
     det = [{"image_id": i, "category_id": c, "bbox": bb, "score": s}
            for i, c, bb, s in zip(dataset.image_id[idx][b].tolist(), cat_ids[cls].tolist(), xywh.tolist(),
-                                  np.round(score.astype(np.float64), 5).tolist())]
+                                  np.round(score.astype(np.float64), 5).tolist(), strict=True)]
     t["detections"] = time.perf_counter() - t2
     return (frame, det), t
 
