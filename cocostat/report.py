@@ -48,7 +48,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -65,21 +64,15 @@ from cocostat.plots import (
     plot_eval_classes,
     plot_eval_summary,
 )
-from cocostat.render import Report, format_value
+from cocostat.render import format_value
 from cocostat.sources import check_model_source
 from cocostat.staging import StagedFolder
-
-if TYPE_CHECKING:  # torch and the model modules load only when a report needs them
-    import torch
-
-    from cocostat.candidates import Predictions
-    from cocostat.models import DarknetModel
 
 __all__ = [
     "ANALYSES",
     "FOLD_ROWS",
-    "KMEANS_COMPARE",
     "Call",
+    "KMEANS_COMPARE",
     "ReportResult",
     "ReportSection",
     "build_report",
@@ -132,7 +125,7 @@ class ReportSection:
     reason: str = ""
     argv: tuple[str, ...] = ()
     plots: tuple[Path, ...] = ()
-    result: Report | None = field(default=None, repr=False)
+    result: object | None = field(default=None, repr=False)
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
 
@@ -280,8 +273,8 @@ def html_table(frame: pd.DataFrame) -> str:
         attr = ' class="num"' if num else ""
         return f"<{tag}{attr}>{html.escape(str(text))}</{tag}>"
 
-    head = "".join(td("th", c, r) for c, r in zip(cols, right, strict=True))
-    body = "\n".join("<tr>" + "".join(td("td", _cell(v), r) for v, r in zip(row, right, strict=True)) + "</tr>"
+    head = "".join(td("th", c, r) for c, r in zip(cols, right))
+    body = "\n".join("<tr>" + "".join(td("td", _cell(v), r) for v, r in zip(row, right)) + "</tr>"
                      for row in frame.itertuples(index=False))
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
@@ -399,8 +392,8 @@ def _repoint(obj, fix: Callable[[str], str]):
     if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
         if not all(isinstance(v, (str, Path)) for v in obj):
             return obj
-        items = [_repoint(v, fix) for v in obj]
-        return obj if all(a is b for a, b in zip(items, obj, strict=True)) else type(obj)(items)
+        new = [_repoint(v, fix) for v in obj]
+        return obj if all(a is b for a, b in zip(new, obj)) else type(obj)(new)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         changed = {}
         for f in dataclasses.fields(obj):
@@ -478,21 +471,33 @@ class _Inputs:
     out: Path
     plots: Path
     size: int | None
-    device: torch.device
-    model: DarknetModel | None
+    device: object
+    model: object | None
     cfg: Path | None
     weights: Path | None
     batch_size: int
     progress: bool
     pred_dir: Path | None
-    pred: Predictions | None
-    detections: list | None
+    pred: object | None
+    detections: int | None  # how many the predictions hold
 
 
-def _read_detections(pred) -> list:
-    """The detections of a predictions folder; a file that is not valid JSON is a DatasetFormatError."""
+def _read_detections(pred) -> int:
+    """How many detections a predictions folder holds, checking its detection files can be read: version 2
+    reads each part's parquet footer (not the detections); version 1 parses its JSON. A broken file is a
+    DatasetFormatError."""
+    if pred.version >= 2:
+        import pyarrow.parquet as pq
+
+        total = 0
+        for f in pred.detection_files:
+            try:
+                total += pq.ParquetFile(f).metadata.num_rows
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
+                raise DatasetFormatError(f"{f}: cannot read the detection part: {exc}") from None
+        return total
     try:
-        return pred.detections()
+        return len(pred.detections())
     except ValueError as exc:  # json.JSONDecodeError: a truncated or garbled detections file
         files = ", ".join(str(f) for f in pred.detection_files)
         raise DatasetFormatError(f"{pred.folder}: a detections file ({files}) is not valid JSON: {exc}") from None
@@ -537,22 +542,20 @@ def _check_inputs(dataset: Dataset, out: Path, predictions, cfg, weights, size, 
 # ---- the sections, in the order they run (the pages keep the order of ANALYSES) -------------------------
 def _predict_section(inp: _Inputs, run: _Runner) -> _Inputs:
     """The model runs once into OUT/predictions; returns the inputs with that folder read."""
-    model, pred_dir = inp.model, inp.pred_dir
-    if model is None:
+    if inp.model is None:
         run.skip("predict", "no model: give --cfg FILE --weights FILE to run one"
                  + (f" (predictions read from {inp.pred_dir})" if inp.pred_dir is not None else ""))
         return inp
-    assert pred_dir is not None  # OUT/predictions whenever there is a model (_check_inputs)
     from cocostat.candidates import read_predictions
     from cocostat.predict import predict
 
     call = Call("predict", {"cfg": inp.cfg, "weights": inp.weights, "out_dir": inp.pred_dir,
                             "size": DEFAULT_SIZE if inp.size is None else inp.size})
-    run.run("predict", call, lambda kw: (predict(inp.dataset, model, size=kw["size"], out_dir=kw["out_dir"],
+    run.run("predict", call, lambda kw: (predict(inp.dataset, inp.model, size=kw["size"], out_dir=kw["out_dir"],
                                                  batch_size=inp.batch_size, device=inp.device,
                                                  progress=inp.progress), []))
     # read from the stage, shown (in every analysis' source and plot titles) as OUT/predictions
-    pred = dataclasses.replace(read_predictions(run.stage.real(pred_dir)), folder=pred_dir)
+    pred = dataclasses.replace(read_predictions(run.stage.real(inp.pred_dir)), folder=inp.pred_dir)
     return dataclasses.replace(inp, pred=pred, detections=_read_detections(pred))
 
 
@@ -601,23 +604,25 @@ def _mismatch_section(inp: _Inputs, run: _Runner) -> None:
 
 
 def _eval_section(inp: _Inputs, run: _Runner) -> None:
-    """COCO eval of the predictions' detections file; the parts of a distributed run are joined into
-    OUT/detections.json first (``cocostat eval`` takes one file)."""
+    """COCO eval of the predictions' detections: format 2 reads the columnar parts (the command shown
+    names the folder's detections.json, which holds the same detections); the parts of a format-1
+    distributed run are joined into OUT/detections.json first (``cocostat eval`` takes one file)."""
     from cocostat.evaluate import evaluate
 
-    pred, pred_dir = inp.pred, inp.pred_dir
-    assert pred is not None and pred_dir is not None  # _prediction_sections runs this only with predictions
-    files = pred.detection_files
-    if len(files) == 1:
-        det_file, real_file = pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
+    files = inp.pred.detection_files
+    source = None
+    if inp.pred.version >= 2:
+        det_file, real_file, source = inp.pred_dir / "detections.json", inp.pred.folder / "detections.json", inp.pred
+    elif len(files) == 1:
+        det_file, real_file = inp.pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
     else:
         import json
 
         det_file = inp.out / "detections.json"
-        real_file = write_text(run.stage.real(det_file), json.dumps(inp.detections) + "\n")
+        real_file = write_text(run.stage.real(det_file), json.dumps(inp.pred.detections()) + "\n")
 
     def work(kw):
-        rep = evaluate(inp.dataset, kw["detections"])
+        rep = evaluate(inp.dataset, source if source is not None else kw["detections"])
         return rep, [plot_eval_summary(rep, run.stage.real(inp.plots / "eval_summary.png")),
                      plot_eval_classes(rep, run.stage.real(inp.plots / "eval_ap50_per_class.png"))]
 
@@ -657,8 +662,7 @@ def _kmeans_section(inp: _Inputs, run: _Runner, size: int) -> None:
     Skipped when the boxes have fewer distinct sizes than k (:class:`~cocostat.errors.TooFewBoxesError`)."""
     from cocostat.anchors import default_levels, kmeans
 
-    k = 9
-    levels: int | None = None
+    k, levels = 9, None
     if inp.pred is not None:
         k = len(inp.pred.manifest.get("anchors") or []) or 9
         n_levels = len(inp.pred.manifest.get("levels") or [])
@@ -763,9 +767,9 @@ def _write_pages(inp: _Inputs, run: _Runner, report_call: Call, compact_plots: b
     write_text(stage.real(md_path), render_markdown(res, header))
     write_text(stage.real(html_path), render_html(res, header, files_at=stage.path))
     files = [md_path, html_path, *plots]
-    if inp.model is not None and inp.pred_dir is not None:  # (a model always has its OUT/predictions)
+    if inp.model is not None:
         files += sorted(inp.pred_dir / p.name for p in stage.real(inp.pred_dir).iterdir() if p.is_file())
-    if inp.pred is not None and len(inp.pred.detection_files) > 1:
+    if inp.pred is not None and inp.pred.version == 1 and len(inp.pred.detection_files) > 1:
         files.append(out / "detections.json")
     return dataclasses.replace(res, files=tuple(files))
 
@@ -792,7 +796,7 @@ _REPRODUCE = ("Every section gives the command that reproduces its numbers, run 
               "built in (relative paths are relative to it).")
 
 
-def _header(ds: Dataset, res: ReportResult, pred: Predictions | None) -> list[tuple[str, str]]:
+def _header(ds: Dataset, res: ReportResult, pred) -> list[tuple[str, str]]:
     """(label, value) rows describing the inputs, shown at the top of both pages."""
     rows = [("dataset", (f"{ds.name}: {ds.num_images:,} images, {ds.num_annotations:,} annotations, "
                          f"{ds.num_classes} categories")),
@@ -809,8 +813,6 @@ def _header(ds: Dataset, res: ReportResult, pred: Predictions | None) -> list[tu
 
 def _blocks(section: ReportSection):
     """The (title, block) pairs of a section's result, without text blocks that only list its plots."""
-    if section.result is None:  # a skipped section: no tables
-        return
     plot_names = {str(p) for p in section.plots}
     for title, block in section.result.sections():
         if isinstance(block, str) and block.strip() and set(block.strip().splitlines()) <= plot_names:
