@@ -127,7 +127,8 @@ def synthetic_candidates(objects: int = 1000, *, per_image: float = 7.3, anchors
     manifest = {
         "format": "cocostat-predictions", "version": 1, "cfg": "synthetic", "weights": None,
         "weights_sha256": None, "size": size, "letterbox": {"mode": "letterbox"},
-        "anchors": awh.tolist(), "levels": [{"mask": list(m), "stride": int(st)} for m, st in zip(masks, strides)],
+        "anchors": awh.tolist(),
+        "levels": [{"mask": list(m), "stride": int(st)} for m, st in zip(masks, strides, strict=True)],
         "num_classes": classes, "neighborhood": r, "dataset": "synthetic", "images": n_img, "annotations": G,
     }
     return frame, manifest

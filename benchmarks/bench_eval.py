@@ -66,7 +66,7 @@ def jittered_detections(coco: dict, seed: int = 0) -> list[dict]:
     h = np.clip(all_box[:, 3], 1, H - y)
     return [{"image_id": int(i), "category_id": int(c), "bbox": [round(a, 2), round(b_, 2), round(c_, 2), round(d, 2)],
              "score": round(float(s), 4)}
-            for i, c, a, b_, c_, d, s in zip(all_img, all_cat, x, y, w, h, all_score)]
+            for i, c, a, b_, c_, d, s in zip(all_img, all_cat, x, y, w, h, all_score, strict=True)]
 
 
 def timed(fn):
@@ -129,7 +129,8 @@ def main(argv=None) -> int:
         "|---|---:|---:|---|",
     ]
     for name, sec, same in rows:
-        lines.append(f"| {name} | {sec:.2f} | {t_base / sec:.1f}x | {'-' if same is None else ('yes' if same else 'NO')} |")
+        agree = "-" if same is None else ("yes" if same else "NO")
+        lines.append(f"| {name} | {sec:.2f} | {t_base / sec:.1f}x | {agree} |")
     text = "\n".join(lines) + "\n"
     print(text)
     args.report.parent.mkdir(parents=True, exist_ok=True)

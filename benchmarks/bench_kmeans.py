@@ -99,7 +99,7 @@ def load_kmean_anchors(spec: str | None = None):
     sys.modules.update(stubs)  # only while the module's top-level imports run
     try:
         mod = types.ModuleType("yolov5_autoanchor")
-        exec(compile(source, where, "exec"), mod.__dict__)  # noqa: S102 - the baseline's own source file
+        exec(compile(source, where, "exec"), mod.__dict__)  # the baseline's own source file
     finally:
         for name, old in saved.items():
             if old is None:
@@ -133,7 +133,7 @@ def darknet_kmeans(wh: np.ndarray, k: int, seed: int, max_iter: int = 1000) -> t
     prev = None
     it = 0
     block = 1 << 17
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned after the loop
         assign = np.empty(wh.shape[0], dtype=np.int64)
         for lo in range(0, wh.shape[0], block):
             g = wh[lo:lo + block]
@@ -257,7 +257,8 @@ def main(argv=None) -> int:
         "",
         "## Fit (all scored by cocostat.anchors.fitness on the same boxes; wh-IoU threshold 0.225, ratio 4.0)",
         "",
-        "| anchors | avg IoU | BPR (IoU > 0.225) | anchors > 0.225 / box | BPR (ratio < 4) | anchors < 4 / box | ultralytics fitness | seconds |",
+        "| anchors | avg IoU | BPR (IoU > 0.225) | anchors > 0.225 / box | BPR (ratio < 4) | anchors < 4 / box"
+        " | ultralytics fitness | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in rows.items():
@@ -289,7 +290,7 @@ def main(argv=None) -> int:
                           f"{c['bpr_iou']:.4f} vs {b['bpr_iou']:.4f} "
                           f"({'not lower' if c['bpr_iou'] >= b['bpr_iou'] else 'LOWER'}), time "
                           f"{times['cocostat']:.2f} s vs {times[base]:.2f} s ({times[base] / times['cocostat']:.1f}x)")
-    lines += ["", "## Checks", ""] + checks
+    lines += ["", "## Checks", "", *checks]
     text = "\n".join(lines) + "\n"
     print(text)
     args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,8 @@ def main(argv=None) -> int:
         f"{size_mb:.0f} MB, {base['annotations']:,} annotations. Machine: {platform.platform()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}. Each loader in a fresh process.",
         "",
-        "| loader | seconds | speed-up vs pycocotools | peak memory over imports (MB) | share of pycocotools' memory | process peak (MB) |",
+        "| loader | seconds | speed-up vs pycocotools | peak memory over imports (MB)"
+        " | share of pycocotools' memory | process peak (MB) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for which, r in results.items():

@@ -97,7 +97,7 @@ def opencv_detections(net, dataset, letterbox, *, conf: float = 0.001, nms_iou: 
         box, cls, sc = box[ok], c[keep][ok], s[keep][ok]
         bb = np.round(np.concatenate([box[:, :2], box[:, 2:] - box[:, :2]], 1), 3)
         out += [{"image_id": int(dataset.image_id[i]), "category_id": int(cat_ids[k]), "bbox": b, "score": v}
-                for k, b, v in zip(cls.tolist(), bb.tolist(), np.round(sc.astype(np.float64), 5).tolist())]
+                for k, b, v in zip(cls.tolist(), bb.tolist(), np.round(sc.astype(np.float64), 5).tolist(), strict=True)]
     return out
 
 

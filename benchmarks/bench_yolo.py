@@ -104,7 +104,7 @@ def generate(folder: Path, scale: float) -> None:
     wh = np.stack([ds.width, ds.height], axis=1)
     for w, h in np.unique(wh, axis=0).tolist():
         Image.new("RGB", (w, h), (90, 120, 150)).save(sizes / f"{w}x{h}.jpg", quality=20)
-    for name, (w, h) in zip(ds.file_name.tolist(), wh.tolist()):
+    for name, (w, h) in zip(ds.file_name.tolist(), wh.tolist(), strict=True):
         dst = folder / "src" / name
         if not dst.exists():
             os.link(sizes / f"{w}x{h}.jpg", dst)

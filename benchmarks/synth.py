@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["PRESETS", "CATEGORIES", "Preset", "expected_counts", "generate", "write", "main"]
+__all__ = ["CATEGORIES", "PRESETS", "Preset", "expected_counts", "generate", "main", "write"]
 
 
 @dataclass(frozen=True)
@@ -310,7 +310,7 @@ def _plan(like: str, seed: int, scale: float) -> _Plan:
     secret = rng.integers(0, 16**10, size=n_img).tolist()
     img_flickr = [
         f"http://farm{f}.staticflickr.com/{s}/{p}_{q:010x}_z.jpg"
-        for f, s, p, q in zip(farm, server, photo, secret)
+        for f, s, p, q in zip(farm, server, photo, secret, strict=True)
     ]
 
     # ---- objects per image -------------------------------------------------------------------
@@ -481,7 +481,7 @@ def _images(plan: _Plan) -> list[dict[str, Any]]:
         }
         for iid, w, h, lic, date, flickr in zip(
             plan.img_ids.tolist(), plan.img_w.tolist(), plan.img_h.tolist(),
-            plan.img_license.tolist(), plan.img_dates, plan.img_flickr,
+            plan.img_license.tolist(), plan.img_dates, plan.img_flickr, strict=True,
         )
     ]
 
@@ -498,7 +498,7 @@ def _annotations(plan: _Plan, lo: int, hi: int) -> list[dict[str, Any]]:
         plan.ann_area[lo:hi].tolist(), plan.img_ids[img_idx].tolist(),
         plan.img_h[img_idx].tolist(), plan.img_w[img_idx].tolist(),
         (plan.ann_bbox_c[lo:hi] / 100.0).tolist(), plan.ann_cat[lo:hi].tolist(),
-        plan.ann_ids[lo:hi].tolist(),
+        plan.ann_ids[lo:hi].tolist(), strict=True,
     ):
         seg: Any = {"counts": plan.rle[k], "size": [ih, iw]} if crowd else [flat[s:e]]
         out.append({

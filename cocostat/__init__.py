@@ -31,7 +31,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from cocostat.errors import CocostatError, CocostatWarning  # noqa: E402
+from cocostat.errors import CocostatError, CocostatWarning
 
 __all__ = ["CocostatError", "CocostatWarning", "__version__", "info", "load_dataset"]
 

@@ -83,12 +83,12 @@ __all__ = [
     "SetFit",
     "box_sizes",
     "default_levels",
+    "default_strides",
     "design_anchors",
     "fitness",
     "fitness_value",
     "kmeans",
     "parse_anchor_spec",
-    "default_strides",
     "parse_darknet_anchors",
     "plot_anchors",
     "ratio_metric",
@@ -287,6 +287,7 @@ def parse_darknet_anchors(path: str | Path) -> AnchorSet:
         else:
             idx = np.arange(wh.shape[0], dtype=np.int64)
         levels.append(idx)
+    assert wh is not None  # set by the first of the (non-empty) sections
     return AnchorSet(str(path), wh, levels)
 
 
@@ -558,7 +559,7 @@ def fitness(wh, anchors, iou_t: float = 0.225, ratio_t: float = 4.0, *, counts=N
     vals = tot / n if n else np.full(6, np.nan)
     keys = ("avg_iou", "bpr_iou", "anchors_above_iou", "bpr_ratio", "anchors_above_ratio", "fitness_ratio")
     out: dict = {"boxes": n}
-    out.update({key: float(v) for key, v in zip(keys, vals)})
+    out.update({key: float(v) for key, v in zip(keys, vals, strict=True)})
     out["best_for"] = best_for
     return out
 
@@ -632,7 +633,10 @@ def _iou_t(p: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 
 
 def _ratio_t(p: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Side ratio of every point with every anchor: p (M, 2), a (..., 2) -> (M, ...) (:func:`cocostat.boxes.side_ratio`)."""
+    """Side ratio of every point with every anchor: p (M, 2), a (..., 2) -> (M, ...).
+
+    See :func:`cocostat.boxes.side_ratio`.
+    """
     return side_ratio(*_against(p, a))
 
 
@@ -696,7 +700,7 @@ def _lloyd(p: torch.Tensor, c: torch.Tensor, centres: torch.Tensor, max_iter: in
     stale = 0
     it = 0
     csum = c.sum()
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned after the loop
         val, assign = _iou_t(p, centres).max(dim=2)  # (M, R): best IoU and its centre
         score = (c @ val) / csum  # (R,)
         better = score > best_score

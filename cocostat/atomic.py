@@ -40,9 +40,10 @@ def _alive(pid: int) -> bool:
 
 def sweep_stale(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files in ``folder`` left by dead cocostat processes of this host; return them."""
-    host, removed = _host(), []
+    host = _host()
+    removed: list[Path] = []
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(Path(folder)))
     except OSError:
         return removed
     for entry in entries:

@@ -48,7 +48,8 @@ Definitions (IoU family over boxes ``a`` and ``b``; ``C`` is the smallest enclos
 
 Degenerate rules: whenever a denominator is 0 (two zero-area boxes, a union of 0, an enclosing box
 of area or diagonal 0, ``1 - IoU + v == 0``, a smaller box of area 0) the ratio is 0 and the
-penalty term is 0, never NaN (NaN appears only for a non-finite input, see Validity). So two identical zero-area boxes have IoU 0, two identical points
+penalty term is 0, never NaN (NaN appears only for a non-finite input, see Validity). So two identical
+zero-area boxes have IoU 0, two identical points
 have GIoU = DIoU = CIoU = 0, and two disjoint zero-area boxes have IoU 0 and GIoU -1. Aspect
 angles use ``atan2(w, h)``, so zero-size boxes give no NaN either. The IoU of two identical boxes
 of positive area is exactly 1.
@@ -176,13 +177,13 @@ def _as_tensors(arrays: dict[str, ArrayLike], last_dim: int) -> tuple[list[Tenso
             else _from_numpy(_as_numeric_ndarray(name, a)).to(ref.device)
             for name, a in items
         ]
-        dtype = tensors[0].dtype
+        common = tensors[0].dtype
         for t in tensors[1:]:
-            dtype = torch.promote_types(dtype, t.dtype)
-        compute, out_dtype = _compute_dtype(dtype)
+            common = torch.promote_types(common, t.dtype)
+        compute, out_dtype = _compute_dtype(common)
         tensors = [t.to(compute) for t in tensors]
         back = _Back(False, out_dtype)
-    for k, ((name, _), t) in enumerate(zip(items, tensors)):
+    for k, ((name, _), t) in enumerate(zip(items, tensors, strict=True)):
         if t.ndim == 1 and t.numel() == 0:  # an empty list: zero boxes
             tensors[k] = t = t.reshape(0, last_dim)
         if t.ndim == 0 or t.shape[-1] != last_dim:

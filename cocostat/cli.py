@@ -165,7 +165,7 @@ class CocostatGroup(click.Group):
                 click.echo(f"error: {INTERRUPTED}", err=True)
                 ctx.exit(EXIT_INTERRUPTED)
             except BrokenPipeError:  # `cocostat ... | head`: the reader left; say nothing
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush cannot fail again
+                sys.stdout = open(os.devnull, "w")  # so the exit flush cannot fail again
                 ctx.exit(1)
             except Exception as exc:
                 message = _one_line(exc)

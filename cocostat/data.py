@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import re
-from typing import Annotated
 import hashlib
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -145,7 +145,7 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
-        return int(len(self.categories))
+        return len(self.categories)
 
     @property
     def counts(self) -> np.ndarray:
@@ -277,7 +277,10 @@ def _lookup(sorted_ids: np.ndarray, query: np.ndarray, ann_id: np.ndarray, what:
     """Index of each ``query`` id in ``sorted_ids``; raise naming the first annotation whose id is unknown."""
     idx = np.searchsorted(sorted_ids, query)
     idx_clipped = np.minimum(idx, max(sorted_ids.size - 1, 0))
-    ok = (idx < sorted_ids.size) & (sorted_ids[idx_clipped] == query) if sorted_ids.size else np.zeros(query.shape, bool)
+    if sorted_ids.size:
+        ok = (idx < sorted_ids.size) & (sorted_ids[idx_clipped] == query)
+    else:
+        ok = np.zeros(query.shape, bool)
     if not ok.all():
         bad = np.flatnonzero(~ok)
         raise DatasetFormatError(
@@ -329,18 +332,18 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
     size_ok = (np.abs(bbox) <= MAX_COORD) & ((bbox == 0) | (np.abs(bbox) >= MIN_COORD))  # (G, 4)
     bad = ~(size_ok.all(axis=1) & (bbox[:, 2] >= 0) & (bbox[:, 3] >= 0))
     if bad.any():
-        i = np.flatnonzero(bad)
-        huge = ("; values must be 0 or between 1.2e-38 and 2**24 = 16777216 px in size" if not size_ok[i[0]].all()
-                else "")
+        rows = np.flatnonzero(bad)
+        huge = ("; values must be 0 or between 1.2e-38 and 2**24 = 16777216 px in size"
+                if not size_ok[rows[0]].all() else "")
         raise DatasetFormatError(
-            f"annotation {int(ann_id[i[0]])} in {where}: bbox must be 4 finite numbers with w, h >= 0, "
-            f"got {bbox[i[0]].tolist()}{huge} ({i.size} bad box(es) in the file)"
+            f"annotation {int(ann_id[rows[0]])} in {where}: bbox must be 4 finite numbers with w, h >= 0, "
+            f"got {bbox[rows[0]].tolist()}{huge} ({rows.size} bad box(es) in the file)"
         )
     bad_area = np.isinf(area)  # 1e999 decodes to inf; NaN stands for "no area in the file"
     if bad_area.any():
-        i = np.flatnonzero(bad_area)
-        raise DatasetFormatError(f"annotation {int(ann_id[i[0]])} in {where}: area must be a finite number, "
-                                 f"got {area[i[0]]} ({i.size} bad area(s) in the file)")
+        rows = np.flatnonzero(bad_area)
+        raise DatasetFormatError(f"annotation {int(ann_id[rows[0]])} in {where}: area must be a finite number, "
+                                 f"got {area[rows[0]]} ({rows.size} bad area(s) in the file)")
     area = np.where(np.isnan(area), bbox[:, 2] * bbox[:, 3], area)
 
     order_i = np.argsort(image_id, kind="stable")
@@ -412,6 +415,8 @@ def content_key(data: bytes | None = None, *, path: str | os.PathLike | None = N
     h = hashlib.sha256()
     if data is not None:
         h.update(data)
+    elif path is None:
+        raise TypeError("content_key() needs data or path")
     else:
         with open(path, "rb") as f:
             while block := f.read(1 << 23):
@@ -447,7 +452,7 @@ def _load_cache(file: Path, name: str, path: Path, image_dir: Path | None) -> Da
                       and ds.bbox.shape == (ds.num_annotations, 4)
                       and all(getattr(ds, k).shape[0] == ds.num_annotations for k in _ANN_COLUMNS)
                       and all(getattr(ds, k).shape[0] == ds.num_images for k in _IMAGE_COLUMNS))
-    except Exception:  # noqa: BLE001 - BadZipFile, a missing key, a truncated array: all mean "parse again"
+    except Exception:  # BadZipFile, a missing key, a truncated array: all mean "parse again"
         return None
     return ds if consistent else None
 

@@ -96,8 +96,8 @@ def _save(image, path: Path) -> Path:
     return path
 
 
-def draw_detections(dataset: Dataset, detections: list[dict], image_ids: Sequence[int], folder: str | os.PathLike,
-                    *, min_score: float) -> list[Path]:
+def draw_detections(dataset: Dataset, detections: list[dict], image_ids: Sequence[int] | np.ndarray,
+                    folder: str | os.PathLike, *, min_score: float) -> list[Path]:
     """Save each image with its detections (score >= ``min_score``) and annotations drawn, as PNG.
 
     Args:
@@ -123,12 +123,18 @@ def draw_detections(dataset: Dataset, detections: list[dict], image_ids: Sequenc
             by_image.setdefault(int(d["image_id"]), []).append(d)
     pos_of = {int(v): i for i, v in enumerate(dataset.image_id.tolist())}
     font = load_font(14)
-    written = []
+    written: list[Path] = []
     boxes = dataset.boxes_xyxy()  # (G, 4) float, xyxy, original pixels
+    image_dir = dataset.image_dir
+    if image_dir is None:
+        if len(image_ids):
+            raise DatasetNotFoundError(f"drawing needs the images of {dataset.name}: pass --images DIR "
+                                       "(or --root)")
+        return written
     for image_id in image_ids:
         i = pos_of[int(image_id)]
-        with Image.open(dataset.image_dir / str(dataset.file_name[i])) as im:
-            im = im.convert("RGB")
+        with Image.open(image_dir / str(dataset.file_name[i])) as src:
+            im = src.convert("RGB")
         sx, sy = im.width / dataset.width[i], im.height / dataset.height[i]
         draw = ImageDraw.Draw(im)
         for x1, y1, x2, y2 in boxes[dataset.offsets[i]:dataset.offsets[i + 1]].tolist():
@@ -164,10 +170,11 @@ def draw_examples(dataset: Dataset, detections: Detections, matching: Matching, 
     from PIL import Image, ImageDraw
 
     images = np.asarray(images, np.int64)
-    if images.size and dataset.image_dir is None:
+    image_dir = dataset.image_dir
+    if images.size and image_dir is None:
         raise DatasetNotFoundError(f"drawing needs the images of {dataset.name}: pass --images DIR (or --root)")
     idx = np.searchsorted(dataset.image_id, images)
-    paths = [Path(dataset.image_dir) / str(dataset.file_name[k]) for k in idx] if images.size else []
+    paths = [Path(image_dir) / str(dataset.file_name[k]) for k in idx] if image_dir is not None else []
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:
         raise DatasetNotFoundError(f"drawing: {len(absent)} image file(s) not found, e.g. {absent[0]}")
@@ -175,9 +182,9 @@ def draw_examples(dataset: Dataset, detections: Detections, matching: Matching, 
     folder = Path(folder)
     gt_boxes, det_boxes = dataset.boxes_xyxy(), detections.boxes_xyxy()  # (G, 4), (P, 4) xyxy pixels
     out = []
-    for rank, (k, path) in enumerate(zip(idx, paths), start=1):
-        with Image.open(path) as img:
-            img = img.convert("RGB")
+    for rank, (k, path) in enumerate(zip(idx, paths, strict=True), start=1):
+        with Image.open(path) as src:
+            img = src.convert("RGB")
         draw = ImageDraw.Draw(img)
         width = max(2, round(max(img.size) / 300))
         font = load_font(max(12, max(img.size) // 45))

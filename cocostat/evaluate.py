@@ -76,7 +76,7 @@ def summary_lines(stats) -> list[str]:
     """The 12 lines ``COCOeval.summarize()`` prints for ``stats`` (12 floats), worded as pycocotools does."""
     fmt = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
     lines = []
-    for (is_ap, thr, area, max_dets), value in zip(_SUMMARY, stats):
+    for (is_ap, thr, area, max_dets), value in zip(_SUMMARY, stats, strict=True):
         iou = "0.50:0.95" if thr is None else f"{thr:0.2f}"
         title, kind = ("Average Precision", "(AP)") if is_ap else ("Average Recall", "(AR)")
         lines.append(fmt.format(title, kind, iou, area, max_dets, float(value)))
@@ -131,7 +131,7 @@ class Detections:
         return [
             {"image_id": i, "category_id": c, "bbox": b, "score": s}
             for i, c, b, s in zip(self.image_id.tolist(), self.category_id.tolist(), self.bbox.tolist(),
-                                  self.score.tolist())
+                                  self.score.tolist(), strict=True)
         ]
 
 
@@ -289,14 +289,15 @@ def coco_dict(dataset: Dataset) -> dict:
     cats = dataset.categories
     return {
         "images": [{"id": i, "width": w, "height": h, "file_name": f} for i, w, h, f in zip(
-            dataset.image_id.tolist(), dataset.width.tolist(), dataset.height.tolist(), dataset.file_name.tolist())],
+            dataset.image_id.tolist(), dataset.width.tolist(), dataset.height.tolist(), dataset.file_name.tolist(),
+            strict=True)],
         "categories": [{"id": i, "name": n, "supercategory": s} for i, n, s in zip(
-            cats["category_id"].tolist(), cats["name"].tolist(), cats["supercategory"].tolist())],
+            cats["category_id"].tolist(), cats["name"].tolist(), cats["supercategory"].tolist(), strict=True)],
         "annotations": [
             {"id": a, "image_id": i, "category_id": c, "bbox": b, "area": ar, "iscrowd": int(cr)}
             for a, i, c, b, ar, cr in zip(dataset.ann_id.tolist(), dataset.ann_image_id.tolist(),
                                           dataset.category_id.tolist(), dataset.bbox.tolist(),
-                                          dataset.area.tolist(), dataset.iscrowd.tolist())
+                                          dataset.area.tolist(), dataset.iscrowd.tolist(), strict=True)
         ],
     }
 
@@ -579,7 +580,10 @@ def _pr_frame(dataset, names, images, n_gt, ap50, tp, fp) -> pd.DataFrame:
     rows = pd.DataFrame({"Class": names, "Images": images, "Targets": n_gt, "P": p, "R": r,
                          "mAP@0.5": ap50, "F1": f1})
     rows = rows[has | (tp + fp > 0)]
-    mean = (lambda v: float(np.mean(v[has])) if has.any() else float("nan"))
+
+    def mean(v: np.ndarray) -> float:
+        return float(np.mean(v[has])) if has.any() else float("nan")
+
     top = pd.DataFrame({"Class": ["all"], "Images": [dataset.num_images], "Targets": [int(n_gt.sum())],
                         "P": [mean(p)], "R": [mean(r)], "mAP@0.5": [mean(ap50)], "F1": [mean(f1)]})
     return pd.concat([top, rows], ignore_index=True)
@@ -615,7 +619,7 @@ class EvalReport:
 
         out = {"dataset": self.dataset, "detections": self.detections, "backend": self.backend,
                "class_agnostic": self.class_agnostic, "stats": [float(s) for s in self.stats]}
-        out.update({name: float(v) for name, v in zip(STAT_NAMES, self.stats)})
+        out.update({name: float(v) for name, v in zip(STAT_NAMES, self.stats, strict=True)})
         out["best_f1"] = {"conf": self.best_conf, "rows": rows(self.table)}
         if self.table_at_conf is not None:
             out["at_conf"] = {"conf": self.conf, "rows": rows(self.table_at_conf)}

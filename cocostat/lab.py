@@ -156,7 +156,7 @@ def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[A
         iou: IoU kind of the prediction figures.
         rows: (G,) int64 indices of these objects in the whole run (default 0..G-1).
     """
-    G, dev = boxes.shape[0], boxes.device
+    G = boxes.shape[0]
     K = slot_count(grid)
     stored = candidate_slots(boxes, grid, arrays, image, iou=iou) if arrays is not None else None
     if stored is not None:
@@ -210,7 +210,8 @@ def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[A
         inter = torch.bincount(c[member(c, ref_codes)] // K, minlength=G)[:G]  # (G,)
         union = r["positives"] + ref_n - inter
         jac = torch.where(union > 0, inter.double() / union.clamp(min=1).double(), math.nan)
-        cols = {"jaccard": jac, **{k: v for k, v in r.items() if k not in ("per_anchor", "per_level", "anchor_objects")}}
+        skip = ("per_anchor", "per_level", "anchor_objects")
+        cols = {"jaccard": jac, **{k: v for k, v in r.items() if k not in skip}}
         objects[asg.name] = {k: (cols[k].double().cpu().numpy() if k in cols else np.full(G, np.nan))
                              for k in OBJECT_COLUMNS}
         per_anchor[asg.name] = torch.stack([r["per_anchor"], r["anchor_objects"]]).cpu().numpy().astype(np.int64)
@@ -423,7 +424,8 @@ def _summary(name: str, asg: Assigner, cols: dict, has_predictions: bool) -> dic
         row.update({
             "mean_pred_iou": float(cols["pred_iou_sum"].sum() / npp) if npp else math.nan,
             "best_pred_positive": int((cols["best_pred_positive"] > 0).sum()),
-            "best_pred_positive_share": float((cols["best_pred_positive"] > 0).sum() / has.sum()) if has.any() else math.nan,
+            "best_pred_positive_share": (float((cols["best_pred_positive"] > 0).sum() / has.sum()) if has.any()
+                                         else math.nan),
             "score_iou_mismatch": int((cols["score_iou_mismatch"] > 0).sum()),
             "score_iou_mismatch_share": (float((cols["score_iou_mismatch"] > 0).sum() / two.sum())
                                          if two.any() else math.nan),
@@ -524,7 +526,8 @@ def _result(inp: _Objects, grid, configured, ref, partial: LabPartial, iou: str,
          "objects": int(partial.per_anchor[a.name][1, i])}
         for a in configured for i in range(A)])
     per_level = pd.DataFrame([
-        {"assigner": a.name, "level": lv, "stride": int(grid.strides[lv]), "positives": int(partial.per_level[a.name][lv])}
+        {"assigner": a.name, "level": lv, "stride": int(grid.strides[lv]),
+         "positives": int(partial.per_level[a.name][lv])}
         for a in configured for lv in range(L)])
     rows = []
     for a in configured:

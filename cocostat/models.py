@@ -44,6 +44,7 @@ RGB, scaled to [0, 1]. Image pixels map to input pixels by ``x' = x * nw / w + p
 
 from __future__ import annotations
 
+import builtins
 import copy
 import hashlib
 import io
@@ -55,6 +56,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -71,7 +73,6 @@ __all__ = [
     "DarknetModel",
     "Letterbox",
     "LetterboxParams",
-    "letterbox_scale",
     "MaxPoolSpec",
     "RouteSpec",
     "ShortcutSpec",
@@ -80,6 +81,7 @@ __all__ = [
     "YoloSpec",
     "build_model",
     "decode_level",
+    "letterbox_scale",
     "load_model",
     "parse_cfg",
     "read_checkpoint",
@@ -116,7 +118,7 @@ _KNOWN = {
     "yolo": {"mask", "anchors", "classes", "num"} | _YOLO_IGNORED,
 }
 # Keys whose default value is harmless, and which are refused otherwise.
-_DEFAULT_ONLY = {
+_DEFAULT_ONLY: dict[str, dict[str, str | None]] = {
     "convolutional": {"dilation": "1", "binary": "0", "xnor": "0", "share_index": None, "antialiasing": "0",
                       "stride_x": None, "stride_y": None, "flipped": "0", "dot": "0"},
     "maxpool": {"stride_x": None, "stride_y": None, "maxpool_depth": "0", "antialiasing": "0"},
@@ -302,7 +304,7 @@ class _Where:
             raise self.error(f"{key} must be >= {minimum}, got {value}", key)
         return value
 
-    def ints(self, key: str) -> list[int]:
+    def ints(self, key: str) -> list[builtins.int]:  # `int` here is the method above
         raw = self.get(key)
         try:
             return [int(v) for v in raw.split(",") if v.strip()]
@@ -448,7 +450,7 @@ def parse_cfg(source: str | os.PathLike, *, text: str | None = None) -> DarknetC
             anchors = w.floats("anchors")
             if len(anchors) % 2:
                 raise w.error(f"anchors must be w,h pairs, got {len(anchors)} numbers", "anchors")
-            pairs = tuple(zip(anchors[0::2], anchors[1::2]))
+            pairs = tuple(zip(anchors[0::2], anchors[1::2], strict=True))
             num = w.int("num", len(pairs), minimum=1)
             if num != len(pairs):
                 raise w.error(f"num={num} but anchors holds {len(pairs)} pairs", "num")
@@ -530,7 +532,7 @@ class _Shortcut(nn.Module):
         super().__init__()
         self.source = source
         act = _activation(activation)
-        self.activation = act if act is not None else nn.Identity()
+        self.activation: nn.Module = act if act is not None else nn.Identity()
 
 
 class _Yolo(nn.Module):
@@ -574,6 +576,8 @@ class DarknetModel(nn.Module):
         num_classes: C. weights_path, weights_sha256: the loaded weights file (None: random).
     """
 
+    anchors: Tensor  # registered buffer; declared so the type checker knows it is not a submodule
+
     def __init__(self, cfg: DarknetCfg, *, bn_eps: float = DARKNET_BN_EPS):
         super().__init__()
         self.cfg = cfg
@@ -607,7 +611,7 @@ class DarknetModel(nn.Module):
                             for i, y in enumerate(cfg.yolo_layers))
         self.register_buffer("anchors", torch.tensor(cfg.anchors, dtype=torch.float32), persistent=False)
         self.num_classes = cfg.num_classes
-        needed = set()
+        needed: set[int] = set()
         for spec in cfg.layers:
             if isinstance(spec, RouteSpec):
                 needed.update(spec.layers)
@@ -674,12 +678,12 @@ class DarknetModel(nn.Module):
         """
         saved: dict[int, Tensor] = {}
         outputs: list[Tensor] = []
-        for i, (spec, mod) in enumerate(zip(self.cfg.layers, self.module_list)):
+        for i, (spec, mod) in enumerate(zip(self.cfg.layers, self.module_list, strict=True)):
             if isinstance(spec, RouteSpec):
                 parts = [saved[j] for j in spec.layers]
                 x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             elif isinstance(spec, ShortcutSpec):
-                x = mod.activation(x + saved[spec.source])
+                x = cast(_Shortcut, mod).activation(x + saved[spec.source])
             elif isinstance(spec, YoloSpec):
                 outputs.append(mod(x))
             else:
@@ -696,7 +700,7 @@ class DarknetModel(nn.Module):
             objectness, C class probabilities.
         """
         return [decode_level(raw, self.anchors[list(lvl.mask)], size / raw.shape[3])
-                for lvl, raw in zip(self.levels, outputs)]
+                for lvl, raw in zip(self.levels, outputs, strict=True)]
 
     def detect(self, x: Tensor) -> list[Tensor]:
         """``decode(forward(x), x.shape[-1])`` for a square input batch (B, 3, S, S)."""
@@ -709,16 +713,17 @@ class DarknetModel(nn.Module):
         The copy cannot write ``.weights`` files (they store batch-norm values separately).
         """
         model = copy.deepcopy(self)
-        for spec, seq in zip(model.cfg.layers, model.module_list):
+        for spec, seq in zip(model.cfg.layers, model.module_list, strict=True):
             if not isinstance(spec, ConvSpec) or not spec.batch_normalize:
                 continue
-            conv, bn = seq.Conv2d, seq.BatchNorm2d
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              groups=conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
+            conv, bn = _conv_bn(seq)
+            fused = nn.Conv2d(spec.in_channels, spec.filters, spec.size, spec.stride, spec.padding,
+                              groups=spec.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
             with torch.no_grad():
                 scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)  # (F,)
                 fused.weight.copy_((conv.weight.double() * scale[:, None, None, None]).to(conv.weight.dtype))
-                fused.bias.copy_((bn.bias.double() - bn.running_mean.double() * scale).to(conv.weight.dtype))
+                cast(Tensor, fused.bias).copy_(  # bias=True above
+                    (bn.bias.double() - bn.running_mean.double() * scale).to(conv.weight.dtype))
             seq.Conv2d = fused
             del seq.BatchNorm2d
         model.fused = True
@@ -765,8 +770,8 @@ def build_model(cfg: DarknetCfg | str | os.PathLike, *, bn_eps: float = DARKNET_
                 if isinstance(mod, nn.BatchNorm2d):
                     mod.weight.uniform_(0.5, 1.5)
                     mod.bias.normal_(0, 0.1)
-                    mod.running_mean.normal_(0, 0.1)
-                    mod.running_var.uniform_(0.5, 1.5)
+                    cast(Tensor, mod.running_mean).normal_(0, 0.1)  # track_running_stats=True
+                    cast(Tensor, mod.running_var).uniform_(0.5, 1.5)
     finally:
         if seed is not None:
             torch.random.set_rng_state(gen_state)
@@ -781,18 +786,33 @@ def _header_size(major: int, minor: int) -> int:
     return 20 if (major * 10 + minor) >= 2 and major < 1000 and minor < 1000 else 16
 
 
+class _BatchNorm(nn.BatchNorm2d):
+    """Type of the batch norms built here (with running statistics, so those are never None)."""
+
+    running_mean: Tensor
+    running_var: Tensor
+
+
+def _conv_bn(seq: nn.Module) -> tuple[nn.Conv2d, _BatchNorm]:
+    """The ``Conv2d`` and ``BatchNorm2d`` children of a ``[convolutional]`` block (see :class:`DarknetModel`).
+
+    Only the names are looked up; ``bn`` is read only where the cfg says ``batch_normalize=1``.
+    """
+    return cast(nn.Conv2d, seq.Conv2d), cast(_BatchNorm, getattr(seq, "BatchNorm2d", None))
+
+
 def _conv_tensors(model: DarknetModel) -> list[Tensor]:
     """Parameters in ``.weights`` order: per conv, bn bias, bn weight, mean, var (or conv bias); conv weight."""
     out: list[Tensor] = []
-    for spec, seq in zip(model.cfg.layers, model.module_list):
+    for spec, seq in zip(model.cfg.layers, model.module_list, strict=True):
         if not isinstance(spec, ConvSpec):
             continue
+        conv, bn = _conv_bn(seq)
         if spec.batch_normalize:
-            bn = seq.BatchNorm2d
             out += [bn.bias, bn.weight, bn.running_mean, bn.running_var]
         else:
-            out.append(seq.Conv2d.bias)
-        out.append(seq.Conv2d.weight)
+            out.append(cast(Tensor, conv.bias))  # bias=not batch_normalize
+        out.append(conv.weight)
     return out
 
 
@@ -968,9 +988,11 @@ def load_model(cfg: str | os.PathLike | DarknetCfg, weights: str | os.PathLike |
     if bn_eps is None:
         bn_eps = ULTRALYTICS_BN_EPS if suffix in (".pt", ".pth") else DARKNET_BN_EPS
     model = build_model(cfg, bn_eps=bn_eps)
-    if suffix == ".weights":
+    if weights is None:
+        pass
+    elif suffix == ".weights":
         read_weights(model, weights)
-    elif suffix is not None:
+    else:
         read_checkpoint(model, weights)
     return model.to(device).eval()
 
@@ -1058,7 +1080,7 @@ class Letterbox:
         p = self.params(image.width, image.height)
         nw, nh, px, py = int(p.new_w[0]), int(p.new_h[0]), int(p.pad_x[0]), int(p.pad_y[0])
         if (nw, nh) != image.size:
-            image = image.resize((nw, nh), Image.BILINEAR)
+            image = image.resize((nw, nh), Image.Resampling.BILINEAR)
         canvas = np.full((self.size, self.size, 3), self.pad_value, np.uint8)
         canvas[py:py + nh, px:px + nw] = np.asarray(image)
         return canvas

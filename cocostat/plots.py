@@ -67,7 +67,10 @@ def plot_box_sizes(dataset: Dataset, path: str | os.PathLike) -> Path:
     small = int((dataset.area < SMALL_AREA).sum())
     large = int((dataset.area >= LARGE_AREA).sum())
     medium = n - small - large
-    share = (lambda k: f"{100.0 * k / n:.1f}%" if n else "-")
+
+    def share(k: int) -> str:
+        return f"{100.0 * k / n:.1f}%" if n else "-"
+
     lo_x, hi_x = ax.get_xlim() if pos.size else (1.0, 1000.0)
     s_side, l_side = math.sqrt(SMALL_AREA), math.sqrt(LARGE_AREA)
     for a, b, colour, label in ((lo_x, s_side, _RED, f"small, area < 32²: {small:,} ({share(small)})"),
@@ -99,7 +102,7 @@ def plot_categories(report, path: str | os.PathLike) -> Path:
         ax.invert_yaxis()
         ax.set_ylim(n - 0.4, -0.6)
         top = max(int(counts.max()), 1)
-        for yi, c in zip(y, counts):
+        for yi, c in zip(y, counts, strict=True):
             ax.text(c + top * 0.01, yi, f"{int(c):,}", va="center", fontsize=7)
         ax.set_xlim(0, top * 1.12)
     else:
@@ -121,11 +124,11 @@ def plot_audit(audit, path: str | os.PathLike) -> Path:
     fig = _figure(max(8, 0.75 * a + 3), 6.4)
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     x = np.arange(a)
-    labels = [f"{w:g}x{h:g}\nlevel {int(lv)}" for w, h, lv in zip(pa["w"], pa["h"], pa["level"])]
+    labels = [f"{w:g}x{h:g}\nlevel {int(lv)}" for w, h, lv in zip(pa["w"], pa["h"], pa["level"], strict=True)]
     matched = pa["matched"].to_numpy()
     ax1.bar(x, matched, color=_BLUE, width=0.7)
     top = max(int(matched.max()) if a else 1, 1)
-    for xi, m in zip(x, matched):
+    for xi, m in zip(x, matched, strict=True):
         ax1.text(xi, m + top * 0.02, f"{int(m):,}", ha="center", fontsize=8)
     ax1.set_ylim(0, top * 1.15)
     ax1.set_ylabel("objects matched")
@@ -164,7 +167,7 @@ def plot_eval_summary(report, path: str | os.PathLike) -> Path:
     colours = [_BLUE if n.startswith("AP") else _ORANGE for n in names]
     shown = np.where(vals < 0, 0.0, vals)  # pycocotools gives -1 where a statistic has no object
     ax.bar(x, shown, color=colours, width=0.7)
-    for xi, v in zip(x, vals):
+    for xi, v in zip(x, vals, strict=True):
         ax.text(xi, max(v, 0) + 0.015, "n/a" if v < 0 else f"{v:.3f}", ha="center", fontsize=8)
     ax.set_xticks(x, names, fontsize=9)
     ax.set_ylim(0, min(1.0, max(float(shown.max(initial=0)), 0.05) * 1.25))
@@ -188,9 +191,9 @@ def plot_eval_classes(report, path: str | os.PathLike) -> Path:
         y = np.arange(n)
         ap = t["mAP@0.5"].to_numpy(dtype=np.float64)
         ax.barh(y, np.nan_to_num(ap), color=_BLUE, height=0.75)
-        ax.set_yticks(y, [f"{c} ({int(g)})" for c, g in zip(t["Class"], t["Targets"])], fontsize=7.5)
+        ax.set_yticks(y, [f"{c} ({int(g)})" for c, g in zip(t["Class"], t["Targets"], strict=True)], fontsize=7.5)
         ax.set_ylim(n - 0.4, -0.6)
-        for yi, v in zip(y, ap):
+        for yi, v in zip(y, ap, strict=True):
             ax.text((0 if math.isnan(v) else v) + 0.01, yi, "-" if math.isnan(v) else f"{v:.2f}", va="center",
                     fontsize=7)
         mean = float(report.table.iloc[0]["mAP@0.5"])
@@ -219,7 +222,7 @@ def plot_errors(report, path: str | os.PathLike) -> Path:
     x = np.arange(len(names))
     ax.bar(x, np.nan_to_num(vals), color=colours, width=0.7)
     top = max(float(np.nan_to_num(vals).max(initial=0)), 1.0)
-    for xi, v, c in zip(x, vals, counts):
+    for xi, v, c in zip(x, vals, counts, strict=True):
         ax.text(xi, (0 if math.isnan(v) else v) + top * 0.02, f"{v:.2f}\n({int(c):,})", ha="center", fontsize=8)
     ax.set_ylim(0, top * 1.25)
     ax.set_xticks(x, names, fontsize=9)

@@ -104,7 +104,12 @@ class StagedFolder:
     def real(self, path: str | os.PathLike) -> Path:
         """Where ``path`` (``out`` or a path under it, as spelt from ``out``) is while staged."""
         rel = Path(path).relative_to(self.out)
-        return self.path / rel
+        return self._stage() / rel
+
+    def _stage(self) -> Path:
+        if self.path is None:
+            raise RuntimeError("StagedFolder is used outside its `with` block (or after commit/discard)")
+        return self.path
 
     def shown(self, text: str) -> str:
         """``text`` with the stage's path spelt as ``out`` (for results, messages, plot lists)."""
@@ -142,15 +147,16 @@ class StagedFolder:
 
     def commit(self) -> None:
         """Carry the old entries ``keep`` keeps into the stage, then swap the stage in for ``out``."""
+        stage = self._stage()
         if self.target.is_dir():
-            self._carry(self.target, self.path, Path())
+            self._carry(self.target, stage, Path())
             holder = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-{os.getpid()}-",
                                            dir=self.target.parent))
             os.rename(self.target, holder / self.target.name)
-            os.rename(self.path, self.target)
+            os.rename(stage, self.target)
             shutil.rmtree(holder, ignore_errors=True)
         else:
-            os.rename(self.path, self.target)
+            os.rename(stage, self.target)
         self.path = None
         self._made = []
 

@@ -46,8 +46,9 @@ Speed: reading the label files and the image headers is spread over a process po
 workers, from :data:`POOL_MIN_IMAGES` images on (a thread pool loses: the header walk and the parse
 hold the GIL; on 2 busy cores the pool only breaks even with one process, see
 reports/bench_yolo.md); the lines of a chunk of files are parsed in one C pass (pandas' CSV reader)
-when every line is a plain box, else in one vectorised numpy pass that also finds the bad line. The parsed arrays go to the same cache as COCO
-files (:func:`cocostat.data.cache_dir`); see :func:`cache_key` for what makes the key.
+when every line is a plain box, else in one vectorised numpy pass that also finds the bad line. The
+parsed arrays go to the same cache as COCO files (:func:`cocostat.data.cache_dir`); see
+:func:`cache_key` for what makes the key.
 """
 
 from __future__ import annotations
@@ -58,14 +59,18 @@ import os
 import shutil
 import tempfile
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFoundError, OptionError
+
+if TYPE_CHECKING:  # cocostat.data imports this module
+    from cocostat.data import Dataset
 
 #: Suffixes that make a DATASET argument a YOLO dataset description.
 CONFIG_SUFFIXES = (".yaml", ".yml", ".data", ".txt")
@@ -182,7 +187,7 @@ def _count(value, key: str, where: str) -> int:
     return n
 
 
-def _yaml_names(cfg: dict, where: str) -> tuple[str, ...] | None:
+def _yaml_names(cfg: dict, where: str) -> tuple[str, ...]:
     names, nc = cfg.get("names"), cfg.get("nc")
     if isinstance(names, dict):
         keys = sorted(names)
@@ -338,7 +343,8 @@ _PNG = b"\x89PNG\r\n\x1a\n"
 def _exif_orientation(app1: bytes) -> int:
     """The orientation tag (0x0112) of an APP1 ``Exif`` segment's first IFD, 1 when absent or malformed."""
     tiff = app1[6:]
-    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    orders: dict[bytes, Literal["little", "big"]] = {b"II": "little", b"MM": "big"}
+    order = orders.get(tiff[:2])
     if order is None or len(tiff) < 8:
         return 1
     ifd = int.from_bytes(tiff[4:8], order)
@@ -528,7 +534,8 @@ def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_clas
             try:
                 float(t)
             except ValueError:
-                _line_error(files, file_start, nl, buf, int(tok_line[i]), f"value {t.decode('utf-8', 'replace')!r} is not a number")
+                _line_error(files, file_start, nl, buf, int(tok_line[i]),
+                            f"value {t.decode('utf-8', 'replace')!r} is not a number")
     ntok = np.bincount(tok_line, minlength=nl.size)                   # (lines,)
     lines = np.flatnonzero(ntok)                                      # content lines
     n = ntok[lines]
@@ -536,7 +543,8 @@ def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_clas
     bad = (n != 5) & ((n < 7) | (n % 2 == 0))
     if bad.any():
         _line_error(files, file_start, nl, buf, int(lines[np.argmax(bad)]),
-                    f"expected 5 fields (class cx cy w h) or a class and 3 or more x y points, found {n[np.argmax(bad)]}")
+                    "expected 5 fields (class cx cy w h) or a class and 3 or more x y points, "
+                    f"found {n[np.argmax(bad)]}")
     if not np.isfinite(vals).all():
         _line_error(files, file_start, nl, buf, int(tok_line[np.argmax(~np.isfinite(vals))]), "values must be finite")
     cls_f = vals[first]
@@ -625,7 +633,7 @@ def _map_chunks(fn, images: tuple[str, ...], args: tuple, workers: int | None, p
     if pool == "thread":
         from concurrent.futures import ThreadPoolExecutor
 
-        executor = ThreadPoolExecutor(workers)
+        executor: Executor = ThreadPoolExecutor(workers)
     else:
         import multiprocessing
 
@@ -711,7 +719,7 @@ def _warn(src_name: str, counts: dict) -> None:
 
 
 def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None,
-              pool: str = "process") -> "Dataset":  # noqa: F821
+              pool: str = "process") -> Dataset:
     """Read one split of a YOLO dataset into a :class:`~cocostat.data.Dataset`.
 
     Args:
@@ -749,7 +757,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
     sizes = np.concatenate([p.sizes for p in parts]).reshape(-1, 2)
     state = np.concatenate([p.state for p in parts])
     base = np.cumsum([0] + [p.sizes.shape[0] for p in parts])
-    line_image = np.concatenate([p.line_image + b for p, b in zip(parts, base)])
+    line_image = np.concatenate([p.line_image + b for p, b in zip(parts, base[:-1], strict=True)])
     cls = np.concatenate([p.cls for p in parts])
     xyxy = np.concatenate([p.xyxy for p in parts]).reshape(-1, 4)
     poly_area = np.concatenate([p.poly_area for p in parts])
@@ -775,7 +783,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
     counts = {"images": int(state.size), "no_file": int((state == 2).sum()), "empty": int((state == 1).sum()),
               "clipped": clipped, "example": label_path(src.image_paths[0]) if src.image_paths else ""}
     _warn(src.name, counts)
-    if file is not None:
+    if file is not None and side is not None:
         from cocostat.atomic import write_text
 
         _save_cache(ds, file)
@@ -825,8 +833,9 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT,
     """Write ``dataset`` as a YOLO layout in ``out_dir``, replacing it as a whole at the end.
 
     Layout (ultralytics), with FOLDER = ``folder`` or ``split``: ``OUT/images/FOLDER/<file_name>``
-    symlinks to the original images, ``OUT/labels/FOLDER/<stem>.txt`` (``class cx cy w h``, normalised, 10 significant digits, one line
-    per box; no file for an image without boxes) and ``OUT/<OUT name>.yaml`` (no ``path``: the YAML's folder is the root, for ultralytics too; the split,
+    symlinks to the original images, ``OUT/labels/FOLDER/<stem>.txt`` (``class cx cy w h``, normalised,
+    10 significant digits, one line per box; no file for an image without boxes) and
+    ``OUT/<OUT name>.yaml`` (no ``path``: the YAML's folder is the root, for ultralytics too; the split,
     ``names`` and ``category_ids`` so that reading it back gives the same COCO category ids).
     Crowd boxes are left out, as ultralytics' COCO labels leave them out (YOLO labels have no crowd
     flag, and a crowd box read back as an object would be trained on as one); their count is returned.

@@ -38,7 +38,7 @@ def _fitness_loop(wh, anchors, iou_t, ratio_t, counts=None):
                           "fitness_ratio"], 0.0)
     best_for = [0] * len(anchors)
     n = 0
-    for g, c in zip(wh, counts):
+    for g, c in zip(wh, counts, strict=True):
         ious = [_wh_iou_loop(g, a) for a in anchors]
         xs = [_ratio_loop(g, a) for a in anchors]
         best = max(ious)
@@ -61,7 +61,7 @@ def _coco(boxes, sizes=None, crowd=None):
     return {
         "images": [{"id": i + 1, "width": w, "height": h, "file_name": f"{i}.jpg"} for i, (w, h) in enumerate(sizes)],
         "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": list(b), "iscrowd": c}
-                        for i, (b, c) in enumerate(zip(boxes, crowd))],
+                        for i, (b, c) in enumerate(zip(boxes, crowd, strict=True))],
         "categories": [{"id": 1, "name": "thing"}],
     }
 

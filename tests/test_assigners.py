@@ -111,7 +111,6 @@ def ref_box_only(name, boxes, images, grid, *, iou_t=0.225, ratio_t=4.0, topk=5)
     claims: dict = {}
     for g, box in enumerate(boxes):
         box = [float(v) for v in box]
-        w, h = max(box[2] - box[0], 0.0), max(box[3] - box[1], 0.0)
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         cells = [centre_cell(box, grid, lv) for lv in range(grid.num_levels)]
         pos = set()

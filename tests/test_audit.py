@@ -87,8 +87,13 @@ class TableBuilder:
     def frame(self) -> pd.DataFrame:
         G, N = self.pred.shape[:2]
         pred = np.where(self.valid[..., None], self.pred, np.nan)
-        rows = lambda v: np.repeat(np.asarray(v), N)
-        cols = lambda v: np.tile(np.asarray(v), G)
+
+        def rows(v):
+            return np.repeat(np.asarray(v), N)
+
+        def cols(v):
+            return np.tile(np.asarray(v), G)
+
         o = self.objects
         frame = pd.DataFrame({
             "ann_id": rows([x[0] for x in o]), "image_id": rows([x[1] for x in o]),
@@ -228,7 +233,8 @@ def ref_audit(frame: pd.DataFrame, manifest: dict, kind="iou", assigner="yolov3"
 
 def check_against_reference(rep, ref):
     assert rep.objects == ref["objects"]
-    assert rep.images == len(ref["images"]) and rep.feature_maps == len(ref["images"]) * len(rep.per_anchor["level"].unique())
+    assert rep.images == len(ref["images"])
+    assert rep.feature_maps == len(ref["images"]) * len(rep.per_anchor["level"].unique())
     assert rep.unmatched_objects == ref["unmatched"]
     assert rep.objects_compared == ref["compared"]
     assert rep.objects_unmatched_beats_worst_matched == ref["worst"]
@@ -303,7 +309,8 @@ def test_hand_built_known_answers():
     assert (po.loc[21, "best_anchor"], po.loc[21, "best_dx"], po.loc[21, "best_dy"]) == (4, 1, 0)
     assert po.loc[22, "matched_anchors"] == 0 and po.loc[22, "best_unmatched_anchor"] == 0
     assert 32 not in po.index
-    assert rep.examples["image_id"].tolist() == [1, 2] and rep.examples["file_name"].tolist() == ["img1.jpg", "img2.jpg"]
+    assert rep.examples["image_id"].tolist() == [1, 2]
+    assert rep.examples["file_name"].tolist() == ["img1.jpg", "img2.jpg"]
     assert rep.examples.loc[0, "unmatched_beats_best"] == 1 and rep.examples.loc[1, "unmatched"] == 1
     check_against_reference(rep, ref_audit(t.frame(), t.manifest()))
     d = rep.to_dict()
@@ -477,7 +484,8 @@ def test_per_object_file(tmp_path):
     rep.write_per_object(tmp_path / "po.parquet")
     rep.write_per_object(tmp_path / "po.csv")
     back = pd.read_parquet(tmp_path / "po.parquet")
-    assert back["ann_id"].tolist() == [11, 21, 22, 31] and back["unmatched_beats_best"].tolist() == [True, False, False, False]
+    assert back["ann_id"].tolist() == [11, 21, 22, 31]
+    assert back["unmatched_beats_best"].tolist() == [True, False, False, False]
     assert pd.read_csv(tmp_path / "po.csv").shape == back.shape
     with pytest.raises(OptionError, match=".parquet or .csv"):
         rep.write_per_object(tmp_path / "po.txt")

@@ -552,11 +552,6 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 SCALE = 1000.0
 
 
-def ref_wh_iou(a, b) -> float:
-    inter = min(a[0], b[0]) * min(a[1], b[1])
-    return _div(inter, a[0] * a[1] + b[0] * b[1] - inter)
-
-
 def ref_side_ratio(a, b) -> float:
     return min(_div(min(a[k], b[k]), max(a[k], b[k])) for k in (0, 1))
 

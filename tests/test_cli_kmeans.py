@@ -135,6 +135,7 @@ def test_real_subset_with_presets(real_data, tmp_path):
     res = run(["--root", str(real_data / "coco-tiny"), "val2017", "--compare", "yolov3", "--compare",
                "yolov3-tiny", "--evolve", "200", "--plot", str(tmp_path)])
     assert res.exit_code == 0, res.output
+    assert plot.is_file()  # --plot DIRECTORY gets kmeans_anchors.png
     assert "804 of 815 annotations" in res.stdout and "anchors of yolov3-tiny" in res.stdout
     d = run_json(["--root", str(real_data / "coco-tiny"), "val2017", "--compare", "yolov3", "--compare",
                   str(real_data / "cfg" / "yolov3-tiny.cfg"), "--evolve", "200"])

@@ -107,13 +107,15 @@ def _check_against_json(ds, path: Path):
 
 def test_sample_counts_match_json():
     ds = load_dataset()
-    assert (ds.name, ds.num_images, ds.num_annotations, int(ds.iscrowd.sum()), ds.num_classes) == ("sample", 128, 939, 10, 80)
+    got = (ds.name, ds.num_images, ds.num_annotations, int(ds.iscrowd.sum()), ds.num_classes)
+    assert got == ("sample", 128, 939, 10, 80)
     _check_against_json(ds, sample_path())
     assert sample_path().stat().st_size < 300_000
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("folder,split", [("coco-tiny", "val2017"), ("coco-tiny", "train2017"), ("coco128", "train2017")])
+@pytest.mark.parametrize("folder,split",
+                         [("coco-tiny", "val2017"), ("coco-tiny", "train2017"), ("coco128", "train2017")])
 def test_real_files_match_json(real_data, folder, split):
     ds = load_dataset(split, root=real_data / folder)
     assert ds.image_dir == real_data / folder / split

@@ -113,7 +113,7 @@ def test_dap_of_every_type_by_hand():
 
 
 def test_only_the_best_cls_or_loc_error_recovers_an_object():
-    dets = DETS + [(1, CAT, [122, 0, 40, 40], 0.65)]  # d9: a second Loc error on B, higher score than d3
+    dets = [*DETS, (1, CAT, [122, 0, 40, 40], 0.65)]  # d9: a second Loc error on B, higher score than d3
     ds, d = _case(dets=dets)
     m = match_detections(ds, d)
     err, target, _ = classify_errors(ds, d, m)
@@ -121,7 +121,7 @@ def test_only_the_best_cls_or_loc_error_recovers_an_object():
     win = _winners(d, target, m)
     assert win[9] and not win[3] and win[2]
     # an error whose target is already matched recovers nothing: d1's object A is taken
-    dets = DETS + [(1, DOG, [0, 0, 40, 40], 0.95)]  # d9: a dog box on cat A (matched by d0): Cls, no winner
+    dets = [*DETS, (1, DOG, [0, 0, 40, 40], 0.95)]  # d9: a dog box on cat A (matched by d0): Cls, no winner
     ds, d = _case(dets=dets)
     m = match_detections(ds, d)
     err, target, _ = classify_errors(ds, d, m)

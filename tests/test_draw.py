@@ -103,6 +103,6 @@ def test_real_errors_drawing_marks_every_object(real_data, tmp_path):
     a = np.asarray(Image.open(rep.drawn[0]).convert("RGB"))
     marked = {tuple(c) for c in (draw_mod.GT_MISSED, draw_mod.GT_CROWD)}
     for j in g:  # every object was missed (or is crowd): its top-left corner carries its colour
-        x1, y1 = (int(round(v)) for v in boxes[j, :2])
+        x1, y1 = (round(v) for v in boxes[j, :2])
         patch = a[max(y1 - 1, 0):y1 + 3, max(x1 - 1, 0):x1 + 3].reshape(-1, 3)
         assert any(tuple(p) in marked for p in patch.tolist()), (j, x1, y1)

@@ -184,8 +184,8 @@ def test_prediction_figures_against_reference_sets(iou):
     lab = quiet(assigner_lab, t.dataset(), t.predictions(), iou=iou, topk=3, alpha=0.3)
     d = lab.to_dict()
     assert d["predictions"] is True and d["neighborhood"] == 1
-    assert [a["name"] for a in d["assigners"]] == list(BOX_ONLY[:1]) + ["atss", "darknet", "topk-anchor", "yolov5",
-                                                                         *sorted(PRED_AWARE)]
+    assert [a["name"] for a in d["assigners"]] == [*BOX_ONLY[:1], "atss", "darknet", "topk-anchor", "yolov5",
+                                                   *sorted(PRED_AWARE)]
     arrays = to_arrays(t.frame())
     _, images = dense_image_index(arrays.image_id)
     grid = grid_from_manifest(t.manifest())
@@ -247,7 +247,8 @@ def test_cli_on_real_predictions(real_data, real_predictions, tmp_path):  # noqa
     assert by["best-pred"]["mean_pred_iou"] >= by["topk-iou"]["mean_pred_iou"]
     assert (tmp_path / "plots" / "assigners.png").read_bytes()[:8] == PNG_MAGIC
     po = pd.read_parquet(tmp_path / "po.parquet")
-    assert len(po) == 804 * len(names) and {"assigner", "ann_id", "positives", "jaccard", "region_slots_outside"} <= set(po.columns)
+    assert len(po) == 804 * len(names)
+    assert {"assigner", "ann_id", "positives", "jaccard", "region_slots_outside"} <= set(po.columns)
     tal = po[po["assigner"] == "tal"]
     assert tal["region_slots_outside"].sum() == by["tal"]["region_slots_outside"]["total"]
     csv = run("assigners", "val2017", "--root", root, "--predictions", real_predictions, "--format", "csv",

@@ -206,7 +206,10 @@ def test_decode_level_matches_loop():
     raw = torch.randn(2, 3, 4, 5, 8, generator=g)
     anchors = torch.tensor([[10.0, 13.0], [16.0, 30.0], [33.0, 23.0]])
     dec = decode_level(raw, anchors, 8.0).numpy()
-    sig = lambda v: 1 / (1 + np.exp(-v))
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
     r = raw.numpy().astype(np.float64)
     for b in range(2):
         for a in range(3):
@@ -223,7 +226,7 @@ def test_fused_model_gives_the_same_outputs(tiny_cfg):
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         a, b = model.detect(x), model.fuse().detect(x)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)
     assert not model.fused and "BatchNorm2d" in dict(model.module_list[0].named_children())
 
@@ -445,7 +448,7 @@ def _compare_with_opencv(decoded: list[torch.Tensor], rows: list[np.ndarray], si
     """OpenCV rows are (gy, gx, anchor) with boxes as fractions of the input; class scores are
     objectness x probability, zeroed under its threshold."""
     assert len(decoded) == len(rows)
-    for d, o in zip(decoded, rows):
+    for d, o in zip(decoded, rows, strict=True):
         b, a, h, w, k = d.shape
         ours = d.permute(0, 2, 3, 1, 4).reshape(b, h * w * a, k).numpy()
         assert o.shape == ours.shape
@@ -523,7 +526,7 @@ def test_cuda_outputs_match_cpu(tiny_cfg):
         cpu_out = model.detect(x)
         gpu_out = gpu.detect(x.cuda())
         half_out = gpu.fuse().half().detect(x.cuda().half())
-    for c, g, h in zip(cpu_out, gpu_out, half_out):
+    for c, g, h in zip(cpu_out, gpu_out, half_out, strict=True):
         assert g.device.type == "cuda" and h.dtype == torch.float32  # decoding is float32
         torch.testing.assert_close(g.cpu(), c, rtol=1e-3, atol=1e-3)
         torch.testing.assert_close(h.cpu()[..., 4:], c[..., 4:], rtol=0, atol=2e-2)

@@ -8,6 +8,7 @@ touching, identical and zero-size boxes), over several chunk sizes and every opt
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import tracemalloc
@@ -422,7 +423,7 @@ def test_accumulators_merge_two_ranges_into_the_one_pass_answer(real_data, split
         a, b = _fold(_accumulators(ds, settings), first), _fold(_accumulators(ds, settings), second)
     else:  # the pair chunks alternate between two accumulators, so many images are split between them
         chunks = list(pair_chunks(xyxy, offsets, settings, 61))
-        assert any(len(set(c.seg_images[-1:]) & set(d.seg_images[:1])) for c, d in zip(chunks, chunks[1:]))
+        assert any(len(set(c.seg_images[-1:]) & set(d.seg_images[:1])) for c, d in itertools.pairwise(chunks))
         a, b = _fold(_accumulators(ds, settings), chunks[0::2]), _fold(_accumulators(ds, settings), chunks[1::2])
     for acc, other in zip(a, b):
         acc.merge(other)

@@ -461,7 +461,10 @@ def test_torchrun_two_processes_match_one(tmp_path, tiny_files):
     assert one.returncode == 0, one.stderr[-3000:]
     a, b = read_predictions(tmp_path / "one"), read_predictions(tmp_path / "two")
     pd.testing.assert_frame_equal(a.candidates, b.candidates, check_exact=False, atol=1e-5)
-    key = lambda d: (d["image_id"], d["category_id"], d["bbox"])
+
+    def key(d):
+        return (d["image_id"], d["category_id"], d["bbox"])
+
     assert sorted(a.detections(), key=key) == sorted(b.detections(), key=key)
     assert b.manifest["images"] == 5 and b.manifest["world_size"] == 2
     assert b.manifest["candidate_rows"] == len(b.candidates)

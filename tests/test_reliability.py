@@ -71,7 +71,7 @@ def tree(folder: Path) -> set[str]:
 
 
 @pytest.fixture
-def tiny(files):
+def tiny(files):  # noqa: F811 - pytest passes the imported fixture by name
     """A COCO root with 3 small images and a tiny random Darknet model: (tmp, predict args without -o)."""
     return files[0], _args(files)
 
@@ -400,7 +400,7 @@ def test_tables_are_never_truncated(tmp_path):
     from cocostat.render import render_text
     from cocostat.summary import info
 
-    narrow = Console(width=60, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    narrow = Console(width=60, record=True, file=open(os.devnull, "w"))
     render_text(info(load_coco(f)), narrow)
     text = narrow.export_text()
     assert "…" not in text and text.count("x") >= 150  # folded onto more lines, every character kept
@@ -517,8 +517,8 @@ def test_every_written_file_is_named_on_stderr(tmp_path, inputs):
     for name, args, outs in cases:
         res = run(name, *args, *outs)
         assert res.exit_code == 0, res.output
-        files = [o for o in outs[1::2]]
-        for out in files:
+        written = outs[1::2]
+        for out in written:
             if out.suffix:
                 assert f"wrote {out}" in res.stderr, (name, res.stderr)
             else:

@@ -171,7 +171,7 @@ def test_sample_markdown_page(sample_report):
             assert f"```bash\n{s.command}\n```" in md
             for p in s.plots:
                 assert f"]({p.relative_to(res.out_dir).as_posix()})" in md
-            for title, block in s.result.sections():  # every table is on the page, as the helper renders it
+            for _title, block in s.result.sections():  # every table is on the page, as the helper renders it
                 if isinstance(block, pd.DataFrame):
                     assert markdown_table(block) in md
         else:
@@ -217,7 +217,7 @@ def test_sample_html_is_self_contained(sample_report):
     for s in res.analyses:
         if s.status == "done":
             assert f"<code>{s.command}</code>" in page
-            for title, block in s.result.sections():
+            for _title, block in s.result.sections():
                 if isinstance(block, pd.DataFrame):
                     assert html_table(block) in page
 
@@ -263,7 +263,7 @@ def _model_report(synth_model, tmp_path, out: str):
 
 def test_model_report_runs_every_analysis(synth_model, tmp_path):
     ann, cfg, weights = synth_model
-    ds, res = _model_report(synth_model, tmp_path, "rep")
+    _ds, res = _model_report(synth_model, tmp_path, "rep")
     status = {s.name: (s.status, s.reason) for s in res.analyses}
     assert res.predictions == tmp_path / "rep" / "predictions"
     assert (res.predictions / "manifest.json").is_file()
@@ -386,7 +386,8 @@ def test_real_yolov3_tiny_report(real_data, tmp_path, monkeypatch):
     km = res.section("kmeans")
     assert "-k 6" in km.command and km.result.result.anchors.num_anchors == 6  # the model's anchor count
     audit = res.section("anchor-audit").result
-    assert (audit.objects, audit.images, audit.unmatched_objects) == (804, 80, 23)  # README, anchor audits on real data, yolov3 assigner
+    # README, anchor audits on real data, yolov3 assigner
+    assert (audit.objects, audit.images, audit.unmatched_objects) == (804, 80, 23)
     ev = res.section("eval").result
     assert 0.2 < ev.stats[1] < 0.3  # AP50 of yolov3-tiny on these images (0.247)
     assert res.section("errors").result.ap == pytest.approx(100 * ev.stats[1], abs=0.01)
@@ -524,7 +525,7 @@ def _old_report(synth_model, tmp_path):
 def test_interrupted_report_leaves_the_older_one_intact(synth_model, tmp_path, monkeypatch, exc):
     import cocostat.pairs
 
-    ds, first = _old_report(synth_model, tmp_path)
+    _old_report(synth_model, tmp_path)
     before = _tree(tmp_path / "a")
     assert "plots/eval_summary.png" in before and "report.md" in before
 

@@ -37,7 +37,7 @@ def test_valid_predictions_rule():
     obj = np.array([0.5, 0.5, np.nan, 0.5, 0.5])
     cls = np.array([[0.1, 0.2], [0.1, 0.2], [0.1, 0.2], [0.1, -INF], [0.1, 0.2]])
     ok = [bool(np.isfinite(b).all() and np.isfinite(o) and np.isfinite(c).all())  # the rule, written out
-          for b, o, c in zip(boxes, obj, cls)]
+          for b, o, c in zip(boxes, obj, cls, strict=True)]
     assert ok == [True, False, False, False, False]
     assert valid_predictions(boxes, obj, cls).tolist() == ok
     assert valid_predictions(boxes).tolist() == [True, False, True, True, False]

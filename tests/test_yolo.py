@@ -89,7 +89,7 @@ def test_loads_like_the_coco_json_without_crowd(real_data, yolo_val):
     assert not ds.iscrowd.any()
     assert list(ds.categories["name"]) == list(coco.categories["name"])
     np.testing.assert_array_equal(ds.categories["category_id"], np.arange(1, 81))  # class index + 1
-    assert [ds.image_dir / f for f in ds.file_name][0].is_file()
+    assert (ds.image_dir / ds.file_name[0]).is_file()
 
 
 def test_info_matches_coco(real_data, yolo_val):
@@ -225,13 +225,13 @@ def test_fast_and_general_parse_agree_on_real_labels(yolo_val):
     fast = yolo._boxes_only(buf, nlines, 80)
     assert fast is not None
     general = yolo._parse_labels(buf, files, starts, 80)
-    for a, b in zip(fast, general):
+    for a, b in zip(fast, general, strict=True):
         np.testing.assert_array_equal(a, b)
     # tabs, double spaces, CRLF and blank lines leave the fast path, with the same result
     messy = [d.replace(b" ", b"\t", 1).replace(b"\n", b"\r\n\n") for d in datas]
     assert yolo._boxes_only(b"".join(messy), np.array([d.count(b"\n") for d in messy]), 80) is None
     again = yolo._parse_labels(b"".join(messy), files, np.cumsum([0] + [len(d) for d in messy[:-1]]), 80)
-    for a, b in zip(again, general):
+    for a, b in zip(again, general, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -430,10 +430,10 @@ def test_convert_round_trip_real(real_data, tmp_path):
         (i["id"], i["width"], i["height"]) for i in raw["images"])
     assert [(c["id"], c["name"]) for c in got["categories"]] == [(c["id"], c["name"]) for c in
                                                                  sorted(raw["categories"], key=lambda c: c["id"])]
-    want = sorted(((a["image_id"], a["category_id"], *a["bbox"]) for a in raw["annotations"] if not a["iscrowd"]))
-    have = sorted(((a["image_id"], a["category_id"], *a["bbox"]) for a in got["annotations"]))
+    want = sorted((a["image_id"], a["category_id"], *a["bbox"]) for a in raw["annotations"] if not a["iscrowd"])
+    have = sorted((a["image_id"], a["category_id"], *a["bbox"]) for a in got["annotations"])
     assert len(want) == len(have) == 804
-    for w, h in zip(want, have):
+    for w, h in zip(want, have, strict=True):
         assert w[:2] == h[:2]
         W, H = size[w[0]]
         assert max(abs(w[2] - h[2]) / W, abs(w[3] - h[3]) / H, abs(w[4] - h[4]) / W, abs(w[5] - h[5]) / H) < 1e-6

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from torch import Tensor
 
 from cocostat.boxes import matched_iou, pairwise_wh_iou, valid_predictions
 from cocostat.errors import OptionError
+
+if TYPE_CHECKING:  # cocostat.assign imports the assigners
+    from cocostat.assign import AnchorGrid
 
 
 # --------------------------------------------------------------------------------------------------
@@ -70,7 +73,7 @@ class Slots:
             objectness and class probability: :func:`cocostat.boxes.valid_predictions`).
     """
 
-    grid: object
+    grid: AnchorGrid
     boxes: Tensor
     image: Tensor
     anchor: Tensor
