@@ -144,6 +144,11 @@ CONTEXT: dict[tuple[str, str], tuple[str, ...]] = {
     (_M, "stats"): (),
 }
 
+#: columns of the table view that name the row rather than hold a figure.
+TABLE_CONTEXT: dict[tuple[str, str], tuple[str, ...]] = {
+    (_A, "per_anchor[]"): ("anchor", "size", "level"),
+}
+
 
 def figures(analysis: str, group: str | None = None) -> tuple[Figure, ...]:
     """The figures of ``analysis`` (in output order), only those of ``group`` when given."""
