@@ -1,33 +1,20 @@
-"""Label assigners of YOLO trainers: which anchors (and cells) must predict each object.
+"""Anchor grids, and label assignment over them (the assigners live in :mod:`cocostat.assigners`).
 
-An assigner looks only at box sizes and positions (no predictions) and says, for every object and
-every anchor of every output level, whether that anchor is a positive for that object. Three are
-implemented, each as its reference code does it, vectorised in torch over all objects at once:
+:class:`AnchorGrid` holds the anchors, their output levels, the strides and the input size. The
+assigners themselves (``yolov3``, ``darknet``, ``yolov5``, ``atss``, ... one module each in
+:mod:`cocostat.assigners`) share one contract, ``positives(slots)``; :func:`assign` runs a box-only
+one over the whole grid and gives its positives per anchor, and :func:`positive_mask` maps them
+into a candidate layout. Both are what :mod:`cocostat.audit` and :mod:`cocostat.mismatch` use.
 
-- ``yolov3``: ultralytics YOLOv3 of 2019-2020, ``build_targets`` with ``use_all_anchors = True`` and
-  ``reject = True``: every anchor of every level whose wh-IoU with the object exceeds ``iou_t``
-  (strictly, ``wh_iou > iou_t``) is matched, at the cell holding the object's centre.
-- ``darknet``: Darknet's ``yolo_layer``: the single anchor (over all levels) with the highest wh-IoU,
-  at the centre cell; ties go to the first anchor in cfg order, as Darknet's ``if (iou > best_iou)``
-  does. An object whose best wh-IoU is 0 (a zero-size box) is left unmatched.
-- ``yolov5``: ultralytics YOLOv5 ``build_targets``: every anchor whose width and height ratios to
-  the object are both within ``ratio_t`` (``max(r, 1/r) < ratio_t`` for ``r = w/w_a`` and
-  ``r = h/h_a``, i.e. side ratio ``> 1 / ratio_t``, :func:`cocostat.boxes.pairwise_side_ratio`), at the centre cell and at the (usually two) neighbour cells nearest the centre: the
-  horizontal one to the left when ``x mod 1 < 0.5`` and ``x > 1``, to the right when
-  ``(W - x) mod 1 < 0.5`` and ``W - x > 1``, the vertical one likewise (``x`` the centre in grid
-  cells of that level, ``W`` the grid width; a centre exactly on a cell border gets both sides).
-
-Everything is in network-input pixels (after letterboxing). wh-IoU is scale-free, so comparing
-pixel sizes gives what the trainers compute in grid units. Crowd annotations are the caller's job
+Everything is in network-input pixels (after letterboxing). Crowd annotations are the caller's job
 to leave out.
 
 Shapes: G objects, A anchors (cfg order), L levels (``[yolo]`` layers in cfg order), N candidate
-rows per object (see :mod:`cocostat.candidates`).
+columns per object (see :mod:`cocostat.candidates`).
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,36 +22,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cocostat.anchors import default_strides  # noqa: F401 (re-exported; defined once in anchors)
-from cocostat.boxes import pairwise_side_ratio, pairwise_wh_iou
+from cocostat import assigners
+from cocostat.anchors import default_strides  # re-exported; defined once in anchors
+from cocostat.assigners import NAMES
+from cocostat.assigners._protocol import (
+    Assigner,
+    Slots,
+    centre_cells,
+    grid_slots,
+    matched_anchors,
+    member,
+    slot_count,
+)
+from cocostat.boxes import pairwise_wh_iou
 from cocostat.errors import OptionError
 
 __all__ = ["ASSIGNERS", "AnchorGrid", "Assigner", "Assignment", "assign", "default_strides",
-           "grid_from_anchor_set", "grid_from_manifest", "positive_mask"]
+           "grid_from_anchor_set", "grid_from_manifest", "in_positives", "positive_mask"]
 
-
-class Assigner(enum.Enum):
-    """A label assigner: its CLI name and what it does."""
-
-    YOLOV3 = ("yolov3", "ultralytics YOLOv3 2019-2020: every anchor with wh-IoU > iou_t, centre cell")
-    DARKNET = ("darknet", "Darknet yolo_layer: the single best anchor by wh-IoU, centre cell")
-    YOLOV5 = ("yolov5", "ultralytics YOLOv5: anchors with w and h ratios < ratio_t, centre + 2 neighbour cells")
-
-    def __init__(self, short: str, description: str):
-        self.short = short
-        self.description = description
-
-    @classmethod
-    def parse(cls, name: str | Assigner) -> Assigner:
-        if isinstance(name, Assigner):
-            return name
-        for a in cls:
-            if a.short == name:
-                return a
-        raise OptionError(f"--assigner must be one of {', '.join(ASSIGNERS)}, got {name!r}")
-
-
-ASSIGNERS: tuple[str, ...] = tuple(a.short for a in Assigner)
+#: every registered assigner (see :mod:`cocostat.assigners`).
+ASSIGNERS: tuple[str, ...] = NAMES
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,28 +151,25 @@ def grid_from_manifest(manifest: dict, where: str = "manifest.json", name: str =
 
 @dataclass(frozen=True, eq=False)
 class Assignment:
-    """What an assigner decided, on the device of its inputs.
+    """What a box-only assigner decided over the whole grid, on the device of its inputs.
 
     Attributes:
-        assigner: the :class:`Assigner`.
-        matched: (G, A) bool; ``matched[g, a]``: anchor a must predict object g.
-        wh_iou: (G, A) float; wh-IoU of object g and anchor a (both centred), whatever the assigner.
-        ratio: (G, A) float in [0, 1], the side ratio of :mod:`cocostat.boxes`
-            (``min(w/w_a, w_a/w, h/h_a, h_a/h)``); YOLOv5 matches when ``ratio > 1 / ratio_t``.
+        assigner: the configured :class:`~cocostat.assigners.Assigner`.
+        boxes: (G, 4) float64, xyxy, input pixels.
+        matched: (G, A) bool; ``matched[g, a]``: anchor a has at least one positive slot for object g.
+        wh_iou: (G, A) float64; wh-IoU of object g and anchor a (both centred), whatever the assigner.
         cell: (G, L, 2) int64; the cell (gx, gy) holding the object's centre at each level.
-        neighbours: (G, L, 4) bool; YOLOv5's extra cells around the centre cell, in the order of
-            its ``j, k, l, m`` masks: left ``(dx, dy) = (-1, 0)``, above ``(0, -1)``, right
-            ``(+1, 0)``, below ``(0, +1)`` (all false for yolov3 and darknet). Usually one
-            horizontal and one vertical; a centre exactly on a cell border (fraction 0) gets both
-            sides, as in YOLOv5.
+        slots: the whole-grid :class:`~cocostat.assigners.Slots` the assigner was run on.
+        positives: (G, N) bool over ``slots``.
     """
 
     assigner: Assigner
+    boxes: Tensor
     matched: Tensor
     wh_iou: Tensor
-    ratio: Tensor
     cell: Tensor
-    neighbours: Tensor
+    slots: Slots
+    positives: Tensor
 
 
 def _as_float_tensor(x, device=None, dtype=torch.float64) -> Tensor:
@@ -204,88 +178,80 @@ def _as_float_tensor(x, device=None, dtype=torch.float64) -> Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype, device=device)
 
 
-def assign(boxes, grid: AnchorGrid, assigner: str | Assigner = "yolov3", *, iou_t: float = 0.225,
-           ratio_t: float = 4.0) -> Assignment:
-    """Run a label assigner over every object at once.
+def assign(boxes, grid: AnchorGrid, assigner="yolov3", *, image=None, iou_t: float = 0.225,
+           ratio_t: float = 4.0, **options) -> Assignment:
+    """Run a box-only label assigner over the whole grid, every object at once.
 
     Args:
         boxes: (G, 4) float, xyxy, network-input pixels (letterboxed); a torch tensor (its device is
             used) or a numpy array (CPU). Crowd annotations must already be left out.
         grid: the anchors, their levels and strides, and the input size.
-        assigner: ``yolov3``, ``darknet`` or ``yolov5`` (see the module docstring).
-        iou_t: wh-IoU threshold of the yolov3 assigner (matched when ``wh_iou > iou_t``).
-        ratio_t: ratio threshold of the yolov5 assigner (matched when side ratio ``> 1 / ratio_t``).
+        assigner: a registered name (see :mod:`cocostat.assigners`) or a configured assigner.
+        image: (G,) int64 dense image index of each object (for assigners that resolve conflicts
+            between objects of one image); default: each object alone in its image.
+        iou_t, ratio_t, options: the assigner's options (each assigner takes its own).
 
     Returns:
         An :class:`Assignment` on the device of ``boxes``, computations in float64.
+
+    Raises:
+        OptionError: unknown assigner, bad option, an assigner that needs predictions, bad boxes.
     """
-    kind = Assigner.parse(assigner)
-    if not 0.0 <= iou_t < 1.0:
-        raise OptionError(f"--iou-t must lie in [0, 1), got {iou_t}")
-    if not ratio_t > 1.0:
-        raise OptionError(f"--ratio-t must be greater than 1, got {ratio_t}")
+    asg = assigners.create(assigner, iou_t=iou_t, ratio_t=ratio_t, **options)
+    if asg.needs_predictions:
+        raise OptionError(f"the {asg.name} assigner needs predictions: give --predictions DIR "
+                          f"or --cfg FILE --weights FILE")
     b = _as_float_tensor(boxes)
     if b.ndim == 1 and b.numel() == 0:
         b = b.reshape(0, 4)
     if b.ndim != 2 or b.shape[1] != 4:
         raise OptionError(f"object boxes must have shape (G, 4), got {tuple(b.shape)}")
-    dev = b.device
-    awh = torch.as_tensor(grid.wh, dtype=torch.float64, device=dev)  # (A, 2)
-    strides = torch.as_tensor(grid.strides, dtype=torch.float64, device=dev)  # (L,)
-    gsize = torch.as_tensor(grid.grid, dtype=torch.float64, device=dev)  # (L,)
-
-    gwh = (b[:, 2:] - b[:, :2]).clamp(min=0)  # (G, 2)
-    wh_iou = pairwise_wh_iou(gwh, awh)  # (G, A)
-    ratio = pairwise_side_ratio(gwh, awh)  # (G, A) in [0, 1]; within ratio_t when > 1 / ratio_t
-
-    centre = 0.5 * (b[:, :2] + b[:, 2:])  # (G, 2), pixels
-    gxy = centre[:, None, :] / strides[None, :, None]  # (G, L, 2), grid units
-    cell = torch.minimum(gxy.floor().clamp(min=0), gsize[None, :, None] - 1).long()  # (G, L, 2)
-    neighbours = torch.zeros(cell.shape[0], cell.shape[1], 4, dtype=torch.bool, device=dev)  # (G, L, 4)
-
-    if kind is Assigner.YOLOV3:
-        matched = wh_iou > iou_t
-    elif kind is Assigner.DARKNET:
-        best, arg = wh_iou.max(dim=1)  # (G,); max returns the first index among ties
-        matched = torch.zeros_like(wh_iou, dtype=torch.bool)
-        matched[torch.arange(b.shape[0], device=dev), arg] = best > 0
-    else:
-        matched = ratio > 1.0 / ratio_t
-        gxi = gsize[None, :, None] - gxy  # (G, L, 2), distance to the far edge, grid units
-        low = (torch.remainder(gxy, 1.0) < 0.5) & (gxy > 1.0)  # (G, L, 2): the cell before
-        high = (torch.remainder(gxi, 1.0) < 0.5) & (gxi > 1.0)  # (G, L, 2): the cell after
-        neighbours = torch.cat([low, high], dim=2)  # (G, L, 4): left, above, right, below
-    return Assignment(kind, matched, wh_iou, ratio, cell, neighbours)
+    img = None if image is None else torch.as_tensor(image, dtype=torch.int64, device=b.device)
+    slots = grid_slots(b, grid, asg.reach(grid), image=img)
+    pos = asg.positives(slots)
+    awh = torch.as_tensor(grid.wh, dtype=torch.float64, device=b.device)  # (A, 2)
+    wh_iou = pairwise_wh_iou((b[:, 2:] - b[:, :2]).clamp(min=0), awh)  # (G, A)
+    return Assignment(asg, b, matched_anchors(slots, pos), wh_iou, centre_cells(b, grid), slots, pos)
 
 
-def positive_mask(assignment: Assignment, grid: AnchorGrid, anchor, dx, dy) -> Tensor:
-    """The assigner's positives in a candidate layout.
+def positive_mask(assignment: Assignment, grid: AnchorGrid, anchor, dx, dy, gx=None, gy=None) -> Tensor:
+    """The assigner's whole-grid positives in a candidate layout.
 
     Args:
         assignment: from :func:`assign`.
         grid: the anchors it was computed with.
         anchor: (N,) int, anchor index (cfg order) of each candidate column.
         dx, dy: (N,) int, cell offset of each candidate column from the object's centre cell.
+        gx, gy: (G, N) int, the cell of each candidate (default: the centre cell plus the offset).
 
     Returns:
-        (G, N) bool, on the assignment's device: ``out[g, n]`` is true when the assigner makes
-        anchor ``anchor[n]`` at offset ``(dx[n], dy[n])`` a positive for object g: a matched anchor
-        at the centre cell, and for yolov5 also at its horizontal and vertical neighbour cells.
-        Whether the cell lies inside the grid is not checked here (see the candidates' ``valid``).
+        (G, N) bool, on the assignment's device: ``out[g, n]`` is true when the slot (anchor
+        ``anchor[n]`` at that cell) is one of the assigner's positives for object g. Cells outside
+        the grid are never positives.
     """
     dev = assignment.matched.device
-    anchor, dx, dy = (torch.as_tensor(v, device=dev).long() for v in (anchor, dx, dy))
-    matched = assignment.matched[:, anchor]  # (G, N)
-    centre = (dx == 0) & (dy == 0)  # (N,)
-    if assignment.assigner is not Assigner.YOLOV5:
-        return matched & centre[None, :]
-    lvl = torch.as_tensor(grid.level, device=dev)[anchor]  # (N,)
-    nb = assignment.neighbours[:, lvl, :]  # (G, N, 4): left, above, right, below
-    # which of the four sides each column is, or -1 for the centre and the other cells
-    side = torch.full_like(anchor, -1)
-    side[(dx == -1) & (dy == 0)] = 0
-    side[(dx == 0) & (dy == -1)] = 1
-    side[(dx == 1) & (dy == 0)] = 2
-    side[(dx == 0) & (dy == 1)] = 3
-    near = nb.gather(2, side.clamp(min=0)[None, :, None].expand(nb.shape[0], -1, 1))[..., 0]  # (G, N)
-    return matched & (centre[None, :] | (near & (side >= 0)[None, :]))
+    anchor, dx, dy = (torch.as_tensor(np.asarray(v), device=dev).long().reshape(-1) for v in (anchor, dx, dy))
+    b = assignment.boxes
+    level = torch.as_tensor(grid.level, device=dev)[anchor]
+    if gx is None:
+        cell = centre_cells(b, grid)  # (G, L, 2)
+        gx, gy = cell[:, level, 0] + dx[None, :], cell[:, level, 1] + dy[None, :]
+    else:
+        gx, gy = (torch.as_tensor(np.asarray(v), device=dev).long() for v in (gx, gy))
+    side = torch.as_tensor(grid.grid, device=dev)[level][None, :]
+    inside = (gx >= 0) & (gy >= 0) & (gx < side) & (gy < side)
+    layout = Slots(grid, b, assignment.slots.image, anchor, level, dx, dy, gx, gy, inside)
+    return in_positives(assignment.slots, assignment.positives, layout)
+
+
+def in_positives(slots: Slots, pos: Tensor, other: Slots) -> Tensor:
+    """(G, N') bool: which slots of ``other`` (same objects, another layout) are positives in ``pos``.
+
+    Slots are the same when their flat slot index is (:attr:`Slots.key`); objects are rows.
+    """
+    K = slot_count(slots.grid)
+    g, n = torch.nonzero(pos, as_tuple=True)
+    have = g * K + slots.key[g, n]  # (P,)
+    rows = torch.arange(other.num_objects, device=other.device)[:, None]
+    want = rows * K + other.key  # (G, N')
+    return member(want, have) & other.inside

@@ -57,6 +57,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from cocostat import assigners
 from cocostat.anchors import parse_anchor_spec
 from cocostat.assign import (
     AnchorGrid,
@@ -65,8 +66,10 @@ from cocostat.assign import (
     assign,
     grid_from_anchor_set,
     grid_from_manifest,
-    positive_mask,
+    in_positives,
 )
+from cocostat.assigners import Slots, candidate_slots, matched_anchors
+from cocostat.assigners._protocol import centre_cells
 from cocostat.boxes import IOU_KINDS, matched_iou, valid_predictions
 from cocostat.candidates import (
     CandidateArrays,
@@ -284,9 +287,9 @@ class CandidateTensors:
             objectness and class probability: :func:`cocostat.boxes.valid_predictions`).
         obj, cls_prob: (G, N) float32. anchor, level, dx, dy: (N,) int64. stride: (N,) float32.
         cidx: (A,) int64, the centre-cell column of each anchor.
-        pcols: (S,) int64, the columns that can be positives (the centre cells; for yolov5 also the
-            4 edge-neighbour cells). pos: (G, S) bool, ``pos[g, s]``: column ``pcols[s]`` is one of
-            object g's matched predictions (and valid).
+        pcols: (S,) int64, the centre cells and every other column holding a positive of some
+            object (for yolov5 edge-neighbour cells). pos: (G, S) bool, ``pos[g, s]``:
+            column ``pcols[s]`` is one of object g's matched predictions (and valid).
         unm: (G, A) bool, anchor a is not matched to object g (and its centre cell is valid).
         assignment: the :class:`~cocostat.assign.Assignment`.
     """
@@ -333,10 +336,20 @@ def candidate_tensors(arrays: CandidateArrays, grid: AnchorGrid, *, iou: str = "
     centre = (dx == 0) & (dy == 0)  # (N,)
     cidx = torch.zeros(A, dtype=torch.int64, device=dev)
     cidx[anchor[centre]] = torch.nonzero(centre).reshape(-1)  # (A,)
-    asg = assign(gt.double(), grid, assigner, iou_t=iou_t, ratio_t=ratio_t)
-    near = (dx.abs() + dy.abs()) <= (1 if asg.assigner is Assigner.YOLOV5 else 0)  # (N,)
-    pcols = torch.nonzero(near).reshape(-1)  # (S,)
-    pos = positive_mask(asg, grid, anchor[pcols], dx[pcols], dy[pcols]) & valid[:, pcols]  # (G, S)
+    image = torch.from_numpy(dense_image_index(arrays.image_id)[1]).to(dev)  # (G,)
+    kind = assigners.create(assigner, iou_t=iou_t, ratio_t=ratio_t)
+    if kind.needs_predictions:  # positives among the stored slots, matched anchors from them
+        slots = candidate_slots(gt.double(), grid, arrays, image, iou=iou, q=q)
+        pos_all = kind.positives(slots)  # (G, N)
+        asg = Assignment(kind, slots.boxes, matched_anchors(slots, pos_all), slots.wh_iou_per_anchor,
+                         centre_cells(slots.boxes, grid), slots, pos_all)
+    else:  # over the whole grid, then the stored slots among its positives
+        asg = assign(gt.double(), grid, kind, image=image)
+        stored = Slots(grid, asg.boxes, image, anchor, level, dx, dy, t(arrays.gx, torch.int64),
+                       t(arrays.gy, torch.int64), t(arrays.valid, torch.bool))
+        pos_all = in_positives(asg.slots, asg.positives, stored)  # (G, N)
+    pcols = torch.nonzero(pos_all.any(0) | centre).reshape(-1)  # (S,), centre cells and any positive
+    pos = pos_all[:, pcols] & valid[:, pcols]  # (G, S)
     unm = ~asg.matched & valid[:, cidx]  # (G, A)
     return CandidateTensors(gt, pred, q, valid, t(arrays.obj), t(arrays.cls_prob), anchor, level, dx, dy,
                             t(arrays.stride), cidx, pcols, pos, unm, asg)
@@ -561,7 +574,7 @@ def check_options(iou: str, assigner, iou_t: float, ratio_t: float, examples: in
     """Check the options both audits share (before any work); return the assigner."""
     if iou not in IOU_KINDS:
         raise OptionError(f"--iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}")
-    kind = Assigner.parse(assigner)
+    kind = assigners.create(assigner, iou_t=iou_t, ratio_t=ratio_t)
     if not 0.0 <= iou_t < 1.0:
         raise OptionError(f"--iou-t must lie in [0, 1), got {iou_t}")
     if not ratio_t > 1.0:
@@ -602,7 +615,7 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
         res = audit_tensors(ct, torch.from_numpy(image_index).to(dev), L, A)
         if inp.neighborhood == 0:
             notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbor "
-                         "is null" + ("; yolov5's neighbour-cell positives are left out" if kind is Assigner.YOLOV5
+                         "is null" + (f"; {kind.name}'s neighbour-cell positives are left out" if kind.reach(grid) > 0
                                       else ""))
     else:
         asg = assign(torch.from_numpy(inp.boxes).to(dev), grid, kind, iou_t=iou_t, ratio_t=ratio_t)
@@ -662,11 +675,11 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
                                  "objects_best_from_neighbor"))
         ex_cols = ["unmatched"]
     if G and not n_matched.all():
-        warnings.warn(f"{int((n_matched == 0).sum())} of {G} objects match no anchor ({kind.short} assigner)",
+        warnings.warn(f"{int((n_matched == 0).sum())} of {G} objects match no anchor ({kind.name} assigner)",
                       CocostatWarning, stacklevel=2)
 
     return AnchorAudit(
-        source=inp.source, anchors=grid.name, assigner=kind.short, iou=iou, iou_t=float(iou_t),
+        source=inp.source, anchors=grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
         ratio_t=float(ratio_t), size=grid.size, neighborhood=inp.neighborhood,
         objects=G, images=int(images.size), feature_maps=int(images.size) * L,
         unmatched_objects=int((n_matched == 0).sum()), **figures,

@@ -16,6 +16,7 @@ import warnings
 import click
 
 from cocostat import __version__
+from cocostat.assigners import NAMES as ASSIGNER_NAMES
 from cocostat.errors import CocostatError, CocostatWarning, OptionError
 from cocostat.render import FORMATS, emit
 
@@ -417,14 +418,14 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
         emit(result, fmt)
 
 
-#: Choices of --iou and --assigner, spelt out here so that `cocostat info` does not pay torch's import
-#: (boxes.IOU_KINDS and assign.ASSIGNERS live in torch modules); tests/test_cli.py keeps them equal.
+#: Choices of --iou, spelt out here so that `cocostat info` does not pay torch's import (boxes.IOU_KINDS
+#: lives in a torch module); tests/test_cli.py keeps them equal. The assigner registry is torch-free.
 IOU_CHOICES = ("iou", "giou", "diou", "ciou")
-ASSIGNER_CHOICES = ("yolov3", "darknet", "yolov5")
+ASSIGNER_CHOICES = ASSIGNER_NAMES
 
 
-def _audit_options(func):
-    """Options shared by anchor-audit and mismatch: where predictions come from, anchors, assigner, IoU."""
+def _source_options(func):
+    """Where predictions come from (a folder, or cfg and weights), and the anchors and input size."""
     @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
                   help="Predictions folder written by `cocostat predict -o DIR` (no model needed).")
     @click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
@@ -436,11 +437,21 @@ def _audit_options(func):
                        "or '10,13, 16,30, ...' [default: the model's or predictions', else yolov3-spp].")
     @click.option("--size", type=int, default=None,
                   help="Network input size [default: the predictions', else 416].")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _audit_options(func):
+    """Options shared by anchor-audit and mismatch: where predictions come from, anchors, assigner, IoU."""
+    @_source_options
     @click.option("--iou", "iou", type=click.Choice(IOU_CHOICES), default="iou", show_default=True,
                   help="How a prediction is scored against its object.")
     @click.option("--assigner", type=click.Choice(ASSIGNER_CHOICES), default="yolov3", show_default=True,
-                  help="yolov3: wh-IoU > --iou-t; darknet: single best anchor; yolov5: ratios < --ratio-t "
-                       "plus 2 neighbour cells.")
+                  help="Label assigner (see `cocostat assigners`); yolov3: wh-IoU > --iou-t; darknet: single "
+                       "best anchor; yolov5: ratios < --ratio-t plus 2 neighbour cells.")
     @click.option("--iou-t", "iou_t", type=float, default=0.225, show_default=True,
                   help="wh-IoU threshold of the yolov3 assigner.")
     @click.option("--ratio-t", "ratio_t", type=float, default=4.0, show_default=True,
@@ -518,6 +529,58 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
     if per_object:
         _wrote(report.write_per_object(per_object))
     emit(report, fmt, output)
+
+
+@main.command("assigners")
+@dataset_options
+@_source_options
+@click.option("--assigners", "names", default=None,
+              help=f"Comma-separated, from: {', '.join(ASSIGNER_NAMES)} "
+                   "[default: every assigner the inputs allow].")
+@click.option("--reference", type=click.Choice(ASSIGNER_NAMES), default="yolov3", show_default=True,
+              help="The assigner the others are compared with (Jaccard of positive sets).")
+@click.option("--topk", type=int, default=5, show_default=True, help="k of topk-anchor and topk-iou.")
+@click.option("--alpha", type=float, default=0.5, show_default=True,
+              help="mixed: alpha x anchor wh-IoU + (1 - alpha) x prediction IoU.")
+@click.option("--iou", "iou", type=click.Choice(IOU_CHOICES), default="iou", show_default=True,
+              help="IoU kind of the prediction figures and of topk-iou, best-pred and mixed.")
+@click.option("--iou-t", "iou_t", type=float, default=0.225, show_default=True,
+              help="Threshold of yolov3 (wh-IoU) and mixed (mixed quality).")
+@click.option("--ratio-t", "ratio_t", type=float, default=4.0, show_default=True,
+              help="Width/height ratio threshold of yolov5.")
+@click.option("--plot", "plot", type=OUTPUT_DIR, default=None,
+              help="Write assigners.png (positives per object and per level, agreement, IoU) into DIR.")
+@click.option("--per-object", "per_object", type=OUTPUT_FILE, default=None,
+              help="Write one row per (assigner, object) to FILE (.parquet or .csv).")
+@click.option("--neighborhood", type=int, default=1, show_default=True,
+              help="Cells around the centre cell that --cfg/--weights extracts.")
+@click.option("--batch-size", "batch_size", type=int, default=16, show_default=True,
+              help="Images per forward pass (with --cfg/--weights).")
+@device_option
+@output_options
+def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, names, reference, topk, alpha, iou, iou_t,
+                  ratio_t, plot, per_object, neighborhood, batch_size, device, fmt, output):
+    """Which label assignment does this model agree with? Every assigner on the same objects and predictions.
+
+    Box-only assigners (yolov3, darknet, yolov5, atss, topk-anchor) run over the whole grid from box
+    sizes alone; with --predictions DIR (or --cfg/--weights) the prediction-aware ones (topk-iou,
+    best-pred, mixed, simota, tal) choose among the stored neighbourhood, and every assigner's
+    positives are scored by the model's predictions.
+    """
+    from cocostat.lab import assigner_lab
+    from cocostat.sources import check_frame_path, check_model_source, write_frame
+
+    check_model_source(predictions_dir, cfg, weights)
+    check_frame_path(per_object)
+    preds = _audit_predictions(dataset, predictions_dir, (cfg, weights) if cfg else None, size, neighborhood,
+                               batch_size, device)
+    result = assigner_lab(dataset, preds, anchors=anchors, size=size, assigners=names, reference=reference,
+                          topk=topk, alpha=alpha, iou=iou, iou_t=iou_t, ratio_t=ratio_t, device=device)
+    if plot:
+        _wrote(*result.plot(plot))
+    if per_object:
+        _wrote(write_frame(result.per_object, per_object))
+    emit(result, fmt, output)
 
 
 @main.command("eval")

@@ -277,7 +277,7 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
     if plot is not None:
         plots = tuple(str(p) for p in plot_histograms(ct, res["cols"], inp, Path(plot), iou))
     return Mismatch(
-        source=inp.source, anchors=inp.grid.name, assigner=kind.short, iou=iou, iou_t=float(iou_t),
+        source=inp.source, anchors=inp.grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
         ratio_t=float(ratio_t), neighborhood=int(neighborhood), objects=len(per_object),
         candidates_per_object=int(res["candidates"].max(initial=0)),
         obj_not_best=int(per_object["obj_not_best"].sum()), score_not_best=int(per_object["score_not_best"].sum()),

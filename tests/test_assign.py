@@ -1,4 +1,6 @@
-"""Label assigners (yolov3 / darknet / yolov5) against plain per-object loops written from the reference code."""
+"""Label assigners (yolov3 / darknet / yolov5) against plain per-object loops written from the reference code.
+
+The other assigners of the registry have their tests in tests/test_assigners.py."""
 
 from __future__ import annotations
 
@@ -12,16 +14,18 @@ from hypothesis import strategies as st
 
 from cocostat.anchors import parse_anchor_spec
 from cocostat.assign import (
-    ASSIGNERS,
     AnchorGrid,
-    Assigner,
     assign,
     default_strides,
     grid_from_anchor_set,
     grid_from_manifest,
     positive_mask,
 )
+from cocostat.assigners.yolov5 import neighbour_cells
 from cocostat.errors import OptionError
+
+#: the three assigners of the trainers (the first ones; tests/test_assigners.py has the others).
+ASSIGNERS = ("yolov3", "darknet", "yolov5")
 
 YOLOV3 = [(10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326)]
 
@@ -92,11 +96,12 @@ def test_assign_matches_reference_loop(kind, grid_name):
         matched, cells, neigh = ref_assign(b, grid, kind, iou_t=0.25, ratio_t=3.5)
         assert res.matched[g].tolist() == matched, (g, b)
         assert res.cell[g].tolist() == [list(c) for c in cells]
-        assert res.neighbours[g].tolist() == neigh
+        if kind == "yolov5":
+            assert neighbour_cells(res.boxes[g:g + 1], grid)[0].tolist() == neigh
         w, h = b[2] - b[0], b[3] - b[1]
         np.testing.assert_allclose(res.wh_iou[g].numpy(), [ref_wh_iou(w, h, *a) for a in grid.wh], rtol=1e-12)
     assert res.matched.dtype == torch.bool and res.matched.shape == (400, grid.num_anchors)
-    assert res.assigner is Assigner.parse(kind)
+    assert res.assigner.name == kind
 
 
 @settings(max_examples=60, deadline=None)
@@ -108,11 +113,13 @@ def test_assign_single_box_property(w, h, cx, cy, iou_t, kind):
     res = assign(box, grid, kind, iou_t=iou_t)
     matched, _, neigh = ref_assign(box[0], grid, kind, iou_t=iou_t)
     assert res.matched[0].tolist() == matched
-    assert res.neighbours[0].tolist() == neigh
+    if kind == "yolov5":
+        assert neighbour_cells(res.boxes, grid)[0].tolist() == neigh
     if kind == "darknet":
         assert int(res.matched.sum()) == 1  # every box of positive size has exactly one best anchor
-    # yolov5 adds at most 4 cells, and never a side for yolov3 / darknet
-    assert res.neighbours.shape == (1, 3, 4) and (kind == "yolov5" or not res.neighbours.any())
+    # positives over the whole grid: one per matched anchor, plus the neighbour cells for yolov5
+    extra = sum(neigh[grid.level[a]].count(True) for a in range(grid.num_anchors) if matched[a])
+    assert int(res.positives.sum()) == sum(matched) + (extra if kind == "yolov5" else 0)
 
 
 def test_known_cases():
@@ -136,7 +143,8 @@ def test_yolov5_neighbour_cells_edges():
     L, U, R, D = range(4)
 
     def sides(box, level=0):
-        return [i for i, v in enumerate(assign([box], grid, "yolov5").neighbours[0, level].tolist()) if v]
+        b = torch.tensor([box], dtype=torch.float64)
+        return [i for i, v in enumerate(neighbour_cells(b, grid)[0, level].tolist()) if v]
 
     res = assign([[30, 30, 50, 50]], grid, "yolov5")
     assert sides([30, 30, 50, 50]) == [L, U] and res.cell[0, 0].tolist() == [1, 1]
@@ -179,7 +187,7 @@ def test_positive_mask_layout():
 def test_empty_and_bad_inputs():
     grid = yolov3_grid()
     res = assign(np.zeros((0, 4)), grid, "yolov5")
-    assert res.matched.shape == (0, 9) and res.cell.shape == (0, 3, 2) and res.neighbours.shape == (0, 3, 4)
+    assert res.matched.shape == (0, 9) and res.cell.shape == (0, 3, 2) and res.positives.shape == (0, 81)
     assert positive_mask(res, grid, [0, 1], [0, 0], [0, 0]).shape == (0, 2)
     with pytest.raises(OptionError, match="--assigner must be one of"):
         assign([[0, 0, 1, 1]], grid, "retina")
@@ -221,4 +229,4 @@ def test_assign_on_cuda_matches_cpu():
         cpu = assign(boxes, grid, kind)
         gpu = assign(boxes.cuda(), grid, kind)
         assert gpu.matched.is_cuda
-        assert torch.equal(cpu.matched, gpu.matched.cpu()) and torch.equal(cpu.neighbours, gpu.neighbours.cpu())
+        assert torch.equal(cpu.matched, gpu.matched.cpu()) and torch.equal(cpu.positives, gpu.positives.cpu())

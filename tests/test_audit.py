@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_assign import ref_assign, ref_wh_iou
+from test_assign import ASSIGNERS, ref_assign, ref_wh_iou  # the three ref_assign knows
 
 from benchmarks.bench_audit import (
     InMemoryPredictions,
     synthetic_candidates,
     synthetic_dataset,
 )
-from cocostat.assign import ASSIGNERS, grid_from_manifest
+from cocostat.assign import grid_from_manifest
 from cocostat.audit import NEEDS_PREDICTIONS, anchor_audit, letterbox_boxes
 from cocostat.boxes import IOU_KINDS
 from cocostat.candidates import (
@@ -455,7 +455,7 @@ def test_anchor_override_with_predictions():
         with pytest.raises(OptionError, match="--iou must be one of"):
             anchor_audit(ds, t.predictions(), iou="xiou")
         with pytest.raises(OptionError, match="--assigner"):
-            anchor_audit(ds, t.predictions(), assigner="atss")
+            anchor_audit(ds, t.predictions(), assigner="retina")
         with pytest.raises(OptionError, match="--examples"):
             anchor_audit(ds, t.predictions(), examples=-1)
         with pytest.raises(OptionError, match="unknown anchor set"):

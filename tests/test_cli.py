@@ -124,11 +124,15 @@ def test_python_dash_m(tmp_path):
 
 
 def test_cli_choices_are_the_library_ones():
+    from cocostat import assigners
     from cocostat.assign import ASSIGNERS
     from cocostat.boxes import IOU_KINDS
     from cocostat.cli import ASSIGNER_CHOICES, IOU_CHOICES
 
-    assert IOU_CHOICES == IOU_KINDS and ASSIGNER_CHOICES == ASSIGNERS
+    assert IOU_CHOICES == IOU_KINDS and ASSIGNER_CHOICES == ASSIGNERS == assigners.NAMES
+    # the registry is every module of the package, each exporting the assigner of its name
+    assert {"yolov3", "darknet", "yolov5"} <= set(ASSIGNERS)
+    assert all(assigners.load(name).name == name for name in ASSIGNERS)
 
 
 def test_cli_start_up_does_not_import_torch():

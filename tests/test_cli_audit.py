@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from test_assign import ASSIGNERS  # yolov3, darknet, yolov5 (test_assigners.py has the others)
 
 from benchmarks.bench_audit import synthetic_candidates, synthetic_dataset
-from cocostat.assign import ASSIGNERS
 from cocostat.boxes import IOU_KINDS
 from cocostat.candidates import write_candidates, write_manifest
 from cocostat.cli import main

@@ -123,6 +123,7 @@ def inputs(tmp_path_factory, real_data):
                     "--device", "cpu", "--workers", "0", "--no-progress"],
         "anchor-audit": [],
         "mismatch": [synth, "--predictions", preds],
+        "assigners": [synth, "--predictions", preds],
         "eval": ["-d", sample_dets],
         "errors": ["--root", real_data / "coco-tiny", "val2017", "-d", tiny_dets, "--top", "2"],
         "report": ["--no-progress"],
@@ -506,6 +507,8 @@ def test_every_written_file_is_named_on_stderr(tmp_path, inputs):
         ("mismatch", inputs["mismatch"], ["-o", tmp_path / "m.json", "--per-object", tmp_path / "m.csv",
                                           "--plot", tmp_path / "mplots"]),
         ("eval", inputs["eval"], ["-o", tmp_path / "e.json"]),
+        ("assigners", inputs["assigners"], ["-o", tmp_path / "s.json", "--per-object", tmp_path / "s.parquet",
+                                            "--plot", tmp_path / "splots"]),
     ]
     for name, args, outs in cases:
         res = run(name, *args, *outs)
