@@ -20,6 +20,8 @@ predictions table's (anchor, dy, dx) order):
 - *unmatched predictions*: every anchor (all levels) that is not matched, at the centre cell.
 - *neighbourhood*: every stored cell ((2n+1)^2 per anchor) of every anchor, cells outside the
   grid left out.
+- a *positive* (``assigners``): one (object, slot) pair an assigner makes positive; a slot is one
+  anchor at one cell of its level.
 - *candidates* (``mismatch``): all anchors of all levels at the object's centre cell, or within
   ``--neighborhood`` cells of it; *objectness* the sigmoid objectness; *class-aware score*
   objectness x the sigmoid probability of the object's class.
@@ -35,31 +37,36 @@ class Figure:
     """One figure of one analysis.
 
     Attributes:
-        analysis: the command whose output holds it (``anchor-audit``, ``mismatch``).
+        analysis: the command whose output holds it (``anchor-audit``, ``mismatch``, ``assigners``).
         key: its JSON path in ``to_dict()`` (see the module docs).
-        label: its label in the table view (``sections()``).
+        label: its label in the table view (``sections()``); None for a figure only the JSON holds.
         definition: the exact definition (markdown).
         needs_predictions: null without predictions (``anchor-audit`` on box sizes alone).
     """
 
     analysis: str
     key: str
-    label: str
+    label: str | None
     definition: str
     needs_predictions: bool = False
 
     @property
     def name(self) -> str:
-        """The key without its path: ``per_anchor[].matched`` -> ``matched``."""
+        """The last part of the key: ``per_anchor[].matched`` -> ``matched``."""
         return self.key.rsplit(".", 1)[-1]
 
     @property
     def group(self) -> str:
-        """``""`` for a top-level key, else the container: ``per_anchor[]``, ``stats``."""
-        return self.key.rsplit(".", 1)[0] if "." in self.key else ""
+        """``""`` for a top-level key, else its first container: ``per_anchor[]``, ``stats``, ``assigners[]``."""
+        return self.key.split(".", 1)[0] if "." in self.key else ""
+
+    @property
+    def path(self) -> str:
+        """The key inside its group: ``assigners[].agreement.mean_jaccard`` -> ``agreement.mean_jaccard``."""
+        return self.key.split(".", 1)[1] if "." in self.key else self.key
 
 
-_A, _M = "anchor-audit", "mismatch"
+_A, _M, _L = "anchor-audit", "mismatch", "assigners"
 
 FIGURES: tuple[Figure, ...] = (
     # ---------------------------------------------------------------- anchor-audit: overview
@@ -132,6 +139,50 @@ FIGURES: tuple[Figure, ...] = (
     Figure(_M, "stats.obj_offset", "obj_offset",
            "distance from the highest-objectness box's centre to the object's, in grid cells of the box's "
            "level"),
+    # ---------------------------------------------------------------- assigners: per entry of assigners[]
+    # "positive": one (object, slot) pair; labels are the overview table's column headers, in order,
+    # then the titles of the per-level and per-anchor tables.
+    Figure(_L, "assigners[].positives", "positives", "positives in all"),
+    Figure(_L, "assigners[].positives_per_object.mean", "per_obj", "mean positives per object, over every object"),
+    Figure(_L, "assigners[].positives_per_object.p50", "p50",
+           "median positives per object (numpy's linear-interpolation percentile)"),
+    Figure(_L, "assigners[].positives_per_object.p90", "p90",
+           "90th percentile of positives per object (numpy's linear interpolation)"),
+    Figure(_L, "assigners[].positives_per_object.max", "max", "most positives of any object"),
+    Figure(_L, "assigners[].objects_without_positive", "no_pos", "objects with no positive"),
+    Figure(_L, "assigners[].mean_anchor_wh_iou", "wh_iou", "mean wh-IoU of object and anchor over the positives"),
+    Figure(_L, "assigners[].agreement.mean_jaccard", "jaccard",
+           "with the `reference` assigner (default yolov3), each object's positive sets compared as sets of "
+           "slots (level, cell, anchor): mean over objects with a positive in either set of `|A & R| / |A | R|`"),
+    Figure(_L, "assigners[].agreement.disjoint_objects", "disjoint",
+           "objects with a positive in either set and none in common (Jaccard 0)"),
+    Figure(_L, "assigners[].mean_pred_iou", "pred_iou",
+           "mean prediction IoU (the `--iou` kind) over the positives in the stored neighbourhood that have a "
+           "finite prediction", True),
+    Figure(_L, "assigners[].best_pred_positive", None,
+           "objects whose best stored prediction (highest IoU, ties to the lower slot index) is one of their "
+           "positives", True),
+    Figure(_L, "assigners[].best_pred_positive_share", "best_pos",
+           "`best_pred_positive` over the objects with a finite stored prediction", True),
+    Figure(_L, "assigners[].score_iou_mismatch", None,
+           "objects with at least two scored positives whose most confident positive (objectness x class "
+           "probability) has a lower IoU than their best-localised positive", True),
+    Figure(_L, "assigners[].score_iou_mismatch_share", "mismatch",
+           "`score_iou_mismatch` over the objects with at least two scored positives", True),
+    Figure(_L, "assigners[].positives_not_stored", "not_stored",
+           "box-only assigners: positives outside the stored neighbourhood, which have no prediction to score",
+           True),
+    Figure(_L, "assigners[].region_slots_outside.mean", "outside",
+           "prediction-aware assigners: mean per object of the slots of the assigner's region on the whole "
+           "grid that are not stored (null for box-only assigners)", True),
+    Figure(_L, "assigners[].region_slots_outside.total", None,
+           "prediction-aware assigners: those slots in all", True),
+    Figure(_L, "assigners[].per_level[].positives", "positives per level", "positives at that level"),
+    Figure(_L, "assigners[].per_anchor[].positives", "positives per anchor (cfg order)",
+           "positives at that anchor"),
+    Figure(_L, "assigners[].per_anchor[].objects", None,
+           "objects with at least one positive at that anchor (for yolov3, darknet and yolov5: "
+           "`anchor-audit`'s `matched`)"),
 )
 
 #: keys of ``to_dict()`` that echo the settings or hold listings, not figures (per analysis, per group).
@@ -142,11 +193,17 @@ CONTEXT: dict[tuple[str, str], tuple[str, ...]] = {
     (_M, ""): ("source", "anchors", "assigner", "iou", "iou_t", "ratio_t", "neighborhood", "stats",
                "examples", "plots", "obj_not_best_share", "score_not_best_share"),
     (_M, "stats"): (),
+    (_L, ""): ("source", "anchors", "size", "iou", "reference", "predictions", "neighborhood", "objects",
+               "images", "options", "assigners", "notes"),
+    (_L, "assigners[]"): ("name", "definition", "needs_predictions", "where", "agreement.reference",
+                          "per_level[].level", "per_level[].stride", "per_anchor[].anchor_index",
+                          "per_anchor[].level", "per_anchor[].anchor"),
 }
 
 #: columns of the table view that name the row rather than hold a figure.
 TABLE_CONTEXT: dict[tuple[str, str], tuple[str, ...]] = {
     (_A, "per_anchor[]"): ("anchor", "size", "level"),
+    (_L, "assigners[]"): ("name", "where"),
 }
 
 
@@ -171,5 +228,6 @@ def markdown_table(analysis: str, group: str | None = None) -> str:
     lines = ["| JSON key | table label | definition |", "|---|---|---|"]
     for f in figures(analysis, group):
         mark = " *(needs predictions)*" if f.needs_predictions else ""
-        lines.append(f"| `{f.key}` | {esc(f.label)} | {esc(f.definition)}{mark} |")
+        label = "-" if f.label is None else esc(f.label)
+        lines.append(f"| `{f.key}` | {label} | {esc(f.definition)}{mark} |")
     return "\n".join(lines) + "\n"

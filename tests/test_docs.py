@@ -10,7 +10,7 @@ need data a fresh machine lacks (a full COCO, a GPU) are written as ```` ```bash
 instead, which are never run.
 
 Figures: :data:`cocostat.figures.FIGURES` must list exactly the JSON keys and the table labels of the
-real ``anchor-audit`` and ``mismatch`` outputs (yolov3-tiny on coco-tiny val2017).
+real ``anchor-audit``, ``mismatch`` and ``assigners`` outputs (yolov3-tiny on coco-tiny val2017).
 """
 
 from __future__ import annotations
@@ -139,10 +139,10 @@ def test_console_examples_run(page, real_data, tmp_path, monkeypatch, request):
 def test_figure_table_is_well_formed():
     keys = [(f.analysis, f.key) for f in F.FIGURES]
     assert len(keys) == len(set(keys))
-    for analysis in ("anchor-audit", "mismatch"):
-        labels = [(f.group, f.label) for f in F.figures(analysis)]
+    for analysis in ("anchor-audit", "mismatch", "assigners"):
+        labels = [(f.group, f.label) for f in F.figures(analysis) if f.label is not None]
         assert len(labels) == len(set(labels)), f"{analysis}: two figures share a table label"
-    assert all(f.definition.strip() and f.label.strip() for f in F.FIGURES)
+    assert all(f.definition.strip() and (f.label is None or f.label.strip()) for f in F.FIGURES)
     table = F.markdown_table("anchor-audit")
     assert table.count("\n") == len(F.figures("anchor-audit")) + 2
     with pytest.raises(KeyError):
@@ -176,11 +176,10 @@ def _labels(analysis: str, group: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def real_audits(real_data):
-    from cocostat.audit import anchor_audit
+def real_inputs(real_data):
+    """coco-tiny val2017 and the real yolov3-tiny's predictions on it (run once for this module)."""
     from cocostat.data import load_dataset
     from cocostat.errors import CocostatWarning
-    from cocostat.mismatch import mismatch
     from cocostat.sources import run_model
 
     ds = load_dataset("val2017", root=real_data / "coco-tiny")
@@ -188,6 +187,18 @@ def real_audits(real_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
         preds = run_model(ds, models / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", progress=False)
+    return ds, preds
+
+
+@pytest.fixture(scope="module")
+def real_audits(real_inputs):
+    from cocostat.audit import anchor_audit
+    from cocostat.errors import CocostatWarning
+    from cocostat.mismatch import mismatch
+
+    ds, preds = real_inputs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CocostatWarning)
         return {"audit": anchor_audit(ds, preds, examples=2), "box_only": anchor_audit(ds, anchors="yolov3-tiny"),
                 "mismatch": mismatch(ds, preds, examples=2)}
 
@@ -237,3 +248,51 @@ def test_mismatch_keys_and_labels_are_the_figures(real_audits):
     assert stats["statistic"].tolist() == _labels(m, "stats")
     for f in F.figures(m, ""):
         assert d[f.name] is not None, f.key
+
+
+def _paths(value, prefix: str = "") -> set[str]:
+    """Every leaf key of a JSON value as a dotted path; list entries as ``[]``; leaves are non-dicts."""
+    if isinstance(value, dict):
+        return set().union(*(_paths(v, f"{prefix}.{k}" if prefix else k) for k, v in value.items())) \
+            if value else {prefix}
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return set().union(*(_paths(v, prefix + "[]") for v in value))
+    return {prefix}
+
+
+@pytest.fixture(scope="module")
+def real_lab(real_inputs):
+    from cocostat.errors import CocostatWarning
+    from cocostat.lab import assigner_lab
+
+    ds, preds = real_inputs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CocostatWarning)
+        return {"lab": assigner_lab(ds, preds), "box_only": assigner_lab(ds, anchors="yolov3-tiny")}
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_assigners_keys_and_labels_are_the_figures(real_lab):
+    a = "assigners"
+    figs = F.figures(a, "assigners[]")
+    context = set(F.CONTEXT[(a, "assigners[]")])
+    for which, rep in real_lab.items():
+        d = rep.to_dict()
+        assert sorted(d) == sorted(F.CONTEXT[(a, "")]), which
+        wanted = {f.path for f in figs if which == "lab" or not f.needs_predictions}
+        for entry in d["assigners"]:
+            paths = _paths(entry)
+            if entry.get("region_slots_outside", {}) is None:  # null stands for both of its figures
+                paths = (paths - {"region_slots_outside"}) | {"region_slots_outside.mean", "region_slots_outside.total"}
+            assert paths == wanted | context, (which, entry["name"], sorted(paths ^ (wanted | context)))
+        sections = rep.sections()
+        overview = sections[0][1]
+        columns = [c for c in overview.columns if c not in F.TABLE_CONTEXT[(a, "assigners[]")]]
+        in_table = [f.label for f in figs if f.label and "[]" not in f.path
+                    and (which == "lab" or not f.needs_predictions)]
+        assert columns == in_table, which
+        titles = [t for t, _ in sections]
+        for f in figs:
+            if f.label and "[]" in f.path:
+                assert f.label in titles, (which, f.key)
