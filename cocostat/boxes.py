@@ -66,6 +66,10 @@ Sizes (the ``(w, h)`` kernels, anchors against box sizes; sizes >= 0):
 :func:`wh_iou` and :func:`side_ratio` are the bare tensor kernels (broadcast (..., 2) -> (...,),
 no conversion or checks) for hot loops such as the anchor search; the public ``pairwise_*`` and
 ``matched_*`` functions wrap them.
+
+Many pairs of one box set (every pair within an image): :class:`BoxSet` gives
+:func:`matched_overlaps` of index pairs bit for bit, with each box's area and the validity check
+worked out once per box instead of once per pair.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ from cocostat.errors import OptionError
 
 __all__ = [
     "IOU_KINDS",
+    "BoxSet",
     "IouKind",
     "box_area",
     "cpu_threads",
@@ -348,7 +353,7 @@ class _Overlap(NamedTuple):
     inter: Tensor  # intersection area, >= 0
     area1: Tensor
     area2: Tensor
-    bad: Tensor  # bool: a box of the pair is not finite (module docs, Validity)
+    bad: Tensor | None  # bool: a box of the pair is not finite (module docs, Validity); None: no pair
 
 
 def _area(b: Tensor) -> Tensor:
@@ -391,25 +396,45 @@ def _finite(b: Tensor) -> Tensor:
     return b.abs().amax(dim=-1) < math.inf  # NaN propagates through amax
 
 
-def _overlap(b1: Tensor, b2: Tensor) -> _Overlap:
+def _overlap(b1: Tensor, b2: Tensor, area1: Tensor | None = None, area2: Tensor | None = None,
+             tame: bool = False) -> _Overlap:
+    """The shared pieces; ``area1``/``area2`` (...,) if already known (``_area`` of the boxes),
+    ``tame``: the caller knows every coordinate is finite and below :func:`_tame_bound`, so no
+    pair can be invalid or overflow and ``bad`` is None (no NaN masks to apply)."""
     # per coordinate rather than (..., 2) blocks and prod(dim=-1): elementwise ops only, which
     # torch runs much faster than reductions over a dimension of 2 (same float operations)
     iw = torch.minimum(b1[..., 2], b2[..., 2]) - torch.maximum(b1[..., 0], b2[..., 0])  # (...,)
     ih = torch.minimum(b1[..., 3], b2[..., 3]) - torch.maximum(b1[..., 1], b2[..., 1])  # (...,)
     inter = iw.clamp(min=0) * ih.clamp(min=0)  # (...,)
-    area1, area2 = _area(b1), _area(b2)
+    area1 = _area(b1) if area1 is None else area1
+    area2 = _area(b2) if area2 is None else area2
     # a box's area is finite exactly when its four coordinates are (an inf or NaN side makes the
     # area inf or NaN, inf * 0 included), unless a finite box is so large that its area overflows:
     # two ops per pair instead of an isfinite test of eight coordinates
-    bad = ~torch.isfinite(area1 + area2)  # (...,)
+    bad = None if tame else ~torch.isfinite(area1 + area2)  # (...,)
     return _Overlap(iw, ih, inter, area1, area2, bad)
+
+
+def _tame_bound(dtype: torch.dtype) -> float:
+    """Coordinates of magnitude at most this make no inf or NaN in any overlap kernel.
+
+    With ``|coordinate| <= M``: areas are at most ``4 M^2`` (their sums ``8 M^2``), twice the centre
+    offsets at most ``4 M`` (``dx^2 + dy^2 <= 32 M^2``), so ``M = sqrt(max / 32)`` keeps every
+    intermediate finite: about 2.4e153 in float64, 3.3e18 in float32.
+    """
+    return math.sqrt(torch.finfo(dtype).max / 32)
+
+
+def _nan_where(out: Tensor, bad: Tensor | None) -> Tensor:
+    """``out`` with NaN (in place) where ``bad``; ``out`` itself when ``bad`` is None."""
+    return out if bad is None else out.masked_fill_(bad, math.nan)
 
 
 def _iou_kernel(b1: Tensor, b2: Tensor, kind: str, ov: _Overlap | None = None) -> Tensor:
     ov = _overlap(b1, b2) if ov is None else ov
     union = ov.area1 + ov.area2 - ov.inter  # (...,)
     iou = _safe_div(ov.inter, union).clamp(max=1.0)  # clamp: a rounding ulp above 1
-    return _iou_kinds(b1, b2, kind, ov, union, iou).masked_fill_(ov.bad, math.nan)
+    return _nan_where(_iou_kinds(b1, b2, kind, ov, union, iou), ov.bad)
 
 
 def _iou_kinds(b1: Tensor, b2: Tensor, kind: str, ov: _Overlap, union: Tensor, iou: Tensor) -> Tensor:
@@ -439,7 +464,7 @@ def _iou_kinds(b1: Tensor, b2: Tensor, kind: str, ov: _Overlap, union: Tensor, i
 
 def _ioa_kernel(b1: Tensor, b2: Tensor, ov: _Overlap | None = None) -> Tensor:
     ov = _overlap(b1, b2) if ov is None else ov
-    return _safe_div(ov.inter, torch.minimum(ov.area1, ov.area2)).clamp_(max=1.0).masked_fill_(ov.bad, math.nan)
+    return _nan_where(_safe_div(ov.inter, torch.minimum(ov.area1, ov.area2)).clamp_(max=1.0), ov.bad)
 
 
 def _gap_kernel(b1: Tensor, b2: Tensor, ov: _Overlap | None = None) -> Tensor:
@@ -447,14 +472,17 @@ def _gap_kernel(b1: Tensor, b2: Tensor, ov: _Overlap | None = None) -> Tensor:
     # min(iw, 0) is minus the gap along x (and squares alike): one op less than max(-iw, 0)
     gx, gy = ov.inter_w.clamp(max=0), ov.inter_h.clamp(max=0)  # (...,) each
     # not hypot: the same float operations as a plain loop
-    return torch.sqrt(gx * gx + gy * gy).masked_fill(ov.bad, math.nan)  # not in place: sqrt's grad needs it
+    gap = torch.sqrt(gx * gx + gy * gy)
+    return gap if ov.bad is None else gap.masked_fill(ov.bad, math.nan)  # not in place: sqrt's grad needs it
 
 
-def _center_distance_kernel(b1: Tensor, b2: Tensor) -> Tensor:
+def _center_distance_kernel(b1: Tensor, b2: Tensor, tame: bool = False) -> Tensor:
     # twice the centre offsets, per coordinate (elementwise ops only, as in _overlap)
     dx = (b1[..., 0] + b1[..., 2]) - (b2[..., 0] + b2[..., 2])  # (...,)
     dy = (b1[..., 1] + b1[..., 3]) - (b2[..., 1] + b2[..., 3])  # (...,)
     out = 0.5 * torch.sqrt(dx * dx + dy * dy)
+    if tame:  # no coordinate is large enough to make an inf (see _overlap)
+        return out
     # a non-finite coordinate makes dx or dy, so the distance, inf or NaN: NaN it is
     return out.masked_fill(out == math.inf, math.nan)  # NaN stays NaN
 
@@ -722,19 +750,83 @@ def matched_overlaps(boxes1: ArrayLike, boxes2: ArrayLike,
     Returns:
         dict name -> (N,) float, in the order of ``stats``.
     """
+    _check_stats(stats)
+    (b1, b2), back = _as_tensors({"boxes1": boxes1, "boxes2": boxes2}, 4)
+    _check_matched("boxes1", b1, "boxes2", b2)
+    return {name: _out(t, back) for name, t in _overlap_stats(b1, b2, _overlap(b1, b2), stats).items()}
+
+
+def _check_stats(stats: Sequence[str]) -> None:
     for name in stats:
         if name not in OVERLAP_STATS:
             raise OptionError(f"stats must be among {', '.join(OVERLAP_STATS)}; got {name!r}")
-    (b1, b2), back = _as_tensors({"boxes1": boxes1, "boxes2": boxes2}, 4)
-    _check_matched("boxes1", b1, "boxes2", b2)
-    ov = _overlap(b1, b2)
+
+
+def _overlap_stats(b1: Tensor, b2: Tensor, ov: _Overlap, stats: Sequence[str],
+                   tame: bool = False) -> dict[str, Tensor]:
+    """The kernels of ``stats`` on one shared :class:`_Overlap` of ``b1`` and ``b2``."""
     run = {
         "iou": lambda: _iou_kernel(b1, b2, "iou", ov),
         "ioa": lambda: _ioa_kernel(b1, b2, ov),
         "gap": lambda: _gap_kernel(b1, b2, ov),
-        "center": lambda: _center_distance_kernel(b1, b2),
+        "center": lambda: _center_distance_kernel(b1, b2, tame),
     }
-    return {name: _out(run[name](), back) for name in stats}
+    return {name: run[name]() for name in stats}
+
+
+class BoxSet:
+    """One set of boxes whose pairs are given by index, for statistics of many pairs of few boxes.
+
+    ``BoxSet(boxes).pair_overlaps(first, second, stats)`` is
+    ``matched_overlaps(boxes[first], boxes[second], stats)`` bit for bit (same kernels, same
+    dtype rules), with what belongs to one box worked out once per box instead of once per pair:
+    the areas, and whether the set is *tame* (every coordinate finite and at most
+    ``sqrt(finfo.max / 32)`` in magnitude, so no pair can be invalid or overflow, and no pair
+    needs the NaN masks of the Validity rule). Coordinates are gathered one row at a time
+    (``index_select`` of a contiguous (G,) row is several times faster than of (G, 4) or (4, G)).
+    Used for every pair within an image (:mod:`cocostat.pairs`).
+
+    Args:
+        boxes: (G, 4) float, xyxy, pixels (tensor, numpy array or nested list).
+
+    Raises:
+        OptionError: ``boxes`` is not (G, 4) numbers.
+    """
+
+    def __init__(self, boxes: ArrayLike) -> None:
+        (b,), self._back = _as_tensors({"boxes": boxes}, 4)
+        _check_pairwise("boxes", b, "boxes", b, "xyxy")
+        self._rows = rows = b.T.contiguous()  # (4, G): x1, y1, x2, y2
+        self._area = _area(rows.T)  # (G,)
+        # one host sync here, none per pair; NaN compares False, so a NaN box makes the set untame
+        self.tame = b.numel() == 0 or bool(rows.abs().amax() <= _tame_bound(b.dtype))
+
+    def __len__(self) -> int:
+        return self._rows.shape[1]
+
+    def pair_overlaps(self, first: ArrayLike, second: ArrayLike,
+                      stats: Sequence[str] = OVERLAP_STATS) -> dict[str, Tensor | np.ndarray]:
+        """Statistics of the pairs ``(boxes[first[k]], boxes[second[k]])``.
+
+        Args:
+            first, second: (n,) int row indices into the set (numpy or tensor; out of range raises).
+            stats: names from :data:`OVERLAP_STATS`.
+
+        Returns:
+            dict name -> (n,) float, in the order of ``stats``; numpy if the set was built from
+            numpy or lists, else tensors on the set's device.
+        """
+        _check_stats(stats)
+        i1, i2 = (torch.as_tensor(i, device=self._rows.device) for i in (first, second))
+        b1, b2 = self._gather(i1), self._gather(i2)  # (n, 4) views of (4, n)
+        ov = _overlap(b1, b2, self._area.index_select(0, i1), self._area.index_select(0, i2), self.tame)
+        return {name: _out(t, self._back) for name, t in _overlap_stats(b1, b2, ov, stats, self.tame).items()}
+
+    def _gather(self, idx: Tensor) -> Tensor:
+        out = self._rows.new_empty((4, idx.numel()))
+        for k in range(4):
+            torch.index_select(self._rows[k], 0, idx, out=out[k])
+        return out.T
 
 
 def valid_predictions(boxes: ArrayLike, *scores: ArrayLike) -> Tensor | np.ndarray:

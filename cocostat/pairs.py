@@ -31,10 +31,13 @@ How it is computed: every within-image pair ``(i, j)``, ``i < j``, is generated 
 dataset's CSR ``offsets`` with numpy, a bounded number of pairs (``chunk_pairs``) at a time.
 The pairs are numbered image after image, and chunks are ranges of that numbering, so one image
 with thousands of boxes (millions of pairs) is split over several chunks and memory stays
-bounded. Inside an image, pair number ``t`` is ``(i, j)`` with ``j(j - 1) / 2 <= t < j(j + 1) / 2``
-and ``i = t - j(j - 1) / 2``. :func:`pair_chunks` yields the chunks with their statistics, computed
-by the kernels of :mod:`cocostat.boxes` (:func:`~cocostat.boxes.matched_overlaps`: IoU and IoA
-clamped to 1 and NaN for a non-finite box, as everywhere); one accumulator per statistic folds
+bounded. Inside an image, pair number ``t`` is ``(i, j)`` with ``t = j(j - 1) / 2 + i``: object j
+is the second object of j consecutive pairs, so a range of pair numbers is two ``np.repeat`` of
+per-object offsets (integers only, exact at any size). :func:`pair_chunks` yields the chunks with
+their statistics, computed by the kernels of :mod:`cocostat.boxes`
+(:class:`~cocostat.boxes.BoxSet`: :func:`~cocostat.boxes.matched_overlaps` of the pairs with each
+box's area and the validity check done once per box; IoU and IoA clamped to 1 and NaN for a
+non-finite box, as everywhere); one accumulator per statistic folds
 each chunk in (``update``; ``merge`` adds another accumulator): per-image criterion counts,
 per-image extremes, the histograms, the category pairs. Per-image counts and extremes are segment
 reductions (``np.add.reduceat``, ``np.maximum.reduceat``) over the chunk's runs of pairs of one
@@ -53,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from cocostat.atomic import FRAME_FORMATS, atomic_path, write_frame
-from cocostat.boxes import cpu_threads, matched_overlaps
+from cocostat.boxes import BoxSet, cpu_threads
 from cocostat.data import Dataset
 from cocostat.errors import OptionError, check_int
 from cocostat.models import letterbox_scale
@@ -78,9 +81,9 @@ PAIR_METRICS = ("iou", "ioa")
 _METRIC_NAMES = {"iou": "IoU", "ioa": "IoA"}
 #: The pair criteria, in report order.
 CRITERIA = ("gap", "iou", "center")
-#: Pairs processed at once (262,144): about 25 MB of temporaries, and faster than larger chunks
-#: (they stay in the CPU caches better).
-DEFAULT_CHUNK_PAIRS = 1 << 18
+#: Pairs processed at once (32,768): a few MB of temporaries that stay in the CPU caches, through
+#: the kernels and the accumulators alike; 1.2x faster than 65,536 and 262,144 (benchmarks/bench_overlap.py).
+DEFAULT_CHUNK_PAIRS = 1 << 15
 #: Category pairs listed per criterion by ``by_category``.
 BY_CATEGORY_TOP = 10
 PER_IMAGE_FORMATS = FRAME_FORMATS
@@ -309,6 +312,70 @@ def _pair_offsets(offsets: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(n * (n - 1) // 2)]).astype(np.int64)
 
 
+@dataclass(frozen=True, eq=False)
+class _PairNumbers:
+    """The numbering of all within-image pairs, per image and per object (module docs).
+
+    Pair ``(i, j)``, ``i < j``, of image k is number ``image_cum[k] + j(j - 1)/2 + i``, so object
+    row ``row0 + g`` (local index j in its image) is the second object of the pairs numbered
+    ``object_cum[g]:object_cum[g + 1]`` (j of them), whose first objects are rows
+    ``number + first_shift[g]``. Integers only: exact for any pair count below 2**63.
+
+    Attributes:
+        row0: ``offsets[0]``, the first row of the first image.
+        image_cum: (I + 1,) int64, :func:`_pair_offsets`.
+        object_cum: (G + 1,) int64 over the G rows ``offsets[0]:offsets[-1]``.
+        first_shift: (G,) int64, ``offsets[k] - object_cum[g]`` for object g of image k.
+    """
+
+    row0: int
+    image_cum: np.ndarray
+    object_cum: np.ndarray
+    first_shift: np.ndarray
+
+    @classmethod
+    def of(cls, offsets: np.ndarray, image_cum: np.ndarray | None = None) -> _PairNumbers:
+        offsets = np.asarray(offsets, np.int64)
+        cum = _pair_offsets(offsets) if image_cum is None else image_cum
+        counts = np.diff(offsets)
+        image = np.repeat(np.arange(counts.size, dtype=np.int64), counts)  # (G,) image of each object
+        base = offsets[:-1][image]  # (G,) the image's first row
+        row0 = int(offsets[0]) if offsets.size else 0
+        j = np.arange(row0, row0 + image.size, dtype=np.int64) - base  # (G,) index inside the image
+        object_cum = np.empty(image.size + 1, np.int64)
+        object_cum[:-1] = cum[image] + j * (j - 1) // 2
+        object_cum[-1] = cum[-1]
+        return cls(row0, cum, object_cum, base - object_cum[:-1])
+
+    @property
+    def total(self) -> int:
+        return int(self.image_cum[-1])
+
+    def pairs(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(first, second)``: (hi - lo,) int64 object rows of the pairs numbered ``lo:hi``."""
+        cum = self.object_cum
+        g0 = max(int(np.searchsorted(cum, lo, side="right")) - 1, 0)  # object whose pairs hold lo
+        g1 = int(np.searchsorted(cum, hi, side="left"))  # objects g0..g1-1 overlap [lo, hi)
+        starts = np.maximum(cum[g0:g1], lo)
+        reps = np.minimum(cum[g0 + 1:g1 + 1], hi) - starts  # (g1 - g0,) pairs of each object in range
+        second = np.repeat(np.arange(self.row0 + g0, self.row0 + g1, dtype=np.int64), reps)  # (n,)
+        first = np.arange(lo, hi, dtype=np.int64) + np.repeat(self.first_shift[g0:g1], reps)  # (n,)
+        return first, second
+
+    def segments(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(images, starts, reps)``: the images of pairs ``lo:hi`` in order (S,), where each
+        one's run of pairs starts in the range (S,) and how many pairs it has there (S,)."""
+        cum = self.image_cum
+        a = max(int(np.searchsorted(cum, lo, side="right")) - 1, 0)  # image holding pair lo
+        b = int(np.searchsorted(cum, hi, side="left"))  # images a..b-1 overlap [lo, hi)
+        reps = np.minimum(cum[a + 1:b + 1], hi) - np.maximum(cum[a:b], lo)  # (b - a,) pairs in range
+        nz = reps > 0
+        reps = reps[nz]
+        starts = np.zeros(reps.size, np.int64)
+        np.cumsum(reps[:-1], out=starts[1:])
+        return np.arange(a, b, dtype=np.int64)[nz], starts, reps
+
+
 def pair_indices(offsets: np.ndarray, lo: int, hi: int, pair_offsets: np.ndarray | None = None):
     """The within-image pairs numbered ``lo:hi`` (all pairs numbered image after image).
 
@@ -323,24 +390,10 @@ def pair_indices(offsets: np.ndarray, lo: int, hi: int, pair_offsets: np.ndarray
         ``seg_images`` (S,) int64 the distinct images of the range, in order, and ``seg_starts``
         (S,) int64 where each one's run of pairs starts (for ``ufunc.reduceat``).
     """
-    cum = _pair_offsets(offsets) if pair_offsets is None else pair_offsets
-    a = int(np.searchsorted(cum, lo, side="right")) - 1  # image holding pair lo
-    b = int(np.searchsorted(cum, hi, side="left"))  # images a..b-1 overlap [lo, hi)
-    a = max(a, 0)
-    imgs = np.arange(a, b, dtype=np.int64)
-    reps = np.minimum(cum[a + 1:b + 1], hi) - np.maximum(cum[a:b], lo)  # (b - a,) pairs in range
-    image = np.repeat(imgs, reps)  # (n,)
-    t = np.arange(lo, hi, dtype=np.int64) - cum[image]  # (n,) pair number inside its image
-    # j(j - 1)/2 <= t < j(j + 1)/2; the float estimate is corrected by one step either way
-    j = np.floor((1.0 + np.sqrt(1.0 + 8.0 * t)) / 2.0).astype(np.int64)
-    j -= (j * (j - 1) // 2) > t
-    j += (j * (j + 1) // 2) <= t
-    i = t - j * (j - 1) // 2
-    base = offsets[image]
-    nz = reps > 0
-    seg_images = imgs[nz]
-    seg_starts = np.concatenate([[0], np.cumsum(reps[nz])[:-1]]).astype(np.int64)
-    return image, base + i, base + j, seg_images, seg_starts
+    numbers = _PairNumbers.of(offsets, pair_offsets)
+    first, second = numbers.pairs(lo, hi)
+    seg_images, seg_starts, reps = numbers.segments(lo, hi)
+    return np.repeat(seg_images, reps), first, second, seg_images, seg_starts
 
 
 @dataclass(frozen=True, eq=False)
@@ -380,39 +433,40 @@ def pair_chunks(xyxy: np.ndarray, offsets: np.ndarray, settings: OverlapSettings
 
     Yields:
         :class:`PairChunk` s in pair-number order; the statistics come from
-        :func:`cocostat.boxes.matched_overlaps` (one intersection for IoU, IoA and the gap).
+        :meth:`cocostat.boxes.BoxSet.pair_overlaps` (one intersection for IoU, IoA and the gap).
     """
-    cum = _pair_offsets(offsets) if pair_offsets is None else pair_offsets
-    total = int(cum[-1])
+    numbers = _PairNumbers.of(offsets, pair_offsets)
+    total = numbers.total
     names = ("iou", "gap", "center") + (("ioa",) if settings.pair_metric == "ioa" else ())
-    cols = np.ascontiguousarray(np.asarray(xyxy, np.float64).T)  # (4, G)
+    with cpu_threads(1):
+        boxes = BoxSet(np.asarray(xyxy, np.float64))  # areas and validity once per box
     for lo in range(0, total, int(chunk_pairs)):
         hi = min(lo + int(chunk_pairs), total)
-        _, a, b, seg_img, seg_start = pair_indices(offsets, lo, hi, cum)
-        v = _chunk_overlaps(cols, a, b, names)
+        a, b = numbers.pairs(lo, hi)
+        seg_img, seg_start, _ = numbers.segments(lo, hi)
+        v = _chunk_overlaps(boxes, a, b, names)
         metric = v.get("ioa", v["iou"])
         hits = {"gap": v["gap"] < settings.gap, "iou": metric > settings.iou, "center": v["center"] < settings.center}
         yield PairChunk(a, b, seg_img, seg_start, v["iou"], metric, v["gap"], v["center"], hits)
 
 
-#: Pairs per kernel call inside a chunk: 32,768 float64 temporaries (256 KB each) stay in the CPU
-#: caches, about 1.3x faster than whole 262,144-pair chunks.
+#: Pairs per kernel call inside a larger ``chunk_pairs``: bounds torch's temporaries (256 KB each).
 _KERNEL_PAIRS = 1 << 15
 
 
-def _chunk_overlaps(cols: np.ndarray, a: np.ndarray, b: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """:func:`cocostat.boxes.matched_overlaps` of pairs ``(a[k], b[k])`` of the boxes ``cols`` (4, G).
+def _chunk_overlaps(boxes: BoxSet, a: np.ndarray, b: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """:meth:`cocostat.boxes.BoxSet.pair_overlaps` of pairs ``(a[k], b[k])``, ``_KERNEL_PAIRS`` at a time.
 
-    Run ``_KERNEL_PAIRS`` at a time, single-threaded (~10^4-element ops: threads cost more than
-    they give), on (n, 4) views of (4, n) gathers, so each coordinate is contiguous.
+    Single-threaded (~10^4-element ops: threads cost more than they give).
     """
-    out = {name: np.empty(a.size) for name in names}
     with cpu_threads(1):
+        if a.size <= _KERNEL_PAIRS:
+            return boxes.pair_overlaps(a, b, names)
+        out = {name: np.empty(a.size) for name in names}
         for lo in range(0, a.size, _KERNEL_PAIRS):
             hi = min(lo + _KERNEL_PAIRS, a.size)
-            v = matched_overlaps(np.take(cols, a[lo:hi], axis=1).T, np.take(cols, b[lo:hi], axis=1).T, names)
-            for name in names:
-                out[name][lo:hi] = v[name]
+            for name, v in boxes.pair_overlaps(a[lo:hi], b[lo:hi], names).items():
+                out[name][lo:hi] = v
     return out
 
 
@@ -531,30 +585,40 @@ class _PairHistograms:
 
 @dataclass(eq=False)
 class _CategoryPairs:
-    """Unordered category pairs (C * C,) int64: all pairs, and the pairs meeting each criterion."""
+    """Unordered category pairs, counted per combination of the criteria they meet.
+
+    ``counts``: (C * C * 8,) int64 at ``(a * C + b) * 8 + bits`` for class indices ``a <= b``, bit k
+    of ``bits`` set when the pair meets ``CRITERIA[k]``: one bincount per chunk instead of one per
+    criterion, and no masked copies of the keys.
+    """
 
     cls: np.ndarray
     n_cls: int
-    all: np.ndarray
-    hit: dict[str, np.ndarray]
+    counts: np.ndarray
 
     @classmethod
     def empty(cls, class_idx: np.ndarray, num_classes: int) -> _CategoryPairs:
         n = max(num_classes, 1)
-        return cls(class_idx.astype(np.int64), n, np.zeros(n * n, np.int64),
-                   {c: np.zeros(n * n, np.int64) for c in CRITERIA})
+        return cls(class_idx.astype(np.int64), n, np.zeros(n * n * 8, np.int64))
 
     def update(self, chunk: PairChunk) -> None:
         ca, cb = self.cls[chunk.first], self.cls[chunk.second]
-        key = np.minimum(ca, cb) * self.n_cls + np.maximum(ca, cb)  # (n,) unordered category pair
-        self.all += np.bincount(key, minlength=self.n_cls * self.n_cls)
-        for c in CRITERIA:
-            self.hit[c] += np.bincount(key[chunk.hits[c]], minlength=self.n_cls * self.n_cls)
+        bits = np.zeros(ca.size, np.uint8)  # (n,) which criteria the pair meets
+        for k, c in enumerate(CRITERIA):
+            bits |= chunk.hits[c].view(np.uint8) << k
+        code = np.minimum(ca, cb) * (8 * self.n_cls) + np.maximum(ca, cb) * 8  # (n,) unordered pair
+        code += bits
+        self.counts += np.bincount(code, minlength=self.counts.size)
 
     def merge(self, other: _CategoryPairs) -> None:
-        self.all += other.all
-        for c in CRITERIA:
-            self.hit[c] += other.hit[c]
+        self.counts += other.counts
+
+    def result(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(C * C,) int64 all pairs, and criterion -> (C * C,) int64 pairs meeting it."""
+        by_bits = self.counts.reshape(-1, 8)  # (C * C, 8)
+        bits = np.arange(8)
+        return by_bits.sum(axis=1), {c: by_bits[:, (bits >> k) & 1 == 1].sum(axis=1)
+                                     for k, c in enumerate(CRITERIA)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -673,7 +737,7 @@ def overlap(
                 acc.update(chunk)
     img_gap, img_iou, img_center = (counts_acc.counts[c] for c in CRITERIA)
     img_max_iou, img_max_ioa, img_min_gap, img_min_center = extremes.result(counts)
-    cat_all, cat_hit = (cats.all, cats.hit) if cats is not None else (None, None)
+    cat_all, cat_hit = cats.result() if cats is not None else (None, None)
 
     # --- per-image frame
     crowded = img_center >= settings.crowd_pairs  # (I,) bool

@@ -671,3 +671,43 @@ def test_side_ratio_is_one_direction_of_both_ultralytics_forms():
             worst = max(rw, 1 / rw, rh, 1 / rh)  # YOLOv5 build_targets
             assert x[i, j] == pytest.approx(1 / worst, rel=1e-12)
             assert (x[i, j] > 1 / 4.0) == (worst < 4.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_box_set_pair_overlaps_are_matched_overlaps_bit_for_bit(dtype, device):
+    """BoxSet (areas and validity once per box, no NaN masks for a tame set) changes no bit, and
+    agrees with the float64 loop within the dtype's resolution."""
+    t, b = matrix_boxes(dtype, device, 12, 5)
+    rng = np.random.default_rng(5)
+    first, second = rng.integers(0, 12, 40), rng.integers(0, 12, 40)
+    box_set = B.BoxSet(t)
+    assert box_set.tame and len(box_set) == 12
+    got = box_set.pair_overlaps(first, second)
+    want = B.matched_overlaps(t[first], t[second])
+    for name in B.OVERLAP_STATS:
+        assert torch.equal(got[name], want[name]), name
+        ref = np.array([REFS[name](b[i].tolist(), b[j].tolist()) for i, j in zip(first, second)])
+        _check(got[name], ref, dtype, device, SCALE if name in ("gap", "center") else 0.0)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 1e200])
+def test_box_set_with_a_non_finite_or_huge_box_is_not_tame(bad):
+    # 1e200 is finite, but its area (and centre offsets squared) overflow: the per-pair masks apply
+    boxes = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 20.0], [0.0, 0.0, bad, 10.0]])
+    box_set = B.BoxSet(boxes)
+    assert not box_set.tame
+    first, second = np.array([0, 0, 1, 2]), np.array([1, 2, 2, 2])
+    got = box_set.pair_overlaps(first, second, ("center", "iou", "gap"))
+    assert list(got) == ["center", "iou", "gap"]
+    want = B.matched_overlaps(boxes[first], boxes[second], ("center", "iou", "gap"))
+    for name in got:
+        np.testing.assert_array_equal(got[name], want[name])  # NaN where matched_overlaps has NaN
+        assert isinstance(got[name], np.ndarray) and got[name].dtype == np.float64
+    if bad != 1e200:
+        assert np.isnan(got["iou"][1:]).all() and np.isfinite(got["iou"][0])
+    assert B.BoxSet(np.zeros((0, 4))).pair_overlaps(np.zeros(0, np.int64), np.zeros(0, np.int64))["iou"].shape == (0,)
+    with pytest.raises(OptionError, match="must be among"):
+        box_set.pair_overlaps(first, second, ("ciou",))
+    with pytest.raises(OptionError, match=r"shape \(N, 4\)"):
+        B.BoxSet(np.zeros((2, 3, 4)))

@@ -378,6 +378,66 @@ def test_empty_datasets_give_zeros():
 
 
 # --------------------------------------------------------------------------------------------------
+# Streams: accumulators over two ranges, merged, are the one-pass accumulators
+# --------------------------------------------------------------------------------------------------
+def _accumulators(ds, settings, by_category=True):
+    from cocostat.pairs import _CategoryPairs, _CriterionCounts, _Extremes, _PairHistograms
+
+    accs = [_CriterionCounts.empty(ds.num_images), _Extremes.empty(ds.num_images, settings.pair_metric == "ioa"),
+            _PairHistograms.empty(800.0)]
+    return accs + ([_CategoryPairs.empty(ds.class_idx, ds.num_classes)] if by_category else [])
+
+
+def _fold(accs, chunks):
+    for chunk in chunks:
+        for acc in accs:
+            acc.update(chunk)
+    return accs
+
+
+def _state(accs) -> list:
+    """Every array and count the accumulators hold (what merge must combine)."""
+    counts, extremes, hists, *cats = accs
+    out = [counts.counts[c] for c in ("gap", "iou", "center")]
+    out += [extremes.max_iou, extremes.max_ioa, extremes.min_gap, extremes.min_center]
+    out += [hists.metric, hists.gap, hists.center, dict(hists.zeros)]
+    return out + [cat.counts for cat in cats]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("split", ["images", "mid-image"])
+@pytest.mark.parametrize("pair_metric", ["iou", "ioa"])
+def test_accumulators_merge_two_ranges_into_the_one_pass_answer(real_data, split, pair_metric):
+    from cocostat.pairs import OverlapSettings, pair_chunks
+
+    ds = load_coco(real_data / "coco-tiny/annotations/instances_train2017.json")
+    settings = OverlapSettings(pair_metric=pair_metric, gap=12.0, iou=0.2, center=40.0)
+    xyxy = ds.boxes_xyxy()
+    offsets = ds.offsets.astype(np.int64)
+    whole = _fold(_accumulators(ds, settings), pair_chunks(xyxy, offsets, settings, 10**9))
+    if split == "images":  # images 0..k-1 and k..I-1, each range chunked on its own
+        k = ds.num_images // 3
+        first = pair_chunks(xyxy, offsets[:k + 1], settings, 997)
+        second = pair_chunks(xyxy, np.maximum(offsets, offsets[k]), settings, 997)  # images < k emptied
+        a, b = _fold(_accumulators(ds, settings), first), _fold(_accumulators(ds, settings), second)
+    else:  # the pair chunks alternate between two accumulators, so many images are split between them
+        chunks = list(pair_chunks(xyxy, offsets, settings, 61))
+        assert any(len(set(c.seg_images[-1:]) & set(d.seg_images[:1])) for c, d in zip(chunks, chunks[1:]))
+        a, b = _fold(_accumulators(ds, settings), chunks[0::2]), _fold(_accumulators(ds, settings), chunks[1::2])
+    for acc, other in zip(a, b):
+        acc.merge(other)
+    for got, want in zip(_state(a), _state(whole)):
+        if isinstance(want, dict):
+            assert got == want
+        elif want is not None:
+            np.testing.assert_array_equal(got, want)
+    # the one-pass state is the report's (itself checked against the brute-force loop above)
+    rep = overlap(ds, pair_metric=pair_metric, gap=12.0, iou=0.2, center=40.0)
+    assert [int(c.sum()) for c in _state(whole)[:3]] == [rep.gap_pairs, rep.iou_pairs, rep.center_pairs]
+    assert sum(_state(whole)[-1]) == rep.pairs > 1000
+
+
+# --------------------------------------------------------------------------------------------------
 # One image with thousands of boxes: chunked, bounded memory, same numbers as the box kernels
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
