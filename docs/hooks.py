@@ -6,7 +6,9 @@ Two markers, each alone on its line in a page:
   for that analysis (``anchor-audit``, ``mismatch``), only the figures of GROUP (``top``,
   ``per_anchor[]``, ``stats``) when given.
 - ``<!-- include PATH -->``: the file PATH (relative to the repository root, e.g.
-  ``reports/bench_load.md``) with its headings moved one level down.
+  ``reports/bench_load.md``) with its headings moved one level down; a glob pattern
+  (``reports/bench_*.md``) includes every matching file in name order, so a new report appears
+  without another edit.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from cocostat.figures import markdown_table  # noqa: E402
 _MARKER = re.compile(r"^<!-- (figures|include) (\S+)(?: (\S+))? -->$", re.MULTILINE)
 
 
-def _include(path: str) -> str:
-    text = (ROOT / path).read_text(encoding="utf-8")
-    return re.sub(r"^(#+) ", r"\1# ", text, flags=re.MULTILINE)
+def _include(pattern: str) -> str:
+    paths = sorted(ROOT.glob(pattern))
+    if not paths:
+        raise FileNotFoundError(f"docs include: nothing matches {pattern} under {ROOT}")
+    texts = [p.read_text(encoding="utf-8") for p in paths]
+    return "\n\n".join(re.sub(r"^(#+) ", r"\1# ", t, flags=re.MULTILINE) for t in texts)
 
 
 def expand(markdown: str) -> str:
