@@ -1,7 +1,7 @@
 """The docs say what the code does: their shell examples run, their figure tables match the real outputs.
 
-Examples (as sqlite-utils tests its docs): every fenced ```` ```console ```` block in ``docs/`` is
-executed. Its ``$ cocostat ...`` lines are commands, run in-process with click's ``CliRunner`` in
+Examples (as sqlite-utils tests its docs): every fenced ```` ```console ```` block in ``docs/`` and
+in ``README.md`` is executed. Its ``$ cocostat ...`` lines are commands, run in-process with click's ``CliRunner`` in
 one scratch folder per page (so a page's later commands see what its earlier ones wrote), with
 ``../shared/data`` replaced by the real data folder; each must exit 0. The lines under a command,
 up to the next ``$`` line, are its output as shown: they must appear in the command's stdout, in
@@ -48,7 +48,7 @@ def console_examples(path: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
-PAGES = sorted(p for p in DOCS.rglob("*.md") if console_examples(p))
+PAGES = sorted(p for p in [*DOCS.rglob("*.md"), ROOT / "README.md"] if console_examples(p))
 
 
 def shown_in(shown: list[str], actual: list[str]) -> str | None:
@@ -73,10 +73,18 @@ def shown_in(shown: list[str], actual: list[str]) -> str | None:
 
 def test_docs_have_runnable_examples():
     # the pages a newcomer reads first, and a page per command family, carry executed examples
-    names = {p.relative_to(DOCS).as_posix() for p in PAGES}
-    assert {"getting-started.md", "commands/info.md", "commands/kmeans.md", "commands/overlap.md",
-            "commands/anchor-audit.md", "commands/predict.md"} <= names
+    names = {p.relative_to(ROOT).as_posix() for p in PAGES}
+    assert {"README.md", "docs/getting-started.md", "docs/commands/info.md", "docs/commands/kmeans.md",
+            "docs/commands/overlap.md", "docs/commands/anchor-audit.md", "docs/commands/predict.md"} <= names
     assert sum(len(console_examples(p)) for p in PAGES) >= 12
+
+
+def test_readme_is_short_and_links_every_docs_page():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) <= 12 * 1024
+    for page in DOCS.rglob("*.md"):
+        assert f"(docs/{page.relative_to(DOCS).as_posix()})" in readme, f"README.md does not link {page}"
+    assert 'pip install -e ".[test]"' in readme and "python -m pytest -q" in readme  # .ci/run's commands
 
 
 def test_console_parsing_and_matching():
@@ -109,7 +117,7 @@ def coco_tiny_preds(real_data, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS).as_posix())
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_console_examples_run(page, real_data, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
     commands = " ".join(c for c, _ in console_examples(page))
