@@ -371,7 +371,8 @@ def _scale_sizes(sizes: tuple[int, int]) -> np.ndarray:
     lo, hi = sizes
     steps = np.arange(-(-lo // 32) * 32, hi + 1, 32, dtype=np.int64)
     if steps.size == 0:
-        raise OptionError(f"--multi-scale MIN MAX must contain a multiple of 32, got {lo} {hi}")
+        raise OptionError(f"multi_scale (MIN, MAX) must contain a multiple of 32, got {lo} {hi}",
+                          param="multi_scale")
     return steps
 
 
@@ -398,14 +399,14 @@ def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
     Raises:
         OptionError: bad ``size``, ``resize`` or ``multi_scale``.
     """
-    size = check_int("size (--size)", size, 1)
+    size = check_int("size", size, 1)
     if resize not in RESIZES:
-        raise OptionError(f"resize (--resize) must be one of {', '.join(RESIZES)}, got {resize!r}")
+        raise OptionError(f"resize must be one of {', '.join(RESIZES)}, got {resize!r}", param="resize")
     if multi_scale is not None:
-        lo, hi = (check_int("--multi-scale MIN", multi_scale[0], 1), check_int("--multi-scale MAX",
+        lo, hi = (check_int("multi_scale", multi_scale[0], 1), check_int("multi_scale",
                                                                                   multi_scale[1], 1))
         if lo > hi:
-            raise OptionError(f"--multi-scale MIN MAX needs MIN <= MAX, got {lo} {hi}")
+            raise OptionError(f"multi_scale (MIN, MAX) needs MIN <= MAX, got {lo} {hi}", param="multi_scale")
         multi_scale = (lo, hi)
         steps = _scale_sizes(multi_scale)
         img_size = np.random.default_rng(seed).choice(steps, size=dataset.num_images).astype(np.float64)
@@ -567,9 +568,9 @@ METRIC_KEYS = ("avg_iou", "bpr_iou", "anchors_above_iou", "bpr_ratio", "anchors_
 
 def _check_thresholds(iou_t: float, ratio_t: float) -> None:
     if not (isinstance(iou_t, (int, float)) and 0.0 <= iou_t < 1.0):
-        raise OptionError(f"iou_t (--iou-t) must be a number in [0, 1), got {iou_t!r}")
+        raise OptionError(f"iou_t must be a number in [0, 1), got {iou_t!r}", param="iou_t")
     if not (isinstance(ratio_t, (int, float)) and math.isfinite(ratio_t) and ratio_t >= 1.0):
-        raise OptionError(f"ratio_t (--ratio-t) must be a number >= 1, got {ratio_t!r}")
+        raise OptionError(f"ratio_t must be a number >= 1, got {ratio_t!r}", param="ratio_t")
 
 
 def fitness_value(metrics: dict, name: str) -> float:
@@ -889,14 +890,15 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
         OptionError: bad options; fewer distinct sizes than ``k`` (naming both counts).
     """
     t0 = time.perf_counter()
-    k = check_int("k (-k/--anchors)", k, 1)
-    restarts = check_int("restarts (--restarts)", restarts, 1)
-    evolve = check_int("evolve (--evolve)", evolve, 0)
-    seed = check_int("seed (--seed)", seed, 0)
+    k = check_int("k", k, 1)
+    restarts = check_int("restarts", restarts, 1)
+    evolve = check_int("evolve", evolve, 0)
+    seed = check_int("seed", seed, 0)
     batch = check_int("batch", batch, 1)
     jumps = check_int("jumps", jumps, 0)
     if fitness_name not in FITNESSES:
-        raise OptionError(f"fitness (--fitness) must be one of {', '.join(FITNESSES)}, got {fitness_name!r}")
+        raise OptionError(f"fitness_name must be one of {', '.join(FITNESSES)}, got {fitness_name!r}",
+                          param="fitness_name")
     _check_thresholds(iou_t, ratio_t)
     if decimals is not None:
         decimals = check_int("decimals", decimals, 0)
@@ -906,7 +908,7 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
     distinct = int(u.shape[0])
     if distinct < k:
         raise TooFewBoxesError(f"only {distinct} distinct box size(s) among {int(uc.sum())} box(es), "
-                          f"fewer than the {k} anchors asked for (-k/--anchors); lower -k or add data")
+                          f"fewer than the {k} anchors asked for (k); lower k or add data")
     pts, pc = (u, uc) if distinct <= max_points else _grid_points(u, uc, grid)
     if pts.shape[0] < k:  # a grid too coarse for this many anchors: search the exact sizes
         pts, pc = u, uc
@@ -1133,12 +1135,12 @@ def kmeans(dataset: Dataset, *, size: int = 416, k: int = 9, resize: str = "lett
         (checked before the search runs).
     """
     _check_thresholds(iou_t, ratio_t)
-    k = check_int("k (-k/--anchors)", k, 1)
-    n_levels = default_levels(k) if levels is None else check_int("levels (--levels)", levels, 1)
+    k = check_int("k", k, 1)
+    n_levels = default_levels(k) if levels is None else check_int("levels", levels, 1)
     if n_levels > k:
-        raise OptionError(f"levels (--levels) must be at most k={k}, got {n_levels}")
+        raise OptionError(f"levels must be at most k={k}, got {n_levels}", param="levels")
     if plot is not None and Path(plot).suffix.lower() != ".png":
-        raise OptionError(f"--plot must name a .png file, got {str(plot)!r}")
+        raise OptionError(f"plot must name a .png file, got {str(plot)!r}")
     sets: dict[str, AnchorSet] = {}
     for spec in compare:
         a = parse_anchor_spec(spec)

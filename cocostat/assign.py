@@ -79,8 +79,8 @@ class AnchorGrid:
         if (strides <= 0).any():
             raise OptionError(f"anchors {self.name}: strides must be positive, got {strides.tolist()}")
         if self.size <= 0 or (strides.size and (self.size % strides).any()):
-            raise OptionError(f"--size must be a positive multiple of every stride "
-                              f"({', '.join(map(str, strides.tolist()))}), got {self.size}")
+            raise OptionError(f"size must be a positive multiple of every stride "
+                              f"({', '.join(map(str, strides.tolist()))}), got {self.size}", param="size")
 
     @property
     def num_anchors(self) -> int:

@@ -316,7 +316,7 @@ def candidate_tensors(arrays: CandidateArrays, grid: AnchorGrid, *, iou: str = "
                       iou_t: float = 0.225, ratio_t: float = 4.0, device=None) -> CandidateTensors:
     """Move candidate arrays to ``device`` (default CPU), score them and run the assigner."""
     if iou not in IOU_KINDS:
-        raise OptionError(f"--iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}")
+        raise OptionError(f"iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}", param="iou")
     dev = torch.device(device) if device is not None else torch.device("cpu")
 
     def t(a, dtype=torch.float32):
@@ -573,14 +573,14 @@ def dense_image_index(image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def check_options(iou: str, assigner, iou_t: float, ratio_t: float, examples: int) -> Assigner:
     """Check the options both audits share (before any work); return the assigner."""
     if iou not in IOU_KINDS:
-        raise OptionError(f"--iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}")
+        raise OptionError(f"iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}", param="iou")
     kind = assigners.create(assigner, iou_t=iou_t, ratio_t=ratio_t)
     if not 0.0 <= iou_t < 1.0:
-        raise OptionError(f"--iou-t must lie in [0, 1), got {iou_t}")
+        raise OptionError(f"iou_t must lie in [0, 1), got {iou_t}", param="iou_t")
     if not ratio_t > 1.0:
-        raise OptionError(f"--ratio-t must be greater than 1, got {ratio_t}")
+        raise OptionError(f"ratio_t must be greater than 1, got {ratio_t}", param="ratio_t")
     if examples < 0:
-        raise OptionError(f"--examples must be >= 0, got {examples}")
+        raise OptionError(f"examples must be >= 0, got {examples}", param="examples")
     return kind
 
 

@@ -59,6 +59,67 @@ def _one_line(exc: BaseException) -> str | None:
     return None
 
 
+class DeprecatedAlias(click.Option):
+    """The old spelling of a renamed option, kept hidden for one release (see README, CLI conventions).
+
+    ``cocostat CMD --old VALUE`` still works: :class:`CocostatCommand` rewrites the token to the new
+    spelling before click parses the line and says ``warning: --old is deprecated, use --new`` on
+    stderr. The alias takes no value of its own (``expose_value=False``) and never shows in ``--help``.
+    """
+
+    def __init__(self, param_decls, *, replaced_by: str, **kwargs):
+        kwargs.update(hidden=True, expose_value=False)
+        super().__init__(param_decls, **kwargs)
+        self.replaced_by = replaced_by
+
+
+def deprecated_alias(old: str, new: str, **kwargs):
+    """Decorator: ``old`` is a hidden, deprecated spelling of the command's option ``new``.
+
+    ``kwargs`` are the alias's click settings (type, nargs, is_flag), the same as the old option had."""
+    name = "deprecated_" + old.lstrip("-").replace("-", "_")
+    return click.option(old, name, cls=DeprecatedAlias, replaced_by=new, **kwargs)
+
+
+class CocostatCommand(click.Command):
+    """A cocostat command: rewrites deprecated option spellings (:class:`DeprecatedAlias`) before parsing."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        aliases = {alias.opts[0]: alias for alias in self.params if isinstance(alias, DeprecatedAlias)}
+        if aliases:
+            rewritten = []
+            for i, token in enumerate(args):
+                if token == "--":
+                    rewritten += args[i:]
+                    break
+                name, eq, value = token.partition("=")
+                alias = aliases.get(name)
+                if alias is not None:
+                    click.echo(f"warning: {name} is deprecated, use {alias.replaced_by}", err=True)
+                    token = alias.replaced_by + eq + value
+                rewritten.append(token)
+            args = rewritten
+        return super().parse_args(ctx, args)
+
+
+def _flag_of(command: click.Command | None, param: str) -> str | None:
+    """The long flag (``--iou-t``) of the option of ``command`` whose Python name is ``param``, else None."""
+    for option in getattr(command, "params", ()):
+        if isinstance(option, click.Option) and not isinstance(option, DeprecatedAlias) and option.name == param:
+            return max(option.opts, key=len)
+    return None
+
+
+def _for_the_cli(exc: OptionError, command: click.Command | None) -> str:
+    """An OptionError's message with its Python parameter name (``iou_t must ...``) spelt as the
+    command's flag (``--iou-t must ...``); unchanged when it names no parameter of the command."""
+    message = str(exc)
+    flag = _flag_of(command, exc.param) if exc.param else None
+    if flag and message.startswith(exc.param):
+        return flag + message[len(exc.param):]
+    return message
+
+
 class CocostatGroup(click.Group):
     """The one boundary between the library and the user.
 
@@ -68,7 +129,12 @@ class CocostatGroup(click.Group):
     a missing required option). Ctrl-C ends with one line and exit status 130; a ``predict`` run
     stopped so continues with ``--resume``. ``--debug`` (or ``COCOSTAT_DEBUG=1``) shows the traceback
     of every error instead.
+
+    Library messages name Python parameters (``OptionError("iou_t must ...", param="iou_t")``); here,
+    and only here, the parameter becomes the flag of the running command (``--iou-t must ...``).
     """
+
+    command_class = CocostatCommand
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -104,6 +170,8 @@ class CocostatGroup(click.Group):
                 message = _one_line(exc)
                 if message is None or debug:
                     raise
+                if isinstance(exc, OptionError):
+                    message = _for_the_cli(exc, self.commands.get(ctx.invoked_subcommand or ""))
                 click.echo(f"error: {message}", err=True)
                 ctx.exit(2)
 
@@ -125,6 +193,13 @@ def main(debug: bool) -> None:
     a split name such as val2017 (looked up under --root), the path of a COCO JSON file, or a
     YOLO dataset: an ultralytics dataset YAML or Darknet .data file (with --split), an image-list
     .txt or an image folder.
+
+    An option word means one thing in every command: --iou is an IoU kind (iou, giou, diou, ciou),
+    --iou-t an IoU threshold in [0, 1], --size an integer of pixels, --anchors an anchor set,
+    -k/--num-anchors a count, --examples K the images to list, --plot DIR the folder of a command's
+    PNGs, and -o/--output what the command writes (a FILE, or the folder of predict and report).
+    Old spellings (kmeans --anchors, overlap/errors --iou, errors --top and --draw, predict/report
+    --out) still work for one release, with a warning.
     """
 
 
@@ -248,6 +323,10 @@ def info_cmd(dataset, fmt, output):
     emit(info(dataset), fmt, output)
 
 
+#: file name of kmeans' plot inside --plot DIR (the name cocostat report links to).
+KMEANS_PLOT = "kmeans_anchors.png"
+
+
 @main.command("kmeans")
 @dataset_options
 @click.option("--size", default=416, show_default=True, type=int,
@@ -259,7 +338,9 @@ def info_cmd(dataset, fmt, output):
                    "stretch: width and height each become SIZE (Darknet).")
 @click.option("--multi-scale", nargs=2, type=int, default=None, metavar="MIN MAX",
               help="Each image gets a size drawn from the multiples of 32 in [MIN, MAX] (with --seed).")
-@click.option("-k", "--anchors", "k", default=9, show_default=True, type=int, help="Number of anchors.")
+@click.option("-k", "--num-anchors", "k", default=9, show_default=True, type=int,
+              help="Number of anchors to design (--anchors, elsewhere, is an anchor set).")
+@deprecated_alias("--anchors", "--num-anchors", type=int)
 @click.option("--levels", default=None, type=int,
               help="Output levels to split the anchors into (default: round(k / 3), at least 1).")
 @click.option("--restarts", default=5, show_default=True, type=int,
@@ -279,8 +360,8 @@ def info_cmd(dataset, fmt, output):
 @click.option("--compare", multiple=True, metavar="ANCHORS",
               help="Also measure this anchor set: yolov3, yolov3-spp, yolov3-tiny, a Darknet cfg path, "
                    "or a list '10,13, 16,30, ...'. Repeatable.")
-@click.option("--plot", type=OUTPUT_FILE, default=None,
-              help="Write a PNG of the box width/height density (log axes) with the anchors marked.")
+@click.option("--plot", type=OUTPUT_DIR, default=None,
+              help=f"Write {KMEANS_PLOT} (box width/height density, log axes, anchors marked) into DIR.")
 @device_option
 @output_options
 def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, evolve, fitness_name, iou_t,
@@ -299,7 +380,7 @@ def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, ev
     report = kmeans(dataset, size=size, k=k, resize=resize, multi_scale=tuple(multi_scale) if multi_scale else None,
                     include_crowd=include_crowd, restarts=restarts, seed=seed, evolve=evolve,
                     fitness_name=fitness_name, iou_t=iou_t, ratio_t=ratio_t, compare=compare, levels=levels,
-                    device=device, plot=plot)
+                    device=device, plot=os.path.join(plot, KMEANS_PLOT) if plot else None)
     _wrote(report.plot)
     emit(report, fmt, output)
 
@@ -308,8 +389,9 @@ def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, ev
 @dataset_options
 @click.option("--gap", "gap", type=float, default=10.0, show_default=True,
               help="A pair counts when the gap between its boxes is < this (pixels).")
-@click.option("--iou", "iou", type=float, default=0.6, show_default=True,
-              help="A pair counts when its IoU (or IoA, see --pair-metric) is > this.")
+@click.option("--iou-t", "iou", type=float, default=0.6, show_default=True,
+              help="IoU threshold: a pair counts when its IoU (or IoA, see --pair-metric) is > this.")
+@deprecated_alias("--iou", "--iou-t", type=float)
 @click.option("--pair-metric", type=click.Choice(["iou", "ioa"]), default="iou", show_default=True,
               help="iou: intersection over union; ioa: intersection over the smaller box's area.")
 @click.option("--center", "center", type=float, default=10.0, show_default=True,
@@ -318,7 +400,7 @@ def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, ev
               help="An image is crowded with at least this many pairs under --center.")
 @click.option("--aspect", "aspect", type=float, default=4.0, show_default=True,
               help="An object is elongated when max(w/h, h/w) >= this.")
-@click.option("--size", "size", type=float, default=None,
+@click.option("--size", "size", type=int, default=None,
               help="First scale each image's boxes so its long side is SIZE pixels (letterbox).")
 @click.option("--exclude-crowd", is_flag=True, help="Drop iscrowd annotations (default: counted).")
 @click.option("--by-category", is_flag=True,
@@ -341,7 +423,7 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
     - gap: distance between the closest points of the two boxes, 0 when they
       touch or overlap; a pair counts when gap < --gap.
     - IoU: intersection over union (--pair-metric ioa: intersection over the
-      smaller box's area); a pair counts when > --iou. 0 for zero-area boxes.
+      smaller box's area); a pair counts when > --iou-t. 0 for zero-area boxes.
     - centre distance: between the box centres; counts when < --center.
     - crowded image: at least --crowd-pairs pairs under the centre threshold.
     - elongated object: max(w/h, h/w) >= --aspect; a zero-width or zero-height
@@ -370,8 +452,9 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
 @click.option("--cfg", "cfg", required=True, type=click.Path(dir_okay=False), help="Darknet .cfg file.")
 @click.option("--weights", required=True, type=click.Path(dir_okay=False),
               help="Darknet .weights file, or an ultralytics YOLOv3 .pt checkpoint (read with weights_only=True).")
-@click.option("-o", "--out", "out_dir", required=True, type=OUTPUT_DIR,
+@click.option("-o", "--output", "out_dir", required=True, type=OUTPUT_DIR,
               help="Predictions folder to write (detections.json, candidates.parquet, manifest.json).")
+@deprecated_alias("--out", "--output", type=OUTPUT_DIR)
 @click.option("--size", default=416, show_default=True,
               help="Letterbox side in pixels: a multiple of the model's largest stride (32), at most 4096.")
 @click.option("--batch-size", default=16, show_default=True, help="Images per forward pass.")
@@ -393,7 +476,7 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
 @click.option("--chunk-images", default=None, type=int,
               help="Images per resumable chunk [default: 256]; --resume needs the same value.")
 @click.option("--draw", default=0, show_default=True, metavar="K",
-              help="Save the first K images with detections drawn to OUT/draw/.")
+              help="Save the first K images with detections drawn to OUT/draw/ (errors draws into --draw-dir).")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="Summary on stdout: table for people; json or csv for machines.")
@@ -534,7 +617,7 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
 @main.command("assigners")
 @dataset_options
 @_source_options
-@click.option("--assigners", "names", default=None,
+@click.option("--assigners", "assigners", default=None,
               help=f"Comma-separated, from: {', '.join(ASSIGNER_NAMES)} "
                    "[default: every assigner the inputs allow].")
 @click.option("--reference", type=click.Choice(ASSIGNER_NAMES), default="yolov3", show_default=True,
@@ -558,7 +641,7 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
               help="Images per forward pass (with --cfg/--weights).")
 @device_option
 @output_options
-def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, names, reference, topk, alpha, iou, iou_t,
+def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, assigners, reference, topk, alpha, iou, iou_t,
                   ratio_t, plot, per_object, neighborhood, batch_size, device, fmt, output):
     """Which label assignment does this model agree with? Every assigner on the same objects and predictions.
 
@@ -574,7 +657,7 @@ def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, names, 
     check_frame_path(per_object)
     preds = _audit_predictions(dataset, predictions_dir, (cfg, weights) if cfg else None, size, neighborhood,
                                batch_size, device)
-    result = assigner_lab(dataset, preds, anchors=anchors, size=size, assigners=names, reference=reference,
+    result = assigner_lab(dataset, preds, anchors=anchors, size=size, assigners=assigners, reference=reference,
                           topk=topk, alpha=alpha, iou=iou, iou_t=iou_t, ratio_t=ratio_t, device=device)
     if plot:
         _wrote(*result.plot(plot))
@@ -609,16 +692,20 @@ def eval_cmd(dataset, detections, class_agnostic, per_class, conf, backend, fmt,
               help="COCO results JSON [default: the detections of --predictions].")
 @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
               help="Predictions folder of `cocostat predict`: its candidate table gives suppressed objects.")
-@click.option("--iou", type=float, default=0.5, show_default=True,
-              help="Foreground IoU: matching, Cls/Loc/Dupe errors, good candidates.")
+@click.option("--iou-t", "iou", type=float, default=0.5, show_default=True,
+              help="Foreground IoU threshold: matching, Cls/Loc/Dupe errors, good candidates.")
+@deprecated_alias("--iou", "--iou-t", type=float)
 @click.option("--bg-iou", type=float, default=0.1, show_default=True, help="Background IoU of TIDE.")
 @click.option("--merge-iou", type=float, default=0.3, show_default=True,
               help="A merged detection overlaps each of two objects with IoU above this.")
 @click.option("--conf", type=float, default=0.25, show_default=True,
               help="Operating confidence: objects are found when their matched detection scores this much.")
-@click.option("--top", type=int, default=10, show_default=True, help="Hard examples to list.")
-@click.option("--draw", type=OUTPUT_DIR, default=None,
-              help="Draw ground truth and detections on the hard examples into DIR (PNG).")
+@click.option("--examples", "top", type=int, default=10, show_default=True, help="List the K hardest images.")
+@deprecated_alias("--top", "--examples", type=int)
+@click.option("--draw-dir", "draw", type=OUTPUT_DIR, default=None,
+              help="Draw ground truth and detections on the --examples images into DIR (PNG); "
+                   "--draw, in predict, is a count of images.")
+@deprecated_alias("--draw", "--draw-dir", type=OUTPUT_DIR)
 @output_options
 def errors_cmd(dataset, detections, predictions_dir, iou, bg_iou, merge_iou, conf, top, draw, fmt, output):
     """TIDE-style errors (what each error type costs in AP), merged and suppressed objects, hard images."""
@@ -659,8 +746,9 @@ def convert_cmd(dataset, output, to_split, folder, fmt):
               help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).")
 @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
               help="Predictions folder written by `cocostat predict -o DIR` (instead of --cfg/--weights).")
-@click.option("-o", "--out", "out_dir", required=True, type=OUTPUT_DIR,
+@click.option("-o", "--output", "out_dir", required=True, type=OUTPUT_DIR,
               help="Report folder: report.md, report.html and plots/ are written there.")
+@deprecated_alias("--out", "--output", type=OUTPUT_DIR)
 @click.option("--size", type=int, default=None,
               help="Network input side in pixels (kmeans, boxes-only audit, predict) "
                    "[default: the predictions', else 416].")

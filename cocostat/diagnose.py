@@ -485,15 +485,16 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
         DatasetFormatError, DatasetNotFoundError: bad detections, predictions folder or images.
     """
     if not 0.0 < iou <= 1.0:
-        raise OptionError(f"--iou must lie in (0, 1], got {iou}")
+        raise OptionError(f"iou must lie in (0, 1], got {iou}", param="iou")
     if not 0.0 <= bg_iou < iou:
-        raise OptionError(f"--bg-iou must lie in [0, --iou), got {bg_iou} with --iou {iou}")
+        raise OptionError(f"bg_iou must lie in [0, {iou}) (below the foreground IoU threshold), got {bg_iou}",
+                          param="bg_iou")
     if not 0.0 <= merge_iou < 1.0:
-        raise OptionError(f"--merge-iou must lie in [0, 1), got {merge_iou}")
+        raise OptionError(f"merge_iou must lie in [0, 1), got {merge_iou}", param="merge_iou")
     if not 0.0 <= conf <= 1.0:
-        raise OptionError(f"--conf must lie in [0, 1], got {conf}")
+        raise OptionError(f"conf must lie in [0, 1], got {conf}", param="conf")
     if top < 0:
-        raise OptionError(f"--top must be >= 0, got {top}")
+        raise OptionError(f"top must be >= 0, got {top}", param="top")
     if max_dets < 1:
         raise OptionError(f"max_dets must be >= 1, got {max_dets}")
     if predictions is not None:

@@ -1,4 +1,4 @@
-"""Boxes drawn on images (Pillow): ``cocostat predict --draw K`` and ``cocostat errors --draw DIR``.
+"""Boxes drawn on images (Pillow): ``cocostat predict --draw K`` and ``cocostat errors --draw-dir DIR``.
 
 Both pictures are made of the same mark, drawn by :func:`draw_box`: a rectangle outline, optionally
 over a wider dark halo (so a light outline shows on any background), optionally with a label on a
@@ -8,7 +8,7 @@ top edge; its text is black on light colours and white on dark ones (ITU-R BT.60
 
 - :func:`draw_detections` (``predict --draw``): detections coloured by class, labelled
   ``name score``, over the annotations as thin white boxes on a black halo;
-- :func:`draw_examples` (``errors --draw``): objects green when found, orange when missed, grey for
+- :func:`draw_examples` (``errors --draw-dir``): objects green when found, orange when missed, grey for
   crowd; detections blue when matched, red when not, labelled ``name score``.
 
 Each picture is written atomically as PNG; a loop over the few drawn images is fine here.
@@ -36,7 +36,7 @@ __all__ = ["draw_box", "draw_detections", "draw_examples", "load_font", "text_co
 PALETTE = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
            "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1",
            "#000075", "#808080"]
-#: ``errors --draw``: objects found / missed / crowd, detections matched / not.
+#: ``errors --draw-dir``: objects found / missed / crowd, detections matched / not.
 GT_FOUND, GT_MISSED, GT_CROWD = (40, 200, 40), (255, 150, 0), (160, 160, 160)
 DET_TP, DET_FP = (30, 144, 255), (230, 30, 60)
 
@@ -165,12 +165,12 @@ def draw_examples(dataset: Dataset, detections: Detections, matching: Matching, 
 
     images = np.asarray(images, np.int64)
     if images.size and dataset.image_dir is None:
-        raise DatasetNotFoundError(f"--draw needs the images of {dataset.name}: pass --images DIR (or --root)")
+        raise DatasetNotFoundError(f"drawing needs the images of {dataset.name}: pass --images DIR (or --root)")
     idx = np.searchsorted(dataset.image_id, images)
     paths = [Path(dataset.image_dir) / str(dataset.file_name[k]) for k in idx] if images.size else []
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:
-        raise DatasetNotFoundError(f"--draw: {len(absent)} image file(s) not found, e.g. {absent[0]}")
+        raise DatasetNotFoundError(f"drawing: {len(absent)} image file(s) not found, e.g. {absent[0]}")
     names = dataset.categories["name"].to_numpy(dtype=object)
     folder = Path(folder)
     gt_boxes, det_boxes = dataset.boxes_xyxy(), detections.boxes_xyxy()  # (G, 4), (P, 4) xyxy pixels

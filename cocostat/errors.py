@@ -28,7 +28,16 @@ class ModelFormatError(CocostatError):
 
 
 class OptionError(CocostatError):
-    """An option value is out of range or inconsistent with another option or with the data."""
+    """An option value is out of range or inconsistent with another option or with the data.
+
+    ``param`` is the Python parameter the message starts with (``OptionError("iou_t must lie in (0, 1),
+    got 2.0", param="iou_t")``): called from Python, the message names the parameter; the CLI's error
+    boundary (``cocostat.cli.CocostatGroup``) spells it as the running command's flag (``--iou-t``).
+    """
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class TooFewBoxesError(OptionError):
@@ -43,10 +52,12 @@ class CocostatWarning(UserWarning):
 def check_int(name: str, value, minimum: int) -> int:
     """``value`` as an int, or an OptionError naming ``name`` when it is not an integer >= ``minimum``.
 
+    ``name`` is the Python parameter (``"k"``); the CLI shows its flag (``-k/--num-anchors`` -> ``--num-anchors``).
+
     bool is refused although it is an int subclass (``--k True`` is a mistake, not 1).
     """
     import numbers
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}", param=name)
     return int(value)

@@ -641,11 +641,11 @@ def evaluate(dataset: Dataset, detections, *, class_agnostic: bool = False, conf
         DatasetFormatError, DatasetNotFoundError: bad detections (see :func:`load_detections`).
     """
     if backend not in BACKENDS:
-        raise OptionError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}", param="backend")
     if backend == "faster":
         _faster_module()
     if conf is not None and not 0.0 <= conf <= 1.0:
-        raise OptionError(f"--conf must lie in [0, 1], got {conf}")
+        raise OptionError(f"conf must lie in [0, 1], got {conf}", param="conf")
     dets = load_detections(detections, dataset)
     if class_agnostic:
         dataset, dets = merge_categories(dataset, dets)

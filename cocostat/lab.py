@@ -89,10 +89,10 @@ def parse_names(names) -> list[str]:
         names = [n.strip() for n in names.split(",") if n.strip()]
     out: list[str] = []
     for n in names:
-        if registry.check_name(n, "--assigners") not in out:
+        if registry.check_name(n, "assigners") not in out:
             out.append(n)
     if not out:
-        raise OptionError(f"--assigners needs at least one of {', '.join(registry.NAMES)}")
+        raise OptionError(f"assigners needs at least one of {', '.join(registry.NAMES)}", param="assigners")
     return out
 
 
@@ -455,12 +455,12 @@ def assigner_lab(dataset, predictions=None, *, anchors=None, size: int | None = 
         OptionError: unknown names or options, or a prediction-aware assigner without predictions.
     """
     if iou not in IOU_KINDS:
-        raise OptionError(f"--iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}")
+        raise OptionError(f"iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}", param="iou")
     if int(chunk_objects) < 1:
         raise OptionError(f"chunk_objects must be >= 1, got {chunk_objects}")
     opts = {"topk": topk, "alpha": alpha, "iou_t": iou_t, "ratio_t": ratio_t}
     names = parse_names(assigners) if assigners is not None else None
-    ref = registry.create(registry.check_name(reference, "--reference"), **opts)
+    ref = registry.create(registry.check_name(reference, "reference"), **opts)
     if names is None:
         names = default_names(predictions is not None)
     configured = [registry.create(n, **opts) for n in names]  # options checked before any work

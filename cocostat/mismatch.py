@@ -234,7 +234,7 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
         raise OptionError("mismatch needs predictions: give --predictions DIR or --cfg FILE --weights FILE")
     kind = check_options(iou, assigner, iou_t, ratio_t, examples)
     if neighborhood < 0:
-        raise OptionError(f"--neighborhood must be >= 0, got {neighborhood}")
+        raise OptionError(f"neighborhood must be >= 0, got {neighborhood}", param="neighborhood")
     inp = load_inputs(dataset, predictions, anchors=anchors, size=size)
     if neighborhood > (inp.neighborhood or 0):
         raise OptionError(f"--neighborhood {neighborhood} is wider than the {inp.neighborhood} cell(s) stored in "

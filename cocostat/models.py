@@ -654,12 +654,12 @@ class DarknetModel(nn.Module):
     def check_size(self, size: int) -> list[int]:
         """Strides for ``size``; OptionError unless every level's grid divides ``size`` exactly."""
         if size <= 0:
-            raise OptionError(f"--size must be a positive multiple of 32, got {size}")
+            raise OptionError(f"size must be a positive multiple of 32, got {size}", param="size")
         grids = self.grid_sizes(size)
         if any(g <= 0 or size % g for g in grids):
             base = self.max_stride
-            raise OptionError(f"--size must be a multiple of {base} for {self.cfg.name} (its output levels "
-                              f"need whole grid cells), got {size}")
+            raise OptionError(f"size must be a multiple of {base} for {self.cfg.name} (its output levels "
+                              f"need whole grid cells), got {size}", param="size")
         return [size // g for g in grids]
 
     # -- forward ---------------------------------------------------------------------------------

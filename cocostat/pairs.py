@@ -628,19 +628,20 @@ def _check_options(gap, iou, pair_metric, center, crowd_pairs, aspect, size, chu
     def finite(name, v, lo, cond):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(v) or not cond(v):
-            raise OptionError(f"--{name} must be a finite number {lo}, got {v!r}")
+            raise OptionError(f"{name} must be a finite number {lo}, got {v!r}", param=name)
 
     finite("gap", gap, ">= 0 (pixels)", lambda v: v >= 0)
     finite("iou", iou, "in [0, 1]", lambda v: 0 <= v <= 1)
     finite("center", center, ">= 0 (pixels)", lambda v: v >= 0)
     finite("aspect", aspect, ">= 1", lambda v: v >= 1)
     if pair_metric not in PAIR_METRICS:
-        raise OptionError(f"--pair-metric must be one of {', '.join(PAIR_METRICS)}, got {pair_metric!r}")
-    check_int("--crowd-pairs", crowd_pairs, 1)
+        raise OptionError(f"pair_metric must be one of {', '.join(PAIR_METRICS)}, got {pair_metric!r}",
+                          param="pair_metric")
+    check_int("crowd_pairs", crowd_pairs, 1)
     if size is not None:
         finite("size", size, "> 0 (pixels)", lambda v: v > 0)
     check_int("chunk_pairs", chunk_pairs, 1)
-    check_int("--examples", examples, 0)
+    check_int("examples", examples, 0)
 
 
 def overlap(
@@ -817,7 +818,7 @@ def per_image_format(path: str | os.PathLike) -> str:
     """``csv`` or ``parquet`` from ``path``'s extension; anything else is an OptionError."""
     fmt = PER_IMAGE_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise OptionError(f"--per-image file must end in .csv, .parquet or .pq, got {str(path)!r}")
+        raise OptionError(f"per_image file must end in .csv, .parquet or .pq, got {str(path)!r}", param="per_image")
     return fmt
 
 

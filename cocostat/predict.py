@@ -482,29 +482,30 @@ def _all_sum(values: list[int], world: int, device: torch.device) -> list[int]:
 def _check_options(dataset: Dataset, model: DarknetModel, size, batch_size, conf, nms_iou, max_det, neighborhood,
                    workers, half, device, draw, chunk_images=CHUNK_IMAGES) -> list[int]:
     if isinstance(size, int) and size > MAX_SIZE:
-        raise OptionError(f"--size must be at most {MAX_SIZE} px (one {size} x {size} image needs "
-                          f"{3 * size * size / 2**30:.1f} GiB decoded and far more in the network), got {size}")
+        raise OptionError(f"size must be at most {MAX_SIZE} px (one {size} x {size} image needs "
+                          f"{3 * size * size / 2**30:.1f} GiB decoded and far more in the network), got {size}",
+                          param="size")
     strides = model.check_size(size)
     checks = [
         (isinstance(chunk_images, int) and chunk_images >= 1,
-         f"--chunk-images must be a positive integer, got {chunk_images}"),
-        (isinstance(batch_size, int) and batch_size >= 1, f"--batch-size must be a positive integer, got {batch_size}"),
-        (0 <= conf <= 1, f"--conf must lie in [0, 1], got {conf}"),
-        (0 <= nms_iou <= 1, f"--nms-iou must lie in [0, 1], got {nms_iou}"),
-        (isinstance(max_det, int) and max_det >= 1, f"--max-det must be a positive integer, got {max_det}"),
+         f"chunk_images must be a positive integer, got {chunk_images}"),
+        (isinstance(batch_size, int) and batch_size >= 1, f"batch_size must be a positive integer, got {batch_size}"),
+        (0 <= conf <= 1, f"conf must lie in [0, 1], got {conf}"),
+        (0 <= nms_iou <= 1, f"nms_iou must lie in [0, 1], got {nms_iou}"),
+        (isinstance(max_det, int) and max_det >= 1, f"max_det must be a positive integer, got {max_det}"),
         (isinstance(neighborhood, int) and 0 <= neighborhood <= 100,
-         f"--neighborhood must be an integer in 0..100 cells, got {neighborhood}"),
+         f"neighborhood must be an integer in 0..100 cells, got {neighborhood}"),
         (workers is None or (isinstance(workers, int) and workers >= 0),
-         f"--workers must be 0 or more, got {workers}"),
-        (isinstance(draw, int) and draw >= 0, f"--draw must be 0 or more, got {draw}"),
+         f"workers must be 0 or more, got {workers}"),
+        (isinstance(draw, int) and draw >= 0, f"draw must be 0 or more, got {draw}"),
         (device.type != "cuda" or torch.cuda.is_available(),
          f"device {device} was asked for, but torch sees no CUDA device; use cpu"),
         (not half or device.type == "cuda",
-         f"--half needs a CUDA device (float16 convolutions on the CPU are slow and inexact); got device {device}"),
+         f"half needs a CUDA device (float16 convolutions on the CPU are slow and inexact); got device {device}"),
     ]
     for ok, msg in checks:
         if not ok:
-            raise OptionError(msg)
+            raise OptionError(msg, param=msg.split(" ", 1)[0])
     if model.num_classes != dataset.num_classes:
         raise OptionError(f"{model.cfg.name} predicts {model.num_classes} classes but dataset {dataset.name} has "
                           f"{dataset.num_classes} categories; class indices would not line up")
@@ -601,7 +602,7 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
     strides = _check_options(dataset, model, size, batch_size, conf, nms_iou, max_det, neighborhood, workers,
                              half, device, draw, chunk_images)
     if (draw or resume) and out_dir is None:
-        raise OptionError("--draw and --resume need an output folder (out_dir)")
+        raise OptionError("draw and resume need an output folder (out_dir)", param="draw")
     rank, world = _dist_info()
     letterbox = Letterbox(size)
     settings = _settings(dataset, model, size, conf, nms_iou, max_det, neighborhood, half, world,

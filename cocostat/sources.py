@@ -32,7 +32,7 @@ def check_model_source(predictions, cfg, weights) -> None:
 def check_frame_path(path: str | Path | None) -> None:
     """Refuse a ``--per-object`` path that is neither ``.parquet`` nor ``.csv`` (before any work)."""
     if path is not None and Path(path).suffix.lower() not in (".parquet", ".csv"):
-        raise OptionError(f"--per-object must end in .parquet or .csv, got {path}")
+        raise OptionError(f"per_object must end in .parquet or .csv, got {path}", param="per_object")
 
 
 def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:

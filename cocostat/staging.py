@@ -92,10 +92,11 @@ class StagedFolder:
         self.keep = keep
         self.target = Path(os.path.realpath(self.out))  # where the swap happens (a link to a folder is followed)
         if self.target.exists() and not self.target.is_dir():
-            raise OptionError(f"-o/--out must be a folder, but {self.out} is a file")
+            raise OptionError(f"out_dir must be a folder, but {self.out} is a file", param="out_dir")
         cwd = Path.cwd().resolve()
         if cwd == self.target or self.target in cwd.parents:
-            raise OptionError(f"-o/--out {self.out} is the current folder or holds it; give a folder of its own")
+            raise OptionError(f"out_dir {self.out} is the current folder or holds it; give a folder of its own",
+                              param="out_dir")
         self.path: Path | None = None
         self._made: list[Path] = []
 

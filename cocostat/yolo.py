@@ -281,7 +281,7 @@ def resolve_yolo(dataset: str | os.PathLike, split: str | None = None) -> YoloSo
     """
     path = Path(dataset)
     if split is not None and split not in SPLITS:
-        raise OptionError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise OptionError(f"split must be one of {', '.join(SPLITS)}, got {split!r}", param="split")
     if not path.exists():
         raise DatasetNotFoundError(f"YOLO dataset {path} does not exist")
     suffix = path.suffix.lower()

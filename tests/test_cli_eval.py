@@ -115,9 +115,9 @@ def test_bad_options_exit_2(runner, sample_dets, tmp_path):
         (["eval", "-d", str(tmp_path / "missing.json")], "does not exist"),
         (["eval", "-d", str(file), "--conf", "2"], "--conf must lie in [0, 1]"),
         (["errors"], "--detections FILE"),
-        (["errors", "-d", str(file), "--bg-iou", "0.6"], "--bg-iou"),
-        (["errors", "-d", str(file), "--top", "-1"], "--top"),
-        (["errors", "-d", str(file), "--draw", str(tmp_path / "draw")], "--images DIR"),
+        (["errors", "-d", str(file), "--bg-iou", "0.6"], "error: --bg-iou must lie in [0, 0.5)"),
+        (["errors", "-d", str(file), "--examples", "-1"], "error: --examples must be >= 0"),
+        (["errors", "-d", str(file), "--draw-dir", str(tmp_path / "draw")], "--images DIR"),
         (["errors", "--predictions", str(tmp_path)], "not a predictions folder"),
     ]
     for args, message in cases:
@@ -133,7 +133,7 @@ def test_errors_table_json_csv(runner, sample_dets):
     res = invoke(runner, "errors", "-d", file)
     for word in ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss", "FalsePos", "FalseNeg", "merged", "hard examples"):
         assert word in res.stdout
-    data = json.loads(invoke(runner, "errors", "-d", file, "--format", "json", "--top", "3").stdout)
+    data = json.loads(invoke(runner, "errors", "-d", file, "--format", "json", "--examples", "3").stdout)
     assert [e["type"] for e in data["errors"]] == ["Cls", "Loc", "Both", "Dupe", "Bkg", "Miss"]
     assert all(e["dAP"] >= 0 and e["count"] >= 0 and e["description"] for e in data["errors"])
     assert data["suppressed"] is None and len(data["hard_examples"]) == 3
@@ -143,7 +143,7 @@ def test_errors_table_json_csv(runner, sample_dets):
     res = invoke(runner, "errors", "-d", file, "--format", "csv")
     lines = res.stdout.splitlines()
     assert lines[0] == "kind,type,count,dAP,description" and len(lines) == 9
-    other = json.loads(invoke(runner, "errors", "-d", file, "--format", "json", "--iou", "0.75",
+    other = json.loads(invoke(runner, "errors", "-d", file, "--format", "json", "--iou-t", "0.75",
                               "--merge-iou", "0.2", "--conf", "0.1").stdout)
     assert other["ap"] < data["ap"] and other["merged"]["count"] >= data["merged"]["count"]
 
@@ -157,7 +157,7 @@ def test_errors_with_real_predictions_and_draw(runner, real_data, tmp_path_facto
                              json.loads((folder / "detections.json").read_text()))
     draw = tmp_path / "draw"
     res = invoke(runner, "errors", "--root", root, "val2017", "--predictions", folder, "--conf", "0.05",
-                 "--top", "2", "--draw", draw, "--format", "json")
+                 "--examples", "2", "--draw-dir", draw, "--format", "json")
     data = json.loads(res.stdout)
     assert data["ap"] == 100 * ev.stats[1]
     assert data["suppressed"]["count"] == len(data["suppressed"]["objects"]) > 0

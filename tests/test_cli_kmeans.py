@@ -60,12 +60,12 @@ def test_every_option(tmp_path):
     cfg = tmp_path / "tiny.cfg"
     cfg.write_text("[yolo]\nmask = 1,2\nanchors = 10,14, 23,27, 37,58\n[yolo]\nmask = 0\n"
                    "anchors = 10,14, 23,27, 37,58\n")
-    plot = tmp_path / "plot.png"
+    plot = tmp_path / "plots" / "kmeans_anchors.png"
     out = tmp_path / "out.json"
     res = run(["sample", "--size", "320", "--resize", "stretch", "--multi-scale", "320", "480", "-k", "6",
                "--levels", "3", "--restarts", "3", "--seed", "2", "--evolve", "30", "--fitness", "ratio",
                "--iou-t", "0.3", "--ratio-t", "3", "--include-crowd", "--compare", "yolov3",
-               "--compare", str(cfg), "--compare", "10,13, 16,30, 33,23", "--plot", str(plot),
+               "--compare", str(cfg), "--compare", "10,13, 16,30, 33,23", "--plot", str(plot.parent),
                "--device", "cpu", "--format", "json", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert res.stdout == "" and f"wrote {plot}" in res.stderr
@@ -89,19 +89,18 @@ def test_table_with_compare_and_k_means_only():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-k", "0"], "error: k (-k/--anchors) must be an integer >= 1, got 0"),
-    (["-k", "5000"], "fewer than the 5000 anchors asked for (-k/--anchors)"),
-    (["--levels", "10"], "levels (--levels) must be at most k=9, got 10"),
-    (["--size", "0"], "size (--size) must be an integer >= 1"),
-    (["--multi-scale", "700", "600"], "--multi-scale MIN MAX needs MIN <= MAX, got 700 600"),
+    (["-k", "0"], "error: --num-anchors must be an integer >= 1, got 0"),
+    (["-k", "5000"], "fewer than the 5000 anchors asked for (k); lower k"),
+    (["--levels", "10"], "error: --levels must be at most k=9, got 10"),
+    (["--size", "0"], "error: --size must be an integer >= 1"),
+    (["--multi-scale", "700", "600"], "error: --multi-scale (MIN, MAX) needs MIN <= MAX, got 700 600"),
     (["--multi-scale", "330", "350"], "must contain a multiple of 32"),
-    (["--iou-t", "1.5"], "iou_t (--iou-t) must be a number in [0, 1)"),
-    (["--ratio-t", "0.5"], "ratio_t (--ratio-t) must be a number >= 1"),
-    (["--restarts", "0"], "restarts (--restarts) must be an integer >= 1"),
-    (["--evolve", "-1"], "evolve (--evolve) must be an integer >= 0"),
+    (["--iou-t", "1.5"], "error: --iou-t must be a number in [0, 1)"),
+    (["--ratio-t", "0.5"], "error: --ratio-t must be a number >= 1"),
+    (["--restarts", "0"], "error: --restarts must be an integer >= 1"),
+    (["--evolve", "-1"], "error: --evolve must be an integer >= 0"),
     (["--compare", "yolov9"], "unknown anchor set 'yolov9'"),
     (["--compare", "10,13,16"], "even, non-zero count"),
-    (["--plot", "anchors.jpg"], "--plot must name a .png file"),
     (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
     (["no_such_split", "--root", "/nonexistent"], "dataset 'no_such_split' not found"),
 ])
@@ -132,9 +131,9 @@ def test_no_half_written_file_on_error(tmp_path):
 
 @pytest.mark.realdata
 def test_real_subset_with_presets(real_data, tmp_path):
-    plot = tmp_path / "val.png"
+    plot = tmp_path / "kmeans_anchors.png"
     res = run(["--root", str(real_data / "coco-tiny"), "val2017", "--compare", "yolov3", "--compare",
-               "yolov3-tiny", "--evolve", "200", "--plot", str(plot)])
+               "yolov3-tiny", "--evolve", "200", "--plot", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "804 of 815 annotations" in res.stdout and "anchors of yolov3-tiny" in res.stdout
     d = run_json(["--root", str(real_data / "coco-tiny"), "val2017", "--compare", "yolov3", "--compare",

@@ -41,18 +41,18 @@ def test_default_json_keys_and_counts(runner):
 
 
 def test_thresholds_reach_the_library(runner):
-    args = ["--gap", "3", "--iou", "0.2", "--pair-metric", "ioa", "--center", "40", "--crowd-pairs", "2",
+    args = ["--gap", "3", "--iou-t", "0.2", "--pair-metric", "ioa", "--center", "40", "--crowd-pairs", "2",
             "--aspect", "2.5", "--size", "320", "--exclude-crowd"]
     d = run_json(runner, "sample", *args)
     rep = overlap(load_dataset("sample"), gap=3, iou=0.2, pair_metric="ioa", center=40, crowd_pairs=2,
                   aspect=2.5, size=320, exclude_crowd=True)
     assert d == json.loads(json.dumps(rep.to_dict()))
-    assert d["objects"] == 939 - 10 and d["exclude_crowd"] is True and d["size"] == 320.0
+    assert d["objects"] == 939 - 10 and d["exclude_crowd"] is True and d["size"] == 320
     assert d["iou"]["metric"] == "ioa" and d["crowded"]["min_pairs"] == 2
     # each option changes what it should
     base = run_json(runner)
     assert run_json(runner, "--gap", "30")["gap"]["pairs"] > base["gap"]["pairs"]
-    assert run_json(runner, "--iou", "0.3")["iou"]["pairs"] > base["iou"]["pairs"]
+    assert run_json(runner, "--iou-t", "0.3")["iou"]["pairs"] > base["iou"]["pairs"]
     assert run_json(runner, "--pair-metric", "ioa")["iou"]["pairs"] > base["iou"]["pairs"]
     assert run_json(runner, "--center", "40")["center"]["pairs"] > base["center"]["pairs"]
     assert run_json(runner, "--crowd-pairs", "1")["crowded"]["images"] == base["center"]["images"]
@@ -119,12 +119,12 @@ def test_real_root(runner, real_data):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--iou", "1.5"], "error: --iou must be a finite number in [0, 1], got 1.5"),
+    (["--iou-t", "1.5"], "error: --iou-t must be a finite number in [0, 1], got 1.5"),
     (["--gap", "-1"], "error: --gap must be a finite number >= 0 (pixels), got -1.0"),
     (["--center", "nan"], "error: --center must be a finite number >= 0 (pixels), got nan"),
     (["--aspect", "0.5"], "error: --aspect must be a finite number >= 1, got 0.5"),
     (["--crowd-pairs", "0"], "error: --crowd-pairs must be an integer >= 1, got 0"),
-    (["--size", "0"], "error: --size must be a finite number > 0 (pixels), got 0.0"),
+    (["--size", "0"], "error: --size must be a finite number > 0 (pixels), got 0"),
     (["--examples", "-1"], "error: --examples must be an integer >= 0, got -1"),
     (["--per-image", "per.xlsx"], "error: --per-image file must end in .csv, .parquet or .pq, got 'per.xlsx'"),
     (["nosuchsplit", "--root", "."], "error: dataset 'nosuchsplit' not found"),

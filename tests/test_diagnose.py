@@ -257,8 +257,8 @@ def test_hard_examples_against_brute_force():
 
 def test_option_errors():
     ds, d = _case()
-    for kw, msg in [({"iou": 0}, "--iou"), ({"bg_iou": 0.5}, "--bg-iou"), ({"merge_iou": 1}, "--merge-iou"),
-                    ({"conf": -1}, "--conf"), ({"top": -1}, "--top")]:
+    for kw, msg in [({"iou": 0}, "^iou must"), ({"bg_iou": 0.5}, "^bg_iou must"), ({"merge_iou": 1}, "^merge_iou must"),
+                    ({"conf": -1}, "^conf must"), ({"top": -1}, "^top must")]:
         with pytest.raises(OptionError, match=msg):
             diagnose(ds, d, **kw)
     with pytest.raises(OptionError, match="--detections FILE"):

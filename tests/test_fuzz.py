@@ -139,7 +139,7 @@ def commands(ann: Path, folder: Path) -> dict[str, list[str]]:
         "anchor-audit": ["anchor-audit", *a],
         "mismatch": ["mismatch", *a, "--predictions", str(folder / "preds")],
         "eval": ["eval", *a, "-d", str(folder / "detections.json")],
-        "errors": ["errors", *a, "-d", str(folder / "detections.json"), "--top", "2"],
+        "errors": ["errors", *a, "-d", str(folder / "detections.json"), "--examples", "2"],
     }
 
 

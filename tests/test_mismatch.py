@@ -179,9 +179,9 @@ def test_errors_and_empty():
     t = hand_built()
     with pytest.raises(OptionError, match="mismatch needs predictions"):
         mismatch(t.dataset(), None)
-    with pytest.raises(OptionError, match="--neighborhood must be >= 0"):
+    with pytest.raises(OptionError, match="^neighborhood must be >= 0"):
         mismatch(t.dataset(), t.predictions(), neighborhood=-1)
-    with pytest.raises(OptionError, match="--iou must be one of"):
+    with pytest.raises(OptionError, match="^iou must be one of"):
         mismatch(t.dataset(), t.predictions(), iou="eiou")
     rep = mismatch(None, InMemoryPredictions(t.frame().iloc[:0], t.manifest()))
     assert rep.objects == 0 and rep.obj_not_best == 0 and rep.obj_iou_share is None

@@ -171,7 +171,7 @@ def test_tiny_cfg_builds_and_runs(tiny_cfg):
 def test_check_size_rejects_non_multiples(tiny_cfg):
     model = build_model(tiny_cfg)
     assert model.check_size(72) == [8, 4]
-    with pytest.raises(OptionError, match="--size must be a multiple of 8 for tiny.cfg"):
+    with pytest.raises(OptionError, match="^size must be a multiple of 8 for tiny.cfg"):
         model.check_size(68)
 
 

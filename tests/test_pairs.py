@@ -542,15 +542,15 @@ def test_plots_are_png_files(sample_report, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"gap": -1}, r"--gap must be a finite number >= 0 \(pixels\), got -1"),
-    ({"iou": 1.5}, r"--iou must be a finite number in \[0, 1\], got 1.5"),
-    ({"iou": float("nan")}, r"--iou must be a finite number"),
-    ({"center": float("inf")}, r"--center must be a finite number"),
-    ({"aspect": 0.5}, r"--aspect must be a finite number >= 1, got 0.5"),
-    ({"pair_metric": "giou"}, r"--pair-metric must be one of iou, ioa, got 'giou'"),
-    ({"crowd_pairs": 0}, r"--crowd-pairs must be an integer >= 1, got 0"),
-    ({"size": 0}, r"--size must be a finite number > 0"),
-    ({"examples": -2}, r"--examples must be an integer >= 0, got -2"),
+    ({"gap": -1}, r"^gap must be a finite number >= 0 \(pixels\), got -1"),
+    ({"iou": 1.5}, r"^iou must be a finite number in \[0, 1\], got 1.5"),
+    ({"iou": float("nan")}, r"^iou must be a finite number"),
+    ({"center": float("inf")}, r"^center must be a finite number"),
+    ({"aspect": 0.5}, r"^aspect must be a finite number >= 1, got 0.5"),
+    ({"pair_metric": "giou"}, r"^pair_metric must be one of iou, ioa, got 'giou'"),
+    ({"crowd_pairs": 0}, r"^crowd_pairs must be an integer >= 1, got 0"),
+    ({"size": 0}, r"^size must be a finite number > 0"),
+    ({"examples": -2}, r"^examples must be an integer >= 0, got -2"),
     ({"chunk_pairs": 0}, r"chunk_pairs must be an integer >= 1, got 0"),
 ])
 def test_bad_options(kwargs, message):

@@ -395,14 +395,14 @@ def test_image_file_size_differs_from_json(synth, tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("kw,msg", [
-    ({"size": 60}, "--size must be a multiple of 8"),
-    ({"batch_size": 0}, "--batch-size must be a positive integer"),
-    ({"conf": 1.5}, r"--conf must lie in \[0, 1\]"),
-    ({"nms_iou": -0.1}, r"--nms-iou must lie in \[0, 1\]"),
-    ({"max_det": 0}, "--max-det must be a positive integer"),
-    ({"neighborhood": -1}, "--neighborhood must be an integer in 0..100"),
-    ({"half": True}, "--half needs a CUDA device"),
-    ({"draw": 2}, "--draw and --resume need an output folder"),
+    ({"size": 60}, "size must be a multiple of 8"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"conf": 1.5}, r"conf must lie in \[0, 1\]"),
+    ({"nms_iou": -0.1}, r"nms_iou must lie in \[0, 1\]"),
+    ({"max_det": 0}, "max_det must be a positive integer"),
+    ({"neighborhood": -1}, "neighborhood must be an integer in 0..100"),
+    ({"half": True}, "half needs a CUDA device"),
+    ({"draw": 2}, "^draw and resume need an output folder"),
 ])
 def test_bad_options(synth, tiny_model, kw, msg):
     with pytest.raises(OptionError, match=msg):

@@ -351,12 +351,12 @@ def test_cli_bad_inputs(tmp_path, args, message):
 
 def test_cli_out_is_required_and_must_be_a_folder(tmp_path):
     res = CliRunner().invoke(main, ["report"])
-    assert res.exit_code == 2 and "Missing option '-o' / '--out'" in res.stderr
+    assert res.exit_code == 2 and "Missing option '-o' / '--output'" in res.stderr
     f = tmp_path / "file"
     f.write_text("x")
     res = CliRunner().invoke(main, ["report", "-o", str(f)])
     assert res.exit_code == 2 and "is a file" in res.stderr
-    with pytest.raises(OptionError, match=f"-o/--out must be a folder, but {f} is a file"):
+    with pytest.raises(OptionError, match=f"^out_dir must be a folder, but {f} is a file"):
         build_report(load_dataset("sample"), out_dir=f)
 
 
@@ -409,7 +409,7 @@ def test_call_renders_argv_and_kwargs_from_one_description():
                            "plot": Path("o/plots/k.png"), "include_crowd": True, "per_image": None})
     assert call.argv(["val2017", "--root", "r"]) == (
         "kmeans", "val2017", "--root", "r", "--size", "416", "--levels", "2", "--compare", "yolov3",
-        "--compare", "yolov3-tiny", "--plot", "o/plots/k.png", "--include-crowd")
+        "--compare", "yolov3-tiny", "--plot", "o/plots", "--include-crowd")
     assert call.kwargs() == {"size": 416, "levels": 2, "compare": ("yolov3", "yolov3-tiny"),
                              "plot": Path("o/plots/k.png"), "include_crowd": True}
     assert Call("eval", {"detections": "d.json"}).argv() == ("eval", "-d", "d.json")

@@ -457,5 +457,5 @@ def test_library_errors_are_cocostat_errors(tmp_path):
     cfg = _mini(tmp_path, {"a": "5 0.5 0.5 0.5 0.5\n"})
     with pytest.raises(DatasetFormatError, match="a.txt line 1"):
         load_dataset(str(cfg), cache=False)
-    with pytest.raises(OptionError, match="--split must be one of"):
+    with pytest.raises(OptionError, match="^split must be one of"):
         yolo.resolve_yolo(cfg, "dev")

@@ -55,10 +55,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def check_name(name: str, option: str = "--assigner") -> str:
+def check_name(name: str, option: str = "assigner") -> str:
     """``name`` if it is a registered assigner, else an :class:`OptionError` naming the choices."""
     if name not in NAMES:
-        raise OptionError(f"{option} must be one of {', '.join(NAMES)}, got {name!r}")
+        raise OptionError(f"{option} must be one of {', '.join(NAMES)}, got {name!r}", param=option)
     return name
 
 

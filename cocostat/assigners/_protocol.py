@@ -423,17 +423,19 @@ class Assigner:
 
 
 def check_unit(value: float, option: str, *, closed: bool = True) -> float:
-    """``value`` if it lies in [0, 1] ([0, 1) with ``closed=False``), else an :class:`OptionError`."""
+    """``value`` if it lies in [0, 1] ([0, 1) with ``closed=False``), else an :class:`OptionError`.
+
+    ``option`` is the Python parameter (``"iou_t"``); the CLI shows it as its flag."""
     ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
     if not (isinstance(value, (int, float)) and ok):
-        raise OptionError(f"{option} must lie in [0, 1{']' if closed else ')'}, got {value}")
+        raise OptionError(f"{option} must lie in [0, 1{']' if closed else ')'}, got {value}", param=option)
     return float(value)
 
 
 def check_count(value: int, option: str) -> int:
     """``value`` if it is an integer >= 1, else an :class:`OptionError`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise OptionError(f"{option} must be an integer >= 1, got {value!r}")
+        raise OptionError(f"{option} must be an integer >= 1, got {value!r}", param=option)
     return int(value)
 
 

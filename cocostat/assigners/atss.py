@@ -52,7 +52,7 @@ class ATSS(Assigner):
     eps: float = 0.01
 
     def __post_init__(self):
-        check_count(self.topk, "--topk")
+        check_count(self.topk, "topk")
 
     def reach(self, grid) -> int:
         per_level = np.bincount(grid.level, minlength=grid.num_levels)

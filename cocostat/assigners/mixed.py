@@ -34,8 +34,8 @@ class Mixed(Assigner):
     iou_t: float = 0.225
 
     def __post_init__(self):
-        check_unit(self.alpha, "--alpha")
-        check_unit(self.iou_t, "--iou-t", closed=False)
+        check_unit(self.alpha, "alpha")
+        check_unit(self.iou_t, "iou_t", closed=False)
 
     def quality(self, slots: Slots) -> Tensor:
         """(G, N) float64: the mixed matching quality (-inf where there is no finite prediction)."""

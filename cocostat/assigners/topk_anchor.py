@@ -44,7 +44,7 @@ class TopkAnchor(Assigner):
     topk: int = 5
 
     def __post_init__(self):
-        check_count(self.topk, "--topk")
+        check_count(self.topk, "topk")
 
     def reach(self, grid) -> int:
         return self.topk - 1

@@ -31,7 +31,7 @@ class TopkIou(Assigner):
     topk: int = 5
 
     def __post_init__(self):
-        check_count(self.topk, "--topk")
+        check_count(self.topk, "topk")
 
     def positives(self, slots: Slots) -> Tensor:
         self._need_predictions(slots)

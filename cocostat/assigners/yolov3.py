@@ -32,7 +32,7 @@ class YoloV3(Assigner):
     iou_t: float = 0.225
 
     def __post_init__(self):
-        check_unit(self.iou_t, "--iou-t", closed=False)
+        check_unit(self.iou_t, "iou_t", closed=False)
 
     def positives(self, slots: Slots) -> Tensor:
         return (slots.wh_iou > self.iou_t) & slots.is_centre[None, :] & slots.valid()

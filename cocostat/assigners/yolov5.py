@@ -64,7 +64,7 @@ class YoloV5(Assigner):
 
     def __post_init__(self):
         if not (isinstance(self.ratio_t, (int, float)) and self.ratio_t > 1.0):
-            raise OptionError(f"--ratio-t must be greater than 1, got {self.ratio_t}")
+            raise OptionError(f"ratio_t must be greater than 1, got {self.ratio_t}", param="ratio_t")
 
     def reach(self, grid) -> int:
         return 1
