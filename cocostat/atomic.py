@@ -131,3 +131,52 @@ def write_frame(frame, path: str | os.PathLike) -> Path:
         else:
             frame.to_parquet(tmp, index=False)
     return Path(path)
+
+
+class FrameWriter:
+    """Write a table chunk by chunk to one file, atomically: CSV (``.csv``) or parquet (``.parquet``/``.pq``).
+
+    ``with FrameWriter(path) as w: w.write(frame) ...``: every chunk goes to a temporary file beside
+    ``path`` (parquet: one row group per chunk, the first chunk's schema; CSV: the header once), which
+    is renamed to ``path`` when the block ends without error and deleted otherwise. Memory holds one
+    chunk at a time.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        from cocostat.errors import OptionError
+
+        self.path = Path(path)
+        self.fmt = FRAME_FORMATS.get(self.path.suffix.lower())
+        if self.fmt is None:
+            raise OptionError(f"a table file must end in .csv, .parquet or .pq, got {str(path)!r}")
+        self._ctx = None
+        self._writer = None
+        self._tmp: Path | None = None
+        self.rows = 0
+
+    def __enter__(self) -> FrameWriter:  # noqa: PYI034 - Python 3.10 has no typing.Self
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        return self
+
+    def write(self, frame) -> None:
+        """Append a pandas DataFrame (same columns as the first one)."""
+        if self.fmt == "csv":
+            frame.to_csv(self._tmp, mode="a" if self._writer else "w", header=self._writer is None, index=False)
+            self._writer = True
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._writer is None:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            else:
+                table = pa.Table.from_pandas(frame, schema=self._writer.schema, preserve_index=False)
+            self._writer.write_table(table)
+        self.rows += len(frame)
+
+    def __exit__(self, *exc):
+        if self._writer is not None and self._writer is not True:
+            self._writer.close()
+        return self._ctx.__exit__(*exc)

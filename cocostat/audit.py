@@ -47,8 +47,10 @@ rounded to whole pixels, centred with integer padding) and the other figures are
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,7 @@ from torch import Tensor
 
 from cocostat import assigners
 from cocostat.anchors import parse_anchor_spec
+from cocostat.atomic import FrameWriter
 from cocostat.assign import (
     AnchorGrid,
     Assigner,
@@ -72,15 +75,20 @@ from cocostat.assigners import Slots, candidate_slots, matched_anchors
 from cocostat.assigners._protocol import centre_cells
 from cocostat.boxes import IOU_KINDS, matched_iou, valid_predictions
 from cocostat.candidates import (
+    CHUNK_OBJECTS,
     CandidateArrays,
     Predictions,
     candidate_order,
+    concat_arrays,
+    empty_arrays,
+    in_memory,
+    make_layout,
     read_predictions,
     to_arrays,
 )
 from cocostat.data import Dataset
 from cocostat.errors import CocostatWarning, OptionError
-from cocostat.sources import write_frame
+from cocostat.sources import check_frame_path, write_frame
 
 DEFAULT_ANCHORS = "yolov3-spp"
 DEFAULT_SIZE = 416
@@ -141,35 +149,99 @@ def letterbox_boxes(dataset: Dataset, size: int) -> np.ndarray:
     return params.to_input(dataset.boxes_xyxy(), dataset.image_index)
 
 
-def _resolve_predictions(predictions) -> tuple[pd.DataFrame, dict, str]:
+def _resolve_predictions(predictions) -> tuple[Predictions, str]:
+    """A :class:`Predictions` store and a source label for what the user handed in."""
     if isinstance(predictions, (str, Path)):
         predictions = read_predictions(predictions)
     if isinstance(predictions, Predictions):
-        return predictions.candidates, predictions.manifest, f"predictions {predictions.folder}"
+        label = f"predictions {predictions.folder}" if predictions.folder is not None else \
+            f"model {predictions.manifest.get('cfg', '?')}"
+        return predictions, label
+    store = getattr(predictions, "predictions", None)  # a PredictResult
+    if isinstance(store, Predictions):
+        return store, (f"predictions {store.folder}" if store.folder is not None
+                       else f"model {store.manifest.get('cfg', '?')}")
     frame = getattr(predictions, "candidates", None)
     manifest = getattr(predictions, "manifest", None)
     if not isinstance(frame, pd.DataFrame) or not isinstance(manifest, dict):
         raise OptionError(f"predictions must be a folder, a Predictions or an object with .candidates (DataFrame) "
                           f"and .manifest (dict), got {type(predictions).__name__}")
-    return candidate_order(frame), manifest, f"model {manifest.get('cfg', '?')}"
+    frame = candidate_order(frame)
+    arrays = to_arrays(frame) if len(frame) else None
+    store = in_memory(manifest, [arrays] if arrays is not None else [], [])
+    return store, f"model {manifest.get('cfg', '?')}"
 
 
-def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None) -> AuditInputs:
-    """Gather the objects, anchors and candidate predictions an audit needs.
+@dataclass(frozen=True, eq=False)
+class AuditSource:
+    """Where an audit's objects and predictions come from, read in image-aligned chunks.
 
-    Args:
-        dataset: the COCO dataset (crowd annotations are left out). With ``predictions`` it names
-            the images and is checked against the candidate table; it may then be None.
-        predictions: a predictions folder path, a :class:`~cocostat.candidates.Predictions`, or an
-            object with ``.candidates`` (DataFrame) and ``.manifest`` (dict); None for boxes only.
-        anchors: an anchor spec (preset, cfg path or ``"w,h, w,h, ..."``) or an ``AnchorSet``.
-            With predictions it replaces the sizes the assigner matches by and must have the
-            manifest's layout (same number of anchors per level); without, it defaults to yolov3-spp.
-        size: network input size; with predictions it must equal the manifest's (default: the
-            manifest's, else 416).
+    Attributes:
+        grid: anchors, levels, strides, input size (``--anchors`` applied).
+        source: ``predictions DIR``, ``model CFG`` or ``boxes only``.
+        file_name: image_id -> file name (from the dataset; may be empty).
+        neighborhood: radius n of the stored neighbourhood, or None without predictions.
+        predictions: the store, or None (boxes only).
+        dataset: the dataset (checked against the predictions chunk by chunk), or None.
+    """
 
-    Raises:
-        OptionError: inconsistent options, or predictions made on another dataset.
+    grid: AnchorGrid
+    source: str
+    file_name: dict
+    neighborhood: int | None
+    predictions: Predictions | None = None
+    dataset: Dataset | None = None
+    boxes_only: AuditInputs | None = None
+    manifest: dict = field(default_factory=dict)
+
+    def chunks(self, max_objects: int | None = CHUNK_OBJECTS) -> Iterator[AuditInputs]:
+        """:class:`AuditInputs` of whole images, about ``max_objects`` non-crowd objects each.
+
+        Warns (after the last chunk): crowd annotations left out, dataset annotations without
+        candidates. Raises OptionError for annotation ids the dataset does not have.
+        """
+        if self.predictions is None:
+            yield self.boxes_only
+            return
+        ds = self.dataset
+        ann_sorted = np.sort(ds.ann_id) if ds is not None else None
+        seen = crowd = 0
+        first = True
+        layout_checked = False
+        for block in self.predictions.iter_chunks(max_objects):
+            if ann_sorted is not None and len(block):
+                pos = np.searchsorted(ann_sorted, block.ann_id).clip(max=max(ann_sorted.size - 1, 0))
+                unknown = ann_sorted[pos] != block.ann_id if ann_sorted.size else np.ones(len(block), bool)
+                if unknown.all() and first:
+                    made_on = self.manifest.get("dataset")
+                    if isinstance(made_on, dict):
+                        made_on = made_on.get("annotations") or made_on.get("name")
+                    raise OptionError(f"{self.source} was made on dataset {made_on!r}: none of its annotation ids "
+                                      f"is in {ds.name}; give the dataset the predictions were made on as DATASET")
+                if unknown.any():
+                    raise OptionError(f"{self.source}: {int(unknown.sum())} annotation id(s) (e.g. "
+                                      f"{int(block.ann_id[unknown][0])}) are not in {ds.name}")
+            first = False
+            seen += len(block)
+            if not layout_checked and len(block):
+                _check_layout(block, self.grid, self.source)
+                layout_checked = True
+            if block.iscrowd.any():
+                crowd += int(block.iscrowd.sum())
+                block = block.select(~block.iscrowd)
+            yield AuditInputs(self.grid, block.gt.astype(np.float64), block.ann_id, block.image_id,
+                              block.class_idx, self.file_name, block, self.neighborhood, self.source)
+        if ds is not None and ds.num_annotations - seen > 0:
+            warnings.warn(f"{ds.num_annotations - seen} annotation(s) of {ds.name} have no candidate predictions "
+                          f"and are left out", CocostatWarning, stacklevel=3)
+        if crowd:
+            warnings.warn(f"{self.source}: {crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=3)
+
+
+def open_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None) -> AuditSource:
+    """Check an audit's options and open its inputs for chunked reading (arguments as :func:`load_inputs`).
+
+    Nothing but the manifest is read here; :meth:`AuditSource.chunks` reads the candidates.
     """
     if predictions is None:
         if dataset is None:
@@ -179,13 +251,15 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         grid = grid_from_anchor_set(aset, size)
         crowd = int(dataset.iscrowd.sum())
         if crowd:
-            warnings.warn(f"{dataset.name}: {crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=2)
+            warnings.warn(f"{dataset.name}: {crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=3)
         ds = dataset.without_crowd()
-        return AuditInputs(grid, letterbox_boxes(ds, size), ds.ann_id.copy(), ds.ann_image_id,
-                           ds.class_idx.copy(), dict(zip(ds.image_id.tolist(), ds.file_name.tolist())),
-                           None, None, "boxes only")
+        files = dict(zip(ds.image_id.tolist(), ds.file_name.tolist()))
+        inp = AuditInputs(grid, letterbox_boxes(ds, size), ds.ann_id.copy(), ds.ann_image_id,
+                          ds.class_idx.copy(), files, None, None, "boxes only")
+        return AuditSource(grid, "boxes only", files, None, boxes_only=inp)
 
-    frame, manifest, source = _resolve_predictions(predictions)
+    store, source = _resolve_predictions(predictions)
+    manifest = store.manifest
     grid = grid_from_manifest(manifest, name=f"{manifest.get('cfg') or 'predictions'} anchors")
     if size is not None and int(size) != grid.size:
         raise OptionError(f"--size {size} differs from the predictions' input size {grid.size}; "
@@ -204,58 +278,47 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         for lv in range(grid.num_levels):
             wh[np.flatnonzero(grid.level == lv)] = given.wh[np.flatnonzero(given.level == lv)]
         grid = AnchorGrid(str(aset.name), wh, grid.level, grid.strides, grid.size)
+    file_name = dict(zip(dataset.image_id.tolist(), dataset.file_name.tolist())) if dataset is not None else {}
+    layout = store.layout
+    radius = int(max(np.abs(layout.dx).max(initial=0), np.abs(layout.dy).max(initial=0)))
+    return AuditSource(grid, source, file_name, radius, store, dataset, manifest=manifest)
 
-    file_name: dict = {}
-    if dataset is not None:
-        ids = frame["ann_id"].unique()
-        known = pd.Index(dataset.ann_id).get_indexer(ids)  # (G,), -1 where unknown
-        if ids.size and (known < 0).all():
-            made_on = manifest.get("dataset")
-            if isinstance(made_on, dict):
-                made_on = made_on.get("annotations") or made_on.get("name")
-            raise OptionError(f"{source} was made on dataset {made_on!r}: none of its annotation ids is in "
-                              f"{dataset.name}; give the dataset the predictions were made on as DATASET")
-        if (known < 0).any():
-            raise OptionError(f"{source}: {int((known < 0).sum())} annotation id(s) (e.g. "
-                              f"{int(ids[known < 0][0])}) are not in {dataset.name}")
-        missing = int(dataset.num_annotations - ids.size)
-        if missing > 0:
-            warnings.warn(f"{missing} annotation(s) of {dataset.name} have no candidate predictions and are left out",
-                          CocostatWarning, stacklevel=2)
-        file_name = dict(zip(dataset.image_id.tolist(), dataset.file_name.tolist()))
-    crowd_rows = frame["iscrowd"].to_numpy(dtype=bool)
-    if crowd_rows.any():
-        n_crowd = int(frame.loc[crowd_rows, "ann_id"].nunique())
-        warnings.warn(f"{source}: {n_crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=2)
-        frame = frame.loc[~crowd_rows]
-    arrays = to_arrays(frame) if len(frame) else _empty_arrays(grid, int(manifest.get("neighborhood") or 0))
-    _check_layout(arrays, grid, source)
-    radius = int(max(np.abs(arrays.dx).max(initial=0), np.abs(arrays.dy).max(initial=0)))
-    return AuditInputs(grid, arrays.gt.astype(np.float64), arrays.ann_id, arrays.image_id,
-                       arrays.class_idx, file_name, arrays, radius, source)
+
+def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None) -> AuditInputs:
+    """Gather the objects, anchors and candidate predictions an audit needs, all in memory.
+
+    The audits themselves read chunk by chunk (:func:`open_inputs`); this whole-table form is for
+    notebooks and tests.
+
+    Args:
+        dataset: the COCO dataset (crowd annotations are left out). With ``predictions`` it names
+            the images and is checked against the candidate table; it may then be None.
+        predictions: a predictions folder path, a :class:`~cocostat.candidates.Predictions`, a
+            :class:`~cocostat.predict.PredictResult`, or an object with ``.candidates`` (DataFrame)
+            and ``.manifest`` (dict); None for boxes only.
+        anchors: an anchor spec (preset, cfg path or ``"w,h, w,h, ..."``) or an ``AnchorSet``.
+            With predictions it replaces the sizes the assigner matches by and must have the
+            manifest's layout (same number of anchors per level); without, it defaults to yolov3-spp.
+        size: network input size; with predictions it must equal the manifest's (default: the
+            manifest's, else 416).
+
+    Raises:
+        OptionError: inconsistent options, or predictions made on another dataset.
+    """
+    src = open_inputs(dataset, predictions, anchors=anchors, size=size)
+    parts = list(src.chunks(None))
+    if src.predictions is None:
+        return parts[0]
+    blocks = [p.candidates for p in parts if len(p.candidates)]
+    arrays = concat_arrays(blocks) if blocks else _empty_arrays(src.grid, src.neighborhood or 0)
+    return AuditInputs(src.grid, arrays.gt.astype(np.float64), arrays.ann_id, arrays.image_id, arrays.class_idx,
+                       src.file_name, arrays, src.neighborhood, src.source)
 
 
 def _empty_arrays(grid: AnchorGrid, radius: int) -> CandidateArrays:
-    """Candidate arrays for zero objects with the layout (anchor, dy, dx) a table would have.
-
-    (``to_arrays`` cannot learn the layout from an empty table.)
-    """
-    offs = np.arange(-radius, radius + 1)
-    dy, dx = (v.ravel() for v in np.meshgrid(offs, offs, indexing="ij"))
-    A, C = grid.num_anchors, offs.size**2
-    anchor = np.repeat(np.arange(A), C)
-    N = anchor.size
-
-    def z(*shape, dtype=np.float32):
-        return np.zeros(shape, dtype=dtype)
-
-    return CandidateArrays(
-        ann_id=z(0, dtype=np.int64), image_id=z(0, dtype=np.int64), class_idx=z(0, dtype=np.int64),
-        iscrowd=z(0, dtype=bool), gt=z(0, 4), level=grid.level[anchor], anchor=anchor, dx=np.tile(dx, A),
-        dy=np.tile(dy, A), anchor_wh=grid.wh[anchor].astype(np.float32),
-        stride=grid.strides[grid.level[anchor]].astype(np.float32), gx=z(0, N, dtype=np.int64),
-        gy=z(0, N, dtype=np.int64), valid=z(0, N, dtype=bool), pred=z(0, N, 4), obj=z(0, N), cls_prob=z(0, N),
-        max_cls_prob=z(0, N))
+    """Candidate arrays for zero objects with the layout (anchor, dy, dx) a table would have."""
+    masks = [np.flatnonzero(grid.level == lv).tolist() for lv in range(grid.num_levels)]
+    return empty_arrays(make_layout(grid.wh, masks, grid.strides.tolist(), grid.size, radius))
 
 
 def _check_layout(arrays: CandidateArrays, grid: AnchorGrid, where: str) -> None:
@@ -433,6 +496,7 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
             "best_dx": cpu(ct.dx[best_arg]), "best_dy": cpu(ct.dy[best_arg]),
             "from_neighbor": cpu(from_neighbor), "beats_worst": cpu(beats_worst), "beats_best": cpu(beats_best),
             "pred_iou_matched": cpu(sum_m / cnt_m), "pred_iou_all": cpu(sum_a / cnt_a),
+            "sum_m": cpu(sum_m), "cnt_m": cpu(cnt_m), "sum_a": cpu(sum_a), "cnt_a": cpu(cnt_a),
             "best_when_unmatched": cpu(best_when_unmatched), "worst_matched": cpu(worst_matched),
             "fm_pairs": np.stack([cpu(fm // max(num_levels, 1)), cpu(fm % max(num_levels, 1))], axis=1),
         }
@@ -584,10 +648,99 @@ def check_options(iou: str, assigner, iou_t: float, ratio_t: float, examples: in
     return kind
 
 
+class _Sums:
+    """Named numpy partial results that merge by addition (counts exactly, float sums to rounding)."""
+
+    def __init__(self, **values):
+        self.values = {k: np.asarray(v) for k, v in values.items()}
+
+    def merge(self, other: _Sums) -> _Sums:
+        for k, v in other.values.items():
+            self.values[k] = self.values[k] + v if k in self.values else v
+        return self
+
+    def __getitem__(self, key):
+        return self.values[key]
+
+    def all_reduce(self) -> _Sums:
+        """Sum every value over the ranks of an initialised torch.distributed group (no-op without)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self
+        for k in sorted(self.values):
+            v = self.values[k]
+            t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64 if v.dtype.kind == "f" else np.int64))
+            if dist.get_backend() == "nccl":
+                t = t.cuda()
+            dist.all_reduce(t)
+            self.values[k] = t.cpu().numpy().astype(v.dtype).reshape(v.shape)  # ascontiguousarray made 0-d 1-d
+        return self
+
+
+def distributed_share(items: list) -> list:
+    """This rank's share (every W-th item from its rank) of ``items`` under torch.distributed, else all."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return items[dist.get_rank()::dist.get_world_size()]
+    return items
+
+
+def _rank_chunks(src: AuditSource, chunk_objects: int | None) -> Iterator[AuditInputs]:
+    """This process's chunks (every chunk, or this rank's share under torch.distributed); at least one."""
+    import torch.distributed as dist
+
+    chunks = src.chunks(chunk_objects)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        r, w = dist.get_rank(), dist.get_world_size()
+        chunks = (c for i, c in enumerate(chunks) if i % w == r)
+    empty = True
+    for c in chunks:
+        empty = False
+        yield c
+    if empty:  # zero objects still give correctly shaped results
+        arr = _empty_arrays(src.grid, src.neighborhood or 0)
+        yield AuditInputs(src.grid, np.zeros((0, 4)), arr.ann_id, arr.image_id, arr.class_idx, src.file_name,
+                          arr if src.predictions is not None else None, src.neighborhood, src.source)
+
+
+def rerank(frames: list[pd.DataFrame], by: list[str], ascending: list[bool], k: int) -> pd.DataFrame:
+    """The top ``k`` rows of the union of partial top-k lists, by ``by`` (merging top-k examples)."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    g = pd.concat(frames, ignore_index=True)
+    return g.sort_values(by, ascending=ascending, kind="stable").head(k).reset_index(drop=True)
+
+
+def _per_object_sink(per_object):
+    """(keep the frame in memory?, a FrameWriter or None) for the ``per_object`` argument."""
+    if per_object is True or per_object is None:
+        return True, None
+    if per_object is False:
+        return False, None
+    check_frame_path(per_object)
+    import torch.distributed as dist
+
+    path = Path(per_object)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:  # one file per rank
+        path = path.with_name(f"{path.stem}.rank{dist.get_rank()}{path.suffix}")
+    return False, FrameWriter(path)
+
+
 def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None,
                  iou: str = "iou", iou_t: float = 0.225, assigner: str = "yolov3", ratio_t: float = 4.0,
-                 examples: int = 0, device=None) -> AnchorAudit:
+                 examples: int = 0, device=None, per_object=True,
+                 chunk_objects: int | None = CHUNK_OBJECTS) -> AnchorAudit:
     """Audit a label assigner against a trained model's predictions (or box sizes alone).
+
+    The predictions are read in image-aligned chunks of about ``chunk_objects`` objects; each chunk
+    is moved to ``device``, reduced to partial results (counts, sums, per-image top-k lists,
+    per-(image, level) flags, which never span two chunks), and the partial results are combined,
+    so memory is bounded by a chunk. Counts equal the whole-table computation exactly, means to
+    float rounding. Under torch.distributed each rank reduces every W-th chunk and the partial
+    results are summed with ``all_reduce``.
 
     Args:
         dataset, predictions, anchors, size: see :func:`load_inputs`.
@@ -596,42 +749,121 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
         examples: list this many worst images (most objects whose best unmatched prediction beats
             their best matched one; without predictions, most objects with no matched anchor).
         device: torch device of the computation (default CPU); results come back on the CPU.
+        per_object: True: keep :attr:`AnchorAudit.per_object` in memory; False: leave it empty; a
+            ``.parquet``/``.csv`` path: write it there chunk by chunk (atomically) and leave it empty
+            (under torch.distributed rank r writes ``STEM.rankR.SUFFIX``, its own chunks' rows).
+        chunk_objects: objects per chunk (None: one chunk per stored part).
 
     Returns:
         An :class:`AnchorAudit`.
     """
     kind = check_options(iou, assigner, iou_t, ratio_t, examples)
-    inp = load_inputs(dataset, predictions, anchors=anchors, size=size)
+    src = open_inputs(dataset, predictions, anchors=anchors, size=size)
+    grid = src.grid
+    A, L = grid.num_anchors, grid.num_levels
+    notes: list[str] = []
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    keep, sink = _per_object_sink(per_object)
+    has_pred = src.predictions is not None
+    if has_pred and src.neighborhood == 0:
+        notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbor "
+                     "is null" + (f"; {kind.name}'s neighbour-cell positives are left out"
+                                  if kind.reach(grid) > 0 else ""))
+    if not has_pred:
+        notes.append("no predictions (give --predictions DIR or --cfg/--weights): only box-based figures; "
+                     "these need predictions: " + ", ".join(NEEDS_PREDICTIONS))
+    ex_cols = ["unmatched_beats_best", "unmatched_beats_worst", "unmatched"] if has_pred else ["unmatched"]
+    totals = _Sums()
+    frames: list[pd.DataFrame] = []
+    tops: list[pd.DataFrame] = []
+    with sink if sink is not None else contextlib.nullcontext():
+        for inp in _rank_chunks(src, chunk_objects):
+            part, frame = _audit_chunk(inp, kind, iou, iou_t, ratio_t, dev)
+            totals.merge(part)
+            if keep:
+                frames.append(frame)
+            if sink is not None:
+                sink.write(frame)
+            if examples:
+                tops.append(_audit_examples(frame, src.file_name, examples, ex_cols))
+            del frame
+        totals.all_reduce()
+    tops = _gather_examples(tops)
+    per_object = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else \
+        pd.DataFrame()
+    G = int(totals["objects"])
+    n_images = int(totals["images"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        match_wh = totals["wh_sum"] / totals["matched"]  # (A,)
+    per_anchor = pd.DataFrame({
+        "anchor": np.arange(A), "level": grid.level, "stride": grid.strides[grid.level],
+        "w": grid.wh[:, 0], "h": grid.wh[:, 1], "matched": totals["matched"].astype(np.int64),
+        "match_wh_iou": match_wh,
+    })
+    if has_pred:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_anchor["pred_iou_matched"] = totals["sum_m"] / totals["cnt_m"]
+            per_anchor["pred_iou_all"] = totals["sum_a"] / totals["cnt_a"]
+        per_anchor["best_when_unmatched"] = totals["best_when_unmatched"].astype(np.int64)
+        per_anchor["worst_matched"] = totals["worst_matched"].astype(np.int64)
+        figures = {
+            "feature_maps_unmatched_better": int(totals["feature_maps_unmatched_better"]),
+            "objects_compared": int(totals["compared"]),
+            "objects_unmatched_beats_worst_matched": int(totals["beats_worst"]),
+            "objects_unmatched_beats_best_matched": int(totals["beats_best"]),
+            "objects_best_from_neighbor": int(totals["from_neighbor"]) if src.neighborhood else None,
+        }
+    else:
+        for col in ("pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"):
+            per_anchor[col] = None
+        figures = dict.fromkeys(("feature_maps_unmatched_better", "objects_compared",
+                                 "objects_unmatched_beats_worst_matched", "objects_unmatched_beats_best_matched",
+                                 "objects_best_from_neighbor"))
+    unmatched = int(totals["unmatched"])
+    if G and unmatched:
+        warnings.warn(f"{unmatched} of {G} objects match no anchor ({kind.name} assigner)",
+                      CocostatWarning, stacklevel=2)
+    ex = rerank(tops, [*ex_cols, "image_id"], [*([False] * len(ex_cols)), True], examples)
+    if not len(ex):
+        ex = pd.DataFrame(columns=["image_id", "file_name", "objects", *ex_cols])
+    return AnchorAudit(
+        source=src.source, anchors=grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
+        ratio_t=float(ratio_t), size=grid.size, neighborhood=src.neighborhood,
+        objects=G, images=n_images, feature_maps=n_images * L, unmatched_objects=unmatched, **figures,
+        per_anchor=per_anchor, per_object=per_object, examples=ex, notes=tuple(notes),
+    )
+
+
+def _gather_examples(tops: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Every rank's partial top-k lists under torch.distributed (all_gather_object of small frames)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tops
+    records = [t.to_dict(orient="list") for t in tops if len(t)]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, records)  # our own processes' plain lists and numbers
+    return [pd.DataFrame(r) for rank_records in gathered for r in rank_records]
+
+
+def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float, dev) -> tuple[_Sums, pd.DataFrame]:
+    """Partial results and the per-object rows of one chunk of whole images."""
     grid = inp.grid
     G, A, L = inp.boxes.shape[0], grid.num_anchors, grid.num_levels
     images, image_index = dense_image_index(inp.image_id)
-    notes: list[str] = []
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-
     if inp.candidates is not None:
         ct = candidate_tensors(inp.candidates, grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t,
                                device=dev)
         asg = ct.assignment
         res = audit_tensors(ct, torch.from_numpy(image_index).to(dev), L, A)
-        if inp.neighborhood == 0:
-            notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbor "
-                         "is null" + (f"; {kind.name}'s neighbour-cell positives are left out" if kind.reach(grid) > 0
-                                      else ""))
+        del ct
     else:
         asg = assign(torch.from_numpy(inp.boxes).to(dev), grid, kind, iou_t=iou_t, ratio_t=ratio_t)
         res = None
-        notes.append("no predictions (give --predictions DIR or --cfg/--weights): only box-based figures; "
-                     "these need predictions: " + ", ".join(NEEDS_PREDICTIONS))
 
     matched = asg.matched.cpu().numpy()  # (G, A)
     wh_iou = asg.wh_iou.cpu().numpy()  # (G, A)
     n_matched = matched.sum(1)  # (G,)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        match_wh = (wh_iou * matched).sum(0) / matched.sum(0)  # (A,)
-    per_anchor = pd.DataFrame({
-        "anchor": np.arange(A), "level": grid.level, "stride": grid.strides[grid.level],
-        "w": grid.wh[:, 0], "h": grid.wh[:, 1], "matched": matched.sum(0), "match_wh_iou": match_wh,
-    })
     best_wh_anchor = wh_iou.argmax(1) if A and G else np.zeros(G, np.int64)
     per_object = pd.DataFrame({
         "ann_id": inp.ann_id, "image_id": inp.image_id, "class_idx": inp.class_idx,
@@ -639,15 +871,12 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
         "matched_anchors": n_matched, "best_wh_anchor": best_wh_anchor,
         "best_wh_iou": wh_iou.max(1) if A and G else np.zeros(G),
     })
+    part = _Sums(objects=G, images=images.size, unmatched=int((n_matched == 0).sum()),
+                 matched=matched.sum(0), wh_sum=(wh_iou * matched).sum(0))
     if res is not None:
         finite = np.isfinite
         has_m, has_u = res["n_pos"] > 0, np.isfinite(res["u_max"])
-        compared = has_m & has_u
         beats_worst, beats_best = res["beats_worst"], res["beats_best"]
-        per_anchor["pred_iou_matched"] = res["pred_iou_matched"]
-        per_anchor["pred_iou_all"] = res["pred_iou_all"]
-        per_anchor["best_when_unmatched"] = res["best_when_unmatched"]
-        per_anchor["worst_matched"] = res["worst_matched"]
         per_object = per_object.assign(
             matched_predictions=res["n_pos"],
             matched_min_iou=np.where(finite(res["m_min"]), res["m_min"], np.nan),
@@ -659,33 +888,13 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
             unmatched_beats_worst=beats_worst, unmatched_beats_best=beats_best,
             best_from_neighbor=res["from_neighbor"],
         )
-        figures = {
-            "feature_maps_unmatched_better": res["feature_maps_unmatched_better"],
-            "objects_compared": int(compared.sum()),
-            "objects_unmatched_beats_worst_matched": int(beats_worst.sum()),
-            "objects_unmatched_beats_best_matched": int(beats_best.sum()),
-            "objects_best_from_neighbor": int(res["from_neighbor"].sum()) if inp.neighborhood else None,
-        }
-        ex_cols = ["unmatched_beats_best", "unmatched_beats_worst", "unmatched"]
-    else:
-        for col in ("pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"):
-            per_anchor[col] = None
-        figures = dict.fromkeys(("feature_maps_unmatched_better", "objects_compared",
-                                 "objects_unmatched_beats_worst_matched", "objects_unmatched_beats_best_matched",
-                                 "objects_best_from_neighbor"))
-        ex_cols = ["unmatched"]
-    if G and not n_matched.all():
-        warnings.warn(f"{int((n_matched == 0).sum())} of {G} objects match no anchor ({kind.name} assigner)",
-                      CocostatWarning, stacklevel=2)
-
-    return AnchorAudit(
-        source=inp.source, anchors=grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
-        ratio_t=float(ratio_t), size=grid.size, neighborhood=inp.neighborhood,
-        objects=G, images=int(images.size), feature_maps=int(images.size) * L,
-        unmatched_objects=int((n_matched == 0).sum()), **figures,
-        per_anchor=per_anchor, per_object=per_object,
-        examples=_audit_examples(per_object, inp.file_name, examples, ex_cols), notes=tuple(notes),
-    )
+        part.merge(_Sums(
+            feature_maps_unmatched_better=res["feature_maps_unmatched_better"],
+            compared=int((has_m & has_u).sum()), beats_worst=int(beats_worst.sum()),
+            beats_best=int(beats_best.sum()), from_neighbor=int(res["from_neighbor"].sum()),
+            sum_m=res["sum_m"], cnt_m=res["cnt_m"], sum_a=res["sum_a"], cnt_a=res["cnt_a"],
+            best_when_unmatched=res["best_when_unmatched"], worst_matched=res["worst_matched"]))
+    return part, per_object
 
 
 def _audit_examples(per_object: pd.DataFrame, file_name: dict, k: int, order: list[str]) -> pd.DataFrame:

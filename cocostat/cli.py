@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import click
 
@@ -453,7 +454,7 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
 @click.option("--weights", required=True, type=click.Path(dir_okay=False),
               help="Darknet .weights file, or an ultralytics YOLOv3 .pt checkpoint (read with weights_only=True).")
 @click.option("-o", "--output", "out_dir", required=True, type=OUTPUT_DIR,
-              help="Predictions folder to write (detections.json, candidates.parquet, manifest.json).")
+              help="Predictions folder to write (manifest.json, candidates/ and detections/ parts, detections.json).")
 @deprecated_alias("--out", "--output", type=OUTPUT_DIR)
 @click.option("--size", default=416, show_default=True,
               help="Letterbox side in pixels: a multiple of the model's largest stride (32), at most 4096.")
@@ -482,7 +483,7 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
               help="Summary on stdout: table for people; json or csv for machines.")
 def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, conf, nms_iou, max_det,
                 neighborhood, workers, resume, skip_bad_images, chunk_images, draw, no_progress, fmt):
-    """Run a Darknet YOLOv3 model over DATASET's images once; write detections and the candidate table to OUT.
+    """Run a Darknet YOLOv3 model over DATASET's images once; write detections and candidates to OUT (format 2).
 
     Scale past one machine with `torchrun --nproc-per-node N -m cocostat predict ...`: each rank takes
     every N-th image and writes its own part (gloo on CPU, nccl on CUDA).
@@ -499,6 +500,26 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
     if result.rank == 0:
         _wrote(result.out_dir, *result.drawn)
         emit(result, fmt)
+
+
+@main.command("convert-predictions")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.option("-o", "--output", "out_dir", type=OUTPUT_DIR, default=None,
+              help="Write the version-2 folder here [default: convert FOLDER in place].")
+def convert_predictions_cmd(folder, out_dir):
+    """Convert a version-1 predictions folder (candidates.parquet, one row per candidate) to format 2.
+
+    Format 2 is read in chunks, so the analyses' memory no longer grows with the dataset. The
+    version-1 table is read once, whole, as the version-1 reader did.
+    """
+    from cocostat.candidates import CANDIDATES_DIR, DETECTIONS_DIR, convert_v1
+
+    if out_dir is None and not os.access(folder, os.W_OK | os.X_OK):  # in place: checked before any work
+        raise OptionError(f"{folder}: cannot be converted in place, no write permission (give -o DIR)")
+    target = Path(convert_v1(folder, out_dir))
+    parts = [*sorted((target / CANDIDATES_DIR).glob("*.parquet")), *sorted((target / DETECTIONS_DIR).glob("*"))]
+    _wrote(*parts, *[f for f in (target / "detections.json", target / "manifest.json") if f.is_file()])
+    click.echo(f"converted {folder} to predictions format 2 in {target}")
 
 
 #: Choices of --iou, spelt out here so that `cocostat info` does not pay torch's import (boxes.IOU_KINDS
@@ -581,13 +602,19 @@ def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, 
     wh-IoU at matching, objects never matched).
     """
     from cocostat.audit import anchor_audit
+    from cocostat.predict import _dist_info, distributed
 
-    preds = _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size, device)
-    report = anchor_audit(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
-                          ratio_t=ratio_t, examples=examples, device=device)
-    if per_object:
-        _wrote(report.write_per_object(per_object))
-    emit(report, fmt, output)
+    with distributed(device) as rank_device:  # under torchrun each rank reduces its share of the chunks
+        preds = _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size,
+                                   rank_device)
+        report = anchor_audit(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
+                              ratio_t=ratio_t, examples=examples, device=rank_device,
+                              per_object=per_object or False)
+        rank, world = _dist_info()
+    if rank == 0:
+        if per_object and world == 1:
+            _wrote(per_object)
+        emit(report, fmt, output)
 
 
 @main.command("mismatch")
@@ -603,15 +630,20 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
                  per_object, examples, batch_size, neighborhood, plot, device, fmt, output):
     """Is the most confident prediction of each object also its best localised one?"""
     from cocostat.mismatch import mismatch
+    from cocostat.predict import _dist_info, distributed
 
-    preds = _audit_predictions(dataset, predictions_dir, model_files, size, max(neighborhood, 1), batch_size,
-                               device)
-    report = mismatch(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
-                      ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot, device=device)
-    _wrote(*report.plots)
-    if per_object:
-        _wrote(report.write_per_object(per_object))
-    emit(report, fmt, output)
+    with distributed(device) as rank_device:  # under torchrun each rank reduces its share of the chunks
+        preds = _audit_predictions(dataset, predictions_dir, model_files, size, max(neighborhood, 1), batch_size,
+                                   rank_device)
+        report = mismatch(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
+                          ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot,
+                          device=rank_device, per_object=per_object or False)
+        rank, world = _dist_info()
+    if rank == 0:
+        _wrote(*report.plots)
+        if per_object and world == 1:
+            _wrote(per_object)
+        emit(report, fmt, output)
 
 
 @main.command("assigners")
@@ -668,8 +700,9 @@ def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, assigne
 
 @main.command("eval")
 @dataset_options
-@click.option("-d", "--detections", required=True, type=click.Path(dir_okay=False),
-              help="COCO results JSON: a list of {image_id, category_id, bbox: [x, y, w, h], score}.")
+@click.option("-d", "--detections", required=True, type=click.Path(),
+              help="COCO results JSON (a list of {image_id, category_id, bbox: [x, y, w, h], score}), or a "
+                   "predictions folder (its columnar detections).")
 @click.option("--class-agnostic", is_flag=True,
               help="Localisation-only AP: every category merged into one on both sides.")
 @click.option("--per-class", is_flag=True, help="One row per class in the P/R table.")
@@ -688,8 +721,8 @@ def eval_cmd(dataset, detections, class_agnostic, per_class, conf, backend, fmt,
 
 @main.command("errors")
 @dataset_options
-@click.option("-d", "--detections", type=click.Path(dir_okay=False), default=None,
-              help="COCO results JSON [default: the detections of --predictions].")
+@click.option("-d", "--detections", type=click.Path(), default=None,
+              help="COCO results JSON or a predictions folder [default: the detections of --predictions].")
 @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
               help="Predictions folder of `cocostat predict`: its candidate table gives suppressed objects.")
 @click.option("--iou-t", "iou", type=float, default=0.5, show_default=True,

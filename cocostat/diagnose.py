@@ -302,13 +302,15 @@ def covered_objects(dataset: Dataset, detections: Detections, matching: Matching
     return out
 
 
-def suppressed_objects(dataset: Dataset, candidates: pd.DataFrame, found: np.ndarray, conf: float = 0.25,
+def suppressed_objects(dataset: Dataset, candidates, found: np.ndarray, conf: float = 0.25,
                        iou: float = 0.5, covered: np.ndarray | None = None) -> pd.DataFrame:
     """Objects a raw prediction localised before NMS but that no detection finds after it.
 
     Args:
         dataset: the ground truth.
-        candidates: candidate table (see :mod:`cocostat.candidates`), at least the columns
+        candidates: a :class:`~cocostat.candidates.Predictions` store (read chunk by chunk; the
+            result is the same, as each object's maximum lies in one chunk), or a candidate
+            table (see :mod:`cocostat.candidates`), at least the columns
             :data:`CANDIDATE_COLUMNS`: one row per (annotation, anchor, cell); ``px1..py2`` the
             decoded box and ``gt_x1..gt_y2`` the annotation's box, xyxy, network-input pixels;
             ``obj`` objectness, ``cls_prob`` the probability of the annotation's class, ``valid``.
@@ -325,11 +327,34 @@ def suppressed_objects(dataset: Dataset, candidates: pd.DataFrame, found: np.nda
     Raises:
         DatasetFormatError: a missing column, or an ``ann_id`` the dataset does not have.
     """
+    from cocostat.candidates import Predictions
+
+    if isinstance(candidates, Predictions):
+        parts = [_good_candidates(dataset, c.pred.reshape(-1, 4), np.repeat(c.gt, c.pred.shape[1], axis=0),
+                                  c.obj.reshape(-1), c.cls_prob.reshape(-1), c.valid.reshape(-1), conf, iou, found,
+                                  covered, np.repeat(c.ann_id, c.pred.shape[1]))
+                 for c in candidates.iter_chunks()]
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"g": [], "conf": [], "iou": []})
+        return _suppressed_frame(dataset, frame)
     missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
     if missing:
         raise DatasetFormatError(f"candidate table: missing column(s) {', '.join(missing)}; "
                                  f"expected the table `cocostat predict` writes")
-    ann = candidates["ann_id"].to_numpy(np.int64)
+    frame = _good_candidates(dataset, candidates[["px1", "py1", "px2", "py2"]].to_numpy(np.float64),
+                             candidates[["gt_x1", "gt_y1", "gt_x2", "gt_y2"]].to_numpy(np.float64),
+                             candidates["obj"].to_numpy(np.float64), candidates["cls_prob"].to_numpy(np.float64),
+                             candidates["valid"].to_numpy(bool), conf, iou, found, covered,
+                             candidates["ann_id"].to_numpy(np.int64))
+    return _suppressed_frame(dataset, frame)
+
+
+def _good_candidates(dataset: Dataset, pred, gt, obj, cls_prob, valid, conf, iou, found, covered,
+                     ann) -> pd.DataFrame:
+    """Rows ``g`` (dataset annotation index), ``conf``, ``iou`` of the good candidates of lost objects.
+
+    pred, gt: (R, 4) xyxy input pixels; obj, cls_prob: (R,); valid: (R,) bool; ann: (R,) int64 ann ids.
+    """
+    ann = np.asarray(ann, np.int64)
     order = np.argsort(dataset.ann_id, kind="stable")
     pos = np.searchsorted(dataset.ann_id[order], ann)
     ok = pos < order.size
@@ -340,16 +365,20 @@ def suppressed_objects(dataset: Dataset, candidates: pd.DataFrame, found: np.nda
                                  f"{dataset.name} ({bad.size} row(s) affected); was it written for another "
                                  f"dataset?")
     gi = order[pos] if ann.size else np.zeros(0, np.int64)
-    pred = candidates[["px1", "py1", "px2", "py2"]].to_numpy(np.float64)
-    gt = candidates[["gt_x1", "gt_y1", "gt_x2", "gt_y2"]].to_numpy(np.float64)
-    score = candidates["obj"].to_numpy(np.float64) * candidates["cls_prob"].to_numpy(np.float64)
+    pred = np.asarray(pred, np.float64)
+    gt = np.asarray(gt, np.float64)
+    score = np.asarray(obj, np.float64) * np.asarray(cls_prob, np.float64)
     ious = np.asarray(matched_iou(pred, gt), dtype=np.float64) if ann.size else np.zeros(0)
-    good = candidates["valid"].to_numpy(bool) & (score >= conf) & (ious >= iou)  # NaN boxes compare False
+    good = np.asarray(valid, bool) & (score >= conf) & (ious >= iou)  # NaN boxes compare False
     lost = ~dataset.iscrowd & ~found
     if covered is not None:
         lost &= ~covered
     good &= lost[gi]
-    frame = pd.DataFrame({"g": gi[good], "conf": score[good], "iou": ious[good]})
+    return pd.DataFrame({"g": gi[good], "conf": score[good], "iou": ious[good]})
+
+
+def _suppressed_frame(dataset: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per suppressed object from its good candidates (max over them; order-independent)."""
     agg = frame.groupby("g", sort=True).agg(best_conf=("conf", "max"), best_iou=("iou", "max"))
     g = agg.index.to_numpy(np.int64)
     names = dataset.categories["name"].to_numpy(dtype=object)
@@ -497,16 +526,17 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
         raise OptionError(f"top must be >= 0, got {top}", param="top")
     if max_dets < 1:
         raise OptionError(f"max_dets must be >= 1, got {max_dets}")
+    pred = None
     if predictions is not None:
         from cocostat.candidates import Predictions, read_predictions
 
         pred = predictions if isinstance(predictions, Predictions) else read_predictions(predictions)
-        if candidates is None:
-            candidates = pred.candidates
         if detections is None:
-            if not pred.detection_files:
-                raise DatasetFormatError(f"{pred.folder}: no detections*.json; pass --detections FILE")
-            detections = tuple(pred.detection_files)  # read by load_detections, which names a broken one
+            if not pred.has_detections:
+                raise DatasetFormatError(f"{pred.folder}: no detections; pass --detections FILE")
+            # format 2: read as columns, no dict per detection; format 1: its JSON files, which
+            # load_detections names when one is broken
+            detections = pred if pred.version >= 2 else tuple(pred.detection_files)
     if detections is None:
         raise OptionError("give the detections: --detections FILE (COCO results JSON) or --predictions DIR")
     dets = load_detections(detections, dataset)
@@ -531,6 +561,9 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
     if candidates is not None:
         covered = covered_objects(dataset, dets, m, conf, iou)
         suppressed = suppressed_objects(dataset, candidates, found, conf, iou, covered)
+    elif pred is not None:  # the store, chunk by chunk
+        covered = covered_objects(dataset, dets, m, conf, iou)
+        suppressed = suppressed_objects(dataset, pred, found, conf, iou, covered)
     hard = hard_examples(dataset, dets, m, top)
     drawn: tuple[str, ...] = ()
     if draw is not None:

@@ -120,6 +120,12 @@ class Detections:
         """(P, 4) float64, xyxy, pixels."""
         return xywh_to_xyxy(self.bbox)
 
+    def to_array(self) -> np.ndarray:
+        """(P, 7) float64 ``[image_id, x, y, w, h, score, category_id]``, what pycocotools' and
+        faster-coco-eval's ``loadRes`` take as a numpy array (no dict per detection on our side)."""
+        return np.column_stack([self.image_id.astype(np.float64), self.bbox, self.score,
+                                self.category_id.astype(np.float64)])
+
     def to_records(self) -> list[dict]:
         """COCO results dicts, as pycocotools' ``loadRes`` takes them (it needs one dict per detection)."""
         return [
@@ -214,9 +220,11 @@ def load_detections(source, dataset: Dataset) -> Detections:
     """Read COCO results (a JSON list of ``{image_id, category_id, bbox, score}``) and validate them.
 
     Args:
-        source: a path to a results JSON file, a tuple of such paths (the parts of a predictions
-            folder, read in turn and concatenated), a list of result dicts, or :class:`Detections`
-            (returned as is). Extra keys (``segmentation``, ``id``) are ignored.
+        source: a path to a results JSON file, a tuple of such paths (read in turn and concatenated),
+            a predictions folder (path or :class:`~cocostat.candidates.Predictions`; its columnar
+            detection parts are read, no dict per detection; a version-1 folder's JSON files), a list
+            of result dicts, or :class:`Detections` (returned as is). Extra keys (``segmentation``,
+            ``id``) are ignored.
         dataset: the ground truth the detections refer to.
 
     Raises:
@@ -226,6 +234,15 @@ def load_detections(source, dataset: Dataset) -> Detections:
     """
     if isinstance(source, Detections):
         return source
+    from cocostat.candidates import Predictions, read_predictions
+
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        source = read_predictions(source)
+    if isinstance(source, Predictions):  # columnar: no Python object per detection
+        cols = source.detection_columns()
+        return make_detections(dataset, cols["image_id"], cols["category_id"],
+                               np.stack([cols["x"], cols["y"], cols["w"], cols["h"]], axis=1), cols["score"],
+                               source=str(source.folder or "predictions"))
     if isinstance(source, (str, os.PathLike)):
         where = Path(source).name
         dets = _read_results(Path(source))
@@ -301,7 +318,7 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
     if backend not in BACKENDS:
         raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     gt_dict = coco_dict(dataset)
-    records = detections.to_records()
+    records = detections.to_array() if len(detections) else None
     if backend == "faster":
         fce = _faster_module()
 
@@ -310,7 +327,8 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
 
         with contextlib.redirect_stdout(io.StringIO()):
             gt = fce.COCO(gt_dict, print_function=quiet)
-            dt = gt.loadRes(records) if records else _empty_results(fce.COCO(print_function=quiet), gt_dict)
+            dt = gt.loadRes(records) if records is not None else _empty_results(fce.COCO(print_function=quiet),
+                                                                                 gt_dict)
             ev = fce.COCOeval_faster(gt, dt, iouType="bbox", print_function=quiet)
             ev.evaluate()
             ev.accumulate()
@@ -324,7 +342,7 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
         gt.dataset = gt_dict
         gt.createIndex()
         # loadRes cannot take an empty list; an empty results object is evaluable.
-        dt = gt.loadRes(records) if records else _empty_results(COCO(), gt_dict)
+        dt = gt.loadRes(records) if records is not None else _empty_results(COCO(), gt_dict)
         ev = COCOeval(gt, dt, iouType="bbox")
         ev.evaluate()
         ev.accumulate()

@@ -34,9 +34,9 @@ Figures (``key``: definition):
 
 from __future__ import annotations
 
-import textwrap
-
+import contextlib
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,13 +48,19 @@ from cocostat.atomic import atomic_path
 from cocostat.audit import (
     AuditInputs,
     CandidateTensors,
+    _gather_examples,
     _masked_max,
+    _per_object_sink,
+    _rank_chunks,
     _records,
+    _Sums,
     candidate_tensors,
     check_options,
-    load_inputs,
+    open_inputs,
+    rerank,
 )
 from cocostat.boxes import matched_center_distance
+from cocostat.candidates import CHUNK_OBJECTS
 from cocostat.data import Dataset
 from cocostat.errors import OptionError
 from cocostat.sources import write_frame
@@ -212,10 +218,79 @@ class Mismatch:
         return write_frame(self.per_object, path)
 
 
+class Moments:
+    """Count, mean and sum of squared deviations of a statistic; partial results merge by Chan's formula.
+
+    One block's figures are numpy's own (``mean``, ``var`` with ddof 0, bit for bit); merged blocks
+    agree with the whole-array computation to float rounding.
+    """
+
+    def __init__(self, n: int = 0, mean: float = math.nan, m2: float = 0.0):
+        self.n, self.mean, self.m2 = int(n), float(mean), float(m2)
+
+    @staticmethod
+    def of(values: np.ndarray) -> Moments:
+        v = values[np.isfinite(values)]
+        if not v.size:
+            return Moments()
+        mean = v.mean()
+        return Moments(v.size, mean, float(np.sum(np.abs(v - mean) ** 2)))
+
+    def merge(self, other: Moments) -> Moments:
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            self.n, self.mean, self.m2 = other.n, other.mean, other.m2
+            return self
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * other.n / n
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
+        self.n = n
+        return self
+
+    @property
+    def var(self) -> float:
+        return self.m2 / self.n if self.n else math.nan
+
+    def state(self) -> list[float]:
+        return [float(self.n), self.mean if self.n else 0.0, self.m2]
+
+
+def _merge_moments_across_ranks(moments: dict[str, Moments]) -> None:
+    """Merge every rank's Moments (torch.distributed all_gather of (n, mean, M2) triples)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    keys = sorted(moments)
+    t = torch.tensor([moments[k].state() for k in keys], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    for k in keys:
+        moments[k] = Moments()
+    for rank_t in out:
+        for k, (n, mean, m2) in zip(keys, rank_t.cpu().tolist()):
+            moments[k].merge(Moments(int(n), mean, m2))
+
+
+#: histogram bins of the plots: IoU (x) and confidence (y).
+def _bins(iou: str) -> tuple[np.ndarray, np.ndarray]:
+    lo = 0.0 if iou == "iou" else -1.0
+    return np.linspace(lo, 1.0, 51), np.linspace(0.0, 1.0, 51)
+
+
 def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | None = None, iou: str = "iou",
              iou_t: float = 0.225, assigner: str = "yolov3", ratio_t: float = 4.0, neighborhood: int = 0,
-             examples: int = 0, plot: str | Path | None = None, device=None) -> Mismatch:
+             examples: int = 0, plot: str | Path | None = None, device=None, per_object=True,
+             chunk_objects: int | None = CHUNK_OBJECTS) -> Mismatch:
     """Compare objectness ranking with IoU ranking over each object's candidate predictions.
+
+    Streams like :func:`cocostat.audit.anchor_audit`: image-aligned chunks on ``device``, partial
+    results (counts; (n, mean, M2) per statistic merged by Chan's formula; plot histograms; per-image
+    top-k lists) combined, so memory is bounded by a chunk.
 
     Args:
         dataset, predictions, anchors, size: see :func:`cocostat.audit.load_inputs`; predictions are
@@ -226,6 +301,9 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
             of the highest-objectness candidate).
         plot: folder to write ``iou_vs_obj.png`` and ``iou_vs_score.png`` into (2-D histograms per level).
         device: torch device of the computation (default CPU).
+        per_object: True: keep :attr:`Mismatch.per_object` in memory; False: leave it empty; a
+            ``.parquet``/``.csv`` path: write it there chunk by chunk (atomically).
+        chunk_objects: objects per chunk (None: one chunk per stored part).
 
     Returns:
         A :class:`Mismatch`.
@@ -235,14 +313,96 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
     kind = check_options(iou, assigner, iou_t, ratio_t, examples)
     if neighborhood < 0:
         raise OptionError(f"neighborhood must be >= 0, got {neighborhood}", param="neighborhood")
-    inp = load_inputs(dataset, predictions, anchors=anchors, size=size)
-    if neighborhood > (inp.neighborhood or 0):
-        raise OptionError(f"--neighborhood {neighborhood} is wider than the {inp.neighborhood} cell(s) stored in "
-                          f"{inp.source}; predict again with a wider --neighborhood")
+    src = open_inputs(dataset, predictions, anchors=anchors, size=size)
+    if neighborhood > (src.neighborhood or 0):
+        raise OptionError(f"--neighborhood {neighborhood} is wider than the {src.neighborhood} cell(s) stored in "
+                          f"{src.source}; predict again with a wider --neighborhood")
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    ct = candidate_tensors(inp.candidates, inp.grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t,
-                           device=dev)
-    res = mismatch_tensors(ct, neighborhood)
+    keep, sink = _per_object_sink(per_object)
+    L = src.grid.num_levels
+    xbins, ybins = _bins(iou)
+    hist = np.zeros((2, L, xbins.size - 1, ybins.size - 1), np.int64) if plot is not None else None
+    moments = {k: Moments() for k in [*STATS, "obj_share", "score_share"]}
+    counts = _Sums(objects=0, obj_not_best=0, score_not_best=0, most=0)
+    frames, tops = [], []
+    with sink if sink is not None else contextlib.nullcontext():
+        for inp in _rank_chunks(src, chunk_objects):
+            ct = candidate_tensors(inp.candidates, inp.grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t,
+                                   device=dev)
+            res = mismatch_tensors(ct, neighborhood)
+            if hist is not None:
+                hist += _histograms(ct, res["cols"], L, xbins, ybins)
+            del ct
+            frame = _per_object_rows(inp, res)
+            for name in STATS:
+                moments[name].merge(Moments.of(frame[name].to_numpy(dtype=np.float64)))
+            pos = frame["best_iou"].to_numpy() > 0
+            best = frame["best_iou"].to_numpy()[pos]
+            moments["obj_share"].merge(Moments.of(frame["obj_iou"].to_numpy()[pos] / best))
+            moments["score_share"].merge(Moments.of(frame["score_iou"].to_numpy()[pos] / best))
+            counts.merge(_Sums(objects=len(frame), obj_not_best=int(frame["obj_not_best"].sum()),
+                               score_not_best=int(frame["score_not_best"].sum())))
+            counts.values["most"] = np.maximum(counts["most"], int(res["candidates"].max(initial=0)))
+            if keep:
+                frames.append(frame)
+            if sink is not None:
+                sink.write(frame)
+            if examples:
+                tops.append(_examples(frame, src.file_name, examples))
+            del frame, res
+        most = counts.values.pop("most")
+        counts.all_reduce()
+        most = int(_all_max(int(most)))
+        if hist is not None:
+            hist = _Sums(h=hist).all_reduce()["h"]
+        _merge_moments_across_ranks(moments)
+    tops = _gather_examples(tops)
+    per_object = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
+    stats = pd.DataFrame([(name, moments[name].n, moments[name].mean if moments[name].n else math.nan,
+                           moments[name].var, desc) for name, desc in STATS.items()],
+                         columns=["statistic", "objects", "mean", "var", "definition"])
+
+    def share(key):
+        return moments[key].mean if moments[key].n else None
+
+    plots: tuple[str, ...] = ()
+    if plot is not None and _rank() == 0:  # every rank holds the summed histograms; rank 0 draws them
+        plots = tuple(str(p) for p in plot_histogram_counts(hist, xbins, ybins, src.grid, src.source, Path(plot),
+                                                            iou))
+    ex = rerank(tops, ["iou_lost", "image_id"], [False, True], examples)
+    if not len(ex):
+        ex = pd.DataFrame(columns=["image_id", "file_name", "objects", "obj_not_best", "iou_lost", "mean_best_iou",
+                                   "mean_obj_iou"])
+    return Mismatch(
+        source=src.source, anchors=src.grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
+        ratio_t=float(ratio_t), neighborhood=int(neighborhood), objects=int(counts["objects"]),
+        candidates_per_object=most,
+        obj_not_best=int(counts["obj_not_best"]), score_not_best=int(counts["score_not_best"]),
+        obj_iou_share=share("obj_share"), score_iou_share=share("score_share"),
+        stats=stats, per_object=per_object, examples=ex, plots=plots,
+    )
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _all_max(value: int) -> int:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def _per_object_rows(inp: AuditInputs, res: dict) -> pd.DataFrame:
+    """The per-object table of one chunk (objects with at least one candidate)."""
     keep = res["candidates"] > 0
     arr = inp.candidates
     anchor, dx, dy = arr.anchor, arr.dx, arr.dy
@@ -258,35 +418,10 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
     per_object["obj_not_best"] = per_object["obj_iou"] < per_object["best_iou"]
     per_object["score_not_best"] = per_object["score_iou"] < per_object["best_iou"]
     per_object["iou_lost"] = per_object["best_iou"] - per_object["obj_iou"]
-
-    rows = []
-    for name, desc in STATS.items():
-        v = per_object[name].to_numpy(dtype=np.float64)
-        v = v[np.isfinite(v)]
-        rows.append((name, int(v.size), float(v.mean()) if v.size else math.nan,
-                     float(v.var()) if v.size else math.nan, desc))
-    stats = pd.DataFrame(rows, columns=["statistic", "objects", "mean", "var", "definition"])
-
-    pos = per_object["best_iou"].to_numpy() > 0
-    def share(col):
-        if not pos.any():
-            return None
-        return float((per_object[col].to_numpy()[pos] / per_object["best_iou"].to_numpy()[pos]).mean())
-
-    plots: tuple[str, ...] = ()
-    if plot is not None:
-        plots = tuple(str(p) for p in plot_histograms(ct, res["cols"], inp, Path(plot), iou))
-    return Mismatch(
-        source=inp.source, anchors=inp.grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
-        ratio_t=float(ratio_t), neighborhood=int(neighborhood), objects=len(per_object),
-        candidates_per_object=int(res["candidates"].max(initial=0)),
-        obj_not_best=int(per_object["obj_not_best"].sum()), score_not_best=int(per_object["score_not_best"].sum()),
-        obj_iou_share=share("obj_iou"), score_iou_share=share("score_iou"),
-        stats=stats, per_object=per_object, examples=_examples(per_object, inp, examples), plots=plots,
-    )
+    return per_object
 
 
-def _examples(per_object: pd.DataFrame, inp: AuditInputs, k: int) -> pd.DataFrame:
+def _examples(per_object: pd.DataFrame, file_name: dict, k: int) -> pd.DataFrame:
     cols = ["image_id", "file_name", "objects", "obj_not_best", "iou_lost", "mean_best_iou", "mean_obj_iou"]
     if k <= 0 or per_object.empty:
         return pd.DataFrame(columns=cols)
@@ -294,44 +429,61 @@ def _examples(per_object: pd.DataFrame, inp: AuditInputs, k: int) -> pd.DataFram
         objects=("ann_id", "size"), obj_not_best=("obj_not_best", "sum"), iou_lost=("iou_lost", "sum"),
         mean_best_iou=("best_iou", "mean"), mean_obj_iou=("obj_iou", "mean")).reset_index()
     g = g.sort_values(["iou_lost", "image_id"], ascending=[False, True], kind="stable").head(k)
-    g.insert(1, "file_name", g["image_id"].map(inp.file_name).fillna(""))
+    g.insert(1, "file_name", g["image_id"].map(file_name).fillna(""))
     return g[cols].reset_index(drop=True)
 
 
-def plot_histograms(ct: CandidateTensors, cols: np.ndarray, inp: AuditInputs, folder: Path,
-                    iou: str) -> list[Path]:
-    """2-D histograms of IoU against objectness and against class-aware score, one panel per level.
-
-    Every valid candidate in the table columns ``cols`` (R,) counts once. Writes ``iou_vs_obj.png`` and ``iou_vs_score.png`` into
-    ``folder`` atomically and returns their paths.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
+def _histograms(ct: CandidateTensors, cols, num_levels: int, xbins: np.ndarray, ybins: np.ndarray) -> np.ndarray:
+    """(2, L, X, Y) int64 counts of (IoU, objectness) and (IoU, class-aware score) of every valid
+    candidate in the table columns ``cols`` (R,), per level."""
     cols_t = torch.as_tensor(cols, device=ct.q.device)
     q = ct.q[:, cols_t].cpu().numpy()  # (G, R)
     in_set = ct.valid[:, cols_t].cpu().numpy()  # (G, R)
     obj = ct.obj[:, cols_t].cpu().numpy()
     score = obj * ct.cls_prob[:, cols_t].cpu().numpy()
     level = ct.level[cols_t].cpu().numpy()  # (R,)
-    grid = inp.grid
-    lo = 0.0 if iou == "iou" else -1.0
+    out = np.zeros((2, num_levels, xbins.size - 1, ybins.size - 1), np.int64)
+    for k, conf in enumerate((obj, score)):
+        for lv in range(num_levels):
+            m = in_set & (level == lv)[None, :]  # (G, R)
+            out[k, lv] = np.histogram2d(q[m], conf[m], bins=[xbins, ybins])[0].astype(np.int64)
+    return out
+
+
+def plot_histograms(ct: CandidateTensors, cols: np.ndarray, inp: AuditInputs, folder: Path,
+                    iou: str) -> list[Path]:
+    """2-D histograms of IoU against objectness and against class-aware score, one panel per level.
+
+    Every valid candidate in the table columns ``cols`` (R,) counts once. Writes ``iou_vs_obj.png``
+    and ``iou_vs_score.png`` into ``folder`` atomically and returns their paths.
+    """
+    xbins, ybins = _bins(iou)
+    counts = _histograms(ct, cols, inp.grid.num_levels, xbins, ybins)
+    return plot_histogram_counts(counts, xbins, ybins, inp.grid, inp.source, folder, iou)
+
+
+def plot_histogram_counts(counts: np.ndarray, xbins: np.ndarray, ybins: np.ndarray, grid, source: str,
+                          folder: Path, iou: str) -> list[Path]:
+    """Draw (2, L, X, Y) histogram counts (objectness, then score) as ``iou_vs_obj.png`` and
+    ``iou_vs_score.png`` in ``folder`` (atomically); return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    lo = float(xbins[0])
     name_of = {"iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU"}[iou]
-    xbins, ybins = np.linspace(lo, 1.0, 51), np.linspace(0.0, 1.0, 51)
     written = []
-    for name, conf, label in (("obj", obj, "objectness"), ("score", score, "objectness x class probability")):
+    for k, (name, label) in enumerate((("obj", "objectness"), ("score", "objectness x class probability"))):
         L = grid.num_levels
         fig, axes = plt.subplots(1, L, figsize=(4.6 * L, 4.2), squeeze=False, constrained_layout=True)
         for lv in range(L):
             ax = axes[0, lv]
-            m = in_set & (level == lv)[None, :]  # (G, R)
-            h, _, _ = np.histogram2d(q[m], conf[m], bins=[xbins, ybins])
+            h = counts[k, lv].astype(np.float64)
             mesh = ax.pcolormesh(xbins, ybins, np.where(h.T > 0, h.T, np.nan), cmap="viridis",
                                  norm=LogNorm(vmin=1, vmax=max(h.max(), 1)))
-            ax.set_title(f"level {lv} (stride {int(grid.strides[lv])}), {int(m.sum())} predictions")
+            ax.set_title(f"level {lv} (stride {int(grid.strides[lv])}), {int(counts[k, lv].sum())} predictions")
             ax.set_xlabel(f"{name_of} with the object")
             ax.set_ylabel(label)
             ax.set_xlim(lo, 1)
@@ -339,7 +491,7 @@ def plot_histograms(ct: CandidateTensors, cols: np.ndarray, inp: AuditInputs, fo
             ax.grid(alpha=0.3)
             fig.colorbar(mesh, ax=ax, label="predictions")
         # wrapped to the figure's width: the source names a folder path of any length
-        fig.suptitle(textwrap.fill(f"{name_of} against {label}: {inp.source}", width=int(13 * 4.6 * L)))
+        fig.suptitle(textwrap.fill(f"{name_of} against {label}: {source}", width=int(13 * 4.6 * L)))
         path = folder / f"iou_vs_{name}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110)

@@ -33,6 +33,8 @@ manifest exists.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -50,15 +52,32 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from cocostat.atomic import atomic_path, write_text
+from cocostat.atomic import write_text
 from cocostat.boxes import matched_iou, valid_predictions
 from cocostat.candidates import (
+    CANDIDATES_DIR,
     COLUMNS,
+    DETECTION_COLUMNS,
+    DETECTIONS_DIR,
+    DETECTIONS_JSON,
     FORMAT_NAME,
     FORMAT_VERSION,
+    CandidateArrays,
+    Predictions,
+    candidate_order,
+    concat_arrays,
+    detection_records,
+    empty_arrays,
+    in_memory,
+    make_layout,
+    part_name,
+    read_detection_part,
     read_predictions,
-    write_candidates,
+    to_table,
+    write_detection_part,
+    write_detections_json,
     write_manifest,
+    write_part,
 )
 from cocostat.data import Dataset
 from cocostat.draw import draw_detections
@@ -92,22 +111,25 @@ _PARTIAL = ".partial"
 class PredictResult:
     """What :func:`predict` produced (this rank's share when distributed; the manifest is global).
 
+    Nothing is held in memory beyond a chunk while predicting: :attr:`candidates` and
+    :attr:`detections` are read back from the store (this rank's parts) when first used.
+
     Attributes:
-        candidates: the candidate table, columns :data:`cocostat.candidates.COLUMNS`, canonical order.
-        detections: COCO results dicts (image_id, category_id, bbox xywh in file pixels, score).
+        predictions: the store, a :class:`~cocostat.candidates.Predictions` (the folder, or in memory
+            when nothing was written).
         manifest: the manifest dict (as written to ``manifest.json``).
         out_dir: the predictions folder, or None when nothing was written.
         timings: seconds spent: ``loading`` (waiting for decoded images), ``inference`` (forward and
             decoding), ``candidates`` (extraction), ``detections`` (threshold, NMS, mapping),
-            ``writing``, ``total``.
-        images: images processed by this call (0 when everything was resumed).
-        resumed_images: images whose results were read back from finished chunks.
+            ``writing``, ``total`` (rank 0: until every rank finished).
+        images: images processed by this call on this rank (0 when everything was resumed).
+        resumed_images: images of this rank whose results were already stored.
         drawn: paths of the images written by ``draw``.
         image_ids: COCO ids of this rank's images.
+        images_all_ranks: images processed by this call on all ranks together.
     """
 
-    candidates: pd.DataFrame
-    detections: list[dict]
+    predictions: Predictions
     manifest: dict
     out_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -117,9 +139,29 @@ class PredictResult:
     world_size: int = 1
     drawn: tuple[Path, ...] = ()
     image_ids: tuple[int, ...] = ()
+    images_all_ranks: int | None = None
+
+    @functools.cached_property
+    def candidates(self) -> pd.DataFrame:
+        """This rank's candidate table, one row per candidate (:data:`~cocostat.candidates.COLUMNS`),
+        canonical order. Built from the store when first used; holds everything in memory."""
+        rank = self.rank if self.world_size > 1 and self.out_dir is not None else None
+        blocks = list(self.predictions.iter_chunks(None, rank=rank))
+        if not blocks or not sum(len(b) for b in blocks):
+            return _empty_candidates()
+        return candidate_order(to_table(concat_arrays(blocks)))
+
+    @functools.cached_property
+    def detections(self) -> list[dict]:
+        """This rank's detections as COCO results dicts (image_id, category_id, bbox xywh in file
+        pixels, score), in store order. Built from the store when first used."""
+        rank = self.rank if self.world_size > 1 and self.out_dir is not None else None
+        parts = list(self.predictions.iter_detections(rank=rank))
+        return [d for p in parts for d in detection_records(p)]
 
     def to_dict(self) -> dict:
         total = self.timings.get("total", 0.0)
+        done = self.images if self.images_all_ranks is None else self.images_all_ranks
         return {
             "out_dir": str(self.out_dir) if self.out_dir else None,
             "dataset": self.manifest.get("dataset", {}).get("name"),
@@ -131,26 +173,28 @@ class PredictResult:
             "detections": self.manifest.get("detections", {}).get("count"),
             "candidate_rows": self.manifest.get("candidate_rows"),
             "candidates_per_annotation": self.manifest.get("candidates_per_annotation"),
-            "images_processed": self.images,
-            "images_resumed": self.resumed_images,
+            "images_processed": done,
+            "images_resumed": (self.manifest.get("images") or 0) - done if self.world_size > 1
+            else self.resumed_images,
             "images_skipped": len(self.manifest.get("skipped_images") or ()),
             "world_size": self.world_size,
             "seconds": round(total, 3),
-            "images_per_second": round(self.images / total, 2) if total > 0 and self.images else None,
+            "images_per_second": round(done / total, 2) if total > 0 and done else None,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "drawn": [str(p) for p in self.drawn],
         }
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per image of this rank: image_id, annotations (candidate rows / N), detections (after NMS)."""
-        n = self.manifest.get("candidates_per_annotation") or 1
-        det_img = pd.Series([d["image_id"] for d in self.detections], dtype="int64")
-        ann = self.candidates.groupby("image_id").size() // n if len(self.candidates) else pd.Series(dtype="int64")
-        ids = np.union1d(np.asarray(self.image_ids, np.int64),
-                         np.union1d(ann.index.to_numpy(np.int64), det_img.unique()))
+        """One row per image of this rank: image_id, annotations, detections (after NMS)."""
+        rank = self.rank if self.world_size > 1 and self.out_dir is not None else None
+        ann_img = [b.image_id for b in self.predictions.iter_chunks(None, rank=rank)]
+        det_img = [p["image_id"] for p in self.predictions.iter_detections(rank=rank)]
+        ann_img = np.concatenate(ann_img) if ann_img else np.zeros(0, np.int64)
+        det_img = np.concatenate(det_img) if det_img else np.zeros(0, np.int64)
+        ids = np.union1d(np.asarray(self.image_ids, np.int64), np.union1d(ann_img, det_img))
         frame = pd.DataFrame({"image_id": ids})
-        frame["annotations"] = ann.reindex(ids, fill_value=0).to_numpy()
-        frame["detections"] = det_img.value_counts().reindex(ids, fill_value=0).to_numpy()
+        frame["annotations"] = np.bincount(np.searchsorted(ids, ann_img), minlength=ids.size)
+        frame["detections"] = np.bincount(np.searchsorted(ids, det_img), minlength=ids.size)
         return frame
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
@@ -160,7 +204,7 @@ class PredictResult:
                 ("annotations", d["annotations"]), ("detections (after NMS)", d["detections"]),
                 ("candidate rows", d["candidate_rows"]),
                 ("candidates per annotation", d["candidates_per_annotation"]),
-                ("images processed / resumed", f"{self.images} / {self.resumed_images}"),
+                ("images processed / resumed", f"{d['images_processed']} / {d['images_resumed']}"),
                 ("images skipped (unreadable)", d["images_skipped"]),
                 ("processes", self.world_size), ("seconds", d["seconds"]),
                 ("images per second", d["images_per_second"])]
@@ -620,8 +664,10 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
                        "score": "objectness * class probability", "nms": "greedy, per image and class"},
         "settings": settings,
     }
+    layout = make_layout(model.cfg.anchors, [lv.mask for lv in model.levels], strides, size, neighborhood)
+    manifest["layout"] = layout.to_dict()
     out = Path(out_dir) if out_dir is not None else None
-    suffix = "" if world == 1 else f"-rank{rank}"
+    mine = tuple(dataset.image_id[rank::world].tolist())
     # this rank's images; a missing file is an error before anything is written (unless skipped)
     positions = np.arange(dataset.num_images)[rank::world]
     paths = [str(dataset.image_dir / str(f)) if dataset.image_dir else "" for f in dataset.file_name]
@@ -633,16 +679,9 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
         if resume and (out / "manifest.json").is_file():
             done = read_predictions(out)
             _check_same(done.manifest.get("settings", {}), settings, out)
-            cand = done.candidates
-            dets = done.detections()
-            if world > 1:
-                mine = set(np.asarray(dataset.image_id)[rank::world].tolist())
-                cand = cand[cand["image_id"].isin(mine)].reset_index(drop=True)
-                dets = [dd for dd in dets if dd["image_id"] in mine]
-            drawn = _maybe_draw(dataset, dets, out, draw, rank)
-            return PredictResult(cand, dets, done.manifest, out, {"total": time.perf_counter() - t_start}, 0,
-                                 len(dataset.image_id[rank::world]), rank, world, drawn,
-                                 tuple(dataset.image_id[rank::world].tolist()))
+            res = PredictResult(done, done.manifest, out, {"total": time.perf_counter() - t_start}, 0,
+                                len(mine), rank, world, (), mine, 0)
+            return dataclasses.replace(res, drawn=_maybe_draw(dataset, res, out, draw, rank))
         if resume and (partial / "run.json").is_file():
             _check_same(json.loads((partial / "run.json").read_text()), settings, out)
         elif resume:
@@ -650,19 +689,18 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
                           CocostatWarning, stacklevel=2)
             resume = False
         if not resume and rank == 0:
-            (out / "manifest.json").unlink(missing_ok=True)
-            for f in [*out.glob("candidates*.parquet"), *out.glob("detections*.json")]:
-                f.unlink()
-            shutil.rmtree(partial, ignore_errors=True)
+            _clear_folder(out)
             partial.mkdir(parents=True)
             write_text(partial / "run.json", json.dumps(settings, indent=2) + "\n")
         _barrier(world)
 
+    # ---- this rank's images, in chunks --------------------------------------------------------------
     chunks = [positions[k:k + chunk_images] for k in range(0, len(positions), chunk_images)]
-    chunk_files = [(out / _PARTIAL / f"rank{rank}-of{world}-chunk{c:06d}") if out is not None else None
-                   for c in range(len(chunks))]
+    # a chunk's two parts: candidates first, then detections, whose file marks the chunk finished
+    chunk_files = [(out / CANDIDATES_DIR / part_name(rank, c), out / DETECTIONS_DIR / part_name(rank, c))
+                   if out is not None else None for c in range(len(chunks))]
     done_chunks = {c for c, f in enumerate(chunk_files)
-                   if resume and f is not None and f.with_suffix(".json").is_file()}
+                   if resume and f is not None and f[0].is_file() and f[1].is_file()}
     todo = [c for c in range(len(chunks)) if c not in done_chunks]
 
     runner = model.fuse().to(device)
@@ -681,10 +719,11 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
     loader = torch.utils.data.DataLoader(files, batch_sampler=batches, num_workers=workers if batches else 0,
                                          collate_fn=_collate, pin_memory=device.type == "cuda")
     chunk_of = {int(p): c for c in todo for p in chunks[c]}
-    results: dict[int, tuple[pd.DataFrame, list[dict]]] = {}
+    kept: dict[int, tuple[CandidateArrays, dict]] = {}  # in memory only when nothing is written
     pending: dict[int, list] = {c: [] for c in todo}
     skipped: dict[int, list[dict]] = {c: [] for c in range(len(chunks))}
     left = {c: len(chunks[c]) for c in todo}
+    counts = np.zeros(3, np.int64)  # this rank's objects, detections, chunks stored
     n_done = 0
     with _progress_bar(progress and rank == 0, len(positions), sum(len(chunks[c]) for c in done_chunks)) as bar:
         t0 = time.perf_counter()
@@ -698,7 +737,10 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
             if not len(idx_np):  # every image of the batch was bad
                 left[c] -= len(errors)
                 if left[c] == 0:
-                    results[c] = _finish_chunk(pending.pop(c), chunk_files[c], skipped[c])
+                    arrays, dets = _finish_chunk(pending.pop(c), layout, chunk_files[c], skipped[c])
+                    counts += (len(arrays), len(dets["score"]), 1)
+                    if out is None:
+                        kept[c] = (arrays, dets)
                 bar(len(errors))
                 t0 = time.perf_counter()
                 continue
@@ -706,60 +748,80 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
                                   | (wh[:, 1].numpy() != dataset.height[idx_np])).sum())
             batch_out, t_parts = _run_batch(runner, imgs, idx_np, wh.numpy(), dataset, boxes_xyxy, letterbox,
                                             slots, size, conf, nms_iou, max_det, neighborhood, half, device, sync,
-                                            cat_ids)
+                                            cat_ids, layout)
             for k, v in t_parts.items():
                 timings[k] += v
             pending[c].append(batch_out)
             left[c] -= len(idx_np) + len(errors)
             if left[c] == 0:
                 tw = time.perf_counter()
-                results[c] = _finish_chunk(pending.pop(c), chunk_files[c], skipped[c])
+                arrays, dets = _finish_chunk(pending.pop(c), layout, chunk_files[c], skipped[c])
+                counts += (len(arrays), len(dets["score"]), 1)
+                if out is None:
+                    kept[c] = (arrays, dets)
                 timings["writing"] += time.perf_counter() - tw
             n_done += len(idx_np)
             bar(len(idx_np) + len(errors))
             t0 = time.perf_counter()
 
     tw = time.perf_counter()
-    for c in sorted(done_chunks):
-        results[c] = (pd.read_parquet(chunk_files[c].with_suffix(".parquet")),
-                      json.loads(chunk_files[c].with_suffix(".json").read_text()))
-        skipped_file = chunk_files[c].with_suffix(".skipped.json")
-        skipped[c] = json.loads(skipped_file.read_text()) if skipped_file.is_file() else []
-    frames = [results[c][0] for c in range(len(chunks))]
-    candidates = pd.concat(frames, ignore_index=True) if frames else _empty_candidates()
-    candidates = candidates.astype(COLUMNS)[list(COLUMNS)]
-    detections = [d for c in range(len(chunks)) for d in results[c][1]]
     if size_mismatch:
         warnings.warn(f"{size_mismatch} image file(s) differ in size from the width/height of {dataset.name}; "
                       f"their annotations were scaled by file size / declared size", CocostatWarning, stacklevel=2)
-
+    for c in sorted(done_chunks):  # chunks stored by an earlier run: their counts from the parquet footers
+        counts += (_parquet_rows(chunk_files[c][0]), _parquet_rows(chunk_files[c][1]), 1)
+        skipped_file = _skipped_file(chunk_files[c])
+        skipped[c] = json.loads(skipped_file.read_text()) if skipped_file.is_file() else []
     bad_images = _all_gather_lists([d for c in range(len(chunks)) for d in skipped[c]], world)
     if bad_images:
         warnings.warn(f"{len(bad_images)} image(s) of {dataset.name} could not be read and were skipped (e.g. "
                       f"{bad_images[0]['file']}: {bad_images[0]['error']}); the manifest lists them",
                       CocostatWarning, stacklevel=2)
     manifest["skipped_images"] = bad_images
-    totals = _all_sum([len(detections), len(candidates)], world, device)
-    manifest["detections"]["count"] = totals[0]
-    manifest["candidate_rows"] = totals[1]
+    n_objects, n_dets, n_parts, n_done_all = _all_sum([*counts.tolist(), n_done], world, device)
+    manifest["detections"]["count"] = n_dets
+    manifest["candidate_rows"] = n_objects * layout.size
+    manifest["parts"] = n_parts
     manifest["world_size"] = world
     manifest["device"] = str(device)
     manifest["half"] = bool(half)
-    drawn: tuple[Path, ...] = ()
     if out is not None:
-        write_candidates(candidates, out / f"candidates{suffix}.parquet")
-        write_text(out / f"detections{suffix}.json", json.dumps(detections) + "\n")
         _barrier(world)
-        if rank == 0:
+        if rank == 0:  # every rank's parts are final: join the detections into one JSON, then the manifest
+            for sub in (CANDIDATES_DIR, DETECTIONS_DIR):
+                (out / sub).mkdir(exist_ok=True)
+            det_parts = sorted((out / DETECTIONS_DIR).glob("rank*-chunk*.parquet"))
+            write_detections_json((read_detection_part(f) for f in det_parts), out / DETECTIONS_JSON)
             write_manifest(manifest, out)
             shutil.rmtree(out / _PARTIAL, ignore_errors=True)
         _barrier(world)
-        drawn = _maybe_draw(dataset, detections, out, draw, rank)
+        store = read_predictions(out)
+    else:
+        store = in_memory(manifest, [kept[c][0] for c in sorted(kept)], [kept[c][1] for c in sorted(kept)])
     timings["writing"] += time.perf_counter() - tw
     timings["total"] = time.perf_counter() - t_start
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **manifest}
-    return PredictResult(candidates, detections, manifest, out, timings, n_done, len(positions) - n_done, rank,
-                         world, drawn, tuple(dataset.image_id[positions].tolist()))
+    res = PredictResult(store, manifest, out, timings, n_done, len(positions) - n_done, rank, world, (), mine,
+                        n_done_all)
+    if out is not None and draw:
+        res = dataclasses.replace(res, drawn=_maybe_draw(dataset, res, out, draw, rank))
+    return res
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _clear_folder(out: Path) -> None:
+    """Remove every output of an earlier run in ``out`` (either format version), before a fresh one."""
+    (out / "manifest.json").unlink(missing_ok=True)
+    (out / DETECTIONS_JSON).unlink(missing_ok=True)
+    for f in [*out.glob("candidates*.parquet"), *out.glob("detections*.json")]:
+        f.unlink()
+    for sub in (CANDIDATES_DIR, DETECTIONS_DIR, _PARTIAL):
+        shutil.rmtree(out / sub, ignore_errors=True)
 
 
 def default_workers(device: torch.device) -> int:
@@ -812,8 +874,12 @@ class _progress_bar:
 
 
 def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: Letterbox, slots: _Slots, size, conf,
-               nms_iou, max_det, neighborhood, half, device, sync, cat_ids):
-    """Inference, candidate extraction and detections for one batch; numpy/pandas results on the CPU."""
+               nms_iou, max_det, neighborhood, half, device, sync, cat_ids, layout):
+    """Inference, candidate extraction and detections for one batch.
+
+    Returns ((dense candidate arrays of the batch's annotations, detection columns), stage seconds),
+    numpy on the CPU.
+    """
     t = {}
     t0 = time.perf_counter()
     x = imgs.to(device, non_blocking=True).permute(0, 3, 1, 2)  # (B, 3, S, S) uint8, channels-last memory
@@ -837,11 +903,19 @@ def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: L
         cols = gather_candidates(flat, slots, torch.from_numpy(gt).to(device), torch.from_numpy(bidx).to(device),
                                  torch.from_numpy(dataset.class_idx[ann]).to(device), neighborhood)
         cols = {k: v.cpu().numpy() for k, v in cols.items()}
-        n = slots.level.shape[0] * (2 * neighborhood + 1) ** 2
-        base = {"ann_id": dataset.ann_id[ann], "image_id": dataset.image_id[idx][bidx],
-                "class_idx": dataset.class_idx[ann], "iscrowd": dataset.iscrowd[ann],
-                "gt_x1": gt[:, 0], "gt_y1": gt[:, 1], "gt_x2": gt[:, 2], "gt_y2": gt[:, 3]}
-        frame = pd.DataFrame({**{k: np.repeat(v, n) for k, v in base.items()}, **cols})
+        g, n = ann.shape[0], layout.size
+
+        def gn(name):  # (G * N,) -> (G, N)
+            return cols[name].reshape(g, n)
+
+        arrays = CandidateArrays(
+            ann_id=dataset.ann_id[ann].astype(np.int64), image_id=dataset.image_id[idx][bidx].astype(np.int64),
+            class_idx=dataset.class_idx[ann].astype(np.int64), iscrowd=dataset.iscrowd[ann].astype(bool), gt=gt,
+            level=layout.level, anchor=layout.anchor, dx=layout.dx, dy=layout.dy, anchor_wh=layout.anchor_wh,
+            stride=layout.stride, gx=gn("gx"), gy=gn("gy"), valid=gn("valid"),
+            pred=np.stack([gn(c) for c in ("px1", "py1", "px2", "py2")], axis=-1),
+            obj=gn("obj"), cls_prob=gn("cls_prob"), max_cls_prob=gn("max_cls_prob"),
+            max_cls_idx=gn("max_cls_idx").astype(np.int16))
         sync()
         t2 = time.perf_counter()
         t["candidates"] = t2 - t1
@@ -854,11 +928,11 @@ def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: L
     keep = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
     b, cls, box, score = b[keep], cls[keep], box[keep], score[keep]
     xywh = np.round(np.concatenate([box[:, :2], box[:, 2:] - box[:, :2]], 1), 3)
-    det = [{"image_id": i, "category_id": c, "bbox": bb, "score": s}
-           for i, c, bb, s in zip(dataset.image_id[idx][b].tolist(), cat_ids[cls].tolist(), xywh.tolist(),
-                                  np.round(score.astype(np.float64), 5).tolist())]
+    det = {"image_id": dataset.image_id[idx][b].astype(np.int64), "category_id": cat_ids[cls].astype(np.int64),
+           "x": xywh[:, 0], "y": xywh[:, 1], "w": xywh[:, 2], "h": xywh[:, 3],
+           "score": np.round(score.astype(np.float64), 5)}
     t["detections"] = time.perf_counter() - t2
-    return (frame, det), t
+    return (arrays, det), t
 
 
 def _detect(flat: Tensor, conf: float, nms_iou: float, max_det: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -888,25 +962,35 @@ def _detect(flat: Tensor, conf: float, nms_iou: float, max_det: int) -> tuple[Te
     return img[keep], cls[keep], box[keep], score[keep]
 
 
-def _finish_chunk(parts: list, file: Path | None, skipped: list[dict] = ()) -> tuple[pd.DataFrame, list[dict]]:
-    frames = [p[0] for p in parts]
-    frame = pd.concat(frames, ignore_index=True) if frames else _empty_candidates()
-    frame = frame.astype(COLUMNS)[list(COLUMNS)]
-    dets = [d for p in parts for d in p[1]]
-    if file is not None and skipped:  # the images --skip-bad-images left out of this chunk
-        write_text(file.with_suffix(".skipped.json"), json.dumps(list(skipped)))
-    if file is not None:  # parquet first; the .json marks the chunk as finished
-        with atomic_path(file.with_suffix(".parquet")) as tmp:
-            frame.to_parquet(tmp, index=False)
-        write_text(file.with_suffix(".json"), json.dumps(dets))
-    return frame, dets
+def _skipped_file(files: tuple[Path, Path]) -> Path:
+    """Where a chunk's list of images skipped by --skip-bad-images waits until the manifest holds it."""
+    return files[0].parent.parent / _PARTIAL / files[0].name.replace(".parquet", ".skipped.json")
+
+
+def _finish_chunk(parts: list, layout, files: tuple[Path, Path] | None,
+                  skipped: list[dict] = ()) -> tuple[CandidateArrays, dict]:
+    """Join a chunk's batches; with ``files``, write its skipped-image list (if any), its candidate part,
+    then its detection part (which marks the chunk finished)."""
+    blocks = [p[0] for p in parts]
+    arrays = concat_arrays(blocks) if blocks else empty_arrays(layout)
+    dets = ({k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]} if parts
+            else {c: np.zeros(0, t) for c, t in DETECTION_COLUMNS.items()})
+    if files is not None:
+        if skipped:
+            write_text(_skipped_file(files), json.dumps(list(skipped)))
+        write_part(arrays, layout, files[0])
+        write_detection_part(dets, files[1])
+    return arrays, dets
 
 
 # --------------------------------------------------------------------------------------------------
 # Drawing
 # --------------------------------------------------------------------------------------------------
-def _maybe_draw(dataset: Dataset, detections: list[dict], out: Path, k: int, rank: int) -> tuple[Path, ...]:
+def _maybe_draw(dataset: Dataset, res: PredictResult, out: Path, k: int, rank: int) -> tuple[Path, ...]:
+    """Draw rank 0's first ``k`` images; only their detections are turned into dicts."""
     if not k or rank != 0:
         return ()
     ids = dataset.image_id[:: max(1, _dist_info()[1])][:k]
+    detections = [d for cols in res.predictions.iter_detections(rank=0 if res.world_size > 1 else None)
+                  for d in detection_records({c: v[np.isin(cols["image_id"], ids)] for c, v in cols.items()})]
     return tuple(draw_detections(dataset, detections, ids, out / "draw", min_score=DRAW_SCORE))

@@ -479,13 +479,25 @@ class _Inputs:
     progress: bool
     pred_dir: Path | None
     pred: object | None
-    detections: list | None
+    detections: int | None  # how many the predictions hold
 
 
-def _read_detections(pred) -> list:
-    """The detections of a predictions folder; a file that is not valid JSON is a DatasetFormatError."""
+def _read_detections(pred) -> int:
+    """How many detections a predictions folder holds, checking its detection files can be read: version 2
+    reads each part's parquet footer (not the detections); version 1 parses its JSON. A broken file is a
+    DatasetFormatError."""
+    if pred.version >= 2:
+        import pyarrow.parquet as pq
+
+        total = 0
+        for f in pred.detection_files:
+            try:
+                total += pq.ParquetFile(f).metadata.num_rows
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
+                raise DatasetFormatError(f"{f}: cannot read the detection part: {exc}") from None
+        return total
     try:
-        return pred.detections()
+        return len(pred.detections())
     except ValueError as exc:  # json.JSONDecodeError: a truncated or garbled detections file
         files = ", ".join(str(f) for f in pred.detection_files)
         raise DatasetFormatError(f"{pred.folder}: a detections file ({files}) is not valid JSON: {exc}") from None
@@ -592,21 +604,25 @@ def _mismatch_section(inp: _Inputs, run: _Runner) -> None:
 
 
 def _eval_section(inp: _Inputs, run: _Runner) -> None:
-    """COCO eval of the predictions' detections file; the parts of a distributed run are joined into
-    OUT/detections.json first (``cocostat eval`` takes one file)."""
+    """COCO eval of the predictions' detections: format 2 reads the columnar parts (the command shown
+    names the folder's detections.json, which holds the same detections); the parts of a format-1
+    distributed run are joined into OUT/detections.json first (``cocostat eval`` takes one file)."""
     from cocostat.evaluate import evaluate
 
     files = inp.pred.detection_files
-    if len(files) == 1:
+    source = None
+    if inp.pred.version >= 2:
+        det_file, real_file, source = inp.pred_dir / "detections.json", inp.pred.folder / "detections.json", inp.pred
+    elif len(files) == 1:
         det_file, real_file = inp.pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
     else:
         import json
 
         det_file = inp.out / "detections.json"
-        real_file = write_text(run.stage.real(det_file), json.dumps(inp.detections) + "\n")
+        real_file = write_text(run.stage.real(det_file), json.dumps(inp.pred.detections()) + "\n")
 
     def work(kw):
-        rep = evaluate(inp.dataset, kw["detections"])
+        rep = evaluate(inp.dataset, source if source is not None else kw["detections"])
         return rep, [plot_eval_summary(rep, run.stage.real(inp.plots / "eval_summary.png")),
                      plot_eval_classes(rep, run.stage.real(inp.plots / "eval_ap50_per_class.png"))]
 
@@ -753,7 +769,7 @@ def _write_pages(inp: _Inputs, run: _Runner, report_call: Call, compact_plots: b
     files = [md_path, html_path, *plots]
     if inp.model is not None:
         files += sorted(inp.pred_dir / p.name for p in stage.real(inp.pred_dir).iterdir() if p.is_file())
-    if inp.pred is not None and len(inp.pred.detection_files) > 1:
+    if inp.pred is not None and inp.pred.version == 1 and len(inp.pred.detection_files) > 1:
         files.append(out / "detections.json")
     return dataclasses.replace(res, files=tuple(files))
 

@@ -23,8 +23,7 @@ from cocostat.boxes import IOU_KINDS
 from cocostat.candidates import (
     COLUMNS,
     candidate_order,
-    write_candidates,
-    write_manifest,
+    write_store,
 )
 from cocostat.data import from_dict, load_dataset
 from cocostat.errors import CocostatWarning, OptionError
@@ -359,8 +358,7 @@ def test_random_tiny_layout_two_cells_and_folder(tmp_path):
     tiny = [(10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)]
     frame, manifest = synthetic_candidates(80, anchors=tiny, masks=[[3, 4, 5], [0, 1, 2]], strides=[32, 16],
                                            neighborhood=2, seed=11)
-    write_candidates(frame, tmp_path / "candidates.parquet")
-    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, tmp_path)
+    write_store(tmp_path, frame, manifest)
     ds = from_dict(synthetic_dataset(frame), name="synthetic")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)

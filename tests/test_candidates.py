@@ -8,13 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.bench_audit import synthetic_candidates
 from cocostat.candidates import (
     COLUMNS,
     candidate_order,
+    concat_arrays,
+    convert_v1,
+    iter_chunks,
     read_predictions,
     to_arrays,
     write_candidates,
     write_manifest,
+    write_store,
 )
 from cocostat.errors import DatasetFormatError
 
@@ -59,10 +64,11 @@ def test_parts_round_trip(tmp_path):
     first = frame.image_id == 0  # ranks split by image, never inside an annotation
     write_candidates(frame[first], tmp_path / "candidates-rank0.parquet")
     write_candidates(frame[~first], tmp_path / "candidates-rank1.parquet")
-    write_manifest({"size": 416}, tmp_path)
+    write_manifest({"size": 416}, tmp_path, version=1)  # a version-1 folder still reads
     (tmp_path / "detections-rank0.json").write_text(json.dumps([{"image_id": 1}]))
     (tmp_path / "detections-rank1.json").write_text(json.dumps([{"image_id": 2}]))
     pred = read_predictions(tmp_path)
+    assert pred.version == 1
     assert pred.manifest["format"] == "cocostat-predictions" and pred.manifest["size"] == 416
     assert pred.candidates_per_object == 18 and len(pred.candidates) == 4 * 18
     pd.testing.assert_frame_equal(pred.candidates, candidate_order(frame.astype(COLUMNS)))
@@ -78,7 +84,13 @@ def test_bad_folders(tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
     with pytest.raises(DatasetFormatError, match="expected format 'cocostat-predictions'"):
         read_predictions(tmp_path)
+    write_manifest({}, tmp_path, version=3)
+    with pytest.raises(DatasetFormatError, match=r"format version 3, this cocostat reads versions 1, 2; upgrade"):
+        read_predictions(tmp_path)
     write_manifest({}, tmp_path)
+    with pytest.raises(DatasetFormatError, match="no candidates/ folder"):
+        read_predictions(tmp_path)
+    write_manifest({}, tmp_path, version=1)
     with pytest.raises(DatasetFormatError, match="no candidates"):
         read_predictions(tmp_path)
     table().drop(columns=["obj"]).to_parquet(tmp_path / "candidates.parquet")
@@ -98,3 +110,64 @@ def test_candidate_order_sorts_only_when_needed():
     swapped.loc[[0, 1], "dx"] = swapped.loc[[1, 0], "dx"].to_numpy()
     assert candidate_order(swapped)["dx"].tolist()[:2] == [-1, 0]
     pd.testing.assert_frame_equal(candidate_order(expected), expected)
+
+
+def _synthetic(objects=300, seed=1):
+    frame, manifest = synthetic_candidates(objects, per_image=5, seed=seed, crowd=0.05)
+    return frame, manifest
+
+
+def test_v2_store_round_trip_and_layout_once(tmp_path):
+    frame, manifest = _synthetic()
+    dets = [{"image_id": 1, "category_id": 3, "bbox": [1.5, 2.0, 3.25, 4.0], "score": 0.5},
+            {"image_id": 2, "category_id": 1, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.125}]
+    pred = write_store(tmp_path, frame, manifest, dets, max_objects=64)
+    assert pred.version == 2 and len(pred.parts) > 2 and pred.num_objects == 300
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["version"] == 2 and len(m["layout"]["anchor"]) == 81 and m["parts"] == len(pred.parts)
+    # the candidate values come back bit for bit, gx/gy rebuilt from the centre cells
+    pd.testing.assert_frame_equal(pred.candidates, candidate_order(frame.astype(COLUMNS)))
+    assert pred.detections() == dets
+    assert json.loads((tmp_path / "detections.json").read_text()) == dets
+    # one row per object: ids, class and box are stored once, not once per candidate
+    import pyarrow.parquet as pq
+
+    part = pq.read_table(pred.parts[0])
+    assert part.num_rows == len(to_arrays(candidate_order(frame)).select(
+        np.flatnonzero(np.isin(to_arrays(candidate_order(frame)).image_id, part.column("image_id").to_numpy()))))
+
+
+def test_chunks_hold_whole_images_and_join_to_the_table(tmp_path):
+    frame, manifest = _synthetic(500, seed=2)
+    pred = write_store(tmp_path, frame, manifest, max_objects=37)
+    whole = to_arrays(candidate_order(frame))
+    for size in (1, 50, 120, None):
+        blocks = list(iter_chunks(tmp_path, size))
+        images = [set(b.image_id.tolist()) for b in blocks]
+        assert all(not (a & b) for i, a in enumerate(images) for b in images[i + 1:])  # no image split
+        if size is not None and size > 1:
+            assert all(len(b) >= size for b in blocks[:-1])
+        joined = concat_arrays(blocks)
+        for f in ("ann_id", "gt", "valid", "gx", "gy", "max_cls_idx"):
+            np.testing.assert_array_equal(getattr(joined, f), getattr(whole, f))
+        np.testing.assert_array_equal(joined.pred, whole.pred)  # NaN in the same places
+    assert pred.num_objects == len(whole)
+
+
+def test_convert_v1_folder(tmp_path):
+    frame, manifest = _synthetic(200, seed=3)
+    v1 = tmp_path / "v1"
+    write_candidates(frame, v1 / "candidates.parquet")
+    write_manifest(manifest, v1, version=1)
+    dets = [{"image_id": 4, "category_id": 2, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.75}]
+    (v1 / "detections.json").write_text(json.dumps(dets))
+    before = read_predictions(v1)
+    out = convert_v1(v1, tmp_path / "v2", max_objects=50)
+    after = read_predictions(out)
+    assert after.version == 2 and before.version == 1
+    pd.testing.assert_frame_equal(after.candidates, before.candidates)
+    assert after.detections() == before.detections() == dets
+    convert_v1(v1)  # in place: the v1 table is replaced by parts
+    assert read_predictions(v1).version == 2 and not (v1 / "candidates.parquet").exists()
+    with pytest.raises(DatasetFormatError, match="already format version 2"):
+        convert_v1(v1)

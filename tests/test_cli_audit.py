@@ -11,7 +11,7 @@ from test_assign import ASSIGNERS  # yolov3, darknet, yolov5 (test_assigners.py 
 
 from benchmarks.bench_audit import synthetic_candidates, synthetic_dataset
 from cocostat.boxes import IOU_KINDS
-from cocostat.candidates import write_candidates, write_manifest
+from cocostat.candidates import write_store
 from cocostat.cli import main
 
 PREDICTION_KEYS = ("feature_maps_unmatched_better", "objects_unmatched_beats_worst_matched",
@@ -29,8 +29,7 @@ def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("audit-cli")
     frame, manifest = synthetic_candidates(150, per_image=5, neighborhood=1, crowd=0.03, seed=21)
     preds = root / "preds"
-    write_candidates(frame, preds / "candidates.parquet")
-    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds)
+    write_store(preds, frame, manifest)
     ann = root / "instances_synth.json"
     ann.write_text(json.dumps(synthetic_dataset(frame)))
     return ann, preds

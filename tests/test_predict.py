@@ -290,8 +290,12 @@ def test_detections_match_a_brute_force_pipeline(synth, tiny_model):
 def test_folder_is_readable_and_complete(synth, tiny_model, tmp_path):
     out = tmp_path / "pred"
     res = _run(synth, tiny_model, out_dir=out)
-    assert sorted(p.name for p in out.iterdir()) == ["candidates.parquet", "detections.json", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["candidates", "detections", "detections.json", "manifest.json"]
+    assert [p.name for p in (out / "candidates").iterdir()] == ["rank000-chunk000000.parquet"]
     pred = read_predictions(out)
+    assert pred.version == 2 and pred.num_objects == synth.num_annotations
+    # the streamed COCO results JSON holds the same detections as the columnar parts
+    assert json.loads((out / "detections.json").read_text()) == res.detections
     pd.testing.assert_frame_equal(pred.candidates, res.candidates)
     assert pred.detections() == res.detections
     m = pred.manifest
@@ -334,12 +338,17 @@ def test_resume_skips_finished_chunks(synth, tiny_model, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _run(synth, tiny_model, out_dir=out, batch_size=1)
     assert not (out / "manifest.json").exists()
-    assert sorted(p.name for p in (out / ".partial").iterdir()) == [
-        "rank0-of1-chunk000000.json", "rank0-of1-chunk000000.parquet", "run.json"]
+    assert [p.name for p in (out / ".partial").iterdir()] == ["run.json"]
+    # the finished chunk is already a final part of the store; nothing is concatenated later
+    assert [p.name for p in (out / "candidates").iterdir()] == ["rank000-chunk000000.parquet"]
+    assert [p.name for p in (out / "detections").iterdir()] == ["rank000-chunk000000.parquet"]
+    first_part = (out / "candidates" / "rank000-chunk000000.parquet").stat()
     calls.clear()
     monkeypatch.setattr(P, "_run_batch", lambda *a, **k: (calls.append(len(a[2])), real(*a, **k))[1])
     res = _run(synth, tiny_model, out_dir=out, batch_size=1, resume=True)
     assert sum(calls) == 3 and res.images == 3 and res.resumed_images == 2  # chunk 0 (2 images) was kept
+    assert (out / "candidates" / "rank000-chunk000000.parquet").stat().st_mtime_ns == first_part.st_mtime_ns
+    assert len(list((out / "candidates").iterdir())) == 3
     pd.testing.assert_frame_equal(read_predictions(out).candidates, clean.candidates)
     assert read_predictions(out).detections() == clean.detections
     assert not (out / ".partial").exists()
@@ -361,8 +370,8 @@ def test_fresh_run_replaces_old_parts(synth, tiny_model, tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.warns(CocostatWarning, match="nothing to resume"):
         _run(synth, tiny_model, out_dir=out, resume=True)
-    assert sorted(p.name for p in out.iterdir()) == ["candidates.parquet", "detections.json", "manifest.json",
-                                                    "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["candidates", "detections", "detections.json",
+                                                    "manifest.json", "notes.txt"]
 
 
 def test_draw_writes_pngs(synth, tiny_model, tmp_path):
@@ -440,9 +449,13 @@ def test_torchrun_two_processes_match_one(tmp_path, tiny_files):
                          capture_output=True, text=True, env=env, timeout=300, check=False)
     assert two.returncode == 0, two.stderr[-3000:]
     assert json.loads(two.stdout)["world_size"] == 2  # only rank 0 prints
-    names = sorted(p.name for p in (tmp_path / "two").iterdir())
-    assert names == ["candidates-rank0.parquet", "candidates-rank1.parquet", "detections-rank0.json",
-                     "detections-rank1.json", "manifest.json"]
+    summary = json.loads(two.stdout)
+    assert summary["images_processed"] == 5 and summary["images_resumed"] == 0  # every rank's images
+    names = sorted(p.name for p in (tmp_path / "two" / "candidates").iterdir())
+    assert names == ["rank000-chunk000000.parquet", "rank001-chunk000000.parquet"]
+    # one COCO results file for `eval -d`, holding both ranks' detections
+    assert len(json.loads((tmp_path / "two" / "detections.json").read_text())) == len(
+        read_predictions(tmp_path / "two").detections())
     one = subprocess.run([sys.executable, "-m", "cocostat", *common, "-o", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=300, check=False)
     assert one.returncode == 0, one.stderr[-3000:]
@@ -453,7 +466,7 @@ def test_torchrun_two_processes_match_one(tmp_path, tiny_files):
     assert b.manifest["images"] == 5 and b.manifest["world_size"] == 2
     assert b.manifest["candidate_rows"] == len(b.candidates)
     assert b.manifest["detections"]["count"] == len(b.detections())
-    part0 = pd.read_parquet(tmp_path / "two" / "candidates-rank0.parquet")
+    part0 = pd.read_parquet(tmp_path / "two" / "candidates" / "rank000-chunk000000.parquet")
     assert set(part0["image_id"]) <= {10, 12, 14}  # rank 0 takes images 0, 2, 4
 
 

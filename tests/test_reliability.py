@@ -110,7 +110,7 @@ def inputs(tmp_path_factory, real_data):
     frame, manifest = synthetic_candidates(40, per_image=5, neighborhood=1, seed=3)
     preds = root / "preds"
     write_candidates(frame, preds / "candidates.parquet")
-    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds)
+    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds, version=1)
     synth = write_json(root / "instances_synth.json", synthetic_dataset(frame))
     sample_dets = write_json(root / "sample_dets.json", fake_detections(json.loads(sample_path().read_text()), 1))
     tiny_ann = real_data / "coco-tiny" / "annotations" / "instances_val2017.json"
@@ -128,6 +128,7 @@ def inputs(tmp_path_factory, real_data):
         "errors": ["--root", real_data / "coco-tiny", "val2017", "-d", tiny_dets, "--examples", "2"],
         "report": ["--no-progress"],
         "convert": ["--root", root / "data", "mini"],
+        "convert-predictions": [preds],  # with -o always in these tests: the v1 fixture stays as it is
     }
 
 
@@ -175,7 +176,7 @@ def test_truncated_detections_json_is_named(tmp_path):
     frame, manifest = synthetic_candidates(40, per_image=5, neighborhood=1, seed=4)
     preds = tmp_path / "preds"
     write_candidates(frame, preds / "candidates.parquet")
-    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds)
+    write_manifest({k: v for k, v in manifest.items() if k not in ("format", "version")}, preds, version=1)
     synth = synthetic_dataset(frame)
     ann = write_json(tmp_path / "instances_synth.json", synth)
     dets = json.dumps(fake_detections(synth, 5))
@@ -357,14 +358,16 @@ def test_sigint_during_predict_exits_130_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((out / ".partial").glob("*chunk000001.json")):
+    # format 2: a chunk is finished when its detections part is in out/detections/ (written after candidates)
+    while time.time() < deadline and not list((out / "detections").glob("*chunk000001.parquet")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     err_lines = err.decode().strip().splitlines()
     assert proc.returncode == 130, err
     assert err_lines == ["error: interrupted (Ctrl-C); an interrupted predict run continues with --resume"], err
-    done = len(list((out / ".partial").glob("*chunk*.json")))
+    assert (out / ".partial" / "run.json").is_file() and not (out / "manifest.json").exists()  # resumable
+    done = len(list((out / "detections").glob("*chunk*.parquet")))
     assert 2 <= done < 20
     res = subprocess.run([*args, "--resume"], cwd=tmp_path, env=env, capture_output=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -509,6 +512,7 @@ def test_every_written_file_is_named_on_stderr(tmp_path, inputs):
         ("eval", inputs["eval"], ["-o", tmp_path / "e.json"]),
         ("assigners", inputs["assigners"], ["-o", tmp_path / "s.json", "--per-object", tmp_path / "s.parquet",
                                             "--plot", tmp_path / "splots"]),
+        ("convert-predictions", inputs["convert-predictions"], ["-o", tmp_path / "v2"]),
     ]
     for name, args, outs in cases:
         res = run(name, *args, *outs)

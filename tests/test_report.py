@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_predict import TINY_CFG, make_coco
 
+from cocostat.candidates import DETECTION_COLUMNS, write_detection_part
 from cocostat.cli import main
 from cocostat.data import load_coco, load_dataset
 from cocostat.errors import CocostatWarning, OptionError
@@ -291,6 +292,12 @@ def test_predictions_without_detections_skip_eval_and_errors(synth_model, tmp_pa
         ds = load_coco(ann, image_dir=tmp_path / "synth", cache=False)
         first = build_report(ds, out_dir=tmp_path / "a", cfg=cfg, weights=weights, size=64, progress=False)
         assert (tmp_path / "a/plots/eval_summary.png").is_file()
+        # a folder whose run kept no detections: empty detection parts, manifest count 0, empty JSON
+        for part in (first.predictions / "detections").iterdir():
+            write_detection_part({c: [] for c in DETECTION_COLUMNS}, part)
+        manifest = json.loads((first.predictions / "manifest.json").read_text())
+        manifest["detections"]["count"] = 0
+        (first.predictions / "manifest.json").write_text(json.dumps(manifest))
         (first.predictions / "detections.json").write_text("[]\n")
         (tmp_path / "a/plots/mine.png").write_bytes(b"not ours")
         res = build_report(ds, out_dir=tmp_path / "a", predictions=first.predictions)  # the same folder again
@@ -475,13 +482,13 @@ def _siblings(folder):
 def test_truncated_detections_give_one_line_and_leave_nothing(synth_model, tmp_path):
     ann = synth_model[0]
     _, first = _model_report(synth_model, tmp_path, "a")
-    det = first.predictions / "detections.json"
-    det.write_text(det.read_text()[: len(det.read_text()) // 2])  # truncated mid-way
+    det = first.predictions / "detections" / "rank000-chunk000000.parquet"  # what the report reads
+    det.write_bytes(det.read_bytes()[: len(det.read_bytes()) // 2])  # truncated mid-way
     out = tmp_path / "b"
     res = CliRunner().invoke(main, ["report", str(ann), "--images", str(tmp_path / "synth"), "--predictions",
                                     str(first.predictions), "-o", str(out)])
     assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output and str(det) in res.stderr and "not valid JSON" in res.stderr
+    assert "Traceback" not in res.output and str(det) in res.stderr and "cannot read the detection part" in res.stderr
     assert len([ln for ln in res.stderr.splitlines() if ln.startswith("error:")]) == 1
     assert not out.exists() and _siblings(out) == []  # no plots/ with three PNGs in it, no stage
 

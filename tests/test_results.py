@@ -13,7 +13,7 @@ import pytest
 
 import cocostat
 
-HEAVY = ("DataFrame", "ndarray", "Tensor", "Dataset")
+HEAVY = ("DataFrame", "ndarray", "Tensor", "Dataset", "Predictions")  # a Predictions store holds frames
 
 
 def _heavy_dataclasses():

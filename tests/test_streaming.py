@@ -1,0 +1,215 @@
+"""Streamed analyses equal the whole-table computation, on real predictions (yolov3-tiny, coco-tiny val2017).
+
+The reference here is the direct computation on the whole candidate table at once, written in the
+test from the vectorised kernels (``candidate_tensors`` + ``audit_tensors`` / ``mismatch_tensors``
+on every object together, numpy mean/var over all objects), as the commands computed it before
+the store was read in chunks. The streamed run reads the folder in chunks of a few dozen objects,
+so every figure goes through the merging of partial results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cocostat.audit import (
+    anchor_audit,
+    audit_tensors,
+    candidate_tensors,
+    dense_image_index,
+    load_inputs,
+)
+from cocostat.candidates import read_predictions
+from cocostat.data import load_dataset
+from cocostat.diagnose import diagnose
+from cocostat.errors import CocostatWarning
+from cocostat.evaluate import evaluate
+from cocostat.mismatch import Moments, mismatch, mismatch_tensors
+from cocostat.models import load_model
+from cocostat.predict import predict
+
+CHUNK = 37  # objects per streamed chunk: about 25 chunks over coco-tiny's 815 annotations
+
+
+@pytest.fixture(scope="module")
+def real(real_data, tmp_path_factory):
+    ds = load_dataset("val2017", root=real_data / "coco-tiny")
+    models = real_data / "models"
+    out = tmp_path_factory.mktemp("real") / "pred"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CocostatWarning)
+        model = load_model(models / "yolov3-tiny.cfg", models / "yolov3-tiny.weights")
+        predict(ds, model, out_dir=out, progress=False, workers=0)
+    return ds, out
+
+
+def _quiet(fn, *a, **k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CocostatWarning)
+        return fn(*a, **k)
+
+
+def test_the_folder_is_chunked_by_image(real):
+    ds, out = real
+    pred = read_predictions(out)
+    blocks = list(pred.iter_chunks(CHUNK))
+    assert len(blocks) > 10 and sum(len(b) for b in blocks) == ds.num_annotations
+    ids = [set(b.image_id.tolist()) for b in blocks]
+    assert sum(len(s) for s in ids) == len(set().union(*ids))  # an image is in exactly one chunk
+
+
+@pytest.mark.parametrize("iou,assigner", [("giou", "yolov3"), ("iou", "yolov5")])
+def test_streamed_anchor_audit_equals_the_whole_table(real, iou, assigner):
+    ds, out = real
+    rep = _quiet(anchor_audit, ds, out, iou=iou, assigner=assigner, examples=6, chunk_objects=CHUNK)
+    one = _quiet(anchor_audit, ds, out, iou=iou, assigner=assigner, examples=6, chunk_objects=None)
+    # direct: every object at once
+    inp = _quiet(load_inputs, ds, out)
+    ct = candidate_tensors(inp.candidates, inp.grid, iou=iou, assigner=assigner)
+    _, img = dense_image_index(inp.image_id)
+    res = audit_tensors(ct, torch.from_numpy(img), inp.grid.num_levels, inp.grid.num_anchors)
+    matched = ct.assignment.matched.numpy()
+    assert rep.objects == len(inp.ann_id) == 815 - 11 and rep.images == 80
+    assert rep.unmatched_objects == int((matched.sum(1) == 0).sum())
+    assert rep.feature_maps_unmatched_better == res["feature_maps_unmatched_better"]
+    assert rep.objects_unmatched_beats_best_matched == int(res["beats_best"].sum())
+    assert rep.objects_unmatched_beats_worst_matched == int(res["beats_worst"].sum())
+    assert rep.objects_compared == int(((res["n_pos"] > 0) & np.isfinite(res["u_max"])).sum())
+    assert rep.objects_best_from_neighbor == int(res["from_neighbor"].sum())
+    pa = rep.per_anchor
+    assert pa["matched"].tolist() == matched.sum(0).tolist()
+    assert pa["best_when_unmatched"].tolist() == res["best_when_unmatched"].tolist()
+    assert pa["worst_matched"].tolist() == res["worst_matched"].tolist()
+    np.testing.assert_allclose(pa["pred_iou_matched"], res["pred_iou_matched"], rtol=1e-12)
+    np.testing.assert_allclose(pa["pred_iou_all"], res["pred_iou_all"], rtol=1e-12)
+    # top-k examples merged across chunks are the whole table's top-k
+    pd.testing.assert_frame_equal(rep.examples, one.examples)
+    per_image = rep.per_object.groupby("image_id")["unmatched_beats_best"].sum()
+    top = per_image.sort_values(ascending=False, kind="stable").head(6)
+    assert rep.examples["unmatched_beats_best"].tolist() == top.tolist()
+    # per-object rows: the same rows whichever the chunking
+    pd.testing.assert_frame_equal(rep.per_object, one.per_object)
+    np.testing.assert_array_equal(rep.per_object["ann_id"], inp.ann_id)
+
+
+def test_streamed_mismatch_equals_the_whole_table(real, tmp_path):
+    ds, out = real
+    rep = _quiet(mismatch, ds, out, neighborhood=1, examples=5, chunk_objects=CHUNK, plot=tmp_path,
+                 per_object=tmp_path / "mm.parquet")
+    one = _quiet(mismatch, ds, out, neighborhood=1, examples=5, chunk_objects=None)
+    inp = _quiet(load_inputs, ds, out)
+    res = mismatch_tensors(candidate_tensors(inp.candidates, inp.grid), 1)
+    keep = res["candidates"] > 0
+    assert rep.objects == int(keep.sum()) and rep.candidates_per_object == int(res["candidates"].max())
+    assert rep.obj_not_best == int((res["obj_iou"][keep] < res["best_iou"][keep]).sum())
+    assert rep.score_not_best == int((res["score_iou"][keep] < res["best_iou"][keep]).sum())
+    for row in rep.stats.itertuples(index=False):
+        v = res[row.statistic][keep]
+        v = v[np.isfinite(v)]
+        assert row.objects == v.size
+        assert math.isclose(row.mean, v.mean(), rel_tol=1e-12) and math.isclose(row.var, v.var(), rel_tol=1e-9)
+    pos = res["best_iou"][keep] > 0
+    assert math.isclose(rep.obj_iou_share, float((res["obj_iou"][keep][pos] / res["best_iou"][keep][pos]).mean()),
+                        rel_tol=1e-12)
+    pd.testing.assert_frame_equal(rep.examples, one.examples)
+    # one chunk is numpy's own mean and var, bit for bit
+    for row in one.stats.itertuples(index=False):
+        v = res[row.statistic][keep]
+        v = v[np.isfinite(v)]
+        assert row.mean == v.mean() and row.var == v.var()
+    # the per-object table written chunk by chunk is the one held in memory
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "mm.parquet"), one.per_object)
+    assert rep.per_object.empty and {p.rsplit("/", 1)[-1] for p in rep.plots} == {"iou_vs_obj.png",
+                                                                                  "iou_vs_score.png"}
+
+
+def test_moments_merge_is_chans_formula():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3, 2, 1001)
+    merged = Moments()
+    for part in np.array_split(x, [1, 2, 500, 999]):
+        merged.merge(Moments.of(part))
+    assert merged.n == x.size
+    assert math.isclose(merged.mean, x.mean(), rel_tol=1e-13) and math.isclose(merged.var, x.var(), rel_tol=1e-12)
+    assert Moments.of(np.array([np.nan, np.inf])).n == 0 and math.isnan(Moments().var)
+
+
+def test_errors_and_eval_from_the_store_equal_the_json(real):
+    ds, out = real
+    from_folder = _quiet(diagnose, ds, predictions=out)
+    from_json = _quiet(diagnose, ds, out / "detections.json", candidates=read_predictions(out).candidates)
+    pd.testing.assert_frame_equal(from_folder.errors, from_json.errors)
+    pd.testing.assert_frame_equal(from_folder.suppressed, from_json.suppressed)
+    pd.testing.assert_frame_equal(from_folder.hard, from_json.hard)
+    assert from_folder.ap == from_json.ap
+    ev_folder = _quiet(evaluate, ds, out)
+    ev_json = _quiet(evaluate, ds, out / "detections.json")
+    ev_dicts = _quiet(evaluate, ds, json.loads((out / "detections.json").read_text()))
+    assert ev_folder.stats == ev_json.stats == ev_dicts.stats and ev_folder.stats[1] > 0.1
+    pd.testing.assert_frame_equal(ev_folder.table, ev_json.table)
+
+
+_TORCHRUN_SCRIPT = r"""
+import json, sys, warnings
+import torch.distributed as dist
+from cocostat.audit import anchor_audit
+from cocostat.data import load_dataset
+from cocostat.mismatch import mismatch
+
+dist.init_process_group("gloo")
+warnings.simplefilter("ignore")
+ds = load_dataset(sys.argv[1], cache=False)
+a = anchor_audit(ds, sys.argv[2], iou="giou", examples=4, chunk_objects=40, per_object=sys.argv[3])
+m = mismatch(ds, sys.argv[2], neighborhood=1, examples=4, chunk_objects=40)
+if dist.get_rank() == 0:
+    json.dump({"audit": a.to_dict(), "mismatch": m.to_dict()}, open(sys.argv[4], "w"))
+dist.destroy_process_group()
+"""
+
+
+def _close(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_merge_to_the_single_process_figures(tmp_path):
+    """Two gloo ranks, each reducing every other chunk, give the one-process figures."""
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.bench_audit import synthetic_candidates, synthetic_dataset
+    from cocostat.candidates import write_store
+
+    frame, manifest = synthetic_candidates(400, seed=5)
+    write_store(tmp_path / "pred", frame, manifest, max_objects=30)
+    (tmp_path / "ds.json").write_text(json.dumps(synthetic_dataset(frame)))
+    script = tmp_path / "run.py"
+    script.write_text(_TORCHRUN_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script), str(tmp_path / "ds.json"), str(tmp_path / "pred"),
+                          str(tmp_path / "po.parquet"), str(tmp_path / "two.json")],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    two = json.loads((tmp_path / "two.json").read_text())
+    ds = load_dataset(str(tmp_path / "ds.json"), cache=False)
+    one_a = _quiet(anchor_audit, ds, tmp_path / "pred", iou="giou", examples=4, chunk_objects=40)
+    one_m = _quiet(mismatch, ds, tmp_path / "pred", neighborhood=1, examples=4, chunk_objects=40)
+    assert _close(two["audit"], one_a.to_dict()) and _close(two["mismatch"], one_m.to_dict())
+    assert two["audit"]["objects"] == 400
+    # each rank wrote the per-object rows of its own chunks; together they are every object once
+    rows = pd.concat([pd.read_parquet(tmp_path / f"po.rank{r}.parquet") for r in (0, 1)])
+    assert sorted(rows["ann_id"]) == sorted(one_a.per_object["ann_id"])
