@@ -122,10 +122,12 @@ def main(argv=None) -> int:
     lines = [
         "# Benchmark: `cocostat assigners` on a val2017-sized predictions table",
         "",
-        (f"Synthetic predictions of the yolov3 layout: {G:,} annotations ({objects:,} non-crowd objects in "
-         f"{lab.images:,} images) x 81 candidates (9 anchors x 3x3 cells), 416 px input (10,647 slots per image). "
-         f"Device: {device}. Every assigner, every figure (`assigner_lab`), in image-aligned blocks of 4,096 "
-         f"objects. Times are single runs."),
+        (
+            f"Synthetic predictions of the yolov3 layout: {G:,} annotations ({objects:,} non-crowd objects in "
+            f"{lab.images:,} images) x 81 candidates (9 anchors x 3x3 cells), 416 px input (10,647 slots per image). "
+            f"Device: {device}. Every assigner, every figure (`assigner_lab`), in image-aligned blocks of 4,096 "
+            f"objects. Times are single runs."
+        ),
         "",
         "| what | seconds |",
         "|---|---:|",
@@ -136,11 +138,13 @@ def main(argv=None) -> int:
         lines.append(f"| {name} alone (its figures, itself as reference) | {sec:.1f} |")
     lines += [
         "",
-        (f"Brute-force reference loop (tests/test_assigners.py: plain Python over every slot of the whole grid, "
-         f"or over the stored rows) on the first {n_loop} objects (whole images): "
-         f"{sum(loop_t.values()):.1f} s for all 10 assigners, {sum(loop_t.values()) / n_loop:.2f} s per object, "
-         f"so about {loop_total / 3600:.1f} h for the {objects:,} objects: "
-         f"{loop_total / t_lab:,.0f}x the vectorised run."),
+        (
+            f"Brute-force reference loop (tests/test_assigners.py: plain Python over every slot of the whole grid, "
+            f"or over the stored rows) on the first {n_loop} objects (whole images): "
+            f"{sum(loop_t.values()):.1f} s for all 10 assigners, {sum(loop_t.values()) / n_loop:.2f} s per object, "
+            f"so about {loop_total / 3600:.1f} h for the {objects:,} objects: "
+            f"{loop_total / t_lab:,.0f}x the vectorised run."
+        ),
         "",
         "| assigner | loop s / object | positive sets equal to cocostat's |",
         "|---|---:|---|",
@@ -149,8 +153,10 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {loop_t[name] / n_loop:.3f} | {'yes' if agree[name] else 'NO'} |")
     lines += [
         "",
-        (f"Peak memory (VmHWM) of the process: {rss0:.0f} MiB after generating the table, {rss_lab:.0f} MiB after "
-         f"the full run."),
+        (
+            f"Peak memory (VmHWM) of the process: {rss0:.0f} MiB after generating the table, {rss_lab:.0f} MiB after "
+            f"the full run."
+        ),
         "",
         "Figures of the full run (positives per object: mean; objects without a positive):",
         "",
@@ -158,19 +164,27 @@ def main(argv=None) -> int:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in lab.table.itertuples(index=False):
-        lines.append(f"| {r.name} | {r.positives:,} | {r.per_object_mean:.2f} | {r.objects_without_positive:,} | "
-                     f"{r.mean_pred_iou:.3f} | {r.mean_jaccard:.3f} |")
+        lines.append(
+            f"| {r.name} | {r.positives:,} | {r.per_object_mean:.2f} | {r.objects_without_positive:,} | "
+            f"{r.mean_pred_iou:.3f} | {r.mean_jaccard:.3f} |"
+        )
     lines += [
         "",
-        (f"Box-only run without predictions: {box_only.objects:,} objects (the synthetic dataset's boxes "
-         f"letterboxed again, identical as its images are 416 x 416)."),
+        (
+            f"Box-only run without predictions: {box_only.objects:,} objects (the synthetic dataset's boxes "
+            f"letterboxed again, identical as its images are 416 x 416)."
+        ),
         "",
-        (f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
-         f"{os.cpu_count()} CPU(s), torch threads {torch.get_num_threads()}, load average before the run "
-         f"{load[0]:.2f} (other processes share the CPUs when it is high)."),
+        (
+            f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{os.cpu_count()} CPU(s), torch threads {torch.get_num_threads()}, load average before the run "
+            f"{load[0]:.2f} (other processes share the CPUs when it is high)."
+        ),
         "",
-        (f"Command: `python -m benchmarks.bench_assigners --scale {args.scale:g} --loop-objects {args.loop_objects} "
-         f"--device {args.device}" + (f" --threads {args.threads}" if args.threads else "") + "`"),
+        (
+            f"Command: `python -m benchmarks.bench_assigners --scale {args.scale:g} --loop-objects {args.loop_objects} "
+            f"--device {args.device}" + (f" --threads {args.threads}" if args.threads else "") + "`"
+        ),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -37,9 +37,19 @@ YOLOV3_STRIDES = [32, 16, 8]
 VAL2017_OBJECTS = 36_781 - 446  # non-crowd annotations of val2017
 
 
-def synthetic_candidates(objects: int = 1000, *, per_image: float = 7.3, anchors=YOLOV3_ANCHORS,
-                         masks=YOLOV3_MASKS, strides=YOLOV3_STRIDES, size: int = 416, neighborhood: int = 1,
-                         crowd: float = 0.0, classes: int = 80, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def synthetic_candidates(
+    objects: int = 1000,
+    *,
+    per_image: float = 7.3,
+    anchors=YOLOV3_ANCHORS,
+    masks=YOLOV3_MASKS,
+    strides=YOLOV3_STRIDES,
+    size: int = 416,
+    neighborhood: int = 1,
+    crowd: float = 0.0,
+    classes: int = 80,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict]:
     """A random candidate table in the :mod:`cocostat.candidates` format, and its manifest.
 
     Objects: sqrt(area) log-normal (median 30 px), aspect log-normal, placed inside a
@@ -113,23 +123,51 @@ def synthetic_candidates(objects: int = 1000, *, per_image: float = 7.3, anchors
     def per_col(x):  # (N,) -> (G * N,)
         return np.tile(x, G)
 
-    frame = pd.DataFrame({
-        "ann_id": per_row(ann_id), "image_id": per_row(image_id), "class_idx": per_row(cls),
-        "iscrowd": per_row(iscrowd),
-        "gt_x1": per_row(gt[:, 0]), "gt_y1": per_row(gt[:, 1]), "gt_x2": per_row(gt[:, 2]), "gt_y2": per_row(gt[:, 3]),
-        "level": per_col(level_of[anc]), "anchor": per_col(anc), "anchor_w": per_col(awh[anc, 0]),
-        "anchor_h": per_col(awh[anc, 1]), "stride": per_col(s), "dx": per_col(dx), "dy": per_col(dy),
-        "gx": gx.ravel(), "gy": gy.ravel(), "valid": valid.ravel(),
-        "px1": pred[..., 0].ravel(), "py1": pred[..., 1].ravel(), "px2": pred[..., 2].ravel(),
-        "py2": pred[..., 3].ravel(), "obj": obj.ravel(), "cls_prob": cls_prob.ravel(),
-        "max_cls_prob": np.maximum(cls_prob, 0.5).ravel(), "max_cls_idx": per_row(cls),
-    }).astype(COLUMNS)
+    frame = pd.DataFrame(
+        {
+            "ann_id": per_row(ann_id),
+            "image_id": per_row(image_id),
+            "class_idx": per_row(cls),
+            "iscrowd": per_row(iscrowd),
+            "gt_x1": per_row(gt[:, 0]),
+            "gt_y1": per_row(gt[:, 1]),
+            "gt_x2": per_row(gt[:, 2]),
+            "gt_y2": per_row(gt[:, 3]),
+            "level": per_col(level_of[anc]),
+            "anchor": per_col(anc),
+            "anchor_w": per_col(awh[anc, 0]),
+            "anchor_h": per_col(awh[anc, 1]),
+            "stride": per_col(s),
+            "dx": per_col(dx),
+            "dy": per_col(dy),
+            "gx": gx.ravel(),
+            "gy": gy.ravel(),
+            "valid": valid.ravel(),
+            "px1": pred[..., 0].ravel(),
+            "py1": pred[..., 1].ravel(),
+            "px2": pred[..., 2].ravel(),
+            "py2": pred[..., 3].ravel(),
+            "obj": obj.ravel(),
+            "cls_prob": cls_prob.ravel(),
+            "max_cls_prob": np.maximum(cls_prob, 0.5).ravel(),
+            "max_cls_idx": per_row(cls),
+        }
+    ).astype(COLUMNS)
     manifest = {
-        "format": "cocostat-predictions", "version": 1, "cfg": "synthetic", "weights": None,
-        "weights_sha256": None, "size": size, "letterbox": {"mode": "letterbox"},
+        "format": "cocostat-predictions",
+        "version": 1,
+        "cfg": "synthetic",
+        "weights": None,
+        "weights_sha256": None,
+        "size": size,
+        "letterbox": {"mode": "letterbox"},
         "anchors": awh.tolist(),
         "levels": [{"mask": list(m), "stride": int(st)} for m, st in zip(masks, strides, strict=True)],
-        "num_classes": classes, "neighborhood": r, "dataset": "synthetic", "images": n_img, "annotations": G,
+        "num_classes": classes,
+        "neighborhood": r,
+        "dataset": "synthetic",
+        "images": n_img,
+        "annotations": G,
     }
     return frame, manifest
 
@@ -142,9 +180,13 @@ def synthetic_dataset(frame: pd.DataFrame, size: int = 416) -> dict:
         "images": [{"id": int(i), "width": size, "height": size, "file_name": f"{int(i):012d}.jpg"} for i in images],
         "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(80)],
         "annotations": [
-            {"id": int(r.ann_id), "image_id": int(r.image_id), "category_id": int(r.class_idx) + 1,
-             "bbox": [float(r.gt_x1), float(r.gt_y1), float(r.gt_x2 - r.gt_x1), float(r.gt_y2 - r.gt_y1)],
-             "iscrowd": int(r.iscrowd)}
+            {
+                "id": int(r.ann_id),
+                "image_id": int(r.image_id),
+                "category_id": int(r.class_idx) + 1,
+                "bbox": [float(r.gt_x1), float(r.gt_y1), float(r.gt_x2 - r.gt_x1), float(r.gt_y2 - r.gt_y1)],
+                "iscrowd": int(r.iscrowd),
+            }
             for r in first.itertuples(index=False)
         ],
     }
@@ -161,8 +203,14 @@ class InMemoryPredictions:
 def loop_audit(arrays, wh: np.ndarray, level_of: np.ndarray, iou_t: float = 0.225) -> dict:
     """The baseline: one Python iteration per object (yolov3 assigner, plain IoU, numpy per object)."""
     A = wh.shape[0]
-    out = {"unmatched": 0, "beats_worst": 0, "beats_best": 0, "from_neighbor": 0,
-           "best_when_unmatched": np.zeros(A, np.int64), "fm": set()}
+    out = {
+        "unmatched": 0,
+        "beats_worst": 0,
+        "beats_best": 0,
+        "from_neighbor": 0,
+        "best_when_unmatched": np.zeros(A, np.int64),
+        "fm": set(),
+    }
     centre = (arrays.dx == 0) & (arrays.dy == 0)
     for g in range(arrays.gt.shape[0]):
         b = arrays.gt[g].astype(np.float64)
@@ -233,8 +281,9 @@ def main(argv=None) -> int:
     frame, manifest = synthetic_candidates(G, neighborhood=1, seed=0)
     arrays = to_arrays(frame)
     grid = grid_from_manifest(manifest)
-    print(f"generated {G} objects x {arrays.anchor.size} candidates in {time.perf_counter() - t:.1f} s",
-          file=sys.stderr)
+    print(
+        f"generated {G} objects x {arrays.anchor.size} candidates in {time.perf_counter() - t:.1f} s", file=sys.stderr
+    )
     image_index = torch.from_numpy(np.unique(arrays.image_id, return_inverse=True)[1].reshape(-1)).to(device)
 
     def core_audit():
@@ -269,20 +318,24 @@ def main(argv=None) -> int:
     t_loop = time.perf_counter() - t
     rows.append(("baseline: per-object Python loop (numpy per object), same figures", t_loop))
 
-    agree = (ref["unmatched"] == rep.unmatched_objects
-             and ref["beats_worst"] == rep.objects_unmatched_beats_worst_matched
-             and ref["beats_best"] == rep.objects_unmatched_beats_best_matched
-             and ref["from_neighbor"] == rep.objects_best_from_neighbor
-             and ref["fm"] == rep.feature_maps_unmatched_better
-             and (ref["best_when_unmatched"] == rep.per_anchor["best_when_unmatched"].to_numpy()).all()
-             and rep_disk.objects_unmatched_beats_best_matched == rep.objects_unmatched_beats_best_matched)
+    agree = (
+        ref["unmatched"] == rep.unmatched_objects
+        and ref["beats_worst"] == rep.objects_unmatched_beats_worst_matched
+        and ref["beats_best"] == rep.objects_unmatched_beats_best_matched
+        and ref["from_neighbor"] == rep.objects_best_from_neighbor
+        and ref["fm"] == rep.feature_maps_unmatched_better
+        and (ref["best_when_unmatched"] == rep.per_anchor["best_when_unmatched"].to_numpy()).all()
+        and rep_disk.objects_unmatched_beats_best_matched == rep.objects_unmatched_beats_best_matched
+    )
 
     lines = [
         "# Benchmark: anchor-audit and mismatch on a val2017-sized candidate table",
         "",
-        (f"Synthetic candidates: {G:,} objects x {arrays.anchor.size} candidates "
-         f"(9 yolov3 anchors x 3x3 cells), yolov3 assigner (iou_t 0.225), IoU. Device: {device}. "
-         f"cocostat times are the best of {args.repeat} runs; the loop runs once."),
+        (
+            f"Synthetic candidates: {G:,} objects x {arrays.anchor.size} candidates "
+            f"(9 yolov3 anchors x 3x3 cells), yolov3 assigner (iou_t 0.225), IoU. Device: {device}. "
+            f"cocostat times are the best of {args.repeat} runs; the loop runs once."
+        ),
         "",
         "| what | seconds | loop / this |",
         "|---|---:|---:|",
@@ -291,18 +344,25 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {sec:.3f} | {t_loop / sec:.0f}x |")
     lines += [
         "",
-        (f"Figures agree between the loop and cocostat: {'yes' if agree else 'NO'} "
-         f"(unmatched {rep.unmatched_objects}, unmatched beats worst matched "
-         f"{rep.objects_unmatched_beats_worst_matched}, beats best matched {rep.objects_unmatched_beats_best_matched}, "
-         f"best from a neighbour cell {rep.objects_best_from_neighbor}, feature maps "
-         f"{rep.feature_maps_unmatched_better} of {rep.feature_maps})."),
+        (
+            f"Figures agree between the loop and cocostat: {'yes' if agree else 'NO'} "
+            f"(unmatched {rep.unmatched_objects}, unmatched beats worst matched "
+            f"{rep.objects_unmatched_beats_worst_matched}, beats best matched "
+            f"{rep.objects_unmatched_beats_best_matched}, "
+            f"best from a neighbour cell {rep.objects_best_from_neighbor}, feature maps "
+            f"{rep.feature_maps_unmatched_better} of {rep.feature_maps})."
+        ),
         "",
-        (f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
-         f"{os.cpu_count()} CPU(s), torch threads {torch.get_num_threads()}, load average before the run "
-         f"{load[0]:.2f} (other processes share the CPUs when it is high)."),
+        (
+            f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{os.cpu_count()} CPU(s), torch threads {torch.get_num_threads()}, load average before the run "
+            f"{load[0]:.2f} (other processes share the CPUs when it is high)."
+        ),
         "",
-        (f"Command: `python -m benchmarks.bench_audit --scale {args.scale:g} --repeat {args.repeat} "
-         f"--device {args.device}" + (f" --threads {args.threads}" if args.threads else "") + "`"),
+        (
+            f"Command: `python -m benchmarks.bench_audit --scale {args.scale:g} --repeat {args.repeat} "
+            f"--device {args.device}" + (f" --threads {args.threads}" if args.threads else "") + "`"
+        ),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -43,8 +43,15 @@ def jittered_detections(coco: dict, seed: int = 0) -> list[dict]:
     scale = np.where(rng.random(n) < 0.8, 0.08, 0.3)[:, None]
     j = rng.normal(0, 1, (n, 4)) * scale
     b = box[idx]
-    out_box = np.stack([b[:, 0] + j[:, 0] * b[:, 2], b[:, 1] + j[:, 1] * b[:, 3],
-                        b[:, 2] * np.exp(j[:, 2]), b[:, 3] * np.exp(j[:, 3])], axis=1)
+    out_box = np.stack(
+        [
+            b[:, 0] + j[:, 0] * b[:, 2],
+            b[:, 1] + j[:, 1] * b[:, 3],
+            b[:, 2] * np.exp(j[:, 2]),
+            b[:, 3] * np.exp(j[:, 3]),
+        ],
+        axis=1,
+    )
     out_cat = np.where(rng.random(n) < 0.1, rng.choice(cats, n), cat[idx])
     score = rng.beta(5, 2, n)
     # background: Poisson(4) random boxes per image
@@ -64,9 +71,15 @@ def jittered_detections(coco: dict, seed: int = 0) -> list[dict]:
     y = np.clip(all_box[:, 1], 0, H - 1)
     w = np.clip(all_box[:, 2], 1, W - x)
     h = np.clip(all_box[:, 3], 1, H - y)
-    return [{"image_id": int(i), "category_id": int(c), "bbox": [round(a, 2), round(b_, 2), round(c_, 2), round(d, 2)],
-             "score": round(float(s), 4)}
-            for i, c, a, b_, c_, d, s in zip(all_img, all_cat, x, y, w, h, all_score, strict=True)]
+    return [
+        {
+            "image_id": int(i),
+            "category_id": int(c),
+            "bbox": [round(a, 2), round(b_, 2), round(c_, 2), round(d, 2)],
+            "score": round(float(s), 4),
+        }
+        for i, c, a, b_, c_, d, s in zip(all_img, all_cat, x, y, w, h, all_score, strict=True)
+    ]
 
 
 def timed(fn):

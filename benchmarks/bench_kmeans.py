@@ -67,8 +67,10 @@ def _autoanchor_source(spec: str | None) -> tuple[str, str]:
     try:
         dist = importlib.metadata.distribution("yolov5")
     except importlib.metadata.PackageNotFoundError:
-        raise SystemExit("yolov5 is not installed: run `pip install --no-deps yolov5` or pass --yolov5 "
-                         "PATH (the wheel from `pip download --no-deps yolov5`, or autoanchor.py)") from None
+        raise SystemExit(
+            "yolov5 is not installed: run `pip install --no-deps yolov5` or pass --yolov5 "
+            "PATH (the wheel from `pip download --no-deps yolov5`, or autoanchor.py)"
+        ) from None
     path = Path(dist.locate_file(inner))
     return path.read_text(), f"yolov5 {dist.version} ({path})"
 
@@ -91,9 +93,10 @@ def load_kmean_anchors(spec: str | None = None):
         "tqdm": types.SimpleNamespace(tqdm=_Tqdm),
         "yaml": types.SimpleNamespace(safe_load=None),
         "yolov5": types.SimpleNamespace(),
-        "yolov5.utils": types.SimpleNamespace(TryExcept=lambda msg="": (lambda f: f)),
+        "yolov5.utils": types.SimpleNamespace(TryExcept=lambda msg="": lambda f: f),
         "yolov5.utils.general": types.SimpleNamespace(
-            LOGGER=logging.getLogger("bench_kmeans.yolov5"), TQDM_BAR_FORMAT="", colorstr=lambda *a: a[-1]),
+            LOGGER=logging.getLogger("bench_kmeans.yolov5"), TQDM_BAR_FORMAT="", colorstr=lambda *a: a[-1]
+        ),
     }
     saved = {name: sys.modules.get(name) for name in stubs}
     sys.modules.update(stubs)  # only while the module's top-level imports run
@@ -136,10 +139,10 @@ def darknet_kmeans(wh: np.ndarray, k: int, seed: int, max_iter: int = 1000) -> t
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned after the loop
         assign = np.empty(wh.shape[0], dtype=np.int64)
         for lo in range(0, wh.shape[0], block):
-            g = wh[lo:lo + block]
+            g = wh[lo : lo + block]
             inter = np.minimum(g[:, None, 0], centres[None, :, 0]) * np.minimum(g[:, None, 1], centres[None, :, 1])
             iou = inter / (g[:, None, 0] * g[:, None, 1] + centres[None, :, 0] * centres[None, :, 1] - inter)
-            assign[lo:lo + block] = iou.argmax(axis=1)
+            assign[lo : lo + block] = iou.argmax(axis=1)
         if prev is not None and np.array_equal(assign, prev):
             break
         prev = assign
@@ -177,9 +180,13 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="device of cocostat's search (cpu, cuda)")
     ap.add_argument("--yolov5", help="yolov5 wheel or autoanchor.py (default: the installed yolov5)")
     ap.add_argument("--skip-ultralytics", action="store_true")
-    ap.add_argument("--ultralytics-threads", type=int, default=None,
-                    help="time kmean_anchors with this torch thread count only (default: the default count "
-                         "and 1, keeping the faster)")
+    ap.add_argument(
+        "--ultralytics-threads",
+        type=int,
+        default=None,
+        help="time kmean_anchors with this torch thread count only (default: the default count "
+        "and 1, keeping the faster)",
+    )
     ap.add_argument("--report", type=Path, default=Path("reports/bench_kmeans.md"))
     args = ap.parse_args(argv)
 
@@ -206,8 +213,11 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     kmeans(ds, size=args.size, k=args.k, seed=args.seed, evolve=args.gen, device=device)
     times["cocostat kmeans() end to end"] = time.perf_counter() - t
-    print(f"cocostat: {times['cocostat']:.2f} s, {d.points:,} search points, {d.iterations} k-means "
-          f"iterations, {d.accepted} accepted moves", file=sys.stderr)
+    print(
+        f"cocostat: {times['cocostat']:.2f} s, {d.points:,} search points, {d.iterations} k-means "
+        f"iterations, {d.accepted} accepted moves",
+        file=sys.stderr,
+    )
 
     t = time.perf_counter()
     dk, dk_iter = darknet_kmeans(wh, args.k, args.seed)
@@ -220,8 +230,11 @@ def main(argv=None) -> int:
         keep = ~ds.iscrowd & (ds.bbox[:, 2:] > 0).all(axis=1)
         yds = _YoloDataset(ds, keep)
         default_threads = torch.get_num_threads()
-        thread_counts = sorted({default_threads, 1}, reverse=True) if args.ultralytics_threads is None \
+        thread_counts = (
+            sorted({default_threads, 1}, reverse=True)
+            if args.ultralytics_threads is None
             else [args.ultralytics_threads]
+        )
         for threads in thread_counts:
             torch.set_num_threads(threads)
             np.random.seed(args.seed)
@@ -246,13 +259,17 @@ def main(argv=None) -> int:
     lines = [
         "# kmeans benchmark: cocostat vs ultralytics kmean_anchors vs darknet-style IoU k-means",
         "",
-        (f"Data: {src}, {ds.num_annotations:,} annotations, {wh.shape[0]:,} boxes used (non-crowd, non-zero), "
-         f"letterboxed to {args.size} px; k = {args.k}; {args.gen} evolution generations for both evolvers; "
-         f"seed {args.seed}."),
-        (f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-         f"torch {torch.__version__} ({torch.get_num_threads()} threads by default), numpy {np.__version__}; "
-         f"cocostat search on {device}. Load average before/after: {load0[0]:.2f} / {load1[0]:.2f} "
-         "(the machine is shared; timings are one run each, side by side)."),
+        (
+            f"Data: {src}, {ds.num_annotations:,} annotations, {wh.shape[0]:,} boxes used (non-crowd, non-zero), "
+            f"letterboxed to {args.size} px; k = {args.k}; {args.gen} evolution generations for both evolvers; "
+            f"seed {args.seed}."
+        ),
+        (
+            f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads by default), numpy {np.__version__}; "
+            f"cocostat search on {device}. Load average before/after: {load0[0]:.2f} / {load1[0]:.2f} "
+            "(the machine is shared; timings are one run each, side by side)."
+        ),
         f"ultralytics source: {yolov5_where}.",
         "",
         "## Fit (all scored by cocostat.anchors.fitness on the same boxes; wh-IoU threshold 0.225, ratio 4.0)",
@@ -263,21 +280,32 @@ def main(argv=None) -> int:
     ]
     for name, m in rows.items():
         sec = f"{times[name]:.2f}" if name in times else "-"
-        lines.append(f"| {name} | {m['avg_iou']:.4f} | {m['bpr_iou']:.4f} | {m['anchors_above_iou']:.3f} | "
-                     f"{m['bpr_ratio']:.4f} | {m['anchors_above_ratio']:.3f} | {m['fitness_ratio']:.4f} | {sec} |")
+        lines.append(
+            f"| {name} | {m['avg_iou']:.4f} | {m['bpr_iou']:.4f} | {m['anchors_above_iou']:.3f} | "
+            f"{m['bpr_ratio']:.4f} | {m['anchors_above_ratio']:.3f} | {m['fitness_ratio']:.4f} | {sec} |"
+        )
     lines += ["", "## Time", "", "| designer | seconds | cocostat (design_anchors) is faster by |", "|---|---:|---:|"]
     for name, sec in times.items():
         ratio = "-" if name.startswith("cocostat") else f"{sec / times['cocostat']:.1f}x"
         lines.append(f"| {name} | {sec:.2f} | {ratio} |")
     if ul_times:
         lines.append("")
-        lines.append("ultralytics by torch thread count: " + ", ".join(
-            f"{n} thread(s) {s:.2f} s" for n, s in sorted(ul_times.items())) + ".")
-    lines += ["", "## Anchors (w x h, px at the network input)", "",
-              (f"- cocostat: {fmt_anchors(d.wh)} (k-means start fitness {d.start_fitness:.4f}, after evolution "
-               f"{d.fitness:.4f}; {d.points:,} search points from {d.distinct:,} distinct sizes; "
-               f"{d.iterations} k-means iterations, {d.accepted} accepted moves)"),
-              f"- darknet k-means: {fmt_anchors(dk)} ({dk_iter} iterations)"]
+        lines.append(
+            "ultralytics by torch thread count: "
+            + ", ".join(f"{n} thread(s) {s:.2f} s" for n, s in sorted(ul_times.items()))
+            + "."
+        )
+    lines += [
+        "",
+        "## Anchors (w x h, px at the network input)",
+        "",
+        (
+            f"- cocostat: {fmt_anchors(d.wh)} (k-means start fitness {d.start_fitness:.4f}, after evolution "
+            f"{d.fitness:.4f}; {d.points:,} search points from {d.distinct:,} distinct sizes; "
+            f"{d.iterations} k-means iterations, {d.accepted} accepted moves)"
+        ),
+        f"- darknet k-means: {fmt_anchors(dk)} ({dk_iter} iterations)",
+    ]
     if ul_times:
         lines.append(f"- ultralytics kmean_anchors: {fmt_anchors(ul_anchors)}")
     checks = []
@@ -285,11 +313,13 @@ def main(argv=None) -> int:
     for base in ("ultralytics kmean_anchors", "darknet k-means"):
         if base in rows:
             b = rows[base]
-            checks.append(f"- vs {base}: avg IoU {c['avg_iou']:.4f} vs {b['avg_iou']:.4f} "
-                          f"({'higher' if c['avg_iou'] > b['avg_iou'] else 'NOT higher'}), BPR "
-                          f"{c['bpr_iou']:.4f} vs {b['bpr_iou']:.4f} "
-                          f"({'not lower' if c['bpr_iou'] >= b['bpr_iou'] else 'LOWER'}), time "
-                          f"{times['cocostat']:.2f} s vs {times[base]:.2f} s ({times[base] / times['cocostat']:.1f}x)")
+            checks.append(
+                f"- vs {base}: avg IoU {c['avg_iou']:.4f} vs {b['avg_iou']:.4f} "
+                f"({'higher' if c['avg_iou'] > b['avg_iou'] else 'NOT higher'}), BPR "
+                f"{c['bpr_iou']:.4f} vs {b['bpr_iou']:.4f} "
+                f"({'not lower' if c['bpr_iou'] >= b['bpr_iou'] else 'LOWER'}), time "
+                f"{times['cocostat']:.2f} s vs {times[base]:.2f} s ({times[base] / times['cocostat']:.1f}x)"
+            )
     lines += ["", "## Checks", "", *checks]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -54,8 +54,9 @@ print(json.dumps({"seconds": dt, "peak_mb": peak, "base_mb": base, "annotations"
 
 
 def run_child(which: str, path: Path, env: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHILD, which, str(path)], capture_output=True, text=True,
-                         env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, which, str(path)], capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -97,8 +98,10 @@ def main(argv=None) -> int:
     for which, r in results.items():
         mem = r["peak_mb"] - r["base_mb"]
         base_mem = base["peak_mb"] - base["base_mb"]
-        lines.append(f"| {which} | {r['seconds']:.2f} | {base['seconds'] / r['seconds']:.1f}x | {mem:.0f} | "
-                     f"{mem / base_mem:.2f} | {r['peak_mb']:.0f} |")
+        lines.append(
+            f"| {which} | {r['seconds']:.2f} | {base['seconds'] / r['seconds']:.1f}x | {mem:.0f} | "
+            f"{mem / base_mem:.2f} | {r['peak_mb']:.0f} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -108,12 +108,17 @@ def _one_big_image(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 600, (n, 2))
     wh = rng.uniform(1, 80, (n, 2))
-    return from_dict({
-        "images": [{"id": 1, "width": 700, "height": 700, "file_name": "big.jpg"}],
-        "categories": [{"id": 1, "name": "thing"}],
-        "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1,
-                         "bbox": [*map(float, xy[i]), *map(float, wh[i])]} for i in range(n)],
-    }, name="one-image")
+    return from_dict(
+        {
+            "images": [{"id": 1, "width": 700, "height": 700, "file_name": "big.jpg"}],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [
+                {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [*map(float, xy[i]), *map(float, wh[i])]}
+                for i in range(n)
+            ],
+        },
+        name="one-image",
+    )
 
 
 def main(argv=None) -> int:
@@ -159,8 +164,7 @@ def main(argv=None) -> int:
     overlap(ds)  # warm-up: first-touch page faults and lazy imports are not what we measure
     t_default, rep = best(lambda: overlap(ds), args.repeat)
     t_full, _ = best(lambda: overlap(ds, by_category=True, examples=5, pair_metric="ioa"), args.repeat)
-    print(f"cocostat overlap: {t_default:.2f} s ({rep.pairs:,} pairs); all options {t_full:.2f} s",
-          file=sys.stderr)
+    print(f"cocostat overlap: {t_default:.2f} s ({rep.pairs:,} pairs); all options {t_full:.2f} s", file=sys.stderr)
     t0 = time.perf_counter()
     base = baseline_loop(ds)
     t_base = time.perf_counter() - t0
@@ -180,34 +184,48 @@ def main(argv=None) -> int:
     lines = [
         "# Benchmark: `cocostat overlap` (pairwise statistics)",
         "",
-        (f"- data: {what}: {ds.num_images:,} images, {ds.num_annotations:,} boxes, "
-         f"{rep.pairs:,} within-image pairs (largest image {int(ds.counts.max())} boxes); "
-         f"load {load_s:.1f} s, not counted"),
-        (f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}"),
-        (f"- cocostat: best of {args.repeat} after a warm-up; baseline: one run; both give the same "
-         f"counts (gap {rep.gap_pairs:,}, IoU {rep.iou_pairs:,}, centre {rep.center_pairs:,} pairs). "
-         "The baseline counts only those three; cocostat also keeps per-image extremes and histograms."),
+        (
+            f"- data: {what}: {ds.num_images:,} images, {ds.num_annotations:,} boxes, "
+            f"{rep.pairs:,} within-image pairs (largest image {int(ds.counts.max())} boxes); "
+            f"load {load_s:.1f} s, not counted"
+        ),
+        (
+            f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}"
+        ),
+        (
+            f"- cocostat: best of {args.repeat} after a warm-up; baseline: one run; both give the same "
+            f"counts (gap {rep.gap_pairs:,}, IoU {rep.iou_pairs:,}, centre {rep.center_pairs:,} pairs). "
+            "The baseline counts only those three; cocostat also keeps per-image extremes and histograms."
+        ),
         "",
         "| what | seconds | pairs / s | vs baseline |",
         "|---|---:|---:|---:|",
         f"| per-image numpy loop (baseline) | {t_base:.2f} | {rep.pairs / t_base:,.0f} | 1.0x |",
-        (f"| cocostat `overlap(ds)` | {t_default:.2f} | {rep.pairs / t_default:,.0f} | "
-         f"{t_base / t_default:.1f}x faster |"),
-        (f"| cocostat, `by_category`, `examples=5`, `ioa` | {t_full:.2f} | {rep.pairs / t_full:,.0f} | "
-         f"{t_base / t_full:.1f}x faster |"),
+        (
+            f"| cocostat `overlap(ds)` | {t_default:.2f} | {rep.pairs / t_default:,.0f} | "
+            f"{t_base / t_default:.1f}x faster |"
+        ),
+        (
+            f"| cocostat, `by_category`, `examples=5`, `ioa` | {t_full:.2f} | {rep.pairs / t_full:,.0f} | "
+            f"{t_base / t_full:.1f}x faster |"
+        ),
         "",
         "Peak memory of the statistics (a fresh process: peak RSS above the RSS with the dataset loaded):",
         "",
         "| case | chunk_pairs | seconds | peak MB |",
         "|---|---:|---:|---:|",
         f"| the dataset above | {DEFAULT_CHUNK_PAIRS:,} (default) | {t_default:.2f} | {peak_default:.0f} |",
-        (f"| one image, 2,000 boxes = 1,999,000 pairs | {DEFAULT_CHUNK_PAIRS:,} (default) | {t_big:.2f} | "
-         f"{peak_big:.0f} |"),
+        (
+            f"| one image, 2,000 boxes = 1,999,000 pairs | {DEFAULT_CHUNK_PAIRS:,} (default) | {t_big:.2f} | "
+            f"{peak_big:.0f} |"
+        ),
         f"| same image | {small_chunk:,} | | {peak_big_small:.0f} |",
         "",
-        (f"For scale: one (n, n) float64 matrix of that image takes {dense_mb:.0f} MB, and the baseline "
-         "builds about a dozen of them (some (n, n, 2)) at once."),
+        (
+            f"For scale: one (n, n) float64 matrix of that image takes {dense_mb:.0f} MB, and the baseline "
+            "builds about a dozen of them (some (n, n, 2)) at once."
+        ),
         "",
     ]
     text = "\n".join(lines)

@@ -62,8 +62,9 @@ def opencv_outputs(net, x: np.ndarray) -> list[np.ndarray]:
     return [o.reshape(x.shape[0], -1, o.shape[-1]) for o in outs]
 
 
-def opencv_detections(net, dataset, letterbox, *, conf: float = 0.001, nms_iou: float = 0.6,
-                      max_det: int = 100) -> list[dict]:
+def opencv_detections(
+    net, dataset, letterbox, *, conf: float = 0.001, nms_iou: float = 0.6, max_det: int = 100
+) -> list[dict]:
     """Detections (COCO results) of OpenCV DNN on every image of ``dataset``, one image per forward,
     with the same thresholds, NMS rule, mapping, clipping and rounding as :func:`cocostat.predict.predict`."""
     import cv2
@@ -86,8 +87,10 @@ def opencv_detections(net, dataset, letterbox, *, conf: float = 0.001, nms_iou: 
         s = scores[r, c]
         cxcywh = rows[r, :4] * size
         xywh = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, 2:]], 1)
-        keep = np.asarray(cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64), s.astype(np.float32), c.astype(np.int32),
-                                                  conf, nms_iou), dtype=np.int64).reshape(-1)
+        keep = np.asarray(
+            cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64), s.astype(np.float32), c.astype(np.int32), conf, nms_iou),
+            dtype=np.int64,
+        ).reshape(-1)
         keep = keep[np.argsort(-s[keep], kind="stable")][:max_det]
         xyxy = np.concatenate([xywh[keep, :2], xywh[keep, :2] + xywh[keep, 2:]], 1)
         box = geo.to_image(xyxy, np.zeros(len(keep), np.int64))
@@ -96,8 +99,10 @@ def opencv_detections(net, dataset, letterbox, *, conf: float = 0.001, nms_iou: 
         ok = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
         box, cls, sc = box[ok], c[keep][ok], s[keep][ok]
         bb = np.round(np.concatenate([box[:, :2], box[:, 2:] - box[:, :2]], 1), 3)
-        out += [{"image_id": int(dataset.image_id[i]), "category_id": int(cat_ids[k]), "bbox": b, "score": v}
-                for k, b, v in zip(cls.tolist(), bb.tolist(), np.round(sc.astype(np.float64), 5).tolist(), strict=True)]
+        out += [
+            {"image_id": int(dataset.image_id[i]), "category_id": int(cat_ids[k]), "bbox": b, "score": v}
+            for k, b, v in zip(cls.tolist(), bb.tolist(), np.round(sc.astype(np.float64), 5).tolist(), strict=True)
+        ]
     return out
 
 
@@ -160,8 +165,11 @@ def gpu_only(args) -> int:
     cfg, weights, ds = _inputs(args)
     n = ds.num_images
     rows = {}
-    for name, device, half in (("CPU float32", "cpu", False), ("CUDA float32", "cuda", False),
-                               ("CUDA float16 (--half)", "cuda", True)):
+    for name, device, half in (
+        ("CPU float32", "cpu", False),
+        ("CUDA float32", "cuda", False),
+        ("CUDA float16 (--half)", "cuda", True),
+    ):
         model = load_model(cfg, weights, device=device)
         predict(ds, model, size=args.size, batch_size=args.batch_size, progress=False, half=half)  # warm-up
         ts = []
@@ -171,15 +179,22 @@ def gpu_only(args) -> int:
             ts.append(time.perf_counter() - t)
         rows[name] = (statistics.median(ts), {k: v / n for k, v in res.timings.items()})
     base = rows["CPU float32"][0]
-    lines = ["# Predict benchmark on a GPU machine: cocostat on CUDA vs the same machine's CPU", "",
-             f"yolov3-tiny at {args.size}, the first {n} coco-tiny val2017 images, batch {args.batch_size}, "
-             f"end to end (JPEG files to detections and candidate table). Machine: {platform.platform()}, "
-             f"{os.cpu_count()} CPUs, {torch.cuda.get_device_name()}, torch {torch.__version__}.", "",
-             "| run | images/s (median) | speed-up vs CPU | inference ms/image | candidates ms/image | "
-             "detections ms/image |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Predict benchmark on a GPU machine: cocostat on CUDA vs the same machine's CPU",
+        "",
+        f"yolov3-tiny at {args.size}, the first {n} coco-tiny val2017 images, batch {args.batch_size}, "
+        f"end to end (JPEG files to detections and candidate table). Machine: {platform.platform()}, "
+        f"{os.cpu_count()} CPUs, {torch.cuda.get_device_name()}, torch {torch.__version__}.",
+        "",
+        "| run | images/s (median) | speed-up vs CPU | inference ms/image | candidates ms/image | "
+        "detections ms/image |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, (sec, st) in rows.items():
-        lines.append(f"| {name} | {n / sec:.1f} | {base / sec:.1f}x | {1000 * st['inference']:.2f} | "
-                     f"{1000 * st['candidates']:.2f} | {1000 * st['detections']:.2f} |")
+        lines.append(
+            f"| {name} | {n / sec:.1f} | {base / sec:.1f}x | {1000 * st['inference']:.2f} | "
+            f"{1000 * st['candidates']:.2f} | {1000 * st['detections']:.2f} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     out = args.report.with_name("bench_predict_gpu.md")
@@ -195,9 +210,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--report", type=Path, default=Path("reports/bench_predict.md"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--gpu-only", action="store_true",
-                    help="only cocostat on CUDA (float32, float16) against cocostat on this machine's CPU; "
-                         "for GPU machines whose OpenCV has no Darknet reader (OpenCV 5)")
+    ap.add_argument(
+        "--gpu-only",
+        action="store_true",
+        help="only cocostat on CUDA (float32, float16) against cocostat on this machine's CPU; "
+        "for GPU machines whose OpenCV has no Darknet reader (OpenCV 5)",
+    )
     args = ap.parse_args(argv)
     if args.gpu_only:
         return gpu_only(args)
@@ -223,9 +241,24 @@ def main(argv=None) -> int:
     shares, stages, det_c, det_o, fwd_passive = [], [], None, None, []
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     for r in range(args.rounds):
-        child = subprocess.run([sys.executable, "-m", "benchmarks.bench_predict", "--child", "--scale",
-                                str(args.scale), "--size", str(args.size), "--batch-size", str(args.batch_size)],
-                               capture_output=True, text=True, env=env, check=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_predict",
+                "--child",
+                "--scale",
+                str(args.scale),
+                "--size",
+                str(args.size),
+                "--batch-size",
+                str(args.batch_size),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         got = json.loads(child.stdout.strip().splitlines()[-1])
         runs["passive"].append(got["seconds"])
         fwd_passive.append(got["fwd"])
@@ -238,9 +271,12 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         det_o = opencv_detections(net, ds, lb)
         runs["opencv"].append(time.perf_counter() - t)
-        print(f"round {r + 1}: cocostat {n / runs['cocostat'][-1]:.1f} img/s, "
-              f"(OMP_WAIT_POLICY=PASSIVE: {n / runs['passive'][-1]:.1f}), "
-              f"opencv {n / runs['opencv'][-1]:.1f} img/s", file=sys.stderr)
+        print(
+            f"round {r + 1}: cocostat {n / runs['cocostat'][-1]:.1f} img/s, "
+            f"(OMP_WAIT_POLICY=PASSIVE: {n / runs['passive'][-1]:.1f}), "
+            f"opencv {n / runs['opencv'][-1]:.1f} img/s",
+            file=sys.stderr,
+        )
 
     # model only, same pre-letterboxed input
     xb = _letterboxed_batch(ds, lb, args.batch_size)
@@ -277,12 +313,14 @@ def main(argv=None) -> int:
     lines = [
         "# Predict benchmark: cocostat (torch) vs OpenCV DNN, yolov3-tiny on the CPU",
         "",
-        (f"Images: the first {n} of coco-tiny val2017 (real COCO JPEGs), letterboxed to {args.size}; "
-         f"cocostat batch size {args.batch_size}, default workers; conf 0.001, NMS IoU 0.6, 100 detections "
-         f"per image on both sides. Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-         f"{platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), OpenCV "
-         f"{cv2.__version__} ({cv2.getNumThreads()} threads). Load average at start/end "
-         f"{load0[0]:.1f}/{load1[0]:.1f} (a shared machine: compare within a row, rounds are interleaved)."),
+        (
+            f"Images: the first {n} of coco-tiny val2017 (real COCO JPEGs), letterboxed to {args.size}; "
+            f"cocostat batch size {args.batch_size}, default workers; conf 0.001, NMS IoU 0.6, 100 detections "
+            f"per image on both sides. Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), OpenCV "
+            f"{cv2.__version__} ({cv2.getNumThreads()} threads). Load average at start/end "
+            f"{load0[0]:.1f}/{load1[0]:.1f} (a shared machine: compare within a row, rounds are interleaved)."
+        ),
         "",
         "## End to end (JPEG files to detections)",
         "",
@@ -294,30 +332,60 @@ def main(argv=None) -> int:
         lines.append(f"| {names[k]} | {n / med[k]:.1f} | {n / best[k]:.1f} | {med[k] / med['opencv']:.2f}x |")
     from cocostat.predict import default_workers
 
-    lines += ["", f"cocostat's stages (median ms per image; {default_workers(torch.device('cpu'))} decoding "
-              f"worker(s)): "
-              + ", ".join(f"{k} {1000 * statistics.median(t[k] for t in stages) / n:.1f}"
-                          for k in ("loading", "inference", "candidates", "detections", "total"))
-              + ". `loading` is the wait for decoded images, `detections` is thresholding at conf 0.001 "
-              "(hundreds of boxes per image, where OpenCV keeps only scores above 0.2) plus NMS."]
-    lines += ["", "## Model only (same letterboxed input, forward + YOLO decoding; best of rounds)", "",
-              ("| batch | torch ms/image | torch ms/image, OMP_WAIT_POLICY=PASSIVE | OpenCV ms/image "
-               "| torch time vs OpenCV |"), "|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        f"cocostat's stages (median ms per image; {default_workers(torch.device('cpu'))} decoding "
+        f"worker(s)): "
+        + ", ".join(
+            f"{k} {1000 * statistics.median(t[k] for t in stages) / n:.1f}"
+            for k in ("loading", "inference", "candidates", "detections", "total")
+        )
+        + ". `loading` is the wait for decoded images, `detections` is thresholding at conf 0.001 "
+        "(hundreds of boxes per image, where OpenCV keeps only scores above 0.2) plus NMS.",
+    ]
+    lines += [
+        "",
+        "## Model only (same letterboxed input, forward + YOLO decoding; best of rounds)",
+        "",
+        (
+            "| batch | torch ms/image | torch ms/image, OMP_WAIT_POLICY=PASSIVE | OpenCV ms/image "
+            "| torch time vs OpenCV |"
+        ),
+        "|---:|---:|---:|---:|---:|",
+    ]
     for b, (tt, tc) in fwd.items():
         tp = min(f[str(b)] for f in fwd_passive)
         lines.append(f"| {b} | {tt * 1000:.1f} | {tp * 1000:.1f} | {tc * 1000:.1f} | {tt / tc:.2f}x |")
-    lines += ["", ("torch's OpenMP threads spin-wait at every parallel region; when other programs use the "
-                   "cores they lose their time slices there, which OMP_WAIT_POLICY=PASSIVE avoids (its rows "
-                   "run in a child process started with it, interleaved with the others).")]
-    lines += ["", "## Candidate extraction and accuracy", "",
-              (f"- candidate extraction: {100 * statistics.median(shares):.2f}% of cocostat's inference time "
-               f"(median over rounds; target < 5%)"),
-              (f"- COCO AP / AP50 on these {n} images: cocostat {ap_c[0]:.4f} / {ap_c[1]:.4f}, "
-               f"OpenCV DNN {ap_o[0]:.4f} / {ap_o[1]:.4f} ({len(det_c)} and {len(det_o)} detections; OpenCV "
-               f"zeroes class scores under its own 0.2 threshold)")]
+    lines += [
+        "",
+        (
+            "torch's OpenMP threads spin-wait at every parallel region; when other programs use the "
+            "cores they lose their time slices there, which OMP_WAIT_POLICY=PASSIVE avoids (its rows "
+            "run in a child process started with it, interleaved with the others)."
+        ),
+    ]
+    lines += [
+        "",
+        "## Candidate extraction and accuracy",
+        "",
+        (
+            f"- candidate extraction: {100 * statistics.median(shares):.2f}% of cocostat's inference time "
+            f"(median over rounds; target < 5%)"
+        ),
+        (
+            f"- COCO AP / AP50 on these {n} images: cocostat {ap_c[0]:.4f} / {ap_c[1]:.4f}, "
+            f"OpenCV DNN {ap_o[0]:.4f} / {ap_o[1]:.4f} ({len(det_c)} and {len(det_o)} detections; OpenCV "
+            f"zeroes class scores under its own 0.2 threshold)"
+        ),
+    ]
     if gpu:
-        lines += ["", f"## GPU ({gpu_name})", "", "| precision | images/s (median) | images/s (best) |",
-                  "|---|---:|---:|"]
+        lines += [
+            "",
+            f"## GPU ({gpu_name})",
+            "",
+            "| precision | images/s (median) | images/s (best) |",
+            "|---|---:|---:|",
+        ]
         for k, (m, b) in gpu.items():
             lines.append(f"| {k} | {n / m:.1f} | {n / b:.1f} |")
     else:
@@ -358,10 +426,19 @@ def _first_images(ds, n: int):
     if n >= ds.num_images:
         return ds
     end = int(ds.offsets[n])
-    cols = {k: getattr(ds, k)[:end] for k in ("ann_id", "image_index", "category_id", "class_idx", "bbox", "area",
-                                              "iscrowd")}
-    return replace(ds, image_id=ds.image_id[:n], file_name=ds.file_name[:n], width=ds.width[:n],
-                   height=ds.height[:n], offsets=ds.offsets[: n + 1], **cols)
+    cols = {
+        k: getattr(ds, k)[:end]
+        for k in ("ann_id", "image_index", "category_id", "class_idx", "bbox", "area", "iscrowd")
+    }
+    return replace(
+        ds,
+        image_id=ds.image_id[:n],
+        file_name=ds.file_name[:n],
+        width=ds.width[:n],
+        height=ds.height[:n],
+        offsets=ds.offsets[: n + 1],
+        **cols,
+    )
 
 
 if __name__ == "__main__":

@@ -91,8 +91,10 @@ def repeated_blocks(store: Path, times: int):
         ann_max, img_max = max(ann_max, int(block.ann_id.max())), max(img_max, int(block.image_id.max()))
     for r in range(times):
         for block in pred.iter_chunks(None):
-            yield replace(block, ann_id=block.ann_id + r * ann_max, image_id=block.image_id + r * img_max), \
-                pred.manifest
+            yield (
+                replace(block, ann_id=block.ann_id + r * ann_max, image_id=block.image_id + r * img_max),
+                pred.manifest,
+            )
 
 
 def synthetic_detections(block, per_image: int, rng: np.random.Generator) -> dict:
@@ -114,12 +116,20 @@ def synthetic_detections(block, per_image: int, rng: np.random.Generator) -> dic
     x2, y2 = np.clip(cx + bw / 2, x1 + 0.5, 416), np.clip(cy + bh / 2, y1 + 0.5, 416)
     cls = np.where(rng.random(total) < 0.8, block.class_idx[obj], rng.integers(0, 80, total))
     score = np.clip(np.where(kind < 0.15, rng.beta(5, 2, total), rng.beta(1, 6, total)), 1e-4, 1)
-    return {"image_id": obj_img, "category_id": cls + 1, "x": np.round(x1, 3), "y": np.round(y1, 3),
-            "w": np.round(x2 - x1, 3), "h": np.round(y2 - y1, 3), "score": np.round(score, 5)}
+    return {
+        "image_id": obj_img,
+        "category_id": cls + 1,
+        "x": np.round(x1, 3),
+        "y": np.round(y1, 3),
+        "w": np.round(x2 - x1, 3),
+        "h": np.round(y2 - y1, 3),
+        "score": np.round(score, 5),
+    }
 
 
-def write_synthetic(out: Path, objects: int, *, seed: int = 0, detections_per_image: int = 0,
-                    v1: bool = False, blocks=None) -> dict:
+def write_synthetic(
+    out: Path, objects: int, *, seed: int = 0, detections_per_image: int = 0, v1: bool = False, blocks=None
+) -> dict:
     """Write a store of ``objects`` synthetic objects (version 2, or version 1 with ``v1``) and
     ``out/dataset.json``; return counts. Memory holds one generated block at a time.
 
@@ -150,8 +160,11 @@ def write_synthetic(out: Path, objects: int, *, seed: int = 0, detections_per_im
     layout = manifest = None
     images_json = out / ".images.jsonl"
     with atomic_path(out / "dataset.json") as ds_tmp, open(ds_tmp, "wb") as ds, open(images_json, "wb") as im:
-        ds.write(b'{"categories": ' + orjson.dumps([{"id": c + 1, "name": f"c{c}"} for c in range(80)])
-                 + b', "annotations": [')
+        ds.write(
+            b'{"categories": '
+            + orjson.dumps([{"id": c + 1, "name": f"c{c}"} for c in range(80)])
+            + b', "annotations": ['
+        )
         v1_writer = None
         for k, (block, manifest) in enumerate(blocks if blocks is not None else synthetic_blocks(objects, seed)):
             layout = layout or layout_of(block, manifest)
@@ -166,26 +179,43 @@ def write_synthetic(out: Path, objects: int, *, seed: int = 0, detections_per_im
             else:
                 write_part(block, layout, out / CANDIDATES_DIR / part_name(0, k))
             if detections_per_image:
-                write_detection_part(synthetic_detections(block, detections_per_image, rng),
-                                     out / DETECTIONS_DIR / part_name(0, k))
+                write_detection_part(
+                    synthetic_detections(block, detections_per_image, rng), out / DETECTIONS_DIR / part_name(0, k)
+                )
             gt = block.gt.astype(np.float64)
-            anns = [{"id": a, "image_id": i, "category_id": c + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                     "area": (x2 - x1) * (y2 - y1), "iscrowd": int(cr)}
-                    for a, i, c, (x1, y1, x2, y2), cr in zip(block.ann_id.tolist(), block.image_id.tolist(),
-                                                              block.class_idx.tolist(), gt.tolist(),
-                                                              block.iscrowd.tolist())]
+            anns = [
+                {
+                    "id": a,
+                    "image_id": i,
+                    "category_id": c + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": int(cr),
+                }
+                for a, i, c, (x1, y1, x2, y2), cr in zip(
+                    block.ann_id.tolist(),
+                    block.image_id.tolist(),
+                    block.class_idx.tolist(),
+                    gt.tolist(),
+                    block.iscrowd.tolist(),
+                    strict=False,
+                )
+            ]
             ds.write((b"," if k else b"") + orjson.dumps(anns)[1:-1])
             ids = np.unique(block.image_id)
-            im.write(orjson.dumps([{"id": i, "width": 416, "height": 416, "file_name": f"{i:012d}.jpg"}
-                                   for i in ids.tolist()])[1:-1] + b"\n")
+            im.write(
+                orjson.dumps(
+                    [{"id": i, "width": 416, "height": 416, "file_name": f"{i:012d}.jpg"} for i in ids.tolist()]
+                )[1:-1]
+                + b"\n"
+            )
             n_obj, n_img, parts = n_obj + len(block), n_img + ids.size, parts + 1
             print(f"  generated {n_obj:,} / {objects:,} objects", file=sys.stderr, flush=True)
         if v1_writer is not None:
             v1_writer.close()
         im.close()
         with open(images_json, "rb") as lines_in:
-            ds.write(b'], "images": [' + b",".join(line.rstrip(b"\n") for line in lines_in if line.strip())
-                     + b"]}\n")
+            ds.write(b'], "images": [' + b",".join(line.rstrip(b"\n") for line in lines_in if line.strip()) + b"]}\n")
     images_json.unlink()
     det_parts = sorted((out / DETECTIONS_DIR).glob("*.parquet"))
     if det_parts:
@@ -194,15 +224,23 @@ def write_synthetic(out: Path, objects: int, *, seed: int = 0, detections_per_im
 
         n_det = sum(pq.ParquetFile(p).metadata.num_rows for p in det_parts)
     m = {k: v for k, v in manifest.items() if k not in ("format", "version")}
-    m.update(images=n_img, annotations=n_obj, candidates_per_annotation=layout.size,
-             candidate_rows=n_obj * layout.size, detections={"count": n_det})
+    m.update(
+        images=n_img,
+        annotations=n_obj,
+        candidates_per_annotation=layout.size,
+        candidate_rows=n_obj * layout.size,
+        detections={"count": n_det},
+    )
     if v1:
         shutil.rmtree(out / CANDIDATES_DIR)
         shutil.rmtree(out / DETECTIONS_DIR)
         write_manifest(m, out, version=1)
     else:
-        m.update(layout=layout.to_dict(), parts=parts,
-                 levels=[{**lv, "grid": int(g)} for lv, g in zip(m["levels"], layout.grid_w.tolist())])
+        m.update(
+            layout=layout.to_dict(),
+            parts=parts,
+            levels=[{**lv, "grid": int(g)} for lv, g in zip(m["levels"], layout.grid_w.tolist(), strict=False)],
+        )
         write_manifest(m, out)
     return {"objects": n_obj, "images": n_img, "detections": n_det, "parts": parts}
 
@@ -231,16 +269,16 @@ def run_cli(args: list[str], stdout: Path, *, src: Path = REPO, env: dict | None
         result = Path(f.name)
     e = {**os.environ, "PYTHONPATH": str(src), "MPLBACKEND": "Agg", **(env or {})}
     with open(stdout, "w") as out, open(str(stdout) + ".err", "w") as err:
-        subprocess.run([sys.executable, "-c", _CHILD, str(result), *args], stdout=out, stderr=err, env=e,
-                       cwd=src, check=False)
+        subprocess.run(
+            [sys.executable, "-c", _CHILD, str(result), *args], stdout=out, stderr=err, env=e, cwd=src, check=False
+        )
     try:
         res = json.loads(result.read_text())
     except (json.JSONDecodeError, FileNotFoundError):
         res = {"code": -1, "seconds": float("nan"), "peak_mb": float("nan")}
     result.unlink(missing_ok=True)
     if res["code"] != 0:
-        print(f"  FAILED: cocostat {' '.join(args)}\n{Path(str(stdout) + '.err').read_text()[-2000:]}",
-              file=sys.stderr)
+        print(f"  FAILED: cocostat {' '.join(args)}\n{Path(str(stdout) + '.err').read_text()[-2000:]}", file=sys.stderr)
     return res
 
 
@@ -268,7 +306,7 @@ def _figures_equal(a: Path, b: Path) -> str:
         if isinstance(p, dict) and isinstance(q, dict):
             return p.keys() == q.keys() and all(close(p[k], q[k]) for k in p)
         if isinstance(p, list) and isinstance(q, list):
-            return len(p) == len(q) and all(close(u, v) for u, v in zip(p, q))
+            return len(p) == len(q) and all(close(u, v) for u, v in zip(p, q, strict=False))
         if isinstance(p, float) and isinstance(q, (int, float)):
             return abs(p - q) <= 1e-9 * max(1.0, abs(p))
         return p == q
@@ -296,26 +334,52 @@ def bench_formats(work: Path, objects: int = 50_000, repeat: int = 3) -> list[tu
     d = work / "formats"
     d.mkdir(parents=True, exist_ok=True)
     table = C.arrays_to_arrow(arr, layout)
-    fields = ["ann_id", "image_id", "class_idx", "iscrowd", "gt", "valid", "pred", "obj", "cls_prob",
-              "max_cls_prob", "max_cls_idx", "gx", "gy"]
+    fields = [
+        "ann_id",
+        "image_id",
+        "class_idx",
+        "iscrowd",
+        "gt",
+        "valid",
+        "pred",
+        "obj",
+        "cls_prob",
+        "max_cls_prob",
+        "max_cls_idx",
+        "gx",
+        "gy",
+    ]
     writers = {
         "v1: candidates.parquet, one row per candidate (today)": (
-            "v1.parquet", lambda p: frame.to_parquet(p, index=False),
-            lambda p: C.to_arrays(pd.read_parquet(p))),
+            "v1.parquet",
+            lambda p: frame.to_parquet(p, index=False),
+            lambda p: C.to_arrays(pd.read_parquet(p)),
+        ),
         "v2: parquet part, fixed-size lists, zstd + byte-stream-split (chosen)": (
-            "v2.parquet", lambda p: C.write_part(arr, layout, p), lambda p: C.read_part(p, layout)),
+            "v2.parquet",
+            lambda p: C.write_part(arr, layout, p),
+            lambda p: C.read_part(p, layout),
+        ),
         "v2 layout, parquet, zstd without byte-stream-split": (
-            "v2-plain.parquet", lambda p: pq.write_table(table, p, compression="zstd"),
-            lambda p: C.read_part(p, layout)),
+            "v2-plain.parquet",
+            lambda p: pq.write_table(table, p, compression="zstd"),
+            lambda p: C.read_part(p, layout),
+        ),
         "v2 layout, Arrow IPC (feather), lz4": (
-            "v2-lz4.arrow", lambda p: feather.write_feather(table, p, compression="lz4"),
-            lambda p: C.arrow_to_arrays(feather.read_table(p), layout)),
+            "v2-lz4.arrow",
+            lambda p: feather.write_feather(table, p, compression="lz4"),
+            lambda p: C.arrow_to_arrays(feather.read_table(p), layout),
+        ),
         "v2 layout, Arrow IPC (feather), zstd": (
-            "v2-zstd.arrow", lambda p: feather.write_feather(table, p, compression="zstd"),
-            lambda p: C.arrow_to_arrays(feather.read_table(p), layout)),
+            "v2-zstd.arrow",
+            lambda p: feather.write_feather(table, p, compression="zstd"),
+            lambda p: C.arrow_to_arrays(feather.read_table(p), layout),
+        ),
         "dense arrays, .npz (uncompressed)": (
-            "v2.npz", lambda p: np.savez(p, **{f: getattr(arr, f) for f in fields}),
-            lambda p: dict(np.load(p))),
+            "v2.npz",
+            lambda p: np.savez(p, **{f: getattr(arr, f) for f in fields}),
+            lambda p: dict(np.load(p)),
+        ),
     }
     rows = []
     for name, (fname, write, read) in writers.items():
@@ -359,9 +423,28 @@ def bench_predict(work: Path, sizes=(500, 5000), size: int = 320, src: Path = RE
         ann_file = folder / "instances.json"
         ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": base["categories"]}))
         out = folder / "pred"
-        res = run_cli(["predict", str(ann_file), "--images", str(img_dir), "--cfg", str(cfg), "--weights",
-                       str(weights), "--size", str(size), "-o", str(out), "--no-progress", "--no-cache",
-                       "--format", "json"], folder / "predict.json", src=src)
+        res = run_cli(
+            [
+                "predict",
+                str(ann_file),
+                "--images",
+                str(img_dir),
+                "--cfg",
+                str(cfg),
+                "--weights",
+                str(weights),
+                "--size",
+                str(size),
+                "-o",
+                str(out),
+                "--no-progress",
+                "--no-cache",
+                "--format",
+                "json",
+            ],
+            folder / "predict.json",
+            src=src,
+        )
         rows.append((n, len(anns), res))
         shutil.rmtree(out, ignore_errors=True)
     return rows
@@ -395,8 +478,9 @@ def main(argv=None) -> int:
         if not args.objects:
             ap.error("--out needs --objects N")
         t = time.perf_counter()
-        counts = write_synthetic(args.out, args.objects, seed=args.seed,
-                                 detections_per_image=args.detections_per_image, v1=args.v1)
+        counts = write_synthetic(
+            args.out, args.objects, seed=args.seed, detections_per_image=args.detections_per_image, v1=args.v1
+        )
         print(json.dumps({**counts, "seconds": round(time.perf_counter() - t, 1), "out": str(args.out)}))
         return 0
 
@@ -409,12 +493,19 @@ def main(argv=None) -> int:
     ok = True
     import torch
 
-    footer = [(f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
-               f"{os.cpu_count()} CPU(s), load average before the run {load[0]:.2f} (shared with other work). Peak "
-               f"memory is each command's own process (VmHWM); commands read the dataset through cocostat's "
-               f"array cache, primed by `cocostat info` first (its cold load is listed). Command: "
-               f"`python -m benchmarks.bench_scale" + (" --tenx" if args.tenx else "")
-               + (" --skip-predict" if args.skip_predict else "") + "`"), ""]
+    footer = [
+        (
+            f"Machine: {platform.platform()}, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{os.cpu_count()} CPU(s), load average before the run {load[0]:.2f} (shared with other work). Peak "
+            f"memory is each command's own process (VmHWM); commands read the dataset through cocostat's "
+            f"array cache, primed by `cocostat info` first (its cold load is listed). Command: "
+            f"`python -m benchmarks.bench_scale"
+            + (" --tenx" if args.tenx else "")
+            + (" --skip-predict" if args.skip_predict else "")
+            + "`"
+        ),
+        "",
+    ]
 
     def save():  # after every section, so a long run reports what it has measured so far
         write_text(args.report, "\n".join(lines + footer))
@@ -430,9 +521,12 @@ def main(argv=None) -> int:
         print("formats ...", file=sys.stderr)
         fmt = bench_formats(work)
         v1_bytes = fmt[0][1]
-        lines += ["## Store formats (50,000 synthetic objects x 81 candidates, same content)", "",
-                  "| format | bytes per object | vs today | write s | read into dense arrays s |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "## Store formats (50,000 synthetic objects x 81 candidates, same content)",
+            "",
+            "| format | bytes per object | vs today | write s | read into dense arrays s |",
+            "|---|---:|---:|---:|---:|",
+        ]
         lines += [f"| {n} | {b:,.0f} | {b / v1_bytes:.0%} | {w:.2f} | {r:.3f} |" for n, b, w, r in fmt]
         lines += [""]
         save()
@@ -444,28 +538,63 @@ def main(argv=None) -> int:
         v1_dir, v2_dir = work / f"v1-{nb}", work / f"v2-{nb}"
         write_synthetic(v1_dir, nb, seed=args.seed, v1=True)
         write_synthetic(v2_dir, nb, seed=args.seed)
-        cmds = {"anchor-audit": ["anchor-audit", "--iou", "giou", "--examples", "10"],
-                "mismatch": ["mismatch", "--neighborhood", "1", "--examples", "10"]}
-        lines += [(f"## Today's code (commit {BASELINE_COMMIT}, format 1) and this code (format 2), "
-                   f"{nb:,} objects"), "",
-                  "| command | today: peak GB | today: s | this: peak GB | this: s | speed-up | figures |",
-                  "|---|---:|---:|---:|---:|---:|---|"]
+        cmds = {
+            "anchor-audit": ["anchor-audit", "--iou", "giou", "--examples", "10"],
+            "mismatch": ["mismatch", "--neighborhood", "1", "--examples", "10"],
+        }
+        lines += [
+            (f"## Today's code (commit {BASELINE_COMMIT}, format 1) and this code (format 2), {nb:,} objects"),
+            "",
+            "| command | today: peak GB | today: s | this: peak GB | this: s | speed-up | figures |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
         same_size = {}
         for name, cmd in cmds.items():
-            a = run_cli([cmd[0], str(v1_dir / "dataset.json"), "--predictions", str(v1_dir), *cmd[1:], "--format",
-                         "json", "--no-cache"], work / f"{name}-v1.json", src=base_src)
-            b = run_cli([cmd[0], str(v2_dir / "dataset.json"), "--predictions", str(v2_dir), *cmd[1:], "--format",
-                         "json", "--no-cache"], work / f"{name}-v2.json")
+            a = run_cli(
+                [
+                    cmd[0],
+                    str(v1_dir / "dataset.json"),
+                    "--predictions",
+                    str(v1_dir),
+                    *cmd[1:],
+                    "--format",
+                    "json",
+                    "--no-cache",
+                ],
+                work / f"{name}-v1.json",
+                src=base_src,
+            )
+            b = run_cli(
+                [
+                    cmd[0],
+                    str(v2_dir / "dataset.json"),
+                    "--predictions",
+                    str(v2_dir),
+                    *cmd[1:],
+                    "--format",
+                    "json",
+                    "--no-cache",
+                ],
+                work / f"{name}-v2.json",
+            )
             same = _figures_equal(work / f"{name}-v1.json", work / f"{name}-v2.json")
             ok &= same != "DIFFERENT" and a["code"] == 0 and b["code"] == 0
             same_size[name] = (a, b)
-            lines.append(f"| {name} | {_gb(a['peak_mb'])} | {a['seconds']:.1f} | {_gb(b['peak_mb'])} | "
-                         f"{b['seconds']:.1f} | {a['seconds'] / b['seconds']:.1f}x | {same} |")
+            lines.append(
+                f"| {name} | {_gb(a['peak_mb'])} | {a['seconds']:.1f} | {_gb(b['peak_mb'])} | "
+                f"{b['seconds']:.1f} | {a['seconds'] / b['seconds']:.1f}x | {same} |"
+            )
         v1_size = sum(f.stat().st_size for f in v1_dir.glob("candidates*.parquet"))
         v2_size = sum(f.stat().st_size for f in (v2_dir / "candidates").iterdir())
-        lines += ["", (f"Candidate bytes per object on disk: today {v1_size / nb:,.0f}, format 2 "
-                       f"{v2_size / nb:,.0f} ({v2_size / v1_size:.0%}). `eval` and `errors` give the same figures from "
-                       f"format 2 as from format 1 (tests/test_streaming.py, on real yolov3-tiny predictions)."), ""]
+        lines += [
+            "",
+            (
+                f"Candidate bytes per object on disk: today {v1_size / nb:,.0f}, format 2 "
+                f"{v2_size / nb:,.0f} ({v2_size / v1_size:.0%}). `eval` and `errors` give the same figures from "
+                f"format 2 as from format 1 (tests/test_streaming.py, on real yolov3-tiny predictions)."
+            ),
+            "",
+        ]
         shutil.rmtree(v1_dir)
         shutil.rmtree(v2_dir)
         save()
@@ -478,29 +607,55 @@ def main(argv=None) -> int:
         counts = write_synthetic(one, n1, seed=args.seed, detections_per_image=args.eval_detections_per_image)
         t_gen = time.perf_counter() - t
         size_1x = sum(f.stat().st_size for f in (one / "candidates").iterdir())
-        lines += [(f"## Train2017 size: {counts['objects']:,} objects, {counts['images']:,} images "
-                   f"(format 2 store {size_1x / 2**30:.2f} GiB, {size_1x / counts['objects']:,.0f} bytes per object; "
-                   f"generated in {t_gen:.0f} s)"), "",
-                  "| command | peak GB | s | target | today (issue #12, same size) |", "|---|---:|---:|---|---|"]
+        lines += [
+            (
+                f"## Train2017 size: {counts['objects']:,} objects, {counts['images']:,} images "
+                f"(format 2 store {size_1x / 2**30:.2f} GiB, {size_1x / counts['objects']:,.0f} bytes per object; "
+                f"generated in {t_gen:.0f} s)"
+            ),
+            "",
+            "| command | peak GB | s | target | today (issue #12, same size) |",
+            "|---|---:|---:|---|---|",
+        ]
         prime = run_cli(["info", str(one / "dataset.json"), "--format", "json"], work / "info-1x.json", env=cache_env)
-        lines.append(f"| info (cold load of dataset.json, fills the cache) | {_gb(prime['peak_mb'])} | "
-                     f"{prime['seconds']:.1f} | - | - |")
+        lines.append(
+            f"| info (cold load of dataset.json, fills the cache) | {_gb(prime['peak_mb'])} | "
+            f"{prime['seconds']:.1f} | - | - |"
+        )
         for name, cmd in cmds.items():
-            r = run_cli([cmd[0], str(one / "dataset.json"), "--predictions", str(one), *cmd[1:], "--format", "json",
-                         ], work / f"{name}-1x.json", env=cache_env)
+            r = run_cli(
+                [
+                    cmd[0],
+                    str(one / "dataset.json"),
+                    "--predictions",
+                    str(one),
+                    *cmd[1:],
+                    "--format",
+                    "json",
+                ],
+                work / f"{name}-1x.json",
+                env=cache_env,
+            )
             peaks_1x[name] = r["peak_mb"]
             gb, sec = ISSUE_FIGURES[name]
             met = r["peak_mb"] <= 2048 and r["seconds"] < sec and r["code"] == 0
             ok &= met
-            lines.append(f"| {name} | {_gb(r['peak_mb'])} | {r['seconds']:.1f} | <= 2 GB and < {sec} s: "
-                         f"{'met' if met else 'NOT met'} | {gb} GB, {sec} s |")
+            lines.append(
+                f"| {name} | {_gb(r['peak_mb'])} | {r['seconds']:.1f} | <= 2 GB and < {sec} s: "
+                f"{'met' if met else 'NOT met'} | {gb} GB, {sec} s |"
+            )
         for name, cmd in (("eval", ["eval", "-d"]), ("errors", ["errors", "--predictions"])):
             if name == "eval" and not args.eval_1x:
                 continue
-            r = run_cli([cmd[0], str(one / "dataset.json"), cmd[1], str(one), "--format", "json"],
-                        work / f"{name}-1x.json", env=cache_env)
-            lines.append(f"| {name} ({counts['detections']:,} detections) | {_gb(r['peak_mb'])} | {r['seconds']:.1f} | "
-                         f"<= 2 GB plus pycocotools' own | - |")
+            r = run_cli(
+                [cmd[0], str(one / "dataset.json"), cmd[1], str(one), "--format", "json"],
+                work / f"{name}-1x.json",
+                env=cache_env,
+            )
+            lines.append(
+                f"| {name} ({counts['detections']:,} detections) | {_gb(r['peak_mb'])} | {r['seconds']:.1f} | "
+                f"<= 2 GB plus pycocotools' own | - |"
+            )
         lines += [""]
         save()
 
@@ -508,14 +663,27 @@ def main(argv=None) -> int:
     if not args.skip_predict:
         print("predict ...", file=sys.stderr)
         rows = bench_predict(work, sizes=[int(v) for v in args.predict_images.split(",")], size=args.predict_size)
-        lines += [(f"## predict: yolov3-tiny, CPU, input {args.predict_size}, coco-tiny val2017 images cycled "
-                   f"under new names"), "", "| images | annotations | peak GB | s | images/s |", "|---:|---:|---:|---:|---:|"]
+        lines += [
+            (
+                f"## predict: yolov3-tiny, CPU, input {args.predict_size}, coco-tiny val2017 images cycled "
+                f"under new names"
+            ),
+            "",
+            "| images | annotations | peak GB | s | images/s |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for n, n_ann, r in rows:
             lines.append(f"| {n:,} | {n_ann:,} | {_gb(r['peak_mb'])} | {r['seconds']:.0f} | {n / r['seconds']:.1f} |")
         ratio = rows[-1][2]["peak_mb"] / rows[0][2]["peak_mb"]
         ok &= ratio <= 1.25
-        lines += ["", (f"Peak RSS of {rows[-1][0]:,} images / {rows[0][0]:,} images: {ratio:.2f} (target <= "
-                       f"1.25; issue #12 measured today's code at 1.06 GB for 400 images and 1.52 GB for 4,000)."), ""]
+        lines += [
+            "",
+            (
+                f"Peak RSS of {rows[-1][0]:,} images / {rows[0][0]:,} images: {ratio:.2f} (target <= "
+                f"1.25; issue #12 measured today's code at 1.06 GB for 400 images and 1.52 GB for 4,000)."
+            ),
+            "",
+        ]
 
         save()
 
@@ -526,19 +694,31 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         c10 = write_synthetic(ten, 10 * n1, blocks=repeated_blocks(one, 10))
         t_gen = time.perf_counter() - t
-        lines += [(f"## 10x train2017: {c10['objects']:,} objects (the 1x chunks' contents repeated under new "
-                   f"ids; generated in {t_gen:.0f} s)"), "", "| command | peak GB | s | target |", "|---|---:|---:|---|"]
-        prime = run_cli(["info", str(ten / "dataset.json"), "--format", "json"], work / "info-10x.json",
-                        env=cache_env)
-        lines.append(f"| info (cold load of dataset.json, fills the cache) | {_gb(prime['peak_mb'])} | "
-                     f"{prime['seconds']:.1f} | - |")
+        lines += [
+            (
+                f"## 10x train2017: {c10['objects']:,} objects (the 1x chunks' contents repeated under new "
+                f"ids; generated in {t_gen:.0f} s)"
+            ),
+            "",
+            "| command | peak GB | s | target |",
+            "|---|---:|---:|---|",
+        ]
+        prime = run_cli(["info", str(ten / "dataset.json"), "--format", "json"], work / "info-10x.json", env=cache_env)
+        lines.append(
+            f"| info (cold load of dataset.json, fills the cache) | {_gb(prime['peak_mb'])} | "
+            f"{prime['seconds']:.1f} | - |"
+        )
         for name, cmd in cmds.items():
-            r = run_cli([cmd[0], str(ten / "dataset.json"), "--predictions", str(ten), *cmd[1:], "--format",
-                         "json"], work / f"{name}-10x.json", env=cache_env)
+            r = run_cli(
+                [cmd[0], str(ten / "dataset.json"), "--predictions", str(ten), *cmd[1:], "--format", "json"],
+                work / f"{name}-10x.json",
+                env=cache_env,
+            )
             met = r["peak_mb"] <= 4096 and r["code"] == 0
             ok &= met
-            lines.append(f"| {name} | {_gb(r['peak_mb'])} | {r['seconds']:.1f} | <= 4 GB: "
-                         f"{'met' if met else 'NOT met'} |")
+            lines.append(
+                f"| {name} | {_gb(r['peak_mb'])} | {r['seconds']:.1f} | <= 4 GB: {'met' if met else 'NOT met'} |"
+            )
         lines += [""]
         shutil.rmtree(ten)
     shutil.rmtree(one, ignore_errors=True)

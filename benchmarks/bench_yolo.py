@@ -117,10 +117,15 @@ def run_child(which: str, folder: Path) -> dict:
     peaks.mkdir(parents=True, exist_ok=True)
     for p in peaks.iterdir():
         p.unlink()
-    env = {**os.environ, "COCOSTAT_CACHE": str(folder / "cache"), "BENCH_YOLO_PEAKS": str(peaks),
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", _CHILD, which, str(folder)], capture_output=True, text=True,
-                         env=env, check=True)
+    env = {
+        **os.environ,
+        "COCOSTAT_CACHE": str(folder / "cache"),
+        "BENCH_YOLO_PEAKS": str(peaks),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, which, str(folder)], capture_output=True, text=True, env=env, check=True
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     worker = [float(p.read_text()) for p in peaks.iterdir()]
     pooled = which == "yolo-cold-process"  # elsewhere the chunks run in the main process
@@ -131,9 +136,13 @@ def run_child(which: str, folder: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dir", type=Path, default=None,
-                    help="where the data is generated once and reused [default: /tmp/bench-yolo, "
-                         "/tmp/bench-yolo-SCALE for another --scale]")
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the data is generated once and reused [default: /tmp/bench-yolo, "
+        "/tmp/bench-yolo-SCALE for another --scale]",
+    )
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each loader; the fastest is reported")
     ap.add_argument("--report", type=Path, default=Path("reports/bench_yolo.md"))
@@ -173,8 +182,9 @@ def main(argv=None) -> int:
     ]
     for which, r in results.items():
         wp = f"{r['worker_peak_mb']:.0f}" if r.get("worker_peak_mb") else "-"
-        lines.append(f"| {which} | {r['seconds']:.2f} | {r['seconds'] / base['seconds']:.2f}x | "
-                     f"{r['peak_mb']:.0f} | {wp} |")
+        lines.append(
+            f"| {which} | {r['seconds']:.2f} | {r['seconds'] / base['seconds']:.2f}x | {r['peak_mb']:.0f} | {wp} |"
+        )
     cold = results["yolo-cold-process"]["seconds"] / base["seconds"]
     lines += [
         "",

@@ -36,18 +36,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--only", nargs="*", default=None, choices=BENCHMARKS)
-    ap.add_argument("--collect", action="store_true",
-                    help="run nothing: gather the reports/bench_*.md already written into reports/benchmarks.md")
+    ap.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: gather the reports/bench_*.md already written into reports/benchmarks.md",
+    )
     args = ap.parse_args(argv)
     here = Path(__file__).resolve().parent
     reports = here.parent / "reports"
     parts = [
         "# cocostat benchmarks",
         "",
-        (f"Gathered {datetime.date.today()} from the reports/bench_*.md files; each names its own run and machine."
-         if args.collect else
-         f"Run {datetime.date.today()} on {platform.platform()}, {os.cpu_count()} CPUs, Python "
-         f"{platform.python_version()}, scale {args.scale}.")
+        (
+            f"Gathered {datetime.date.today()} from the reports/bench_*.md files; each names its own run and machine."
+            if args.collect
+            else f"Run {datetime.date.today()} on {platform.platform()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}, scale {args.scale}."
+        )
         + " Every figure is a ratio against a baseline measured in the same run on the same machine.",
     ]
     failed = []
@@ -59,8 +64,7 @@ def main(argv=None) -> int:
                 parts += ["", *_demoted(report)]
             continue
         t = time.perf_counter()
-        cmd = [sys.executable, "-m", f"benchmarks.bench_{name}", "--scale", str(args.scale),
-               *EXTRA_ARGS.get(name, [])]
+        cmd = [sys.executable, "-m", f"benchmarks.bench_{name}", "--scale", str(args.scale), *EXTRA_ARGS.get(name, [])]
         print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
         rc = subprocess.run(cmd, cwd=here.parent).returncode
         print(f"  {name}: exit {rc} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)

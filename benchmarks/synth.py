@@ -172,17 +172,20 @@ CATEGORIES: tuple[tuple[int, str, str, int], ...] = (
 )
 
 LICENSES: tuple[dict[str, Any], ...] = (
-    {"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1,
-     "name": "Attribution-NonCommercial-ShareAlike License"},
-    {"url": "http://creativecommons.org/licenses/by-nc/2.0/", "id": 2,
-     "name": "Attribution-NonCommercial License"},
-    {"url": "http://creativecommons.org/licenses/by-nc-nd/2.0/", "id": 3,
-     "name": "Attribution-NonCommercial-NoDerivs License"},
+    {
+        "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/",
+        "id": 1,
+        "name": "Attribution-NonCommercial-ShareAlike License",
+    },
+    {"url": "http://creativecommons.org/licenses/by-nc/2.0/", "id": 2, "name": "Attribution-NonCommercial License"},
+    {
+        "url": "http://creativecommons.org/licenses/by-nc-nd/2.0/",
+        "id": 3,
+        "name": "Attribution-NonCommercial-NoDerivs License",
+    },
     {"url": "http://creativecommons.org/licenses/by/2.0/", "id": 4, "name": "Attribution License"},
-    {"url": "http://creativecommons.org/licenses/by-sa/2.0/", "id": 5,
-     "name": "Attribution-ShareAlike License"},
-    {"url": "http://creativecommons.org/licenses/by-nd/2.0/", "id": 6,
-     "name": "Attribution-NoDerivs License"},
+    {"url": "http://creativecommons.org/licenses/by-sa/2.0/", "id": 5, "name": "Attribution-ShareAlike License"},
+    {"url": "http://creativecommons.org/licenses/by-nd/2.0/", "id": 6, "name": "Attribution-NoDerivs License"},
     {"url": "http://flickr.com/commons/usage/", "id": 7, "name": "No known copyright restrictions"},
     {"url": "http://www.usa.gov/copyright.shtml", "id": 8, "name": "United States Government Work"},
 )
@@ -191,10 +194,22 @@ _LICENSE_WEIGHTS = (0.19, 0.20, 0.21, 0.16, 0.10, 0.10, 0.035, 0.005)
 # ((width, height), weight) of COCO's common image sizes; the remaining weight goes to _Stats'
 # "other" landscape / portrait / small kinds.
 _IMAGE_SIZES: tuple[tuple[tuple[int, int], float], ...] = (
-    ((640, 480), 0.38), ((640, 427), 0.16), ((480, 640), 0.09), ((640, 426), 0.06),
-    ((427, 640), 0.05), ((640, 428), 0.03), ((640, 425), 0.025), ((426, 640), 0.02),
-    ((640, 424), 0.015), ((640, 360), 0.02), ((612, 612), 0.01), ((500, 375), 0.01),
-    ((640, 640), 0.01), ((640, 429), 0.01), ((375, 500), 0.005), ((428, 640), 0.01),
+    ((640, 480), 0.38),
+    ((640, 427), 0.16),
+    ((480, 640), 0.09),
+    ((640, 426), 0.06),
+    ((427, 640), 0.05),
+    ((640, 428), 0.03),
+    ((640, 425), 0.025),
+    ((426, 640), 0.02),
+    ((640, 424), 0.015),
+    ((640, 360), 0.02),
+    ((612, 612), 0.01),
+    ((500, 375), 0.01),
+    ((640, 640), 0.01),
+    ((640, 429), 0.01),
+    ((375, 500), 0.005),
+    ((428, 640), 0.01),
     ((640, 512), 0.005),
 )
 
@@ -277,9 +292,7 @@ def _plan(like: str, seed: int, scale: float) -> _Plan:
     id_space = max(st.max_image_id, 2 * n_img)
     img_ids = rng.choice(id_space, size=n_img, replace=False).astype(np.int64) + 1
     table_wh = np.array([wh for wh, _ in _IMAGE_SIZES], dtype=np.int64)
-    weights = np.array(
-        [w for _, w in _IMAGE_SIZES] + [st.other_landscape, st.other_portrait, st.small_images]
-    )
+    weights = np.array([w for _, w in _IMAGE_SIZES] + [st.other_landscape, st.other_portrait, st.small_images])
     kind = rng.choice(len(weights), size=n_img, p=weights / weights.sum())
     n_tab = len(_IMAGE_SIZES)
     img_w = np.zeros(n_img, np.int64)
@@ -289,9 +302,7 @@ def _plan(like: str, seed: int, scale: float) -> _Plan:
     img_h[tab] = table_wh[kind[tab], 1]
     free = rng.integers(200, 641, size=n_img)
     small_long = rng.integers(100, 501, size=n_img)
-    small_short = np.maximum(1, np.rint(small_long * rng.uniform(0.5, 1.0, size=n_img))).astype(
-        np.int64
-    )
+    small_short = np.maximum(1, np.rint(small_long * rng.uniform(0.5, 1.0, size=n_img))).astype(np.int64)
     small_landscape = rng.random(n_img) < 0.6
     m = kind == n_tab
     img_w[m], img_h[m] = 640, free[m]
@@ -430,23 +441,32 @@ def _plan(like: str, seed: int, scale: float) -> _Plan:
         runs[2:-1:2] = (ih - bot[:-1]) + top[1:]
         runs[-1] = (ih - bot[-1]) + (iw - bx1) * ih
         rle[k] = runs.tolist()
-        ann_bbox_c[k] = (bx0 * 100, int(top.min()) * 100, ncols * 100,
-                         int(bot.max() - top.min()) * 100)
+        ann_bbox_c[k] = (bx0 * 100, int(top.min()) * 100, ncols * 100, int(bot.max() - top.min()) * 100)
         ann_area[k] = float(fg.sum())
 
     # ---- ids ---------------------------------------------------------------------------------
     ann_ids = np.empty(n_ann, np.int64)
     n_poly = n_ann - n_crowd
-    ann_ids[~ann_crowd] = np.sort(
-        rng.choice(max(int(n_poly * 1.06), n_poly) + 1, size=n_poly, replace=False) + 1
-    )
+    ann_ids[~ann_crowd] = np.sort(rng.choice(max(int(n_poly * 1.06), n_poly) + 1, size=n_poly, replace=False) + 1)
     ann_ids[ann_crowd] = st.crowd_id_base + img_ids[ann_img[ann_crowd]]
 
     return _Plan(
-        preset=preset, img_ids=img_ids, img_w=img_w, img_h=img_h, img_license=img_license,
-        img_dates=img_dates, img_flickr=img_flickr, ann_ids=ann_ids, ann_img=ann_img,
-        ann_cat=ann_cat, ann_crowd=ann_crowd, ann_bbox_c=ann_bbox_c, ann_area=ann_area,
-        pt_start=pt_start, coords_c=coords_c, rle=rle,
+        preset=preset,
+        img_ids=img_ids,
+        img_w=img_w,
+        img_h=img_h,
+        img_license=img_license,
+        img_dates=img_dates,
+        img_flickr=img_flickr,
+        ann_ids=ann_ids,
+        ann_img=ann_img,
+        ann_cat=ann_cat,
+        ann_crowd=ann_crowd,
+        ann_bbox_c=ann_bbox_c,
+        ann_area=ann_area,
+        pt_start=pt_start,
+        coords_c=coords_c,
+        rle=rle,
     )
 
 
@@ -480,8 +500,13 @@ def _images(plan: _Plan) -> list[dict[str, Any]]:
             "id": iid,
         }
         for iid, w, h, lic, date, flickr in zip(
-            plan.img_ids.tolist(), plan.img_w.tolist(), plan.img_h.tolist(),
-            plan.img_license.tolist(), plan.img_dates, plan.img_flickr, strict=True,
+            plan.img_ids.tolist(),
+            plan.img_w.tolist(),
+            plan.img_h.tolist(),
+            plan.img_license.tolist(),
+            plan.img_dates,
+            plan.img_flickr,
+            strict=True,
         )
     ]
 
@@ -494,22 +519,31 @@ def _annotations(plan: _Plan, lo: int, hi: int) -> list[dict[str, Any]]:
     img_idx = plan.ann_img[lo:hi]
     out = []
     for k, s, e, crowd, area, iid, ih, iw, bbox, cat, aid in zip(
-        range(lo, hi), bounds[:-1], bounds[1:], plan.ann_crowd[lo:hi].tolist(),
-        plan.ann_area[lo:hi].tolist(), plan.img_ids[img_idx].tolist(),
-        plan.img_h[img_idx].tolist(), plan.img_w[img_idx].tolist(),
-        (plan.ann_bbox_c[lo:hi] / 100.0).tolist(), plan.ann_cat[lo:hi].tolist(),
-        plan.ann_ids[lo:hi].tolist(), strict=True,
+        range(lo, hi),
+        bounds[:-1],
+        bounds[1:],
+        plan.ann_crowd[lo:hi].tolist(),
+        plan.ann_area[lo:hi].tolist(),
+        plan.img_ids[img_idx].tolist(),
+        plan.img_h[img_idx].tolist(),
+        plan.img_w[img_idx].tolist(),
+        (plan.ann_bbox_c[lo:hi] / 100.0).tolist(),
+        plan.ann_cat[lo:hi].tolist(),
+        plan.ann_ids[lo:hi].tolist(),
+        strict=True,
     ):
         seg: Any = {"counts": plan.rle[k], "size": [ih, iw]} if crowd else [flat[s:e]]
-        out.append({
-            "segmentation": seg,
-            "area": area,
-            "iscrowd": 1 if crowd else 0,
-            "image_id": iid,
-            "bbox": bbox,
-            "category_id": cat,
-            "id": aid,
-        })
+        out.append(
+            {
+                "segmentation": seg,
+                "area": area,
+                "iscrowd": 1 if crowd else 0,
+                "image_id": iid,
+                "bbox": bbox,
+                "category_id": cat,
+                "id": aid,
+            }
+        )
     return out
 
 
@@ -574,28 +608,32 @@ def write(
     return path
 
 
-
-def write_for_benchmark(folder: str | os.PathLike[str], like: str = "train2017", scale: float = 1.0,
-                        seed: int = 0) -> Path:
+def write_for_benchmark(
+    folder: str | os.PathLike[str], like: str = "train2017", scale: float = 1.0, seed: int = 0
+) -> Path:
     """Write ``FOLDER/instances_LIKE_synth.json`` and say on stderr how large it is and how long it took."""
     path = Path(folder) / f"instances_{like}_synth.json"
     t = time.perf_counter()
     write(path, like=like, seed=seed, scale=scale)
-    print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - t:.1f} s",
-          file=sys.stderr)
+    print(
+        f"generated {path} ({path.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - t:.1f} s", file=sys.stderr
+    )
     return path
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.synth",
         description="Write a synthetic COCO instances JSON file with real-scale statistics.",
     )
-    parser.add_argument("--like", choices=sorted(PRESETS), default="train2017",
-                        help="preset whose counts to mimic (default: train2017)")
+    parser.add_argument(
+        "--like", choices=sorted(PRESETS), default="train2017", help="preset whose counts to mimic (default: train2017)"
+    )
     parser.add_argument("-o", "--output", required=True, type=Path, help="output .json path")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiplier of image and annotation counts (default: 1.0)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiplier of image and annotation counts (default: 1.0)"
+    )
     args = parser.parse_args(argv)
     try:
         expected_counts(args.like, args.scale)
@@ -607,8 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     n_img, n_ann, n_crowd = expected_counts(args.like, args.scale)
     size = out.stat().st_size
     print(
-        f"wrote {out}: {n_img:,} images, {n_ann:,} annotations ({n_crowd:,} crowd), "
-        f"{size / 1e6:,.1f} MB in {dt:.1f} s",
+        f"wrote {out}: {n_img:,} images, {n_ann:,} annotations ({n_crowd:,} crowd), {size / 1e6:,.1f} MB in {dt:.1f} s",
         file=sys.stderr,
     )
     return 0

@@ -43,8 +43,10 @@ def __getattr__(name: str):
     """
     if name == "info":
         from cocostat.summary import info
+
         return info
     if name == "load_dataset":
         from cocostat.data import load_dataset
+
         return load_dataset
     raise AttributeError(f"module 'cocostat' has no attribute {name!r}")

@@ -155,8 +155,10 @@ class AnchorSet:
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
-        return {"anchors": [[float(w), float(h)] for w, h in self.wh],
-                "masks": [[int(i) for i in idx] for idx in self.levels]}
+        return {
+            "anchors": [[float(w), float(h)] for w, h in self.wh],
+            "masks": [[int(i) for i in idx] for idx in self.levels],
+        }
 
 
 def _num(v: float) -> str:
@@ -196,8 +198,7 @@ _YOLOV3 = (10, 13, 16, 30, 33, 23, 30, 61, 62, 45, 59, 119, 116, 90, 156, 198, 3
 PRESETS: dict[str, AnchorSet] = {
     "yolov3": _preset("yolov3", _YOLOV3, [[6, 7, 8], [3, 4, 5], [0, 1, 2]]),
     "yolov3-spp": _preset("yolov3-spp", _YOLOV3, [[6, 7, 8], [3, 4, 5], [0, 1, 2]]),
-    "yolov3-tiny": _preset("yolov3-tiny", (10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319),
-                           [[3, 4, 5], [0, 1, 2]]),
+    "yolov3-tiny": _preset("yolov3-tiny", (10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319), [[3, 4, 5], [0, 1, 2]]),
 }
 
 _SECTION = re.compile(r"^\s*\[([^\]]*)\]")
@@ -215,8 +216,9 @@ def _numbers(text: str, what: str, where: str) -> np.ndarray:
 
 def _anchor_pairs(vals: np.ndarray, text: str, where: str, err=ModelFormatError) -> np.ndarray:
     if vals.size == 0 or vals.size % 2:
-        raise err(f"{where}: anchors must be an even, non-zero count of numbers (w,h pairs), "
-                  f"got {vals.size} in {text!r}")
+        raise err(
+            f"{where}: anchors must be an even, non-zero count of numbers (w,h pairs), got {vals.size} in {text!r}"
+        )
     if not (np.isfinite(vals).all() and (vals > 0).all()):
         raise err(f"{where}: anchor widths and heights must be positive finite numbers, got {text!r}")
     return vals.reshape(-1, 2)
@@ -273,8 +275,10 @@ def parse_darknet_anchors(path: str | Path) -> AnchorSet:
         if wh is None:
             wh = pairs
         elif pairs.shape != wh.shape or not np.array_equal(pairs, wh):
-            raise ModelFormatError(f"{where}: anchors differ from those of the first [yolo] section; "
-                                   "expected every [yolo] section to list the same anchors")
+            raise ModelFormatError(
+                f"{where}: anchors differ from those of the first [yolo] section; "
+                "expected every [yolo] section to list the same anchors"
+            )
         if "mask" in sec:
             mtext, mline = sec["mask"]
             mvals = _numbers(mtext, "mask", f"{path} line {mline}")
@@ -282,8 +286,9 @@ def parse_darknet_anchors(path: str | Path) -> AnchorSet:
                 raise ModelFormatError(f"{path} line {mline}: mask must be anchor indices, got {mtext!r}")
             idx = mvals.astype(np.int64)
             if (idx < 0).any() or (idx >= wh.shape[0]).any():
-                raise ModelFormatError(f"{path} line {mline}: mask indices must be in 0..{wh.shape[0] - 1}, "
-                                       f"got {mtext!r}")
+                raise ModelFormatError(
+                    f"{path} line {mline}: mask indices must be in 0..{wh.shape[0] - 1}, got {mtext!r}"
+                )
         else:
             idx = np.arange(wh.shape[0], dtype=np.int64)
         levels.append(idx)
@@ -323,13 +328,16 @@ def parse_anchor_spec(spec: str | AnchorSet) -> AnchorSet:
         wh = _anchor_pairs(vals, spec, where, err=OptionError)
         order = np.argsort(wh.prod(axis=1), kind="stable")
         wh = wh[order]
-        return AnchorSet(",".join(_num(v) for v in wh.ravel()), wh,
-                         _split_levels(wh.shape[0], default_levels(wh.shape[0])))
+        return AnchorSet(
+            ",".join(_num(v) for v in wh.ravel()), wh, _split_levels(wh.shape[0], default_levels(wh.shape[0]))
+        )
     path = Path(key).expanduser()
     if path.is_file():
         return parse_darknet_anchors(path)
-    raise OptionError(f"unknown anchor set {spec!r}: expected a preset ({', '.join(PRESETS)}), the path of "
-                      "an existing Darknet cfg file, or a list of w,h numbers like '10,13, 16,30'")
+    raise OptionError(
+        f"unknown anchor set {spec!r}: expected a preset ({', '.join(PRESETS)}), the path of "
+        "an existing Darknet cfg file, or a list of w,h numbers like '10,13, 16,30'"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,14 +380,19 @@ def _scale_sizes(sizes: tuple[int, int]) -> np.ndarray:
     lo, hi = sizes
     steps = np.arange(-(-lo // 32) * 32, hi + 1, 32, dtype=np.int64)
     if steps.size == 0:
-        raise OptionError(f"multi_scale (MIN, MAX) must contain a multiple of 32, got {lo} {hi}",
-                          param="multi_scale")
+        raise OptionError(f"multi_scale (MIN, MAX) must contain a multiple of 32, got {lo} {hi}", param="multi_scale")
     return steps
 
 
-def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
-              multi_scale: tuple[int, int] | None = None, include_crowd: bool = False,
-              seed: int = 0) -> BoxSizes:
+def box_sizes(
+    dataset: Dataset,
+    *,
+    size: int = 416,
+    resize: str = "letterbox",
+    multi_scale: tuple[int, int] | None = None,
+    include_crowd: bool = False,
+    seed: int = 0,
+) -> BoxSizes:
     """Every box's width and height at the network input.
 
     Args:
@@ -404,8 +417,7 @@ def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
     if resize not in RESIZES:
         raise OptionError(f"resize must be one of {', '.join(RESIZES)}, got {resize!r}", param="resize")
     if multi_scale is not None:
-        lo, hi = (check_int("multi_scale", multi_scale[0], 1), check_int("multi_scale",
-                                                                                  multi_scale[1], 1))
+        lo, hi = (check_int("multi_scale", multi_scale[0], 1), check_int("multi_scale", multi_scale[1], 1))
         if lo > hi:
             raise OptionError(f"multi_scale (MIN, MAX) needs MIN <= MAX, got {lo} {hi}", param="multi_scale")
         multi_scale = (lo, hi)
@@ -434,16 +446,30 @@ def box_sizes(dataset: Dataset, *, size: int = 416, resize: str = "letterbox",
     small = int((wh.min(axis=1) < SMALL_BOX_PX).sum()) if wh.size else 0
     where = f"dataset {dataset.name}"
     if crowd and not include_crowd:
-        warnings.warn(f"{where}: {crowd} iscrowd box(es) left out (use --include-crowd to keep them)",
-                      CocostatWarning, stacklevel=2)
+        warnings.warn(
+            f"{where}: {crowd} iscrowd box(es) left out (use --include-crowd to keep them)",
+            CocostatWarning,
+            stacklevel=2,
+        )
     if zero:
         warnings.warn(f"{where}: {zero} box(es) of zero width or height left out", CocostatWarning, stacklevel=2)
     if small:
-        warnings.warn(f"{where}: {small} of {wh.shape[0]} box(es) are under {SMALL_BOX_PX:g} px on their "
-                      "shorter side at the network input (kept)", CocostatWarning, stacklevel=2)
-    return BoxSizes(wh=wh, size=size, resize=resize, multi_scale=multi_scale,
-                    annotations=dataset.num_annotations, crowd_excluded=crowd if not include_crowd else 0,
-                    zero_excluded=zero, small=small)
+        warnings.warn(
+            f"{where}: {small} of {wh.shape[0]} box(es) are under {SMALL_BOX_PX:g} px on their "
+            "shorter side at the network input (kept)",
+            CocostatWarning,
+            stacklevel=2,
+        )
+    return BoxSizes(
+        wh=wh,
+        size=size,
+        resize=resize,
+        multi_scale=multi_scale,
+        annotations=dataset.num_annotations,
+        crowd_excluded=crowd if not include_crowd else 0,
+        zero_excluded=zero,
+        small=small,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -473,8 +499,9 @@ def _as_counts(counts, n: int) -> np.ndarray | None:
         return None
     c = np.asarray(counts)
     if c.shape != (n,) or c.dtype.kind not in "iu" or (c < 0).any():
-        raise OptionError(f"counts must be (N,) non-negative integers matching wh's {n} rows, "
-                          f"got shape {c.shape}, dtype {c.dtype}")
+        raise OptionError(
+            f"counts must be (N,) non-negative integers matching wh's {n} rows, got shape {c.shape}, dtype {c.dtype}"
+        )
     return c.astype(np.int64)
 
 
@@ -545,14 +572,23 @@ def fitness(wh, anchors, iou_t: float = 0.225, ratio_t: float = 4.0, *, counts=N
     best_for = np.zeros(n_anchors, dtype=np.int64)
     thr = 1.0 / ratio_t
     for lo in range(0, g.shape[0], _FITNESS_BLOCK):
-        gb = g[lo:lo + _FITNESS_BLOCK]
-        wb = np.ones(gb.shape[0]) if c is None else c[lo:lo + _FITNESS_BLOCK].astype(np.float64)
+        gb = g[lo : lo + _FITNESS_BLOCK]
+        wb = np.ones(gb.shape[0]) if c is None else c[lo : lo + _FITNESS_BLOCK].astype(np.float64)
         iou, x = _iou_ratio_np(gb, a)  # (g, A) each
         arg = iou.argmax(axis=1)  # first anchor on ties
         best = np.take_along_axis(iou, arg[:, None], axis=1)[:, 0]
         bx = x.max(axis=1)
-        cols = np.stack([best, best > iou_t, np.count_nonzero(iou > iou_t, axis=1), bx > thr,
-                         np.count_nonzero(x > thr, axis=1), bx * (bx > thr)], axis=1)  # (g, 6)
+        cols = np.stack(
+            [
+                best,
+                best > iou_t,
+                np.count_nonzero(iou > iou_t, axis=1),
+                bx > thr,
+                np.count_nonzero(x > thr, axis=1),
+                bx * (bx > thr),
+            ],
+            axis=1,
+        )  # (g, 6)
         tot += wb @ cols
         best_for += np.bincount(arg, weights=wb, minlength=n_anchors).round().astype(np.int64)
     n = int(g.shape[0] if c is None else c.sum())
@@ -614,8 +650,9 @@ def _grid_points(u: np.ndarray, uc: np.ndarray, grid: float) -> tuple[np.ndarray
     ``u`` must be sorted (as :func:`_unique_sizes` returns it) so the sums run in a fixed order.
     """
     cell = np.floor(np.log(u) / grid).astype(np.int64)  # (M, 2)
-    key = (cell[:, 0] - cell[:, 0].min()) * (int(cell[:, 1].max() - cell[:, 1].min()) + 1) \
-        + (cell[:, 1] - cell[:, 1].min())
+    key = (cell[:, 0] - cell[:, 0].min()) * (int(cell[:, 1].max() - cell[:, 1].min()) + 1) + (
+        cell[:, 1] - cell[:, 1].min()
+    )
     _, inv = np.unique(key, return_inverse=True)
     cnt = np.bincount(inv, weights=uc)
     pts = np.stack([np.bincount(inv, weights=uc * u[:, 0]), np.bincount(inv, weights=uc * u[:, 1])], axis=1)
@@ -644,7 +681,7 @@ def _quantize(a: torch.Tensor, decimals: int | None) -> torch.Tensor:
     """Anchors rounded to ``decimals`` (None: unchanged), never below one step (or 1e-3 px)."""
     if decimals is None:
         return a.clamp(min=1e-3)
-    q = 10.0 ** decimals
+    q = 10.0**decimals
     return (torch.round(a * q) / q).clamp(min=1.0 / q)
 
 
@@ -676,8 +713,9 @@ def _kmeans_pp(p: torch.Tensor, c: torch.Tensor, k: int, restarts: int, rng: np.
     return p[idx]  # (R, K, 2)
 
 
-def _lloyd(p: torch.Tensor, c: torch.Tensor, centres: torch.Tensor, max_iter: int,
-           patience: int = 10) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _lloyd(
+    p: torch.Tensor, c: torch.Tensor, centres: torch.Tensor, max_iter: int, patience: int = 10
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """IoU k-means iterations of R runs at once; returns each run's best centres (R, K, 2), their
     count-weighted mean best IoU (R,), and the iterations run.
 
@@ -748,9 +786,17 @@ class _Objective:
         return best
 
 
-def _evolve(p: torch.Tensor, c: torch.Tensor, start: torch.Tensor, generations: int, batch: int,
-            obj: _Objective, decimals: int | None, rng: np.random.Generator,
-            jumps: int = 1) -> tuple[torch.Tensor, int]:
+def _evolve(
+    p: torch.Tensor,
+    c: torch.Tensor,
+    start: torch.Tensor,
+    generations: int,
+    batch: int,
+    obj: _Objective,
+    decimals: int | None,
+    rng: np.random.Generator,
+    jumps: int = 1,
+) -> tuple[torch.Tensor, int]:
     """Greedy evolution from ``start`` (K, 2); returns the best anchors found and the accepted moves.
 
     Each generation scores ``batch`` candidates, each of which changes one anchor ``j``:
@@ -769,8 +815,10 @@ def _evolve(p: torch.Tensor, c: torch.Tensor, start: torch.Tensor, generations: 
     csum = c.sum()
     # every random number up front, from one numpy generator on the CPU
     which = torch.from_numpy(rng.integers(0, k, size=(generations, batch))).to(dev)
-    step = torch.from_numpy(np.exp(rng.uniform(np.log(3e-3), np.log(0.3), size=(generations, batch, 1)))
-                            * rng.standard_normal((generations, batch, 2))).to(dev, dt)  # log-size steps
+    step = torch.from_numpy(
+        np.exp(rng.uniform(np.log(3e-3), np.log(0.3), size=(generations, batch, 1)))
+        * rng.standard_normal((generations, batch, 2))
+    ).to(dev, dt)  # log-size steps
     u_jump = torch.from_numpy(rng.random((generations, max(jumps, 1)))).to(dev, dt)
     a = start.clone()
     s = obj.score(p, a)  # (M, K)
@@ -793,7 +841,7 @@ def _evolve(p: torch.Tensor, c: torch.Tensor, start: torch.Tensor, generations: 
                 d = (1.0 - v1).clamp(min=0)
                 cdf = torch.cumsum(c * d * d, dim=0)
             pick = torch.searchsorted(cdf, u_jump[g] * cdf[-1], right=True).clamp(max=m - 1)
-            cand[batch - jumps:] = p[pick]
+            cand[batch - jumps :] = p[pick]
         cand = _quantize(cand, decimals)
         sc = obj.score(p, cand)  # (M, B)
         other = torch.where(i1.unsqueeze(1) == j.unsqueeze(0), v2.unsqueeze(1), v1.unsqueeze(1))  # (M, B)
@@ -860,11 +908,25 @@ def _search_threads(device: torch.device):
         yield
 
 
-def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int = 0, evolve: int = 1000,
-                   fitness_name: str = "iou-bpr", iou_t: float = 0.225, ratio_t: float = 4.0,
-                   decimals: int | None = 0, device: torch.device | str | None = None,
-                   max_points: int = 20_000, grid: float = 0.04, batch: int = 8, jumps: int = 2,
-                   max_iter: int = 300) -> AnchorDesign:
+def design_anchors(
+    wh,
+    k: int = 9,
+    *,
+    counts=None,
+    restarts: int = 5,
+    seed: int = 0,
+    evolve: int = 1000,
+    fitness_name: str = "iou-bpr",
+    iou_t: float = 0.225,
+    ratio_t: float = 4.0,
+    decimals: int | None = 0,
+    device: torch.device | str | None = None,
+    max_points: int = 20_000,
+    grid: float = 0.04,
+    batch: int = 8,
+    jumps: int = 2,
+    max_iter: int = 300,
+) -> AnchorDesign:
     """Design ``k`` anchors for box sizes ``wh`` (algorithm in the module docstring).
 
     Args:
@@ -901,8 +963,9 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
     batch = check_int("batch", batch, 1)
     jumps = check_int("jumps", jumps, 0)
     if fitness_name not in FITNESSES:
-        raise OptionError(f"fitness_name must be one of {', '.join(FITNESSES)}, got {fitness_name!r}",
-                          param="fitness_name")
+        raise OptionError(
+            f"fitness_name must be one of {', '.join(FITNESSES)}, got {fitness_name!r}", param="fitness_name"
+        )
     _check_thresholds(iou_t, ratio_t)
     if decimals is not None:
         decimals = check_int("decimals", decimals, 0)
@@ -911,8 +974,10 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
     u, uc = _unique_sizes(g, cnt)
     distinct = int(u.shape[0])
     if distinct < k:
-        raise TooFewBoxesError(f"only {distinct} distinct box size(s) among {int(uc.sum())} box(es), "
-                          f"fewer than the {k} anchors asked for (k); lower k or add data")
+        raise TooFewBoxesError(
+            f"only {distinct} distinct box size(s) among {int(uc.sum())} box(es), "
+            f"fewer than the {k} anchors asked for (k); lower k or add data"
+        )
     pts, pc = (u, uc) if distinct <= max_points else _grid_points(u, uc, grid)
     if pts.shape[0] < k:  # a grid too coarse for this many anchors: search the exact sizes
         pts, pc = u, uc
@@ -945,18 +1010,33 @@ def design_anchors(wh, k: int = 9, *, counts=None, restarts: int = 5, seed: int 
     final, m_final = (start_np, m_start) if kept_start else (evolved_np, m_new)
     dup = _duplicates(final)
     if dup:
-        warnings.warn(f"anchors {dup[0]} and {dup[1]} coincide ({_num(final[dup[0], 0])}x"
-                      f"{_num(final[dup[0], 1])}) after rounding to {decimals} decimal(s); the boxes have "
-                      "too few distinct sizes for this many anchors", CocostatWarning, stacklevel=2)
-    return AnchorDesign(wh=final, start=start_np, metrics=m_final, start_metrics=m_start,
-                        fitness=max(f_new, f_start), start_fitness=f_start, distinct=distinct,
-                        points=int(pts.shape[0]), iterations=iters, restart_scores=restart_scores,
-                        accepted=accepted, kept_start=kept_start, seconds=time.perf_counter() - t0)
+        warnings.warn(
+            f"anchors {dup[0]} and {dup[1]} coincide ({_num(final[dup[0], 0])}x"
+            f"{_num(final[dup[0], 1])}) after rounding to {decimals} decimal(s); the boxes have "
+            "too few distinct sizes for this many anchors",
+            CocostatWarning,
+            stacklevel=2,
+        )
+    return AnchorDesign(
+        wh=final,
+        start=start_np,
+        metrics=m_final,
+        start_metrics=m_start,
+        fitness=max(f_new, f_start),
+        start_fitness=f_start,
+        distinct=distinct,
+        points=int(pts.shape[0]),
+        iterations=iters,
+        restart_scores=restart_scores,
+        accepted=accepted,
+        kept_start=kept_start,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _duplicates(a: np.ndarray) -> tuple[int, int] | None:
     for i in range(a.shape[0]):  # K <= a few dozen anchors
-        same = np.flatnonzero((a[i + 1:] == a[i]).all(axis=1))
+        same = np.flatnonzero((a[i + 1 :] == a[i]).all(axis=1))
         if same.size:
             return i, i + 1 + int(same[0])
     return None
@@ -1031,9 +1111,13 @@ class KmeansReport:
             "search_points": self.design.points,
             **self.result.to_dict(),
             "start": self.start.to_dict(),
-            "evolution": {"generations": self.evolve, "accepted": self.design.accepted,
-                          "start_fitness": self.design.start_fitness, "fitness": self.design.fitness,
-                          "kept_start": self.design.kept_start},
+            "evolution": {
+                "generations": self.evolve,
+                "accepted": self.design.accepted,
+                "start_fitness": self.design.start_fitness,
+                "fitness": self.design.fitness,
+                "kept_start": self.design.kept_start,
+            },
             "compare": {name: fit.to_dict() for name, fit in self.compare.items()},
             "darknet": self.result.anchors.darknet(),
             "yolov5_yaml": self.result.anchors.yolov5_yaml(),
@@ -1053,18 +1137,29 @@ class KmeansReport:
             n = max(int(fit.best_for.sum()), 1)
             strides = default_strides(len(a.levels))
             lev = a.level_of()
-            frames.append(pd.DataFrame({
-                "set": name, "anchor": np.arange(a.num_anchors), "level": lev,
-                "stride": [strides[li] if li >= 0 else -1 for li in lev],
-                "w": a.wh[:, 0], "h": a.wh[:, 1], "aspect": a.wh[:, 0] / a.wh[:, 1],
-                "best_for": fit.best_for, "share": fit.best_for / n,
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "set": name,
+                        "anchor": np.arange(a.num_anchors),
+                        "level": lev,
+                        "stride": [strides[li] if li >= 0 else -1 for li in lev],
+                        "w": a.wh[:, 0],
+                        "h": a.wh[:, 1],
+                        "aspect": a.wh[:, 0] / a.wh[:, 1],
+                        "best_for": fit.best_for,
+                        "share": fit.best_for / n,
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True)
 
     def metrics_frame(self) -> pd.DataFrame:
         """One row per anchor set: ``set``, ``anchors`` (A) and the five figures under their JSON keys."""
-        rows = [{"set": name, "anchors": fit.anchors.num_anchors, **{key: fit.metrics[key] for key in METRIC_KEYS}}
-                for name, fit in self._sets()]
+        rows = [
+            {"set": name, "anchors": fit.anchors.num_anchors, **{key: fit.metrics[key] for key in METRIC_KEYS}}
+            for name, fit in self._sets()
+        ]
         return pd.DataFrame(rows)
 
     def to_frame(self) -> pd.DataFrame:
@@ -1072,34 +1167,67 @@ class KmeansReport:
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
         s, d = self.sizes, self.design
-        overview = pd.DataFrame({
-            "statistic": ["boxes used", "resize", "iscrowd boxes left out", "zero-size boxes left out",
-                          f"boxes under {SMALL_BOX_PX:g} px (kept)", "distinct sizes", "search points",
-                          "k (levels)", "seed", "k-means restarts / iterations", "evolution generations",
-                          "accepted moves", f"fitness ({self.fitness_name}) start -> final", "device",
-                          "seconds"],
-            "value": [f"{s.wh.shape[0]:,} of {s.annotations:,} annotations", s.describe(),
-                      str(s.crowd_excluded), str(s.zero_excluded), str(s.small), f"{d.distinct:,}",
-                      f"{d.points:,}" + ("" if d.points == d.distinct else " (log-size grid)"),
-                      f"{self.k} ({len(self.result.anchors.levels)})", str(self.seed),
-                      f"{self.restarts} / {d.iterations}", str(self.evolve), str(d.accepted),
-                      f"{d.start_fitness:.4f} -> {d.fitness:.4f}" + (" (start kept)" if d.kept_start else ""),
-                      self.device, f"{d.seconds:.2f}"],
-        })
+        overview = pd.DataFrame(
+            {
+                "statistic": [
+                    "boxes used",
+                    "resize",
+                    "iscrowd boxes left out",
+                    "zero-size boxes left out",
+                    f"boxes under {SMALL_BOX_PX:g} px (kept)",
+                    "distinct sizes",
+                    "search points",
+                    "k (levels)",
+                    "seed",
+                    "k-means restarts / iterations",
+                    "evolution generations",
+                    "accepted moves",
+                    f"fitness ({self.fitness_name}) start -> final",
+                    "device",
+                    "seconds",
+                ],
+                "value": [
+                    f"{s.wh.shape[0]:,} of {s.annotations:,} annotations",
+                    s.describe(),
+                    str(s.crowd_excluded),
+                    str(s.zero_excluded),
+                    str(s.small),
+                    f"{d.distinct:,}",
+                    f"{d.points:,}" + ("" if d.points == d.distinct else " (log-size grid)"),
+                    f"{self.k} ({len(self.result.anchors.levels)})",
+                    str(self.seed),
+                    f"{self.restarts} / {d.iterations}",
+                    str(self.evolve),
+                    str(d.accepted),
+                    f"{d.start_fitness:.4f} -> {d.fitness:.4f}" + (" (start kept)" if d.kept_start else ""),
+                    self.device,
+                    f"{d.seconds:.2f}",
+                ],
+            }
+        )
         # short headers so the table fits 80 columns; the title says what each one is
-        metrics = self.metrics_frame().rename(columns={
-            "anchors": "A", "anchors_above_iou": "above_iou", "anchors_above_ratio": "above_ratio"})
+        metrics = self.metrics_frame().rename(
+            columns={"anchors": "A", "anchors_above_iou": "above_iou", "anchors_above_ratio": "above_ratio"}
+        )
         anchors = self.anchors_frame()
-        out = [(f"kmeans anchors for {self.dataset}", overview),
-               ((f"fit: avg_iou = mean best wh-IoU; bpr_iou = share of boxes with best wh-IoU > {self.iou_t:g}; "
-                 f"above_iou = anchors per box above it; bpr_ratio, above_ratio: the same with "
-                 f"ultralytics' side-ratio test at {self.ratio_t:g}"), metrics),
-               ("kmeans anchors (ascending area; level 0 = first yolo section, the coarsest)",
-                anchors[anchors["set"] == "kmeans"].drop(columns="set"))]
+        out = [
+            (f"kmeans anchors for {self.dataset}", overview),
+            (
+                (
+                    f"fit: avg_iou = mean best wh-IoU; bpr_iou = share of boxes with best wh-IoU > {self.iou_t:g}; "
+                    f"above_iou = anchors per box above it; bpr_ratio, above_ratio: the same with "
+                    f"ultralytics' side-ratio test at {self.ratio_t:g}"
+                ),
+                metrics,
+            ),
+            (
+                "kmeans anchors (ascending area; level 0 = first yolo section, the coarsest)",
+                anchors[anchors["set"] == "kmeans"].drop(columns="set"),
+            ),
+        ]
         for name in self.compare:
             out.append((f"anchors of {name}", anchors[anchors["set"] == name].drop(columns="set")))
-        out.append(("Darknet cfg lines (one mask line per yolo section, in cfg order)",
-                    self.result.anchors.darknet()))
+        out.append(("Darknet cfg lines (one mask line per yolo section, in cfg order)", self.result.anchors.darknet()))
         out.append(("yolov5 model YAML", self.result.anchors.yolov5_yaml()))
         if self.plot:
             out.append(("plot", str(self.plot)))
@@ -1116,12 +1244,26 @@ def _fit(anchors: AnchorSet, wh: np.ndarray, iou_t: float, ratio_t: float) -> Se
     return _set_fit(anchors, fitness(wh, anchors.wh, iou_t, ratio_t))
 
 
-def kmeans(dataset: Dataset, *, size: int = 416, k: int = 9, resize: str = "letterbox",
-           multi_scale: tuple[int, int] | None = None, include_crowd: bool = False, restarts: int = 5,
-           seed: int = 0, evolve: int = 1000, fitness_name: str = "iou-bpr", iou_t: float = 0.225,
-           ratio_t: float = 4.0, compare: Sequence[str | AnchorSet] = (), levels: int | None = None,
-           device: torch.device | str | None = None, plot: str | Path | None = None,
-           decimals: int | None = 0) -> KmeansReport:
+def kmeans(
+    dataset: Dataset,
+    *,
+    size: int = 416,
+    k: int = 9,
+    resize: str = "letterbox",
+    multi_scale: tuple[int, int] | None = None,
+    include_crowd: bool = False,
+    restarts: int = 5,
+    seed: int = 0,
+    evolve: int = 1000,
+    fitness_name: str = "iou-bpr",
+    iou_t: float = 0.225,
+    ratio_t: float = 4.0,
+    compare: Sequence[str | AnchorSet] = (),
+    levels: int | None = None,
+    device: torch.device | str | None = None,
+    plot: str | Path | None = None,
+    decimals: int | None = 0,
+) -> KmeansReport:
     """Design YOLO anchors for a dataset and measure how they and other sets fit its boxes.
 
     Args:
@@ -1149,31 +1291,56 @@ def kmeans(dataset: Dataset, *, size: int = 416, k: int = 9, resize: str = "lett
     for spec in compare:
         a = parse_anchor_spec(spec)
         sets.setdefault(a.name, a)
-    sizes = box_sizes(dataset, size=size, resize=resize, multi_scale=multi_scale,
-                      include_crowd=include_crowd, seed=seed)
-    design = design_anchors(sizes.wh, k, restarts=restarts, seed=seed, evolve=evolve,
-                            fitness_name=fitness_name, iou_t=iou_t, ratio_t=ratio_t, decimals=decimals,
-                            device=device)
+    sizes = box_sizes(
+        dataset, size=size, resize=resize, multi_scale=multi_scale, include_crowd=include_crowd, seed=seed
+    )
+    design = design_anchors(
+        sizes.wh,
+        k,
+        restarts=restarts,
+        seed=seed,
+        evolve=evolve,
+        fitness_name=fitness_name,
+        iou_t=iou_t,
+        ratio_t=ratio_t,
+        decimals=decimals,
+        device=device,
+    )
     levels_idx = _split_levels(k, n_levels)
     result = _set_fit(AnchorSet("kmeans", design.wh, levels_idx), design.metrics)
     start = _set_fit(AnchorSet("k-means start", design.start, levels_idx), design.start_metrics)
     fits = {name: _fit(a, sizes.wh, iou_t, ratio_t) for name, a in sets.items()}
     plot_path = None
     if plot is not None:
-        title = (f"{dataset.name}: {sizes.wh.shape[0]:,} boxes, {sizes.describe()}; kmeans k={k}: "
-                 f"avg IoU {result.metrics['avg_iou']:.3f}, BPR {result.metrics['bpr_iou']:.3f}")
+        title = (
+            f"{dataset.name}: {sizes.wh.shape[0]:,} boxes, {sizes.describe()}; kmeans k={k}: "
+            f"avg IoU {result.metrics['avg_iou']:.3f}, BPR {result.metrics['bpr_iou']:.3f}"
+        )
         plot_path = plot_anchors(sizes.wh, [result.anchors, *sets.values()], plot, title=title)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    return KmeansReport(dataset=dataset.name, sizes=sizes, k=k, seed=seed, restarts=restarts, evolve=evolve,
-                        fitness_name=fitness_name, iou_t=iou_t, ratio_t=ratio_t, device=str(dev),
-                        design=design, result=result, start=start, compare=fits, plot=plot_path)
+    return KmeansReport(
+        dataset=dataset.name,
+        sizes=sizes,
+        k=k,
+        seed=seed,
+        restarts=restarts,
+        evolve=evolve,
+        fitness_name=fitness_name,
+        iou_t=iou_t,
+        ratio_t=ratio_t,
+        device=str(dev),
+        design=design,
+        result=result,
+        start=start,
+        compare=fits,
+        plot=plot_path,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Plot
 # --------------------------------------------------------------------------------------------------
-_MARKERS = [("X", "#e4151b"), ("o", "#111111"), ("s", "#ff8c00"), ("^", "#1f6fd1"), ("D", "#c2185b"),
-            ("v", "#2e7d32")]
+_MARKERS = [("X", "#e4151b"), ("o", "#111111"), ("s", "#ff8c00"), ("^", "#1f6fd1"), ("D", "#c2185b"), ("v", "#2e7d32")]
 
 
 def plot_anchors(wh, anchor_sets: Sequence[AnchorSet], path: str | Path, *, title: str = "") -> Path:
@@ -1209,27 +1376,67 @@ def plot_anchors(wh, anchor_sets: Sequence[AnchorSet], path: str | Path, *, titl
     if g.shape[0]:
         # hexagons sized to the data: ~20 across for a thousand boxes, up to 90 for COCO train2017
         gridsize = int(np.clip(np.sqrt(g.shape[0]) / 1.5, 20, 90))
-        hb = ax.hexbin(g[:, 0], g[:, 1], xscale="log", yscale="log", gridsize=gridsize, mincnt=1,
-                       norm=LogNorm(), cmap="viridis", extent=(np.log10(lo), np.log10(hi), np.log10(lo),
-                                                              np.log10(hi)), linewidths=0.1)
+        hb = ax.hexbin(
+            g[:, 0],
+            g[:, 1],
+            xscale="log",
+            yscale="log",
+            gridsize=gridsize,
+            mincnt=1,
+            norm=LogNorm(),
+            cmap="viridis",
+            extent=(np.log10(lo), np.log10(hi), np.log10(lo), np.log10(hi)),
+            linewidths=0.1,
+        )
         fig.colorbar(hb, ax=ax, label="boxes per hexagon (log scale)", pad=0.01)
     ax.plot([lo, hi], [lo, hi], color="0.45", lw=0.8, ls="--", label="w = h")
     for n, a in enumerate(anchor_sets):
         marker, colour = _MARKERS[n % len(_MARKERS)]
         if n == 0:
-            ax.scatter(a.wh[:, 0], a.wh[:, 1], marker=marker, s=140, c=colour, edgecolors="white",
-                       linewidths=1.2, zorder=5, label=f"{a.name} ({a.num_anchors})")
+            ax.scatter(
+                a.wh[:, 0],
+                a.wh[:, 1],
+                marker=marker,
+                s=140,
+                c=colour,
+                edgecolors="white",
+                linewidths=1.2,
+                zorder=5,
+                label=f"{a.name} ({a.num_anchors})",
+            )
             for w, h in a.wh:
-                ax.annotate(f"{_num(w)}x{_num(h)}", (w, h), xytext=(7, 6), textcoords="offset points",
-                            fontsize=8, color="black", zorder=6,
-                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
+                ax.annotate(
+                    f"{_num(w)}x{_num(h)}",
+                    (w, h),
+                    xytext=(7, 6),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color="black",
+                    zorder=6,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75},
+                )
         else:
             # a set identical to an earlier one (yolov3 and yolov3-spp share anchors) hides under it: say so
-            twin = next((b.name for b in anchor_sets[:n] if b.wh.shape == a.wh.shape
-                         and np.array_equal(b.wh[np.lexsort(b.wh.T)], a.wh[np.lexsort(a.wh.T)])), None)
+            twin = next(
+                (
+                    b.name
+                    for b in anchor_sets[:n]
+                    if b.wh.shape == a.wh.shape and np.array_equal(b.wh[np.lexsort(b.wh.T)], a.wh[np.lexsort(a.wh.T)])
+                ),
+                None,
+            )
             label = f"{a.name} ({a.num_anchors})" + (f", same as {twin}" if twin else "")
-            ax.scatter(a.wh[:, 0], a.wh[:, 1], marker=marker, s=95, facecolors="none", edgecolors=colour,
-                       linewidths=2.0, zorder=4, label=label)
+            ax.scatter(
+                a.wh[:, 0],
+                a.wh[:, 1],
+                marker=marker,
+                s=95,
+                facecolors="none",
+                edgecolors=colour,
+                linewidths=2.0,
+                zorder=4,
+                label=label,
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)

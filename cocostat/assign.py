@@ -37,8 +37,18 @@ from cocostat.assigners._protocol import (
 from cocostat.boxes import pairwise_wh_iou
 from cocostat.errors import OptionError
 
-__all__ = ["ASSIGNERS", "AnchorGrid", "Assigner", "Assignment", "assign", "default_strides",
-           "grid_from_anchor_set", "grid_from_manifest", "in_positives", "positive_mask"]
+__all__ = [
+    "ASSIGNERS",
+    "AnchorGrid",
+    "Assigner",
+    "Assignment",
+    "assign",
+    "default_strides",
+    "grid_from_anchor_set",
+    "grid_from_manifest",
+    "in_positives",
+    "positive_mask",
+]
 
 #: every registered assigner (see :mod:`cocostat.assigners`).
 ASSIGNERS: tuple[str, ...] = NAMES
@@ -74,13 +84,18 @@ class AnchorGrid:
         if not (np.isfinite(wh).all() and (wh > 0).all()):
             raise OptionError(f"anchors {self.name}: widths and heights must be positive, got {wh.tolist()}")
         if level.size and (level.min() < 0 or level.max() >= strides.shape[0]):
-            raise OptionError(f"anchors {self.name}: level indices must lie in 0..{strides.shape[0] - 1}, "
-                              f"got {sorted(set(level.tolist()))}")
+            raise OptionError(
+                f"anchors {self.name}: level indices must lie in 0..{strides.shape[0] - 1}, "
+                f"got {sorted(set(level.tolist()))}"
+            )
         if (strides <= 0).any():
             raise OptionError(f"anchors {self.name}: strides must be positive, got {strides.tolist()}")
         if self.size <= 0 or (strides.size and (self.size % strides).any()):
-            raise OptionError(f"size must be a positive multiple of every stride "
-                              f"({', '.join(map(str, strides.tolist()))}), got {self.size}", param="size")
+            raise OptionError(
+                f"size must be a positive multiple of every stride "
+                f"({', '.join(map(str, strides.tolist()))}), got {self.size}",
+                param="size",
+            )
 
     @property
     def num_anchors(self) -> int:
@@ -112,8 +127,10 @@ def grid_from_anchor_set(anchor_set, size: int, strides: Sequence[int] | None = 
     for lv, ix in enumerate(levels):
         level[ix] = lv
     if (level < 0).any():
-        raise OptionError(f"anchors {anchor_set.name}: anchor(s) {np.flatnonzero(level < 0).tolist()} "
-                          f"belong to no level's mask; the audits need every anchor in a level")
+        raise OptionError(
+            f"anchors {anchor_set.name}: anchor(s) {np.flatnonzero(level < 0).tolist()} "
+            f"belong to no level's mask; the audits need every anchor in a level"
+        )
     strides = list(strides) if strides is not None else default_strides(len(levels))
     if len(strides) != len(levels):
         raise OptionError(f"anchors {anchor_set.name}: {len(levels)} levels but {len(strides)} strides")
@@ -136,16 +153,20 @@ def grid_from_manifest(manifest: dict, where: str = "manifest.json", name: str =
         masks = [np.asarray(lv["mask"], dtype=np.int64).reshape(-1) for lv in levels]
         strides = [int(lv["stride"]) for lv in levels]
     except (KeyError, TypeError, ValueError) as exc:
-        raise OptionError(f"{where}: expected anchors [[w, h], ...], levels [{{mask, stride}}, ...] and size, "
-                          f"could not read them ({type(exc).__name__}: {exc})") from None
+        raise OptionError(
+            f"{where}: expected anchors [[w, h], ...], levels [{{mask, stride}}, ...] and size, "
+            f"could not read them ({type(exc).__name__}: {exc})"
+        ) from None
     level = np.full(wh.shape[0], -1, dtype=np.int64)
     for lv, ix in enumerate(masks):
         if ix.size and (ix.min() < 0 or ix.max() >= wh.shape[0]):
             raise OptionError(f"{where}: level {lv} mask {ix.tolist()} refers to anchors outside 0..{wh.shape[0] - 1}")
         level[ix] = lv
     if (level < 0).any():
-        raise OptionError(f"{where}: anchor(s) {np.flatnonzero(level < 0).tolist()} belong to no level's mask; "
-                          f"the audits need every anchor in a level")
+        raise OptionError(
+            f"{where}: anchor(s) {np.flatnonzero(level < 0).tolist()} belong to no level's mask; "
+            f"the audits need every anchor in a level"
+        )
     return AnchorGrid(name, wh, level, np.asarray(strides), size)
 
 
@@ -178,8 +199,9 @@ def _as_float_tensor(x, device=None, dtype=torch.float64) -> Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype, device=device)
 
 
-def assign(boxes, grid: AnchorGrid, assigner="yolov3", *, image=None, iou_t: float = 0.225,
-           ratio_t: float = 4.0, **options) -> Assignment:
+def assign(
+    boxes, grid: AnchorGrid, assigner="yolov3", *, image=None, iou_t: float = 0.225, ratio_t: float = 4.0, **options
+) -> Assignment:
     """Run a box-only label assigner over the whole grid, every object at once.
 
     Args:
@@ -199,8 +221,9 @@ def assign(boxes, grid: AnchorGrid, assigner="yolov3", *, image=None, iou_t: flo
     """
     asg = assigners.create(assigner, iou_t=iou_t, ratio_t=ratio_t, **options)
     if asg.needs_predictions:
-        raise OptionError(f"the {asg.name} assigner needs predictions: give --predictions DIR "
-                          f"or --cfg FILE --weights FILE")
+        raise OptionError(
+            f"the {asg.name} assigner needs predictions: give --predictions DIR or --cfg FILE --weights FILE"
+        )
     b = _as_float_tensor(boxes)
     if b.ndim == 1 and b.numel() == 0:
         b = b.reshape(0, 4)

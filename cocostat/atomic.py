@@ -80,8 +80,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         sweep_stale(target.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TMP_TAG}{_host()}.{os.getpid()}.",
-                                   suffix=target.suffix, dir=target.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}{TMP_TAG}{_host()}.{os.getpid()}.", suffix=target.suffix, dir=target.parent
+        )
         os.close(fd)
         tmp_path = Path(tmp)
         umask = os.umask(0)
@@ -155,7 +156,7 @@ class FrameWriter:
         self._tmp: Path | None = None
         self.rows = 0
 
-    def __enter__(self) -> FrameWriter:  # noqa: PYI034 - Python 3.10 has no typing.Self
+    def __enter__(self) -> FrameWriter:
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         return self

@@ -61,7 +61,6 @@ from torch import Tensor
 
 from cocostat import assigners
 from cocostat.anchors import parse_anchor_spec
-from cocostat.atomic import FrameWriter
 from cocostat.assign import (
     AnchorGrid,
     Assigner,
@@ -73,6 +72,7 @@ from cocostat.assign import (
 )
 from cocostat.assigners import Slots, candidate_slots, matched_anchors
 from cocostat.assigners._protocol import centre_cells
+from cocostat.atomic import FrameWriter
 from cocostat.boxes import IOU_KINDS, matched_iou, valid_predictions
 from cocostat.candidates import (
     CHUNK_OBJECTS,
@@ -94,10 +94,17 @@ DEFAULT_ANCHORS = "yolov3-spp"
 DEFAULT_SIZE = 416
 
 #: figures that need predictions (null without them).
-NEEDS_PREDICTIONS = ("feature_maps_unmatched_better", "objects_compared", "objects_unmatched_beats_worst_matched",
-                     "objects_unmatched_beats_best_matched", "objects_best_from_neighbor",
-                     "per_anchor.pred_iou_matched", "per_anchor.pred_iou_all",
-                     "per_anchor.best_when_unmatched", "per_anchor.worst_matched")
+NEEDS_PREDICTIONS = (
+    "feature_maps_unmatched_better",
+    "objects_compared",
+    "objects_unmatched_beats_worst_matched",
+    "objects_unmatched_beats_best_matched",
+    "objects_best_from_neighbor",
+    "per_anchor.pred_iou_matched",
+    "per_anchor.pred_iou_all",
+    "per_anchor.best_when_unmatched",
+    "per_anchor.worst_matched",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,18 +161,24 @@ def _resolve_predictions(predictions) -> tuple[Predictions, str]:
     if isinstance(predictions, (str, Path)):
         predictions = read_predictions(predictions)
     if isinstance(predictions, Predictions):
-        label = f"predictions {predictions.folder}" if predictions.folder is not None else \
-            f"model {predictions.manifest.get('cfg', '?')}"
+        label = (
+            f"predictions {predictions.folder}"
+            if predictions.folder is not None
+            else f"model {predictions.manifest.get('cfg', '?')}"
+        )
         return predictions, label
     store = getattr(predictions, "predictions", None)  # a PredictResult
     if isinstance(store, Predictions):
-        return store, (f"predictions {store.folder}" if store.folder is not None
-                       else f"model {store.manifest.get('cfg', '?')}")
+        return store, (
+            f"predictions {store.folder}" if store.folder is not None else f"model {store.manifest.get('cfg', '?')}"
+        )
     frame = getattr(predictions, "candidates", None)
     manifest = getattr(predictions, "manifest", None)
     if not isinstance(frame, pd.DataFrame) or not isinstance(manifest, dict):
-        raise OptionError(f"predictions must be a folder, a Predictions or an object with .candidates (DataFrame) "
-                          f"and .manifest (dict), got {type(predictions).__name__}")
+        raise OptionError(
+            f"predictions must be a folder, a Predictions or an object with .candidates (DataFrame) "
+            f"and .manifest (dict), got {type(predictions).__name__}"
+        )
     frame = candidate_order(frame)
     arrays = to_arrays(frame) if len(frame) else None
     store = in_memory(manifest, [arrays] if arrays is not None else [], [])
@@ -216,11 +229,15 @@ class AuditSource:
                     made_on = self.manifest.get("dataset")
                     if isinstance(made_on, dict):
                         made_on = made_on.get("annotations") or made_on.get("name")
-                    raise OptionError(f"{self.source} was made on dataset {made_on!r}: none of its annotation ids "
-                                      f"is in {ds.name}; give the dataset the predictions were made on as DATASET")
+                    raise OptionError(
+                        f"{self.source} was made on dataset {made_on!r}: none of its annotation ids "
+                        f"is in {ds.name}; give the dataset the predictions were made on as DATASET"
+                    )
                 if unknown.any():
-                    raise OptionError(f"{self.source}: {int(unknown.sum())} annotation id(s) (e.g. "
-                                      f"{int(block.ann_id[unknown][0])}) are not in {ds.name}")
+                    raise OptionError(
+                        f"{self.source}: {int(unknown.sum())} annotation id(s) (e.g. "
+                        f"{int(block.ann_id[unknown][0])}) are not in {ds.name}"
+                    )
             first = False
             seen += len(block)
             if not layout_checked and len(block):
@@ -229,11 +246,24 @@ class AuditSource:
             if block.iscrowd.any():
                 crowd += int(block.iscrowd.sum())
                 block = block.select(~block.iscrowd)
-            yield AuditInputs(self.grid, block.gt.astype(np.float64), block.ann_id, block.image_id,
-                              block.class_idx, self.file_name, block, self.neighborhood, self.source)
+            yield AuditInputs(
+                self.grid,
+                block.gt.astype(np.float64),
+                block.ann_id,
+                block.image_id,
+                block.class_idx,
+                self.file_name,
+                block,
+                self.neighborhood,
+                self.source,
+            )
         if ds is not None and ds.num_annotations - seen > 0:
-            warnings.warn(f"{ds.num_annotations - seen} annotation(s) of {ds.name} have no candidate predictions "
-                          f"and are left out", CocostatWarning, stacklevel=3)
+            warnings.warn(
+                f"{ds.num_annotations - seen} annotation(s) of {ds.name} have no candidate predictions "
+                f"and are left out",
+                CocostatWarning,
+                stacklevel=3,
+            )
         if crowd:
             warnings.warn(f"{self.source}: {crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=3)
 
@@ -253,32 +283,53 @@ def open_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         if crowd:
             warnings.warn(f"{dataset.name}: {crowd} crowd annotation(s) left out", CocostatWarning, stacklevel=3)
         ds = dataset.without_crowd()
-        files = dict(zip(ds.image_id.tolist(), ds.file_name.tolist()))
-        inp = AuditInputs(grid, letterbox_boxes(ds, size), ds.ann_id.copy(), ds.ann_image_id,
-                          ds.class_idx.copy(), files, None, None, "boxes only")
+        files = dict(zip(ds.image_id.tolist(), ds.file_name.tolist(), strict=False))
+        inp = AuditInputs(
+            grid,
+            letterbox_boxes(ds, size),
+            ds.ann_id.copy(),
+            ds.ann_image_id,
+            ds.class_idx.copy(),
+            files,
+            None,
+            None,
+            "boxes only",
+        )
         return AuditSource(grid, "boxes only", files, None, boxes_only=inp)
 
     store, source = _resolve_predictions(predictions)
     manifest = store.manifest
     grid = grid_from_manifest(manifest, name=f"{manifest.get('cfg') or 'predictions'} anchors")
     if size is not None and int(size) != grid.size:
-        raise OptionError(f"--size {size} differs from the predictions' input size {grid.size}; "
-                          f"leave --size out or predict again at that size")
+        raise OptionError(
+            f"--size {size} differs from the predictions' input size {grid.size}; "
+            f"leave --size out or predict again at that size"
+        )
     if anchors is not None:
         aset = parse_anchor_spec(anchors) if not hasattr(anchors, "wh") else anchors
-        given = grid_from_anchor_set(aset, grid.size, strides=grid.strides.tolist()
-                                     if len(aset.levels) == grid.num_levels else None)
-        if given.num_levels != grid.num_levels or (np.bincount(given.level, minlength=grid.num_levels)
-                                                   != np.bincount(grid.level, minlength=grid.num_levels)).any():
-            raise OptionError(f"--anchors {aset.name} has {given.num_levels} level(s) with "
-                              f"{np.bincount(given.level).tolist()} anchors, the predictions' model has "
-                              f"{np.bincount(grid.level).tolist()}; give anchors with the model's layout")
+        given = grid_from_anchor_set(
+            aset, grid.size, strides=grid.strides.tolist() if len(aset.levels) == grid.num_levels else None
+        )
+        if (
+            given.num_levels != grid.num_levels
+            or (
+                np.bincount(given.level, minlength=grid.num_levels)
+                != np.bincount(grid.level, minlength=grid.num_levels)
+            ).any()
+        ):
+            raise OptionError(
+                f"--anchors {aset.name} has {given.num_levels} level(s) with "
+                f"{np.bincount(given.level).tolist()} anchors, the predictions' model has "
+                f"{np.bincount(grid.level).tolist()}; give anchors with the model's layout"
+            )
         # the k-th anchor of each level takes the place of the model's k-th anchor of that level
         wh = grid.wh.copy()
         for lv in range(grid.num_levels):
             wh[np.flatnonzero(grid.level == lv)] = given.wh[np.flatnonzero(given.level == lv)]
         grid = AnchorGrid(str(aset.name), wh, grid.level, grid.strides, grid.size)
-    file_name = dict(zip(dataset.image_id.tolist(), dataset.file_name.tolist())) if dataset is not None else {}
+    file_name = (
+        dict(zip(dataset.image_id.tolist(), dataset.file_name.tolist(), strict=False)) if dataset is not None else {}
+    )
     layout = store.layout
     radius = int(max(np.abs(layout.dx).max(initial=0), np.abs(layout.dy).max(initial=0)))
     return AuditSource(grid, source, file_name, radius, store, dataset, manifest=manifest)
@@ -311,8 +362,17 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
         return parts[0]
     blocks = [p.candidates for p in parts if len(p.candidates)]
     arrays = concat_arrays(blocks) if blocks else _empty_arrays(src.grid, src.neighborhood or 0)
-    return AuditInputs(src.grid, arrays.gt.astype(np.float64), arrays.ann_id, arrays.image_id, arrays.class_idx,
-                       src.file_name, arrays, src.neighborhood, src.source)
+    return AuditInputs(
+        src.grid,
+        arrays.gt.astype(np.float64),
+        arrays.ann_id,
+        arrays.image_id,
+        arrays.class_idx,
+        src.file_name,
+        arrays,
+        src.neighborhood,
+        src.source,
+    )
 
 
 def _empty_arrays(grid: AnchorGrid, radius: int) -> CandidateArrays:
@@ -328,8 +388,10 @@ def _check_layout(arrays: CandidateArrays, grid: AnchorGrid, where: str) -> None
     centre = (arrays.dx == 0) & (arrays.dy == 0)
     counts = np.bincount(arrays.anchor[centre], minlength=grid.num_anchors)
     if counts.shape[0] != grid.num_anchors or (counts != 1).any():
-        raise OptionError(f"{where}: expected one centre-cell candidate per anchor for {grid.num_anchors} anchors, "
-                          f"got counts {counts.tolist()}")
+        raise OptionError(
+            f"{where}: expected one centre-cell candidate per anchor for {grid.num_anchors} anchors, "
+            f"got counts {counts.tolist()}"
+        )
     if (grid.level[arrays.anchor] != arrays.level).any():
         raise OptionError(f"{where}: the candidate table's anchor levels disagree with the manifest's masks")
 
@@ -375,8 +437,16 @@ class CandidateTensors:
     assignment: Assignment
 
 
-def candidate_tensors(arrays: CandidateArrays, grid: AnchorGrid, *, iou: str = "iou", assigner="yolov3",
-                      iou_t: float = 0.225, ratio_t: float = 4.0, device=None) -> CandidateTensors:
+def candidate_tensors(
+    arrays: CandidateArrays,
+    grid: AnchorGrid,
+    *,
+    iou: str = "iou",
+    assigner="yolov3",
+    iou_t: float = 0.225,
+    ratio_t: float = 4.0,
+    device=None,
+) -> CandidateTensors:
     """Move candidate arrays to ``device`` (default CPU), score them and run the assigner."""
     if iou not in IOU_KINDS:
         raise OptionError(f"iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}", param="iou")
@@ -404,18 +474,51 @@ def candidate_tensors(arrays: CandidateArrays, grid: AnchorGrid, *, iou: str = "
     if kind.needs_predictions:  # positives among the stored slots, matched anchors from them
         slots = candidate_slots(gt.double(), grid, arrays, image, iou=iou, q=q)
         pos_all = kind.positives(slots)  # (G, N)
-        asg = Assignment(kind, slots.boxes, matched_anchors(slots, pos_all), slots.wh_iou_per_anchor,
-                         centre_cells(slots.boxes, grid), slots, pos_all)
+        asg = Assignment(
+            kind,
+            slots.boxes,
+            matched_anchors(slots, pos_all),
+            slots.wh_iou_per_anchor,
+            centre_cells(slots.boxes, grid),
+            slots,
+            pos_all,
+        )
     else:  # over the whole grid, then the stored slots among its positives
         asg = assign(gt.double(), grid, kind, image=image)
-        stored = Slots(grid, asg.boxes, image, anchor, level, dx, dy, t(arrays.gx, torch.int64),
-                       t(arrays.gy, torch.int64), t(arrays.valid, torch.bool))
+        stored = Slots(
+            grid,
+            asg.boxes,
+            image,
+            anchor,
+            level,
+            dx,
+            dy,
+            t(arrays.gx, torch.int64),
+            t(arrays.gy, torch.int64),
+            t(arrays.valid, torch.bool),
+        )
         pos_all = in_positives(asg.slots, asg.positives, stored)  # (G, N)
     pcols = torch.nonzero(pos_all.any(0) | centre).reshape(-1)  # (S,), centre cells and any positive
     pos = pos_all[:, pcols] & valid[:, pcols]  # (G, S)
     unm = ~asg.matched & valid[:, cidx]  # (G, A)
-    return CandidateTensors(gt, pred, q, valid, t(arrays.obj), t(arrays.cls_prob), anchor, level, dx, dy,
-                            t(arrays.stride), cidx, pcols, pos, unm, asg)
+    return CandidateTensors(
+        gt,
+        pred,
+        q,
+        valid,
+        t(arrays.obj),
+        t(arrays.cls_prob),
+        anchor,
+        level,
+        dx,
+        dy,
+        t(arrays.stride),
+        cidx,
+        pcols,
+        pos,
+        unm,
+        asg,
+    )
 
 
 def _masked_max(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -480,8 +583,9 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
     c_level = ct.level[ct.cidx]  # (A,)
     p_level = ct.level[ct.pcols]  # (S,)
     for lv in range(num_levels):  # a handful of levels, each vectorised over objects
-        bad = (_masked_max(qc, unm & (c_level == lv)[None, :])[0]
-               > _masked_min(qp, pos & (p_level == lv)[None, :])[0])  # (G,)
+        bad = (
+            _masked_max(qc, unm & (c_level == lv)[None, :])[0] > _masked_min(qp, pos & (p_level == lv)[None, :])[0]
+        )  # (G,)
         keys.append(image_index[bad] * num_levels + lv)
     fm = torch.unique(torch.cat(keys)) if keys else torch.zeros(0, dtype=torch.int64)
 
@@ -490,14 +594,27 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
 
     with np.errstate(invalid="ignore", divide="ignore"):
         out = {
-            "m_min": cpu(m_min), "m_max": cpu(m_max), "u_max": cpu(u_max), "n_pos": cpu(n_pos),
-            "u_anchor": cpu(u_anchor), "w_anchor": cpu(w_anchor),
-            "best_iou": cpu(best_iou), "best_anchor": cpu(anchor[best_arg]),
-            "best_dx": cpu(ct.dx[best_arg]), "best_dy": cpu(ct.dy[best_arg]),
-            "from_neighbor": cpu(from_neighbor), "beats_worst": cpu(beats_worst), "beats_best": cpu(beats_best),
-            "pred_iou_matched": cpu(sum_m / cnt_m), "pred_iou_all": cpu(sum_a / cnt_a),
-            "sum_m": cpu(sum_m), "cnt_m": cpu(cnt_m), "sum_a": cpu(sum_a), "cnt_a": cpu(cnt_a),
-            "best_when_unmatched": cpu(best_when_unmatched), "worst_matched": cpu(worst_matched),
+            "m_min": cpu(m_min),
+            "m_max": cpu(m_max),
+            "u_max": cpu(u_max),
+            "n_pos": cpu(n_pos),
+            "u_anchor": cpu(u_anchor),
+            "w_anchor": cpu(w_anchor),
+            "best_iou": cpu(best_iou),
+            "best_anchor": cpu(anchor[best_arg]),
+            "best_dx": cpu(ct.dx[best_arg]),
+            "best_dy": cpu(ct.dy[best_arg]),
+            "from_neighbor": cpu(from_neighbor),
+            "beats_worst": cpu(beats_worst),
+            "beats_best": cpu(beats_best),
+            "pred_iou_matched": cpu(sum_m / cnt_m),
+            "pred_iou_all": cpu(sum_a / cnt_a),
+            "sum_m": cpu(sum_m),
+            "cnt_m": cpu(cnt_m),
+            "sum_a": cpu(sum_a),
+            "cnt_a": cpu(cnt_a),
+            "best_when_unmatched": cpu(best_when_unmatched),
+            "worst_matched": cpu(worst_matched),
             "fm_pairs": np.stack([cpu(fm // max(num_levels, 1)), cpu(fm % max(num_levels, 1))], axis=1),
         }
     out["feature_maps_unmatched_better"] = int(out["fm_pairs"].shape[0])
@@ -546,20 +663,33 @@ class AnchorAudit:
 
     def to_dict(self) -> dict:
         pa = [
-            {"anchor_index": int(r.anchor), "level": int(r.level), "stride": int(r.stride),
-             "anchor": [float(r.w), float(r.h)], "matched": int(r.matched),
-             "match_wh_iou": _none_if_nan(float(r.match_wh_iou)),
-             "pred_iou_matched": _none_if_nan(None if r.pred_iou_matched is None else float(r.pred_iou_matched)),
-             "pred_iou_all": _none_if_nan(None if r.pred_iou_all is None else float(r.pred_iou_all)),
-             "best_when_unmatched": None if pd.isna(r.best_when_unmatched) else int(r.best_when_unmatched),
-             "worst_matched": None if pd.isna(r.worst_matched) else int(r.worst_matched)}
+            {
+                "anchor_index": int(r.anchor),
+                "level": int(r.level),
+                "stride": int(r.stride),
+                "anchor": [float(r.w), float(r.h)],
+                "matched": int(r.matched),
+                "match_wh_iou": _none_if_nan(float(r.match_wh_iou)),
+                "pred_iou_matched": _none_if_nan(None if r.pred_iou_matched is None else float(r.pred_iou_matched)),
+                "pred_iou_all": _none_if_nan(None if r.pred_iou_all is None else float(r.pred_iou_all)),
+                "best_when_unmatched": None if pd.isna(r.best_when_unmatched) else int(r.best_when_unmatched),
+                "worst_matched": None if pd.isna(r.worst_matched) else int(r.worst_matched),
+            }
             for r in self.per_anchor.itertuples(index=False)
         ]
         return {
-            "source": self.source, "anchors": self.anchors, "assigner": self.assigner, "iou": self.iou,
-            "iou_t": self.iou_t, "ratio_t": self.ratio_t, "size": self.size, "neighborhood": self.neighborhood,
+            "source": self.source,
+            "anchors": self.anchors,
+            "assigner": self.assigner,
+            "iou": self.iou,
+            "iou_t": self.iou_t,
+            "ratio_t": self.ratio_t,
+            "size": self.size,
+            "neighborhood": self.neighborhood,
             "predictions": self.has_predictions,
-            "objects": self.objects, "images": self.images, "feature_maps": self.feature_maps,
+            "objects": self.objects,
+            "images": self.images,
+            "feature_maps": self.feature_maps,
             "unmatched_objects": self.unmatched_objects,
             "feature_maps_unmatched_better": self.feature_maps_unmatched_better,
             "objects_compared": self.objects_compared,
@@ -584,29 +714,48 @@ class AnchorAudit:
             ("images", self.images, None),
             ("feature maps (images x levels)", self.feature_maps, None),
             ("objects with no matched anchor", self.unmatched_objects, share(self.unmatched_objects, self.objects)),
-            ("feature maps where an unmatched anchor beats a matched one", self.feature_maps_unmatched_better,
-             share(self.feature_maps_unmatched_better, self.feature_maps)),
-            ("objects with matched and unmatched predictions", self.objects_compared,
-             share(self.objects_compared, self.objects)),
-            ("objects: best unmatched > worst matched", self.objects_unmatched_beats_worst_matched,
-             share(self.objects_unmatched_beats_worst_matched, self.objects_compared)),
-            ("objects: best unmatched > best matched", self.objects_unmatched_beats_best_matched,
-             share(self.objects_unmatched_beats_best_matched, self.objects_compared)),
-            ("objects: best prediction from a neighbour cell", self.objects_best_from_neighbor,
-             share(self.objects_best_from_neighbor, self.objects)),
+            (
+                "feature maps where an unmatched anchor beats a matched one",
+                self.feature_maps_unmatched_better,
+                share(self.feature_maps_unmatched_better, self.feature_maps),
+            ),
+            (
+                "objects with matched and unmatched predictions",
+                self.objects_compared,
+                share(self.objects_compared, self.objects),
+            ),
+            (
+                "objects: best unmatched > worst matched",
+                self.objects_unmatched_beats_worst_matched,
+                share(self.objects_unmatched_beats_worst_matched, self.objects_compared),
+            ),
+            (
+                "objects: best unmatched > best matched",
+                self.objects_unmatched_beats_best_matched,
+                share(self.objects_unmatched_beats_best_matched, self.objects_compared),
+            ),
+            (
+                "objects: best prediction from a neighbour cell",
+                self.objects_best_from_neighbor,
+                share(self.objects_best_from_neighbor, self.objects),
+            ),
         ]
         overview = pd.DataFrame(rows, columns=["statistic", "value", "share"])
-        title = (f"anchor audit: {self.source}; anchors {self.anchors}; assigner {self.assigner} "
-                 f"(iou_t {self.iou_t:g}, ratio_t {self.ratio_t:g}); IoU = {self.iou}; size {self.size}")
+        title = (
+            f"anchor audit: {self.source}; anchors {self.anchors}; assigner {self.assigner} "
+            f"(iou_t {self.iou_t:g}, ratio_t {self.ratio_t:g}); IoU = {self.iou}; size {self.size}"
+        )
         pa = self.per_anchor.copy()
-        pa.insert(1, "size", [f"{w:g}x{h:g}" for w, h in zip(pa.pop("w"), pa.pop("h"))])
+        pa.insert(1, "size", [f"{w:g}x{h:g}" for w, h in zip(pa.pop("w"), pa.pop("h"), strict=False)])
         pa = pa.drop(columns=["stride"])
         if not self.has_predictions:
             pa = pa.drop(columns=["pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"])
         pa = pa.rename(columns=_SHORT)
         legend = ", ".join(f"{v} = {k}" for k, v in _SHORT.items() if v in pa.columns)
         out: list[tuple[str, pd.DataFrame | str]] = [
-            (title, overview), (f"per anchor (size in input pixels; {legend})", pa)]
+            (title, overview),
+            (f"per anchor (size in input pixels; {legend})", pa),
+        ]
         if len(self.examples):
             out.append(("worst images", self.examples))
         if self.notes:
@@ -619,13 +768,20 @@ class AnchorAudit:
 
 
 #: short table headers of the per-anchor columns (JSON keys on the left).
-_SHORT = {"match_wh_iou": "wh_iou", "pred_iou_matched": "iou_m", "pred_iou_all": "iou_all",
-          "best_when_unmatched": "best_unm", "worst_matched": "worst_m"}
+_SHORT = {
+    "match_wh_iou": "wh_iou",
+    "pred_iou_matched": "iou_m",
+    "pred_iou_all": "iou_all",
+    "best_when_unmatched": "best_unm",
+    "worst_matched": "worst_m",
+}
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-            for row in frame.to_dict(orient="records")]
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 def dense_image_index(image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -683,7 +839,7 @@ def distributed_share(items: list) -> list:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return items[dist.get_rank()::dist.get_world_size()]
+        return items[dist.get_rank() :: dist.get_world_size()]
     return items
 
 
@@ -701,8 +857,17 @@ def _rank_chunks(src: AuditSource, chunk_objects: int | None) -> Iterator[AuditI
         yield c
     if empty:  # zero objects still give correctly shaped results
         arr = _empty_arrays(src.grid, src.neighborhood or 0)
-        yield AuditInputs(src.grid, np.zeros((0, 4)), arr.ann_id, arr.image_id, arr.class_idx, src.file_name,
-                          arr if src.predictions is not None else None, src.neighborhood, src.source)
+        yield AuditInputs(
+            src.grid,
+            np.zeros((0, 4)),
+            arr.ann_id,
+            arr.image_id,
+            arr.class_idx,
+            src.file_name,
+            arr if src.predictions is not None else None,
+            src.neighborhood,
+            src.source,
+        )
 
 
 def rerank(frames: list[pd.DataFrame], by: list[str], ascending: list[bool], k: int) -> pd.DataFrame:
@@ -729,10 +894,21 @@ def _per_object_sink(per_object):
     return False, FrameWriter(path)
 
 
-def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, size: int | None = None,
-                 iou: str = "iou", iou_t: float = 0.225, assigner: str = "yolov3", ratio_t: float = 4.0,
-                 examples: int = 0, device=None, per_object=True,
-                 chunk_objects: int | None = CHUNK_OBJECTS) -> AnchorAudit:
+def anchor_audit(
+    dataset: Dataset | None,
+    predictions=None,
+    *,
+    anchors=None,
+    size: int | None = None,
+    iou: str = "iou",
+    iou_t: float = 0.225,
+    assigner: str = "yolov3",
+    ratio_t: float = 4.0,
+    examples: int = 0,
+    device=None,
+    per_object=True,
+    chunk_objects: int | None = CHUNK_OBJECTS,
+) -> AnchorAudit:
     """Audit a label assigner against a trained model's predictions (or box sizes alone).
 
     The predictions are read in image-aligned chunks of about ``chunk_objects`` objects; each chunk
@@ -766,12 +942,15 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
     keep, sink = _per_object_sink(per_object)
     has_pred = src.predictions is not None
     if has_pred and src.neighborhood == 0:
-        notes.append("the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbor "
-                     "is null" + (f"; {kind.name}'s neighbour-cell positives are left out"
-                                  if kind.reach(grid) > 0 else ""))
+        notes.append(
+            "the predictions hold only centre cells (neighborhood 0): objects_best_from_neighbor "
+            "is null" + (f"; {kind.name}'s neighbour-cell positives are left out" if kind.reach(grid) > 0 else "")
+        )
     if not has_pred:
-        notes.append("no predictions (give --predictions DIR or --cfg/--weights): only box-based figures; "
-                     "these need predictions: " + ", ".join(NEEDS_PREDICTIONS))
+        notes.append(
+            "no predictions (give --predictions DIR or --cfg/--weights): only box-based figures; "
+            "these need predictions: " + ", ".join(NEEDS_PREDICTIONS)
+        )
     ex_cols = ["unmatched_beats_best", "unmatched_beats_worst", "unmatched"] if has_pred else ["unmatched"]
     totals = _Sums()
     frames: list[pd.DataFrame] = []
@@ -789,17 +968,22 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
             del frame
         totals.all_reduce()
     tops = _gather_examples(tops)
-    per_object = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else \
-        pd.DataFrame()
+    per_object = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
     G = int(totals["objects"])
     n_images = int(totals["images"])
     with np.errstate(invalid="ignore", divide="ignore"):
         match_wh = totals["wh_sum"] / totals["matched"]  # (A,)
-    per_anchor = pd.DataFrame({
-        "anchor": np.arange(A), "level": grid.level, "stride": grid.strides[grid.level],
-        "w": grid.wh[:, 0], "h": grid.wh[:, 1], "matched": totals["matched"].astype(np.int64),
-        "match_wh_iou": match_wh,
-    })
+    per_anchor = pd.DataFrame(
+        {
+            "anchor": np.arange(A),
+            "level": grid.level,
+            "stride": grid.strides[grid.level],
+            "w": grid.wh[:, 0],
+            "h": grid.wh[:, 1],
+            "matched": totals["matched"].astype(np.int64),
+            "match_wh_iou": match_wh,
+        }
+    )
     if has_pred:
         with np.errstate(invalid="ignore", divide="ignore"):
             per_anchor["pred_iou_matched"] = totals["sum_m"] / totals["cnt_m"]
@@ -816,21 +1000,41 @@ def anchor_audit(dataset: Dataset | None, predictions=None, *, anchors=None, siz
     else:
         for col in ("pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"):
             per_anchor[col] = None
-        figures = dict.fromkeys(("feature_maps_unmatched_better", "objects_compared",
-                                 "objects_unmatched_beats_worst_matched", "objects_unmatched_beats_best_matched",
-                                 "objects_best_from_neighbor"))
+        figures = dict.fromkeys(
+            (
+                "feature_maps_unmatched_better",
+                "objects_compared",
+                "objects_unmatched_beats_worst_matched",
+                "objects_unmatched_beats_best_matched",
+                "objects_best_from_neighbor",
+            )
+        )
     unmatched = int(totals["unmatched"])
     if G and unmatched:
-        warnings.warn(f"{unmatched} of {G} objects match no anchor ({kind.name} assigner)",
-                      CocostatWarning, stacklevel=2)
+        warnings.warn(
+            f"{unmatched} of {G} objects match no anchor ({kind.name} assigner)", CocostatWarning, stacklevel=2
+        )
     ex = rerank(tops, [*ex_cols, "image_id"], [*([False] * len(ex_cols)), True], examples)
     if not len(ex):
         ex = pd.DataFrame(columns=["image_id", "file_name", "objects", *ex_cols])
     return AnchorAudit(
-        source=src.source, anchors=grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
-        ratio_t=float(ratio_t), size=grid.size, neighborhood=src.neighborhood,
-        objects=G, images=n_images, feature_maps=n_images * L, unmatched_objects=unmatched, **figures,
-        per_anchor=per_anchor, per_object=per_object, examples=ex, notes=tuple(notes),
+        source=src.source,
+        anchors=grid.name,
+        assigner=kind.name,
+        iou=iou,
+        iou_t=float(iou_t),
+        ratio_t=float(ratio_t),
+        size=grid.size,
+        neighborhood=src.neighborhood,
+        objects=G,
+        images=n_images,
+        feature_maps=n_images * L,
+        unmatched_objects=unmatched,
+        **figures,
+        per_anchor=per_anchor,
+        per_object=per_object,
+        examples=ex,
+        notes=tuple(notes),
     )
 
 
@@ -852,8 +1056,7 @@ def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float,
     G, A, L = inp.boxes.shape[0], grid.num_anchors, grid.num_levels
     images, image_index = dense_image_index(inp.image_id)
     if inp.candidates is not None:
-        ct = candidate_tensors(inp.candidates, grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t,
-                               device=dev)
+        ct = candidate_tensors(inp.candidates, grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t, device=dev)
         asg = ct.assignment
         res = audit_tensors(ct, torch.from_numpy(image_index).to(dev), L, A)
         del ct
@@ -865,14 +1068,27 @@ def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float,
     wh_iou = asg.wh_iou.cpu().numpy()  # (G, A)
     n_matched = matched.sum(1)  # (G,)
     best_wh_anchor = wh_iou.argmax(1) if A and G else np.zeros(G, np.int64)
-    per_object = pd.DataFrame({
-        "ann_id": inp.ann_id, "image_id": inp.image_id, "class_idx": inp.class_idx,
-        "x1": inp.boxes[:, 0], "y1": inp.boxes[:, 1], "x2": inp.boxes[:, 2], "y2": inp.boxes[:, 3],
-        "matched_anchors": n_matched, "best_wh_anchor": best_wh_anchor,
-        "best_wh_iou": wh_iou.max(1) if A and G else np.zeros(G),
-    })
-    part = _Sums(objects=G, images=images.size, unmatched=int((n_matched == 0).sum()),
-                 matched=matched.sum(0), wh_sum=(wh_iou * matched).sum(0))
+    per_object = pd.DataFrame(
+        {
+            "ann_id": inp.ann_id,
+            "image_id": inp.image_id,
+            "class_idx": inp.class_idx,
+            "x1": inp.boxes[:, 0],
+            "y1": inp.boxes[:, 1],
+            "x2": inp.boxes[:, 2],
+            "y2": inp.boxes[:, 3],
+            "matched_anchors": n_matched,
+            "best_wh_anchor": best_wh_anchor,
+            "best_wh_iou": wh_iou.max(1) if A and G else np.zeros(G),
+        }
+    )
+    part = _Sums(
+        objects=G,
+        images=images.size,
+        unmatched=int((n_matched == 0).sum()),
+        matched=matched.sum(0),
+        wh_sum=(wh_iou * matched).sum(0),
+    )
     if res is not None:
         finite = np.isfinite
         has_m, has_u = res["n_pos"] > 0, np.isfinite(res["u_max"])
@@ -882,18 +1098,31 @@ def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float,
             matched_min_iou=np.where(finite(res["m_min"]), res["m_min"], np.nan),
             matched_max_iou=np.where(finite(res["m_max"]), res["m_max"], np.nan),
             unmatched_max_iou=np.where(has_u, res["u_max"], np.nan),
-            best_unmatched_anchor=res["u_anchor"], worst_matched_anchor=res["w_anchor"],
+            best_unmatched_anchor=res["u_anchor"],
+            worst_matched_anchor=res["w_anchor"],
             best_iou=np.where(finite(res["best_iou"]), res["best_iou"], np.nan),
-            best_anchor=res["best_anchor"], best_dx=res["best_dx"], best_dy=res["best_dy"],
-            unmatched_beats_worst=beats_worst, unmatched_beats_best=beats_best,
+            best_anchor=res["best_anchor"],
+            best_dx=res["best_dx"],
+            best_dy=res["best_dy"],
+            unmatched_beats_worst=beats_worst,
+            unmatched_beats_best=beats_best,
             best_from_neighbor=res["from_neighbor"],
         )
-        part.merge(_Sums(
-            feature_maps_unmatched_better=res["feature_maps_unmatched_better"],
-            compared=int((has_m & has_u).sum()), beats_worst=int(beats_worst.sum()),
-            beats_best=int(beats_best.sum()), from_neighbor=int(res["from_neighbor"].sum()),
-            sum_m=res["sum_m"], cnt_m=res["cnt_m"], sum_a=res["sum_a"], cnt_a=res["cnt_a"],
-            best_when_unmatched=res["best_when_unmatched"], worst_matched=res["worst_matched"]))
+        part.merge(
+            _Sums(
+                feature_maps_unmatched_better=res["feature_maps_unmatched_better"],
+                compared=int((has_m & has_u).sum()),
+                beats_worst=int(beats_worst.sum()),
+                beats_best=int(beats_best.sum()),
+                from_neighbor=int(res["from_neighbor"].sum()),
+                sum_m=res["sum_m"],
+                cnt_m=res["cnt_m"],
+                sum_a=res["sum_a"],
+                cnt_a=res["cnt_a"],
+                best_when_unmatched=res["best_when_unmatched"],
+                worst_matched=res["worst_matched"],
+            )
+        )
     return part, per_object
 
 
@@ -902,8 +1131,9 @@ def _audit_examples(per_object: pd.DataFrame, file_name: dict, k: int, order: li
     cols = ["image_id", "file_name", "objects", *order]
     if k <= 0 or per_object.empty:
         return pd.DataFrame(columns=cols)
-    df = pd.DataFrame({"image_id": per_object["image_id"], "objects": 1,
-                       "unmatched": per_object["matched_anchors"] == 0})
+    df = pd.DataFrame(
+        {"image_id": per_object["image_id"], "objects": 1, "unmatched": per_object["matched_anchors"] == 0}
+    )
     for c in order:
         if c != "unmatched":
             df[c] = per_object[c]

@@ -173,8 +173,7 @@ def _as_tensors(arrays: dict[str, ArrayLike], last_dim: int) -> tuple[list[Tenso
     else:
         ref = next(a for _, a in items if isinstance(a, Tensor))
         tensors = [
-            a if isinstance(a, Tensor)
-            else _from_numpy(_as_numeric_ndarray(name, a)).to(ref.device)
+            a if isinstance(a, Tensor) else _from_numpy(_as_numeric_ndarray(name, a)).to(ref.device)
             for name, a in items
         ]
         common = tensors[0].dtype
@@ -187,9 +186,7 @@ def _as_tensors(arrays: dict[str, ArrayLike], last_dim: int) -> tuple[list[Tenso
         if t.ndim == 1 and t.numel() == 0:  # an empty list: zero boxes
             tensors[k] = t = t.reshape(0, last_dim)
         if t.ndim == 0 or t.shape[-1] != last_dim:
-            raise OptionError(
-                f"{name} must have shape (..., {last_dim}), got shape {tuple(t.shape)}"
-            )
+            raise OptionError(f"{name} must have shape (..., {last_dim}), got shape {tuple(t.shape)}")
     return tensors, back
 
 
@@ -218,10 +215,7 @@ def _out(t: Tensor, back: _Back) -> Tensor | np.ndarray:
 def _check_pairwise(name1: str, t1: Tensor, name2: str, t2: Tensor, fmt: str) -> None:
     for name, t in ((name1, t1), (name2, t2)):
         if t.ndim != 2:
-            raise OptionError(
-                f"{name} must have shape (N, {t.shape[-1]}) in {fmt} format, "
-                f"got shape {tuple(t.shape)}"
-            )
+            raise OptionError(f"{name} must have shape (N, {t.shape[-1]}) in {fmt} format, got shape {tuple(t.shape)}")
 
 
 def _check_matched(name1: str, t1: Tensor, name2: str, t2: Tensor) -> None:
@@ -397,8 +391,9 @@ def _finite(b: Tensor) -> Tensor:
     return b.abs().amax(dim=-1) < math.inf  # NaN propagates through amax
 
 
-def _overlap(b1: Tensor, b2: Tensor, area1: Tensor | None = None, area2: Tensor | None = None,
-             tame: bool = False) -> _Overlap:
+def _overlap(
+    b1: Tensor, b2: Tensor, area1: Tensor | None = None, area2: Tensor | None = None, tame: bool = False
+) -> _Overlap:
     """The shared pieces; ``area1``/``area2`` (...,) if already known (``_area`` of the boxes),
     ``tame``: the caller knows every coordinate is finite and below :func:`_tame_bound`, so no
     pair can be invalid or overflow and ``bad`` is None (no NaN masks to apply)."""
@@ -554,9 +549,7 @@ def _matched(
 # public overlap and distance kernels
 
 
-def pairwise_iou(
-    boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou"
-) -> Tensor | np.ndarray:
+def pairwise_iou(boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou") -> Tensor | np.ndarray:
     """IoU, GIoU, DIoU or CIoU of every box in ``boxes1`` with every box in ``boxes2``.
 
     Args:
@@ -575,9 +568,7 @@ def pairwise_iou(
     return _pairwise(_iou_kernel, boxes1, boxes2, kind)
 
 
-def matched_iou(
-    boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou"
-) -> Tensor | np.ndarray:
+def matched_iou(boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou") -> Tensor | np.ndarray:
     """IoU, GIoU, DIoU or CIoU of matched pairs of boxes.
 
     Args:
@@ -735,8 +726,9 @@ def matched_side_ratio(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
 OVERLAP_STATS: tuple[str, ...] = ("iou", "ioa", "gap", "center")
 
 
-def matched_overlaps(boxes1: ArrayLike, boxes2: ArrayLike,
-                     stats: Sequence[str] = OVERLAP_STATS) -> dict[str, Tensor | np.ndarray]:
+def matched_overlaps(
+    boxes1: ArrayLike, boxes2: ArrayLike, stats: Sequence[str] = OVERLAP_STATS
+) -> dict[str, Tensor | np.ndarray]:
     """Several pair statistics of matched pairs from one intersection pass.
 
     The same kernels as :func:`matched_iou` (plain IoU), :func:`matched_ioa`,
@@ -763,8 +755,7 @@ def _check_stats(stats: Sequence[str]) -> None:
             raise OptionError(f"stats must be among {', '.join(OVERLAP_STATS)}; got {name!r}")
 
 
-def _overlap_stats(b1: Tensor, b2: Tensor, ov: _Overlap, stats: Sequence[str],
-                   tame: bool = False) -> dict[str, Tensor]:
+def _overlap_stats(b1: Tensor, b2: Tensor, ov: _Overlap, stats: Sequence[str], tame: bool = False) -> dict[str, Tensor]:
     """The kernels of ``stats`` on one shared :class:`_Overlap` of ``b1`` and ``b2``."""
     run = {
         "iou": lambda: _iou_kernel(b1, b2, "iou", ov),
@@ -805,8 +796,9 @@ class BoxSet:
     def __len__(self) -> int:
         return self._rows.shape[1]
 
-    def pair_overlaps(self, first: ArrayLike, second: ArrayLike,
-                      stats: Sequence[str] = OVERLAP_STATS) -> dict[str, Tensor | np.ndarray]:
+    def pair_overlaps(
+        self, first: ArrayLike, second: ArrayLike, stats: Sequence[str] = OVERLAP_STATS
+    ) -> dict[str, Tensor | np.ndarray]:
         """Statistics of the pairs ``(boxes[first[k]], boxes[second[k]])``.
 
         Args:
@@ -854,6 +846,8 @@ def valid_predictions(boxes: ArrayLike, *scores: ArrayLike) -> Tensor | np.ndarr
         elif s.ndim == b.ndim and tuple(s.shape[:-1]) == tuple(b.shape[:-1]):
             ok = ok & _finite(s)
         else:
-            raise OptionError(f"scores[{k}] must have shape {tuple(b.shape[:-1])} or "
-                              f"{tuple(b.shape[:-1])} + (C,), got shape {tuple(s.shape)}")
+            raise OptionError(
+                f"scores[{k}] must have shape {tuple(b.shape[:-1])} or "
+                f"{tuple(b.shape[:-1])} + (C,), got shape {tuple(s.shape)}"
+            )
     return ok if isinstance(boxes, Tensor) else ok.numpy()

@@ -90,31 +90,62 @@ COMPRESSION = "zstd"
 #: column -> numpy dtype of the version-1 candidate table (one row per candidate), still produced by
 #: :attr:`Predictions.candidates` and :func:`to_table` and read by :func:`to_arrays`.
 COLUMNS: dict[str, str] = {
-    "ann_id": "int64",        # COCO annotation id
-    "image_id": "int64",      # COCO image id
-    "class_idx": "int16",     # contiguous class index of the annotation
+    "ann_id": "int64",  # COCO annotation id
+    "image_id": "int64",  # COCO image id
+    "class_idx": "int16",  # contiguous class index of the annotation
     "iscrowd": "bool",
-    "gt_x1": "float32", "gt_y1": "float32", "gt_x2": "float32", "gt_y2": "float32",  # annotation, input px
-    "level": "int8",          # [yolo] layer index, cfg order
-    "anchor": "int16",        # index into the cfg's anchors list
-    "anchor_w": "float32", "anchor_h": "float32",  # anchor size, input px
-    "stride": "int16",        # input pixels per cell at this level
-    "dx": "int8", "dy": "int8",  # cell offset from the annotation's centre cell
-    "gx": "int16", "gy": "int16",  # the cell
-    "valid": "bool",          # the cell lies inside the grid
-    "px1": "float32", "py1": "float32", "px2": "float32", "py2": "float32",  # decoded box, input px
-    "obj": "float32",         # sigmoid objectness
-    "cls_prob": "float32",    # sigmoid probability of the annotation's class
+    "gt_x1": "float32",
+    "gt_y1": "float32",
+    "gt_x2": "float32",
+    "gt_y2": "float32",  # annotation, input px
+    "level": "int8",  # [yolo] layer index, cfg order
+    "anchor": "int16",  # index into the cfg's anchors list
+    "anchor_w": "float32",
+    "anchor_h": "float32",  # anchor size, input px
+    "stride": "int16",  # input pixels per cell at this level
+    "dx": "int8",
+    "dy": "int8",  # cell offset from the annotation's centre cell
+    "gx": "int16",
+    "gy": "int16",  # the cell
+    "valid": "bool",  # the cell lies inside the grid
+    "px1": "float32",
+    "py1": "float32",
+    "px2": "float32",
+    "py2": "float32",  # decoded box, input px
+    "obj": "float32",  # sigmoid objectness
+    "cls_prob": "float32",  # sigmoid probability of the annotation's class
     "max_cls_prob": "float32",  # highest class probability
-    "max_cls_idx": "int16",   # class index of that probability
+    "max_cls_idx": "int16",  # class index of that probability
 }
 
 #: column -> dtype of a detection part.
-DETECTION_COLUMNS: dict[str, str] = {"image_id": "int64", "category_id": "int64", "x": "float64", "y": "float64",
-                                     "w": "float64", "h": "float64", "score": "float64"}
+DETECTION_COLUMNS: dict[str, str] = {
+    "image_id": "int64",
+    "category_id": "int64",
+    "x": "float64",
+    "y": "float64",
+    "w": "float64",
+    "h": "float64",
+    "score": "float64",
+}
 
-MANIFEST_KEYS = ("format", "version", "cfg", "weights", "weights_sha256", "size", "letterbox",
-                 "anchors", "levels", "num_classes", "neighborhood", "dataset", "images", "annotations", "layout")
+MANIFEST_KEYS = (
+    "format",
+    "version",
+    "cfg",
+    "weights",
+    "weights_sha256",
+    "size",
+    "letterbox",
+    "anchors",
+    "levels",
+    "num_classes",
+    "neighborhood",
+    "dataset",
+    "images",
+    "annotations",
+    "layout",
+)
 
 
 ORDER = ("image_id", "ann_id", "anchor", "dy", "dx")
@@ -163,8 +194,7 @@ class CandidateArrays:
 
     def select(self, rows: np.ndarray) -> CandidateArrays:
         """The objects ``rows`` ((G,) bool mask or int indices), layout unchanged."""
-        per_obj = {f: getattr(self, f)[rows] for f in _PER_OBJECT + _PER_CANDIDATE
-                   if getattr(self, f) is not None}
+        per_obj = {f: getattr(self, f)[rows] for f in _PER_OBJECT + _PER_CANDIDATE if getattr(self, f) is not None}
         return replace(self, **per_obj)
 
 
@@ -225,8 +255,12 @@ class Layout:
         return out
 
     def to_dict(self) -> dict:
-        return {"anchor": self.anchor.tolist(), "level": self.level.tolist(), "dx": self.dx.tolist(),
-                "dy": self.dy.tolist()}
+        return {
+            "anchor": self.anchor.tolist(),
+            "level": self.level.tolist(),
+            "dx": self.dx.tolist(),
+            "dy": self.dy.tolist(),
+        }
 
     @staticmethod
     def from_manifest(manifest: dict, where: str = "manifest.json") -> Layout:
@@ -243,20 +277,27 @@ class Layout:
             strides = np.asarray([float(lv["stride"]) for lv in levels])
             grid = np.asarray([int(lv.get("grid") or size // int(lv["stride"])) for lv in levels], np.int64)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise DatasetFormatError(f"{where}: expected a candidate layout (layout.anchor/level/dx/dy lists), "
-                                     f"anchors, levels and size; could not read them "
-                                     f"({type(exc).__name__}: {exc})") from None
+            raise DatasetFormatError(
+                f"{where}: expected a candidate layout (layout.anchor/level/dx/dy lists), "
+                f"anchors, levels and size; could not read them "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         n = anchor.shape[0]
-        if not (level.shape[0] == dx.shape[0] == dy.shape[0] == n) or (n and (
-                anchor.min() < 0 or anchor.max() >= wh.shape[0] or level.min() < 0 or level.max() >= len(levels))):
-            raise DatasetFormatError(f"{where}: layout lists must have one entry per candidate slot and refer to "
-                                     f"the manifest's {wh.shape[0]} anchors and {len(levels)} levels")
-        return Layout(anchor, level, dx, dy, wh[anchor].astype(np.float32), strides[level].astype(np.float32),
-                      grid, grid.copy())
+        if not (level.shape[0] == dx.shape[0] == dy.shape[0] == n) or (
+            n and (anchor.min() < 0 or anchor.max() >= wh.shape[0] or level.min() < 0 or level.max() >= len(levels))
+        ):
+            raise DatasetFormatError(
+                f"{where}: layout lists must have one entry per candidate slot and refer to "
+                f"the manifest's {wh.shape[0]} anchors and {len(levels)} levels"
+            )
+        return Layout(
+            anchor, level, dx, dy, wh[anchor].astype(np.float32), strides[level].astype(np.float32), grid, grid.copy()
+        )
 
 
-def make_layout(anchors_wh, masks: Sequence[Sequence[int]], strides: Sequence[float], size: int,
-                neighborhood: int) -> Layout:
+def make_layout(
+    anchors_wh, masks: Sequence[Sequence[int]], strides: Sequence[float], size: int, neighborhood: int
+) -> Layout:
     """The layout ``cocostat predict`` writes: every anchor (cfg order) x every (dy, dx) in -n..n."""
     wh = np.asarray(anchors_wh, np.float64).reshape(-1, 2)
     level_of = np.zeros(wh.shape[0], np.int64)
@@ -264,12 +305,20 @@ def make_layout(anchors_wh, masks: Sequence[Sequence[int]], strides: Sequence[fl
         level_of[list(m)] = lv
     offs = np.arange(-neighborhood, neighborhood + 1)
     dy, dx = (v.ravel() for v in np.meshgrid(offs, offs, indexing="ij"))
-    a_count, c = wh.shape[0], offs.size ** 2
+    a_count, c = wh.shape[0], offs.size**2
     anchor = np.repeat(np.arange(a_count), c)
     st = np.asarray(strides, np.float64)
     grid = (int(size) // st.astype(np.int64)).astype(np.int64)
-    return Layout(anchor, level_of[anchor], np.tile(dx, a_count), np.tile(dy, a_count),
-                  wh[anchor].astype(np.float32), st[level_of[anchor]].astype(np.float32), grid, grid.copy())
+    return Layout(
+        anchor,
+        level_of[anchor],
+        np.tile(dx, a_count),
+        np.tile(dy, a_count),
+        wh[anchor].astype(np.float32),
+        st[level_of[anchor]].astype(np.float32),
+        grid,
+        grid.copy(),
+    )
 
 
 def derive_cells(cell: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -287,11 +336,26 @@ def empty_arrays(layout: Layout) -> CandidateArrays:
         return np.zeros(shape, dtype=dtype)
 
     return CandidateArrays(
-        ann_id=z(0, dtype=np.int64), image_id=z(0, dtype=np.int64), class_idx=z(0, dtype=np.int64),
-        iscrowd=z(0, dtype=bool), gt=z(0, 4), level=layout.level, anchor=layout.anchor, dx=layout.dx,
-        dy=layout.dy, anchor_wh=layout.anchor_wh, stride=layout.stride, gx=z(0, n, dtype=np.int64),
-        gy=z(0, n, dtype=np.int64), valid=z(0, n, dtype=bool), pred=z(0, n, 4), obj=z(0, n), cls_prob=z(0, n),
-        max_cls_prob=z(0, n), max_cls_idx=z(0, n, dtype=np.int16))
+        ann_id=z(0, dtype=np.int64),
+        image_id=z(0, dtype=np.int64),
+        class_idx=z(0, dtype=np.int64),
+        iscrowd=z(0, dtype=bool),
+        gt=z(0, 4),
+        level=layout.level,
+        anchor=layout.anchor,
+        dx=layout.dx,
+        dy=layout.dy,
+        anchor_wh=layout.anchor_wh,
+        stride=layout.stride,
+        gx=z(0, n, dtype=np.int64),
+        gy=z(0, n, dtype=np.int64),
+        valid=z(0, n, dtype=bool),
+        pred=z(0, n, 4),
+        obj=z(0, n),
+        cls_prob=z(0, n),
+        max_cls_prob=z(0, n),
+        max_cls_idx=z(0, n, dtype=np.int16),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,16 +427,24 @@ def to_arrays(frame: pd.DataFrame) -> CandidateArrays:
         return col(name, dtype)[0] if g else np.zeros(0, dtype)
 
     return CandidateArrays(
-        ann_id=per_object("ann_id"), image_id=per_object("image_id"),
-        class_idx=per_object("class_idx", np.int64), iscrowd=per_object("iscrowd"),
+        ann_id=per_object("ann_id"),
+        image_id=per_object("image_id"),
+        class_idx=per_object("class_idx", np.int64),
+        iscrowd=per_object("iscrowd"),
         gt=np.stack([per_object(c) for c in ("gt_x1", "gt_y1", "gt_x2", "gt_y2")], axis=1).reshape(g, 4),
-        level=per_candidate("level", np.int64), anchor=per_candidate("anchor", np.int64),
-        dx=per_candidate("dx", np.int64), dy=per_candidate("dy", np.int64),
+        level=per_candidate("level", np.int64),
+        anchor=per_candidate("anchor", np.int64),
+        dx=per_candidate("dx", np.int64),
+        dy=per_candidate("dy", np.int64),
         anchor_wh=np.stack([per_candidate("anchor_w", np.float32), per_candidate("anchor_h", np.float32)], axis=1),
         stride=per_candidate("stride", np.float32),
-        gx=col("gx", np.int64), gy=col("gy", np.int64), valid=col("valid"),
+        gx=col("gx", np.int64),
+        gy=col("gy", np.int64),
+        valid=col("valid"),
         pred=np.stack([col(c) for c in ("px1", "py1", "px2", "py2")], axis=-1),
-        obj=col("obj"), cls_prob=col("cls_prob"), max_cls_prob=col("max_cls_prob"),
+        obj=col("obj"),
+        cls_prob=col("cls_prob"),
+        max_cls_prob=col("max_cls_prob"),
         max_cls_idx=col("max_cls_idx"),
     )
 
@@ -388,18 +460,30 @@ def to_table(arrays: CandidateArrays) -> pd.DataFrame:
         return np.tile(x, g)
 
     mci = arrays.max_cls_idx if arrays.max_cls_idx is not None else np.full((g, n), -1, np.int16)
-    frame = pd.DataFrame({
-        "ann_id": per_row(arrays.ann_id), "image_id": per_row(arrays.image_id),
-        "class_idx": per_row(arrays.class_idx), "iscrowd": per_row(arrays.iscrowd),
-        **{c: per_row(arrays.gt[:, k]) for k, c in enumerate(("gt_x1", "gt_y1", "gt_x2", "gt_y2"))},
-        "level": per_col(arrays.level), "anchor": per_col(arrays.anchor),
-        "anchor_w": per_col(arrays.anchor_wh[:, 0]), "anchor_h": per_col(arrays.anchor_wh[:, 1]),
-        "stride": per_col(arrays.stride), "dx": per_col(arrays.dx), "dy": per_col(arrays.dy),
-        "gx": arrays.gx.reshape(-1), "gy": arrays.gy.reshape(-1), "valid": arrays.valid.reshape(-1),
-        **{c: arrays.pred[..., k].reshape(-1) for k, c in enumerate(("px1", "py1", "px2", "py2"))},
-        "obj": arrays.obj.reshape(-1), "cls_prob": arrays.cls_prob.reshape(-1),
-        "max_cls_prob": arrays.max_cls_prob.reshape(-1), "max_cls_idx": mci.reshape(-1),
-    })
+    frame = pd.DataFrame(
+        {
+            "ann_id": per_row(arrays.ann_id),
+            "image_id": per_row(arrays.image_id),
+            "class_idx": per_row(arrays.class_idx),
+            "iscrowd": per_row(arrays.iscrowd),
+            **{c: per_row(arrays.gt[:, k]) for k, c in enumerate(("gt_x1", "gt_y1", "gt_x2", "gt_y2"))},
+            "level": per_col(arrays.level),
+            "anchor": per_col(arrays.anchor),
+            "anchor_w": per_col(arrays.anchor_wh[:, 0]),
+            "anchor_h": per_col(arrays.anchor_wh[:, 1]),
+            "stride": per_col(arrays.stride),
+            "dx": per_col(arrays.dx),
+            "dy": per_col(arrays.dy),
+            "gx": arrays.gx.reshape(-1),
+            "gy": arrays.gy.reshape(-1),
+            "valid": arrays.valid.reshape(-1),
+            **{c: arrays.pred[..., k].reshape(-1) for k, c in enumerate(("px1", "py1", "px2", "py2"))},
+            "obj": arrays.obj.reshape(-1),
+            "cls_prob": arrays.cls_prob.reshape(-1),
+            "max_cls_prob": arrays.max_cls_prob.reshape(-1),
+            "max_cls_idx": mci.reshape(-1),
+        }
+    )
     return frame.astype(COLUMNS)[list(COLUMNS)]
 
 
@@ -413,9 +497,16 @@ def layout_of(arrays: CandidateArrays, manifest: dict) -> Layout:
     if grid.shape[0] < n_levels:  # a level the manifest does not describe: its size from the stride
         extra = [size // int(arrays.stride[arrays.level == lv][0]) for lv in range(grid.shape[0], n_levels)]
         grid = np.concatenate([grid, np.asarray(extra, np.int64)])
-    return Layout(arrays.anchor.astype(np.int64), arrays.level.astype(np.int64), arrays.dx.astype(np.int64),
-                  arrays.dy.astype(np.int64), arrays.anchor_wh.astype(np.float32), arrays.stride.astype(np.float32),
-                  grid, grid.copy())
+    return Layout(
+        arrays.anchor.astype(np.int64),
+        arrays.level.astype(np.int64),
+        arrays.dx.astype(np.int64),
+        arrays.dy.astype(np.int64),
+        arrays.anchor_wh.astype(np.float32),
+        arrays.stride.astype(np.float32),
+        grid,
+        grid.copy(),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -431,8 +522,7 @@ def _fsl(values: np.ndarray, width: int):
     import pyarrow as pa
 
     flat = pa.array(np.ascontiguousarray(values).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(flat, type=pa.list_(pa.field("element", flat.type, nullable=False),
-                                                                 width))
+    return pa.FixedSizeListArray.from_arrays(flat, type=pa.list_(pa.field("element", flat.type, nullable=False), width))
 
 
 def arrays_to_arrow(arrays: CandidateArrays, layout: Layout):
@@ -476,8 +566,13 @@ def write_part(arrays: CandidateArrays, layout: Layout, path: str | Path) -> Pat
 
     table = arrays_to_arrow(arrays, layout)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression=COMPRESSION, use_dictionary=_INT_COLUMNS,
-                       use_byte_stream_split=[f"{c}.list.element" for c in _FLOAT_COLUMNS])
+        pq.write_table(
+            table,
+            tmp,
+            compression=COMPRESSION,
+            use_dictionary=_INT_COLUMNS,
+            use_byte_stream_split=[f"{c}.list.element" for c in _FLOAT_COLUMNS],
+        )
     return Path(path)
 
 
@@ -491,8 +586,24 @@ def _values(column, width: int, dtype) -> np.ndarray:
 def arrow_to_arrays(table, layout: Layout, where: str = "candidate part") -> CandidateArrays:
     """Dense arrays of a candidate part read with pyarrow (see :func:`arrays_to_arrow`)."""
     n, lv = layout.size, layout.num_levels
-    missing = [c for c in ("ann_id", "image_id", "class_idx", "iscrowd", "gt", "cell", "valid", "pred", "obj",
-                           "cls_prob", "max_cls_prob", "max_cls_idx") if c not in table.column_names]
+    missing = [
+        c
+        for c in (
+            "ann_id",
+            "image_id",
+            "class_idx",
+            "iscrowd",
+            "gt",
+            "cell",
+            "valid",
+            "pred",
+            "obj",
+            "cls_prob",
+            "max_cls_prob",
+            "max_cls_idx",
+        )
+        if c not in table.column_names
+    ]
     if missing:
         raise DatasetFormatError(f"{where}: missing column(s) {', '.join(missing)}")
     g = table.num_rows
@@ -500,8 +611,9 @@ def arrow_to_arrays(table, layout: Layout, where: str = "candidate part") -> Can
     def col(name, width, dtype):
         out = _values(table.column(name), width, dtype)
         if out.shape != (g, width):
-            raise DatasetFormatError(f"{where}: column {name} must hold {width} values per object, "
-                                     f"got {out.size} values for {g} objects")
+            raise DatasetFormatError(
+                f"{where}: column {name} must hold {width} values per object, got {out.size} values for {g} objects"
+            )
         return out
 
     cell = col("cell", 2 * lv, np.int16).reshape(g, lv, 2)
@@ -511,10 +623,20 @@ def arrow_to_arrays(table, layout: Layout, where: str = "candidate part") -> Can
         image_id=table.column("image_id").to_numpy().astype(np.int64, copy=False),
         class_idx=table.column("class_idx").to_numpy().astype(np.int64),
         iscrowd=table.column("iscrowd").to_numpy(zero_copy_only=False).astype(bool, copy=False),
-        gt=col("gt", 4, np.float32), level=layout.level, anchor=layout.anchor, dx=layout.dx, dy=layout.dy,
-        anchor_wh=layout.anchor_wh, stride=layout.stride, gx=gx, gy=gy, valid=col("valid", n, bool),
-        pred=col("pred", 4 * n, np.float32).reshape(g, n, 4), obj=col("obj", n, np.float32),
-        cls_prob=col("cls_prob", n, np.float32), max_cls_prob=col("max_cls_prob", n, np.float32),
+        gt=col("gt", 4, np.float32),
+        level=layout.level,
+        anchor=layout.anchor,
+        dx=layout.dx,
+        dy=layout.dy,
+        anchor_wh=layout.anchor_wh,
+        stride=layout.stride,
+        gx=gx,
+        gy=gy,
+        valid=col("valid", n, bool),
+        pred=col("pred", 4 * n, np.float32).reshape(g, n, 4),
+        obj=col("obj", n, np.float32),
+        cls_prob=col("cls_prob", n, np.float32),
+        max_cls_prob=col("max_cls_prob", n, np.float32),
         max_cls_idx=col("max_cls_idx", n, np.int16),
     )
 
@@ -525,7 +647,7 @@ def read_part(path: str | Path, layout: Layout) -> CandidateArrays:
 
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
+    except Exception as exc:
         raise DatasetFormatError(f"{path}: cannot read the candidate part: {exc}") from None
     return arrow_to_arrays(table, layout, str(path))
 
@@ -546,7 +668,7 @@ def read_detection_part(path: str | Path) -> dict[str, np.ndarray]:
 
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
+    except Exception as exc:
         raise DatasetFormatError(f"{path}: cannot read the detection part: {exc}") from None
     missing = [c for c in DETECTION_COLUMNS if c not in table.column_names]
     if missing:
@@ -557,9 +679,12 @@ def read_detection_part(path: str | Path) -> dict[str, np.ndarray]:
 def detection_records(columns: dict[str, np.ndarray]) -> list[dict]:
     """COCO results dicts of detection columns (for small sets; the store never builds them all)."""
     bbox = np.stack([columns[c] for c in ("x", "y", "w", "h")], axis=1).tolist()
-    return [{"image_id": i, "category_id": c, "bbox": b, "score": s}
-            for i, c, b, s in zip(columns["image_id"].tolist(), columns["category_id"].tolist(), bbox,
-                                  columns["score"].tolist())]
+    return [
+        {"image_id": i, "category_id": c, "bbox": b, "score": s}
+        for i, c, b, s in zip(
+            columns["image_id"].tolist(), columns["category_id"].tolist(), bbox, columns["score"].tolist(), strict=False
+        )
+    ]
 
 
 def write_detections_json(parts: Iterable[dict[str, np.ndarray]], path: str | Path) -> Path:
@@ -587,8 +712,11 @@ def write_detections_json(parts: Iterable[dict[str, np.ndarray]], path: str | Pa
 
 def write_manifest(manifest: dict, folder: str | Path, version: int = FORMAT_VERSION) -> Path:
     """Write ``manifest.json`` atomically (``format`` and ``version`` are filled in)."""
-    data = {"format": FORMAT_NAME, "version": version, **{k: v for k, v in manifest.items()
-                                                           if k not in ("format", "version")}}
+    data = {
+        "format": FORMAT_NAME,
+        "version": version,
+        **{k: v for k, v in manifest.items() if k not in ("format", "version")},
+    }
     return write_text(Path(folder) / "manifest.json", json.dumps(data, indent=2) + "\n")
 
 
@@ -620,17 +748,22 @@ class Predictions:
     def layout(self) -> Layout:
         """The candidate layout (from the manifest; for version 1 from the table's first object)."""
         if self.version >= 2 and "layout" in self.manifest:
-            return Layout.from_manifest(self.manifest, str(self.folder / "manifest.json") if self.folder
-                                        else "manifest")
-        first = next(iter(self._v1_chunks(1)), None) if self.version == 1 else (
-            self.memory_chunks[0] if self.memory_chunks else None)
+            return Layout.from_manifest(
+                self.manifest, str(self.folder / "manifest.json") if self.folder else "manifest"
+            )
+        first = (
+            next(iter(self._v1_chunks(1)), None)
+            if self.version == 1
+            else (self.memory_chunks[0] if self.memory_chunks else None)
+        )
         if first is None:
             from cocostat.assign import grid_from_manifest
 
             grid = grid_from_manifest(self.manifest)
             masks = [np.flatnonzero(grid.level == lv).tolist() for lv in range(grid.num_levels)]
-            return make_layout(grid.wh, masks, grid.strides.tolist(), grid.size,
-                               int(self.manifest.get("neighborhood") or 0))
+            return make_layout(
+                grid.wh, masks, grid.strides.tolist(), grid.size, int(self.manifest.get("neighborhood") or 0)
+            )
         return layout_of(first, self.manifest)
 
     @property
@@ -653,8 +786,9 @@ class Predictions:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in self.parts)
 
     # ---- candidates ---------------------------------------------------------------------------------
-    def iter_chunks(self, max_objects: int | None = CHUNK_OBJECTS, *, rank: int | None = None) -> Iterator[
-            CandidateArrays]:
+    def iter_chunks(
+        self, max_objects: int | None = CHUNK_OBJECTS, *, rank: int | None = None
+    ) -> Iterator[CandidateArrays]:
         """Dense candidate blocks of whole images, about ``max_objects`` objects each (None: one block
         per stored part), in store order. ``rank``: only the parts written by that predict rank."""
         if self.version == 1:
@@ -663,8 +797,9 @@ class Predictions:
         if self.folder is None:
             source: Iterable[CandidateArrays] = iter(self.memory_chunks)
         else:
-            parts = self.parts if rank is None else tuple(p for p in self.parts if p.name.startswith(
-                f"rank{rank:03d}-"))
+            parts = (
+                self.parts if rank is None else tuple(p for p in self.parts if p.name.startswith(f"rank{rank:03d}-"))
+            )
             layout = self.layout
             source = (read_part(p, layout) for p in parts)
         yield from _coalesce(source, max_objects)
@@ -740,10 +875,15 @@ class Predictions:
 def _records_to_columns(records: list[dict]) -> dict[str, np.ndarray]:
     n = len(records)
     bbox = np.asarray([d["bbox"] for d in records], np.float64).reshape(n, 4)
-    return {"image_id": np.fromiter((d["image_id"] for d in records), np.int64, n),
-            "category_id": np.fromiter((d["category_id"] for d in records), np.int64, n),
-            "x": bbox[:, 0], "y": bbox[:, 1], "w": bbox[:, 2], "h": bbox[:, 3],
-            "score": np.fromiter((d["score"] for d in records), np.float64, n)}
+    return {
+        "image_id": np.fromiter((d["image_id"] for d in records), np.int64, n),
+        "category_id": np.fromiter((d["category_id"] for d in records), np.int64, n),
+        "x": bbox[:, 0],
+        "y": bbox[:, 1],
+        "w": bbox[:, 2],
+        "h": bbox[:, 3],
+        "score": np.fromiter((d["score"] for d in records), np.float64, n),
+    }
 
 
 def split_by_image(arrays: CandidateArrays, max_objects: int | None) -> Iterator[CandidateArrays]:
@@ -799,13 +939,18 @@ def read_manifest(folder: str | Path) -> dict:
     except json.JSONDecodeError as exc:
         raise DatasetFormatError(f"{manifest_file}: invalid JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise DatasetFormatError(f"{manifest_file}: expected format {FORMAT_NAME!r}, got {manifest.get('format')!r}"
-                                 if isinstance(manifest, dict) else f"{manifest_file}: expected a JSON object")
+        raise DatasetFormatError(
+            f"{manifest_file}: expected format {FORMAT_NAME!r}, got {manifest.get('format')!r}"
+            if isinstance(manifest, dict)
+            else f"{manifest_file}: expected a JSON object"
+        )
     version = manifest.get("version", 1)
     if version not in READABLE_VERSIONS:
-        raise DatasetFormatError(f"{manifest_file}: predictions format version {version!r}, this cocostat reads "
-                                 f"versions {', '.join(map(str, READABLE_VERSIONS))}; upgrade cocostat or run "
-                                 f"`cocostat predict` again")
+        raise DatasetFormatError(
+            f"{manifest_file}: predictions format version {version!r}, this cocostat reads "
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}; upgrade cocostat or run "
+            f"`cocostat predict` again"
+        )
     return manifest
 
 
@@ -837,19 +982,27 @@ def read_predictions(folder: str | Path) -> Predictions:
     pred.layout  # noqa: B018 - check the layout now
     expected = manifest.get("parts")
     if expected is not None and expected != len(parts):
-        raise DatasetFormatError(f"{folder}: the manifest lists {expected} candidate part(s), found {len(parts)} "
-                                 f"in {CANDIDATES_DIR}/; run `cocostat predict` again")
+        raise DatasetFormatError(
+            f"{folder}: the manifest lists {expected} candidate part(s), found {len(parts)} "
+            f"in {CANDIDATES_DIR}/; run `cocostat predict` again"
+        )
     return pred
 
 
 def in_memory(manifest: dict, chunks: Sequence[CandidateArrays], detections: Sequence[dict]) -> Predictions:
     """Predictions held in memory (blocks of whole images, detection column dicts)."""
-    return Predictions(None, {"format": FORMAT_NAME, "version": FORMAT_VERSION, **manifest}, FORMAT_VERSION,
-                       memory_chunks=tuple(chunks), memory_detections=tuple(detections))
+    return Predictions(
+        None,
+        {"format": FORMAT_NAME, "version": FORMAT_VERSION, **manifest},
+        FORMAT_VERSION,
+        memory_chunks=tuple(chunks),
+        memory_detections=tuple(detections),
+    )
 
 
-def write_store(folder: str | Path, candidates, manifest: dict, detections=None, *,
-                max_objects: int = CHUNK_OBJECTS) -> Predictions:
+def write_store(
+    folder: str | Path, candidates, manifest: dict, detections=None, *, max_objects: int = CHUNK_OBJECTS
+) -> Predictions:
     """Write a complete version-2 predictions folder from values in memory (benchmarks, tests, converters).
 
     Args:
@@ -885,8 +1038,11 @@ def write_store(folder: str | Path, candidates, manifest: dict, detections=None,
         grid = grid_from_manifest(manifest)
         masks = [np.flatnonzero(grid.level == lv).tolist() for lv in range(grid.num_levels)]
         layout = make_layout(grid.wh, masks, grid.strides.tolist(), grid.size, int(manifest.get("neighborhood") or 0))
-    cols = [] if detections is None else [detections if isinstance(detections, dict)
-                                          else _records_to_columns(list(detections))]
+    cols = (
+        []
+        if detections is None
+        else [detections if isinstance(detections, dict) else _records_to_columns(list(detections))]
+    )
     for k, c in enumerate(cols):
         write_detection_part(c, folder / DETECTIONS_DIR / part_name(0, k))
     write_detections_json(cols, folder / DETECTIONS_JSON)
@@ -895,10 +1051,14 @@ def write_store(folder: str | Path, candidates, manifest: dict, detections=None,
     manifest["candidates_per_annotation"] = layout.size
     manifest["candidate_rows"] = n_objects * layout.size
     det = manifest.get("detections")
-    manifest["detections"] = {**(det if isinstance(det, dict) else {}),
-                              "count": int(sum(len(c["score"]) for c in cols))}
-    manifest["levels"] = [{**lv, "grid": lv.get("grid") or int(g)} for lv, g in
-                          zip(manifest.get("levels") or [], layout.grid_w.tolist())]
+    manifest["detections"] = {
+        **(det if isinstance(det, dict) else {}),
+        "count": int(sum(len(c["score"]) for c in cols)),
+    }
+    manifest["levels"] = [
+        {**lv, "grid": lv.get("grid") or int(g)}
+        for lv, g in zip(manifest.get("levels") or [], layout.grid_w.tolist(), strict=False)
+    ]
     write_manifest(manifest, folder)
     return read_predictions(folder)
 

@@ -117,7 +117,7 @@ def _for_the_cli(exc: OptionError, command: click.Command | None) -> str:
     message = str(exc)
     flag = _flag_of(command, exc.param) if exc.param else None
     if flag and message.startswith(exc.param):
-        return flag + message[len(exc.param):]
+        return flag + message[len(exc.param) :]
     return message
 
 
@@ -241,13 +241,24 @@ def dataset_options(func):
     """DATASET argument with --root, --images and --no-cache; passes a loaded ``dataset`` to the command."""
 
     @click.argument("dataset_name", metavar="[DATASET]", required=False)
-    @click.option("--root", type=click.Path(file_okay=False), default=None,
-                  help="COCO root holding annotations/instances_SPLIT.json (default: $COCOSTAT_ROOT, "
-                       "./datasets/coco, ./coco).")
-    @click.option("--images", type=click.Path(file_okay=False), default=None,
-                  help="Folder of the image files (default: ROOT/SPLIT or ROOT/images/SPLIT).")
-    @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
-                  help="Split of a YOLO dataset YAML or .data file [default: val, for every command].")
+    @click.option(
+        "--root",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="COCO root holding annotations/instances_SPLIT.json (default: $COCOSTAT_ROOT, ./datasets/coco, ./coco).",
+    )
+    @click.option(
+        "--images",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Folder of the image files (default: ROOT/SPLIT or ROOT/images/SPLIT).",
+    )
+    @click.option(
+        "--split",
+        type=click.Choice(["train", "val", "test"]),
+        default=None,
+        help="Split of a YOLO dataset YAML or .data file [default: val, for every command].",
+    )
     @click.option("--no-cache", is_flag=True, help="Parse the JSON again instead of using the array cache.")
     @functools.wraps(func)
     def wrapper(dataset_name, root, images, split, no_cache, **kwargs):
@@ -262,10 +273,21 @@ def dataset_options(func):
 def output_options(func):
     """--format table|json|csv and --output FILE (written atomically)."""
 
-    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                  help="table for people; json or csv for machines (on stdout).")
-    @click.option("-o", "--output", type=OUTPUT_FILE, default=None,
-                  help="Write the result to FILE (atomically) instead of stdout.")
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="table for people; json or csv for machines (on stdout).",
+    )
+    @click.option(
+        "-o",
+        "--output",
+        type=OUTPUT_FILE,
+        default=None,
+        help="Write the result to FILE (atomically) instead of stdout.",
+    )
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)
@@ -276,8 +298,13 @@ def output_options(func):
 def device_option(func):
     """--device auto|cpu|cuda, resolved once here into a ``torch.device`` passed as ``device``."""
 
-    @click.option("--device", "device_name", default="auto", show_default=True,
-                  help="auto (cuda when available), cpu, cuda or cuda:N.")
+    @click.option(
+        "--device",
+        "device_name",
+        default="auto",
+        show_default=True,
+        help="auto (cuda when available), cpu, cuda or cuda:N.",
+    )
     @functools.wraps(func)
     def wrapper(*args, device_name, **kwargs):
         return func(*args, device=resolve_device(device_name), **kwargs)
@@ -330,43 +357,117 @@ KMEANS_PLOT = "kmeans_anchors.png"
 
 @main.command("kmeans")
 @dataset_options
-@click.option("--size", default=416, show_default=True, type=int,
-              help="Network input side in pixels; box sizes are brought to it first. Any size >= 1: "
-                   "kmeans runs no model, so no grid stride constrains it (predict, anchor-audit and "
-                   "report need a multiple of their model's largest stride).")
-@click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox", show_default=True,
-              help="letterbox: each image's long side becomes SIZE (ultralytics, mmdetection); "
-                   "stretch: width and height each become SIZE (Darknet).")
-@click.option("--multi-scale", nargs=2, type=int, default=None, metavar="MIN MAX",
-              help="Each image gets a size drawn from the multiples of 32 in [MIN, MAX] (with --seed).")
-@click.option("-k", "--num-anchors", "k", default=9, show_default=True, type=int,
-              help="Number of anchors to design (--anchors, elsewhere, is an anchor set).")
+@click.option(
+    "--size",
+    default=416,
+    show_default=True,
+    type=int,
+    help="Network input side in pixels; box sizes are brought to it first. Any size >= 1: "
+    "kmeans runs no model, so no grid stride constrains it (predict, anchor-audit and "
+    "report need a multiple of their model's largest stride).",
+)
+@click.option(
+    "--resize",
+    type=click.Choice(["letterbox", "stretch"]),
+    default="letterbox",
+    show_default=True,
+    help="letterbox: each image's long side becomes SIZE (ultralytics, mmdetection); "
+    "stretch: width and height each become SIZE (Darknet).",
+)
+@click.option(
+    "--multi-scale",
+    nargs=2,
+    type=int,
+    default=None,
+    metavar="MIN MAX",
+    help="Each image gets a size drawn from the multiples of 32 in [MIN, MAX] (with --seed).",
+)
+@click.option(
+    "-k",
+    "--num-anchors",
+    "k",
+    default=9,
+    show_default=True,
+    type=int,
+    help="Number of anchors to design (--anchors, elsewhere, is an anchor set).",
+)
 @deprecated_alias("--anchors", "--num-anchors", type=int)
-@click.option("--levels", default=None, type=int,
-              help="Output levels to split the anchors into (default: round(k / 3), at least 1).")
-@click.option("--restarts", default=5, show_default=True, type=int,
-              help="k-means runs from different k-means++ starts; the best is kept.")
+@click.option(
+    "--levels",
+    default=None,
+    type=int,
+    help="Output levels to split the anchors into (default: round(k / 3), at least 1).",
+)
+@click.option(
+    "--restarts",
+    default=5,
+    show_default=True,
+    type=int,
+    help="k-means runs from different k-means++ starts; the best is kept.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random draw.")
-@click.option("--evolve", default=1000, show_default=True, type=int,
-              help="Evolution generations after k-means (0: k-means only).")
-@click.option("--fitness", "fitness_name", type=click.Choice(["iou-bpr", "avg-iou", "ratio"]),
-              default="iou-bpr", show_default=True,
-              help="What the evolution maximises: iou-bpr = avg_iou + 0.05 x bpr_iou; avg-iou; "
-                   "ratio = ultralytics' mean(best_x * (best_x > 1/ratio_t)).")
-@click.option("--iou-t", default=0.225, show_default=True, type=float,
-              help="wh-IoU threshold of the best possible recall and anchors-above figures.")
-@click.option("--ratio-t", default=4.0, show_default=True, type=float,
-              help="Ratio threshold of ultralytics' ratio figures (a side ratio above it is a miss).")
+@click.option(
+    "--evolve", default=1000, show_default=True, type=int, help="Evolution generations after k-means (0: k-means only)."
+)
+@click.option(
+    "--fitness",
+    "fitness_name",
+    type=click.Choice(["iou-bpr", "avg-iou", "ratio"]),
+    default="iou-bpr",
+    show_default=True,
+    help="What the evolution maximises: iou-bpr = avg_iou + 0.05 x bpr_iou; avg-iou; "
+    "ratio = ultralytics' mean(best_x * (best_x > 1/ratio_t)).",
+)
+@click.option(
+    "--iou-t",
+    default=0.225,
+    show_default=True,
+    type=float,
+    help="wh-IoU threshold of the best possible recall and anchors-above figures.",
+)
+@click.option(
+    "--ratio-t",
+    default=4.0,
+    show_default=True,
+    type=float,
+    help="Ratio threshold of ultralytics' ratio figures (a side ratio above it is a miss).",
+)
 @click.option("--include-crowd", is_flag=True, help="Keep iscrowd boxes (left out by default).")
-@click.option("--compare", multiple=True, metavar="ANCHORS",
-              help="Also measure this anchor set: yolov3, yolov3-spp, yolov3-tiny, a Darknet cfg path, "
-                   "or a list '10,13, 16,30, ...'. Repeatable.")
-@click.option("--plot", type=OUTPUT_DIR, default=None,
-              help=f"Write {KMEANS_PLOT} (box width/height density, log axes, anchors marked) into DIR.")
+@click.option(
+    "--compare",
+    multiple=True,
+    metavar="ANCHORS",
+    help="Also measure this anchor set: yolov3, yolov3-spp, yolov3-tiny, a Darknet cfg path, "
+    "or a list '10,13, 16,30, ...'. Repeatable.",
+)
+@click.option(
+    "--plot",
+    type=OUTPUT_DIR,
+    default=None,
+    help=f"Write {KMEANS_PLOT} (box width/height density, log axes, anchors marked) into DIR.",
+)
 @device_option
 @output_options
-def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, evolve, fitness_name, iou_t,
-               ratio_t, include_crowd, compare, plot, device, fmt, output):
+def kmeans_cmd(
+    dataset,
+    size,
+    resize,
+    multi_scale,
+    k,
+    levels,
+    restarts,
+    seed,
+    evolve,
+    fitness_name,
+    iou_t,
+    ratio_t,
+    include_crowd,
+    compare,
+    plot,
+    device,
+    fmt,
+    output,
+):
     """Design YOLO anchors for a dataset (IoU k-means + evolution) and measure how anchor sets fit it.
 
     Box sizes are first brought to the network input (--resize, --size or --multi-scale). The
@@ -378,43 +479,126 @@ def kmeans_cmd(dataset, size, resize, multi_scale, k, levels, restarts, seed, ev
     """
     from cocostat.anchors import kmeans
 
-    report = kmeans(dataset, size=size, k=k, resize=resize, multi_scale=tuple(multi_scale) if multi_scale else None,
-                    include_crowd=include_crowd, restarts=restarts, seed=seed, evolve=evolve,
-                    fitness_name=fitness_name, iou_t=iou_t, ratio_t=ratio_t, compare=compare, levels=levels,
-                    device=device, plot=os.path.join(plot, KMEANS_PLOT) if plot else None)
+    report = kmeans(
+        dataset,
+        size=size,
+        k=k,
+        resize=resize,
+        multi_scale=tuple(multi_scale) if multi_scale else None,
+        include_crowd=include_crowd,
+        restarts=restarts,
+        seed=seed,
+        evolve=evolve,
+        fitness_name=fitness_name,
+        iou_t=iou_t,
+        ratio_t=ratio_t,
+        compare=compare,
+        levels=levels,
+        device=device,
+        plot=os.path.join(plot, KMEANS_PLOT) if plot else None,
+    )
     _wrote(report.plot)
     emit(report, fmt, output)
 
 
 @main.command("overlap")
 @dataset_options
-@click.option("--gap", "gap", type=float, default=10.0, show_default=True,
-              help="A pair counts when the gap between its boxes is < this (pixels).")
-@click.option("--iou-t", "iou", type=float, default=0.6, show_default=True,
-              help="IoU threshold: a pair counts when its IoU (or IoA, see --pair-metric) is > this.")
+@click.option(
+    "--gap",
+    "gap",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="A pair counts when the gap between its boxes is < this (pixels).",
+)
+@click.option(
+    "--iou-t",
+    "iou",
+    type=float,
+    default=0.6,
+    show_default=True,
+    help="IoU threshold: a pair counts when its IoU (or IoA, see --pair-metric) is > this.",
+)
 @deprecated_alias("--iou", "--iou-t", type=float)
-@click.option("--pair-metric", type=click.Choice(["iou", "ioa"]), default="iou", show_default=True,
-              help="iou: intersection over union; ioa: intersection over the smaller box's area.")
-@click.option("--center", "center", type=float, default=10.0, show_default=True,
-              help="A pair counts when its centre distance is < this (pixels).")
-@click.option("--crowd-pairs", type=int, default=7, show_default=True,
-              help="An image is crowded with at least this many pairs under --center.")
-@click.option("--aspect", "aspect", type=float, default=4.0, show_default=True,
-              help="An object is elongated when max(w/h, h/w) >= this.")
-@click.option("--size", "size", type=int, default=None,
-              help="First scale each image's boxes so its long side is SIZE pixels (letterbox).")
+@click.option(
+    "--pair-metric",
+    type=click.Choice(["iou", "ioa"]),
+    default="iou",
+    show_default=True,
+    help="iou: intersection over union; ioa: intersection over the smaller box's area.",
+)
+@click.option(
+    "--center",
+    "center",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="A pair counts when its centre distance is < this (pixels).",
+)
+@click.option(
+    "--crowd-pairs",
+    type=int,
+    default=7,
+    show_default=True,
+    help="An image is crowded with at least this many pairs under --center.",
+)
+@click.option(
+    "--aspect",
+    "aspect",
+    type=float,
+    default=4.0,
+    show_default=True,
+    help="An object is elongated when max(w/h, h/w) >= this.",
+)
+@click.option(
+    "--size",
+    "size",
+    type=int,
+    default=None,
+    help="First scale each image's boxes so its long side is SIZE pixels (letterbox).",
+)
 @click.option("--exclude-crowd", is_flag=True, help="Drop iscrowd annotations (default: counted).")
-@click.option("--by-category", is_flag=True,
-              help="List the category pairs with most pairs per criterion.")
-@click.option("--per-image", "per_image", type=OUTPUT_FILE, default=None,
-              help="Write one row per image to FILE (.csv, or .parquet/.pq).")
-@click.option("--examples", "examples", type=int, default=0, show_default=True,
-              help="List the K most extreme images per criterion.")
-@click.option("--plot", "plot_dir", type=OUTPUT_DIR, default=None,
-              help="Write PNG histograms of pair IoU, gap, centre distance and aspect ratio to DIR.")
+@click.option("--by-category", is_flag=True, help="List the category pairs with most pairs per criterion.")
+@click.option(
+    "--per-image",
+    "per_image",
+    type=OUTPUT_FILE,
+    default=None,
+    help="Write one row per image to FILE (.csv, or .parquet/.pq).",
+)
+@click.option(
+    "--examples",
+    "examples",
+    type=int,
+    default=0,
+    show_default=True,
+    help="List the K most extreme images per criterion.",
+)
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=OUTPUT_DIR,
+    default=None,
+    help="Write PNG histograms of pair IoU, gap, centre distance and aspect ratio to DIR.",
+)
 @output_options
-def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, size, exclude_crowd,
-                by_category, per_image, examples, plot_dir, fmt, output):
+def overlap_cmd(
+    dataset,
+    gap,
+    iou,
+    pair_metric,
+    center,
+    crowd_pairs,
+    aspect,
+    size,
+    exclude_crowd,
+    by_category,
+    per_image,
+    examples,
+    plot_dir,
+    fmt,
+    output,
+):
     """How often objects of one image sit close, overlap, share a centre, or are elongated.
 
     Over every unordered pair of annotations in the same image (n annotations give n(n-1)/2
@@ -438,9 +622,19 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
 
     if per_image:
         per_image_format(per_image)  # a bad extension fails before the analysis runs
-    report = overlap(dataset, gap=gap, iou=iou, pair_metric=pair_metric, center=center,
-                     crowd_pairs=crowd_pairs, aspect=aspect, size=size, exclude_crowd=exclude_crowd,
-                     by_category=by_category, examples=examples)
+    report = overlap(
+        dataset,
+        gap=gap,
+        iou=iou,
+        pair_metric=pair_metric,
+        center=center,
+        crowd_pairs=crowd_pairs,
+        aspect=aspect,
+        size=size,
+        exclude_crowd=exclude_crowd,
+        by_category=by_category,
+        examples=examples,
+    )
     if per_image:
         _wrote(write_per_image(report, per_image))
     if plot_dir:
@@ -451,38 +645,101 @@ def overlap_cmd(dataset, gap, iou, pair_metric, center, crowd_pairs, aspect, siz
 @main.command("predict")
 @dataset_options
 @click.option("--cfg", "cfg", required=True, type=click.Path(dir_okay=False), help="Darknet .cfg file.")
-@click.option("--weights", required=True, type=click.Path(dir_okay=False),
-              help="Darknet .weights file, or an ultralytics YOLOv3 .pt checkpoint (read with weights_only=True).")
-@click.option("-o", "--output", "out_dir", required=True, type=OUTPUT_DIR,
-              help="Predictions folder to write (manifest.json, candidates/ and detections/ parts, detections.json).")
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Darknet .weights file, or an ultralytics YOLOv3 .pt checkpoint (read with weights_only=True).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=OUTPUT_DIR,
+    help="Predictions folder to write (manifest.json, candidates/ and detections/ parts, detections.json).",
+)
 @deprecated_alias("--out", "--output", type=OUTPUT_DIR)
-@click.option("--size", default=416, show_default=True,
-              help="Letterbox side in pixels: a multiple of the model's largest stride (32), at most 4096.")
+@click.option(
+    "--size",
+    default=416,
+    show_default=True,
+    help="Letterbox side in pixels: a multiple of the model's largest stride (32), at most 4096.",
+)
 @click.option("--batch-size", default=16, show_default=True, help="Images per forward pass.")
 @device_option
 @click.option("--half", is_flag=True, help="float16 inference (CUDA only).")
-@click.option("--conf", default=0.001, show_default=True,
-              help="Keep (box, class) pairs with objectness x class probability > CONF.")
+@click.option(
+    "--conf",
+    default=0.001,
+    show_default=True,
+    help="Keep (box, class) pairs with objectness x class probability > CONF.",
+)
 @click.option("--nms-iou", default=0.6, show_default=True, help="Class-aware NMS drops boxes with IoU > this.")
 @click.option("--max-det", default=100, show_default=True, help="Detections kept per image.")
-@click.option("--neighborhood", default=1, show_default=True,
-              help="Candidate cells within this many cells of each annotation's centre cell (1: a 3x3 block).")
-@click.option("--workers", default=None, type=int,
-              help="Image-decoding worker processes (default: min(8, cores) on CUDA, cores // 4 from 1 to 4 "
-                   "on CPU; 0: decode in the main process).")
+@click.option(
+    "--neighborhood",
+    default=1,
+    show_default=True,
+    help="Candidate cells within this many cells of each annotation's centre cell (1: a 3x3 block).",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=int,
+    help="Image-decoding worker processes (default: min(8, cores) on CUDA, cores // 4 from 1 to 4 "
+    "on CPU; 0: decode in the main process).",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT, skipping finished images.")
-@click.option("--skip-bad-images", is_flag=True,
-              help="Go on without image files that are missing or cannot be decoded (counted in a warning, "
-                   "listed in OUT/manifest.json); default: the first one is an error.")
-@click.option("--chunk-images", default=None, type=int,
-              help="Images per resumable chunk [default: 256]; --resume needs the same value.")
-@click.option("--draw", default=0, show_default=True, metavar="K",
-              help="Save the first K images with detections drawn to OUT/draw/ (errors draws into --draw-dir).")
+@click.option(
+    "--skip-bad-images",
+    is_flag=True,
+    help="Go on without image files that are missing or cannot be decoded (counted in a warning, "
+    "listed in OUT/manifest.json); default: the first one is an error.",
+)
+@click.option(
+    "--chunk-images",
+    default=None,
+    type=int,
+    help="Images per resumable chunk [default: 256]; --resume needs the same value.",
+)
+@click.option(
+    "--draw",
+    default=0,
+    show_default=True,
+    metavar="K",
+    help="Save the first K images with detections drawn to OUT/draw/ (errors draws into --draw-dir).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="Summary on stdout: table for people; json or csv for machines.")
-def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, conf, nms_iou, max_det,
-                neighborhood, workers, resume, skip_bad_images, chunk_images, draw, no_progress, fmt):
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Summary on stdout: table for people; json or csv for machines.",
+)
+def predict_cmd(
+    dataset,
+    cfg,
+    weights,
+    out_dir,
+    size,
+    batch_size,
+    device,
+    half,
+    conf,
+    nms_iou,
+    max_det,
+    neighborhood,
+    workers,
+    resume,
+    skip_bad_images,
+    chunk_images,
+    draw,
+    no_progress,
+    fmt,
+):
     """Run a Darknet YOLOv3 model over DATASET's images once; write detections and candidates to OUT (format 2).
 
     Scale past one machine with `torchrun --nproc-per-node N -m cocostat predict ...`: each rank takes
@@ -493,10 +750,24 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
 
     with distributed(device) as rank_device:  # cuda:LOCAL_RANK under torchrun
         model = load_model(cfg, weights, device=rank_device)
-        result = predict(dataset, model, size=size, batch_size=batch_size, conf=conf, nms_iou=nms_iou,
-                         max_det=max_det, neighborhood=neighborhood, workers=workers, half=half,
-                         progress=not no_progress, out_dir=out_dir, resume=resume, draw=draw,
-                         skip_bad_images=skip_bad_images, chunk_images=chunk_images)
+        result = predict(
+            dataset,
+            model,
+            size=size,
+            batch_size=batch_size,
+            conf=conf,
+            nms_iou=nms_iou,
+            max_det=max_det,
+            neighborhood=neighborhood,
+            workers=workers,
+            half=half,
+            progress=not no_progress,
+            out_dir=out_dir,
+            resume=resume,
+            draw=draw,
+            skip_bad_images=skip_bad_images,
+            chunk_images=chunk_images,
+        )
     if result.rank == 0:
         _wrote(result.out_dir, *result.drawn)
         emit(result, fmt)
@@ -504,8 +775,14 @@ def predict_cmd(dataset, cfg, weights, out_dir, size, batch_size, device, half, 
 
 @main.command("convert-predictions")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
-@click.option("-o", "--output", "out_dir", type=OUTPUT_DIR, default=None,
-              help="Write the version-2 folder here [default: convert FOLDER in place].")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=OUTPUT_DIR,
+    default=None,
+    help="Write the version-2 folder here [default: convert FOLDER in place].",
+)
 def convert_predictions_cmd(folder, out_dir):
     """Convert a version-1 predictions folder (candidates.parquet, one row per candidate) to format 2.
 
@@ -530,17 +807,36 @@ ASSIGNER_CHOICES = ASSIGNER_NAMES
 
 def _source_options(func):
     """Where predictions come from (a folder, or cfg and weights), and the anchors and input size."""
-    @click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
-                  help="Predictions folder written by `cocostat predict -o DIR` (no model needed).")
-    @click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
-                  help="Darknet cfg: run the model on the fly (with --weights).")
-    @click.option("--weights", "weights", type=click.Path(dir_okay=False), default=None,
-                  help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).")
-    @click.option("--anchors", "anchors", default=None,
-                  help="Anchors the assigner matches by: preset (yolov3, yolov3-spp, yolov3-tiny), cfg path "
-                       "or '10,13, 16,30, ...' [default: the model's or predictions', else yolov3-spp].")
-    @click.option("--size", type=int, default=None,
-                  help="Network input size [default: the predictions', else 416].")
+
+    @click.option(
+        "--predictions",
+        "predictions_dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Predictions folder written by `cocostat predict -o DIR` (no model needed).",
+    )
+    @click.option(
+        "--cfg",
+        "cfg",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Darknet cfg: run the model on the fly (with --weights).",
+    )
+    @click.option(
+        "--weights",
+        "weights",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).",
+    )
+    @click.option(
+        "--anchors",
+        "anchors",
+        default=None,
+        help="Anchors the assigner matches by: preset (yolov3, yolov3-spp, yolov3-tiny), cfg path "
+        "or '10,13, 16,30, ...' [default: the model's or predictions', else yolov3-spp].",
+    )
+    @click.option("--size", type=int, default=None, help="Network input size [default: the predictions', else 416].")
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)
@@ -550,21 +846,56 @@ def _source_options(func):
 
 def _audit_options(func):
     """Options shared by anchor-audit and mismatch: where predictions come from, anchors, assigner, IoU."""
+
     @_source_options
-    @click.option("--iou", "iou", type=click.Choice(IOU_CHOICES), default="iou", show_default=True,
-                  help="How a prediction is scored against its object.")
-    @click.option("--assigner", type=click.Choice(ASSIGNER_CHOICES), default="yolov3", show_default=True,
-                  help="Label assigner (see `cocostat assigners`); yolov3: wh-IoU > --iou-t; darknet: single "
-                       "best anchor; yolov5: ratios < --ratio-t plus 2 neighbour cells.")
-    @click.option("--iou-t", "iou_t", type=float, default=0.225, show_default=True,
-                  help="wh-IoU threshold of the yolov3 assigner.")
-    @click.option("--ratio-t", "ratio_t", type=float, default=4.0, show_default=True,
-                  help="Width/height ratio threshold of the yolov5 assigner.")
-    @click.option("--per-object", "per_object", type=OUTPUT_FILE, default=None,
-                  help="Write one row per object to FILE (.parquet or .csv).")
+    @click.option(
+        "--iou",
+        "iou",
+        type=click.Choice(IOU_CHOICES),
+        default="iou",
+        show_default=True,
+        help="How a prediction is scored against its object.",
+    )
+    @click.option(
+        "--assigner",
+        type=click.Choice(ASSIGNER_CHOICES),
+        default="yolov3",
+        show_default=True,
+        help="Label assigner (see `cocostat assigners`); yolov3: wh-IoU > --iou-t; darknet: single "
+        "best anchor; yolov5: ratios < --ratio-t plus 2 neighbour cells.",
+    )
+    @click.option(
+        "--iou-t",
+        "iou_t",
+        type=float,
+        default=0.225,
+        show_default=True,
+        help="wh-IoU threshold of the yolov3 assigner.",
+    )
+    @click.option(
+        "--ratio-t",
+        "ratio_t",
+        type=float,
+        default=4.0,
+        show_default=True,
+        help="Width/height ratio threshold of the yolov5 assigner.",
+    )
+    @click.option(
+        "--per-object",
+        "per_object",
+        type=OUTPUT_FILE,
+        default=None,
+        help="Write one row per object to FILE (.parquet or .csv).",
+    )
     @click.option("--examples", type=int, default=0, show_default=True, help="List the K worst images.")
-    @click.option("--batch-size", "batch_size", type=int, default=16, show_default=True,
-                  help="Images per forward pass (with --cfg/--weights).")
+    @click.option(
+        "--batch-size",
+        "batch_size",
+        type=int,
+        default=16,
+        show_default=True,
+        help="Images per forward pass (with --cfg/--weights).",
+    )
     @functools.wraps(func)
     def wrapper(*args, predictions_dir, cfg, weights, **kwargs):
         from cocostat.sources import check_frame_path, check_model_source
@@ -582,19 +913,39 @@ def _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood
         return predictions_dir
     from cocostat.sources import run_model
 
-    return run_model(dataset, *model_files, size=size, neighborhood=neighborhood, batch_size=batch_size,
-                     device=device)
+    return run_model(dataset, *model_files, size=size, neighborhood=neighborhood, batch_size=batch_size, device=device)
 
 
 @main.command("anchor-audit")
 @dataset_options
 @_audit_options
-@click.option("--neighborhood", type=int, default=1, show_default=True,
-              help="Cells around the centre cell that --cfg/--weights extracts (for the neighbour-cell row).")
+@click.option(
+    "--neighborhood",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Cells around the centre cell that --cfg/--weights extracts (for the neighbour-cell row).",
+)
 @device_option
 @output_options
-def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assigner, iou_t, ratio_t,
-                     per_object, examples, batch_size, neighborhood, device, fmt, output):
+def anchor_audit_cmd(
+    dataset,
+    predictions_dir,
+    model_files,
+    anchors,
+    size,
+    iou,
+    assigner,
+    iou_t,
+    ratio_t,
+    per_object,
+    examples,
+    batch_size,
+    neighborhood,
+    device,
+    fmt,
+    output,
+):
     """Do the anchors a label assigner picks predict each object best?
 
     With --predictions DIR (or --cfg/--weights) it reads every anchor's raw prediction at each
@@ -605,11 +956,20 @@ def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, 
     from cocostat.predict import _dist_info, distributed
 
     with distributed(device) as rank_device:  # under torchrun each rank reduces its share of the chunks
-        preds = _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size,
-                                   rank_device)
-        report = anchor_audit(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
-                              ratio_t=ratio_t, examples=examples, device=rank_device,
-                              per_object=per_object or False)
+        preds = _audit_predictions(dataset, predictions_dir, model_files, size, neighborhood, batch_size, rank_device)
+        report = anchor_audit(
+            dataset,
+            preds,
+            anchors=anchors,
+            size=size,
+            iou=iou,
+            iou_t=iou_t,
+            assigner=assigner,
+            ratio_t=ratio_t,
+            examples=examples,
+            device=rank_device,
+            per_object=per_object or False,
+        )
         rank, world = _dist_info()
     if rank == 0:
         if per_object and world == 1:
@@ -620,24 +980,64 @@ def anchor_audit_cmd(dataset, predictions_dir, model_files, anchors, size, iou, 
 @main.command("mismatch")
 @dataset_options
 @_audit_options
-@click.option("--neighborhood", type=int, default=0, show_default=True,
-              help="Candidates: every anchor at the cells within this many cells of the centre cell.")
-@click.option("--plot", "plot", type=OUTPUT_DIR, default=None,
-              help="Write 2-D histograms of IoU against objectness and class-aware score per level into DIR.")
+@click.option(
+    "--neighborhood",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Candidates: every anchor at the cells within this many cells of the centre cell.",
+)
+@click.option(
+    "--plot",
+    "plot",
+    type=OUTPUT_DIR,
+    default=None,
+    help="Write 2-D histograms of IoU against objectness and class-aware score per level into DIR.",
+)
 @device_option
 @output_options
-def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assigner, iou_t, ratio_t,
-                 per_object, examples, batch_size, neighborhood, plot, device, fmt, output):
+def mismatch_cmd(
+    dataset,
+    predictions_dir,
+    model_files,
+    anchors,
+    size,
+    iou,
+    assigner,
+    iou_t,
+    ratio_t,
+    per_object,
+    examples,
+    batch_size,
+    neighborhood,
+    plot,
+    device,
+    fmt,
+    output,
+):
     """Is the most confident prediction of each object also its best localised one?"""
     from cocostat.mismatch import mismatch
     from cocostat.predict import _dist_info, distributed
 
     with distributed(device) as rank_device:  # under torchrun each rank reduces its share of the chunks
-        preds = _audit_predictions(dataset, predictions_dir, model_files, size, max(neighborhood, 1), batch_size,
-                                   rank_device)
-        report = mismatch(dataset, preds, anchors=anchors, size=size, iou=iou, iou_t=iou_t, assigner=assigner,
-                          ratio_t=ratio_t, neighborhood=neighborhood, examples=examples, plot=plot,
-                          device=rank_device, per_object=per_object or False)
+        preds = _audit_predictions(
+            dataset, predictions_dir, model_files, size, max(neighborhood, 1), batch_size, rank_device
+        )
+        report = mismatch(
+            dataset,
+            preds,
+            anchors=anchors,
+            size=size,
+            iou=iou,
+            iou_t=iou_t,
+            assigner=assigner,
+            ratio_t=ratio_t,
+            neighborhood=neighborhood,
+            examples=examples,
+            plot=plot,
+            device=rank_device,
+            per_object=per_object or False,
+        )
         rank, world = _dist_info()
     if rank == 0:
         _wrote(*report.plots)
@@ -649,32 +1049,99 @@ def mismatch_cmd(dataset, predictions_dir, model_files, anchors, size, iou, assi
 @main.command("assigners")
 @dataset_options
 @_source_options
-@click.option("--assigners", "assigners", default=None,
-              help=f"Comma-separated, from: {', '.join(ASSIGNER_NAMES)} "
-                   "[default: every assigner the inputs allow].")
-@click.option("--reference", type=click.Choice(ASSIGNER_NAMES), default="yolov3", show_default=True,
-              help="The assigner the others are compared with (Jaccard of positive sets).")
+@click.option(
+    "--assigners",
+    "assigners",
+    default=None,
+    help=f"Comma-separated, from: {', '.join(ASSIGNER_NAMES)} [default: every assigner the inputs allow].",
+)
+@click.option(
+    "--reference",
+    type=click.Choice(ASSIGNER_NAMES),
+    default="yolov3",
+    show_default=True,
+    help="The assigner the others are compared with (Jaccard of positive sets).",
+)
 @click.option("--topk", type=int, default=5, show_default=True, help="k of topk-anchor and topk-iou.")
-@click.option("--alpha", type=float, default=0.5, show_default=True,
-              help="mixed: alpha x anchor wh-IoU + (1 - alpha) x prediction IoU.")
-@click.option("--iou", "iou", type=click.Choice(IOU_CHOICES), default="iou", show_default=True,
-              help="IoU kind of the prediction figures and of topk-iou, best-pred and mixed.")
-@click.option("--iou-t", "iou_t", type=float, default=0.225, show_default=True,
-              help="Threshold of yolov3 (wh-IoU) and mixed (mixed quality).")
-@click.option("--ratio-t", "ratio_t", type=float, default=4.0, show_default=True,
-              help="Width/height ratio threshold of yolov5.")
-@click.option("--plot", "plot", type=OUTPUT_DIR, default=None,
-              help="Write assigners.png (positives per object and per level, agreement, IoU) into DIR.")
-@click.option("--per-object", "per_object", type=OUTPUT_FILE, default=None,
-              help="Write one row per (assigner, object) to FILE (.parquet or .csv).")
-@click.option("--neighborhood", type=int, default=1, show_default=True,
-              help="Cells around the centre cell that --cfg/--weights extracts.")
-@click.option("--batch-size", "batch_size", type=int, default=16, show_default=True,
-              help="Images per forward pass (with --cfg/--weights).")
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="mixed: alpha x anchor wh-IoU + (1 - alpha) x prediction IoU.",
+)
+@click.option(
+    "--iou",
+    "iou",
+    type=click.Choice(IOU_CHOICES),
+    default="iou",
+    show_default=True,
+    help="IoU kind of the prediction figures and of topk-iou, best-pred and mixed.",
+)
+@click.option(
+    "--iou-t",
+    "iou_t",
+    type=float,
+    default=0.225,
+    show_default=True,
+    help="Threshold of yolov3 (wh-IoU) and mixed (mixed quality).",
+)
+@click.option(
+    "--ratio-t", "ratio_t", type=float, default=4.0, show_default=True, help="Width/height ratio threshold of yolov5."
+)
+@click.option(
+    "--plot",
+    "plot",
+    type=OUTPUT_DIR,
+    default=None,
+    help="Write assigners.png (positives per object and per level, agreement, IoU) into DIR.",
+)
+@click.option(
+    "--per-object",
+    "per_object",
+    type=OUTPUT_FILE,
+    default=None,
+    help="Write one row per (assigner, object) to FILE (.parquet or .csv).",
+)
+@click.option(
+    "--neighborhood",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Cells around the centre cell that --cfg/--weights extracts.",
+)
+@click.option(
+    "--batch-size",
+    "batch_size",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Images per forward pass (with --cfg/--weights).",
+)
 @device_option
 @output_options
-def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, assigners, reference, topk, alpha, iou, iou_t,
-                  ratio_t, plot, per_object, neighborhood, batch_size, device, fmt, output):
+def assigners_cmd(
+    dataset,
+    predictions_dir,
+    cfg,
+    weights,
+    anchors,
+    size,
+    assigners,
+    reference,
+    topk,
+    alpha,
+    iou,
+    iou_t,
+    ratio_t,
+    plot,
+    per_object,
+    neighborhood,
+    batch_size,
+    device,
+    fmt,
+    output,
+):
     """Which label assignment does this model agree with? Every assigner on the same objects and predictions.
 
     Box-only assigners (yolov3, darknet, yolov5, atss, topk-anchor) run over the whole grid from box
@@ -687,10 +1154,23 @@ def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, assigne
 
     check_model_source(predictions_dir, cfg, weights)
     check_frame_path(per_object)
-    preds = _audit_predictions(dataset, predictions_dir, (cfg, weights) if cfg else None, size, neighborhood,
-                               batch_size, device)
-    result = assigner_lab(dataset, preds, anchors=anchors, size=size, assigners=assigners, reference=reference,
-                          topk=topk, alpha=alpha, iou=iou, iou_t=iou_t, ratio_t=ratio_t, device=device)
+    preds = _audit_predictions(
+        dataset, predictions_dir, (cfg, weights) if cfg else None, size, neighborhood, batch_size, device
+    )
+    result = assigner_lab(
+        dataset,
+        preds,
+        anchors=anchors,
+        size=size,
+        assigners=assigners,
+        reference=reference,
+        topk=topk,
+        alpha=alpha,
+        iou=iou,
+        iou_t=iou_t,
+        ratio_t=ratio_t,
+        device=device,
+    )
     if plot:
         _wrote(*result.plot(plot))
     if per_object:
@@ -700,66 +1180,144 @@ def assigners_cmd(dataset, predictions_dir, cfg, weights, anchors, size, assigne
 
 @main.command("eval")
 @dataset_options
-@click.option("-d", "--detections", required=True, type=click.Path(),
-              help="COCO results JSON (a list of {image_id, category_id, bbox: [x, y, w, h], score}), or a "
-                   "predictions folder (its columnar detections).")
-@click.option("--class-agnostic", is_flag=True,
-              help="Localisation-only AP: every category merged into one on both sides.")
+@click.option(
+    "-d",
+    "--detections",
+    required=True,
+    type=click.Path(),
+    help="COCO results JSON (a list of {image_id, category_id, bbox: [x, y, w, h], score}), or a "
+    "predictions folder (its columnar detections).",
+)
+@click.option(
+    "--class-agnostic", is_flag=True, help="Localisation-only AP: every category merged into one on both sides."
+)
 @click.option("--per-class", is_flag=True, help="One row per class in the P/R table.")
-@click.option("--conf", type=float, default=None,
-              help="Also give the P/R table at this confidence (besides the one maximising mean F1).")
-@click.option("--backend", type=click.Choice(["pycocotools", "faster"]), default="pycocotools",
-              show_default=True, help="faster: faster-coco-eval, if installed (same numbers).")
+@click.option(
+    "--conf",
+    type=float,
+    default=None,
+    help="Also give the P/R table at this confidence (besides the one maximising mean F1).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["pycocotools", "faster"]),
+    default="pycocotools",
+    show_default=True,
+    help="faster: faster-coco-eval, if installed (same numbers).",
+)
 @output_options
 def eval_cmd(dataset, detections, class_agnostic, per_class, conf, backend, fmt, output):
     """COCO bbox evaluation: pycocotools' 12-line summary and the YOLOv3 P, R, mAP@0.5, F1 table."""
     from cocostat.evaluate import evaluate
 
-    emit(evaluate(dataset, detections, class_agnostic=class_agnostic, conf=conf, per_class=per_class,
-                  backend=backend), fmt, output)
+    emit(
+        evaluate(dataset, detections, class_agnostic=class_agnostic, conf=conf, per_class=per_class, backend=backend),
+        fmt,
+        output,
+    )
 
 
 @main.command("errors")
 @dataset_options
-@click.option("-d", "--detections", type=click.Path(), default=None,
-              help="COCO results JSON or a predictions folder [default: the detections of --predictions].")
-@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
-              help="Predictions folder of `cocostat predict`: its candidate table gives suppressed objects.")
-@click.option("--iou-t", "iou", type=float, default=0.5, show_default=True,
-              help="Foreground IoU threshold: matching, Cls/Loc/Dupe errors, good candidates.")
+@click.option(
+    "-d",
+    "--detections",
+    type=click.Path(),
+    default=None,
+    help="COCO results JSON or a predictions folder [default: the detections of --predictions].",
+)
+@click.option(
+    "--predictions",
+    "predictions_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Predictions folder of `cocostat predict`: its candidate table gives suppressed objects.",
+)
+@click.option(
+    "--iou-t",
+    "iou",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Foreground IoU threshold: matching, Cls/Loc/Dupe errors, good candidates.",
+)
 @deprecated_alias("--iou", "--iou-t", type=float)
 @click.option("--bg-iou", type=float, default=0.1, show_default=True, help="Background IoU of TIDE.")
-@click.option("--merge-iou", type=float, default=0.3, show_default=True,
-              help="A merged detection overlaps each of two objects with IoU above this.")
-@click.option("--conf", type=float, default=0.25, show_default=True,
-              help="Operating confidence: objects are found when their matched detection scores this much.")
+@click.option(
+    "--merge-iou",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="A merged detection overlaps each of two objects with IoU above this.",
+)
+@click.option(
+    "--conf",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="Operating confidence: objects are found when their matched detection scores this much.",
+)
 @click.option("--examples", "top", type=int, default=10, show_default=True, help="List the K hardest images.")
 @deprecated_alias("--top", "--examples", type=int)
-@click.option("--draw-dir", "draw", type=OUTPUT_DIR, default=None,
-              help="Draw ground truth and detections on the --examples images into DIR (PNG); "
-                   "--draw, in predict, is a count of images.")
+@click.option(
+    "--draw-dir",
+    "draw",
+    type=OUTPUT_DIR,
+    default=None,
+    help="Draw ground truth and detections on the --examples images into DIR (PNG); "
+    "--draw, in predict, is a count of images.",
+)
 @deprecated_alias("--draw", "--draw-dir", type=OUTPUT_DIR)
 @output_options
 def errors_cmd(dataset, detections, predictions_dir, iou, bg_iou, merge_iou, conf, top, draw, fmt, output):
     """TIDE-style errors (what each error type costs in AP), merged and suppressed objects, hard images."""
     from cocostat.diagnose import diagnose
 
-    report = diagnose(dataset, detections, predictions=predictions_dir, iou=iou, bg_iou=bg_iou,
-                      merge_iou=merge_iou, conf=conf, top=top, draw=draw)
+    report = diagnose(
+        dataset,
+        detections,
+        predictions=predictions_dir,
+        iou=iou,
+        bg_iou=bg_iou,
+        merge_iou=merge_iou,
+        conf=conf,
+        top=top,
+        draw=draw,
+    )
     _wrote(*report.drawn)
     emit(report, fmt, output)
 
 
 @main.command("convert")
 @dataset_options
-@click.option("-o", "--output", "output", required=True, type=OUTPUT_FILE_OR_DIR,
-              help="COCO JSON file to write (from a YOLO dataset), or YOLO layout folder (from COCO JSON).")
-@click.option("--to-split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
-              help="The split key in the YAML written from COCO JSON.")
-@click.option("--folder", default=None,
-              help="Folder name of that split: OUT/images/FOLDER, OUT/labels/FOLDER [default: the split].")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="What was written, on stdout: table for people; json or csv for machines.")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=OUTPUT_FILE_OR_DIR,
+    help="COCO JSON file to write (from a YOLO dataset), or YOLO layout folder (from COCO JSON).",
+)
+@click.option(
+    "--to-split",
+    type=click.Choice(["train", "val", "test"]),
+    default="val",
+    show_default=True,
+    help="The split key in the YAML written from COCO JSON.",
+)
+@click.option(
+    "--folder",
+    default=None,
+    help="Folder name of that split: OUT/images/FOLDER, OUT/labels/FOLDER [default: the split].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="What was written, on stdout: table for people; json or csv for machines.",
+)
 def convert_cmd(dataset, output, to_split, folder, fmt):
     """YOLO dataset -> COCO instances JSON, or COCO JSON -> YOLO labels and a dataset YAML.
 
@@ -773,22 +1331,52 @@ def convert_cmd(dataset, output, to_split, folder, fmt):
 
 @main.command("report")
 @dataset_options
-@click.option("--cfg", "cfg", type=click.Path(dir_okay=False), default=None,
-              help="Darknet cfg: run the model once into OUT/predictions/ (with --weights).")
-@click.option("--weights", "weights", type=click.Path(dir_okay=False), default=None,
-              help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).")
-@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
-              help="Predictions folder written by `cocostat predict -o DIR` (instead of --cfg/--weights).")
-@click.option("-o", "--output", "out_dir", required=True, type=OUTPUT_DIR,
-              help="Report folder: report.md, report.html and plots/ are written there.")
+@click.option(
+    "--cfg",
+    "cfg",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Darknet cfg: run the model once into OUT/predictions/ (with --weights).",
+)
+@click.option(
+    "--weights",
+    "weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Darknet .weights or ultralytics .pt checkpoint (with --cfg).",
+)
+@click.option(
+    "--predictions",
+    "predictions_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Predictions folder written by `cocostat predict -o DIR` (instead of --cfg/--weights).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=OUTPUT_DIR,
+    help="Report folder: report.md, report.html and plots/ are written there.",
+)
 @deprecated_alias("--out", "--output", type=OUTPUT_DIR)
-@click.option("--size", type=int, default=None,
-              help="Network input side in pixels (kmeans, boxes-only audit, predict) "
-                   "[default: the predictions', else 416].")
+@click.option(
+    "--size",
+    type=int,
+    default=None,
+    help="Network input side in pixels (kmeans, boxes-only audit, predict) [default: the predictions', else 416].",
+)
 @device_option
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr while the model runs.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="What was run and written, on stdout: table for people; json or csv for machines.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="What was run and written, on stdout: table for people; json or csv for machines.",
+)
 def report_cmd(dataset, cfg, weights, predictions_dir, out_dir, size, device, no_progress, fmt):
     """Every analysis the inputs allow on one markdown page and one self-contained HTML page.
 
@@ -800,10 +1388,19 @@ def report_cmd(dataset, cfg, weights, predictions_dir, out_dir, size, device, no
     from cocostat.report import build_report, dataset_args
 
     params = click.get_current_context().params  # the DATASET as the user typed it, for the commands
-    result = build_report(dataset, out_dir=out_dir, predictions=predictions_dir, cfg=cfg, weights=weights,
-                          size=size, device=device, progress=not no_progress,
-                          dataset_argv=dataset_args(params.get("dataset_name"), params.get("root"),
-                                                    params.get("images"), params.get("split")))
+    result = build_report(
+        dataset,
+        out_dir=out_dir,
+        predictions=predictions_dir,
+        cfg=cfg,
+        weights=weights,
+        size=size,
+        device=device,
+        progress=not no_progress,
+        dataset_argv=dataset_args(
+            params.get("dataset_name"), params.get("root"), params.get("images"), params.get("split")
+        ),
+    )
     click.echo(f"wrote {result.markdown} and {result.html}", err=True)
     emit(result, fmt)
 

@@ -169,9 +169,16 @@ class Dataset:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         cols = {k: getattr(self, k)[keep] for k in _ANN_COLUMNS}
         return Dataset(
-            name=self.name, path=self.path, image_dir=self.image_dir, image_id=self.image_id,
-            file_name=self.file_name, width=self.width, height=self.height,
-            categories=self.categories, offsets=offsets, **cols,
+            name=self.name,
+            path=self.path,
+            image_dir=self.image_dir,
+            image_id=self.image_id,
+            file_name=self.file_name,
+            width=self.width,
+            height=self.height,
+            categories=self.categories,
+            offsets=offsets,
+            **cols,
         )
 
     def without_crowd(self) -> Dataset:
@@ -180,12 +187,20 @@ class Dataset:
 
     def annotations_frame(self) -> pd.DataFrame:
         """One row per annotation: ids, category, bbox columns x, y, w, h, area, iscrowd."""
-        return pd.DataFrame({
-            "annotation_id": self.ann_id, "image_id": self.ann_image_id,
-            "category_id": self.category_id, "class_idx": self.class_idx,
-            "x": self.bbox[:, 0], "y": self.bbox[:, 1], "w": self.bbox[:, 2], "h": self.bbox[:, 3],
-            "area": self.area, "iscrowd": self.iscrowd,
-        })
+        return pd.DataFrame(
+            {
+                "annotation_id": self.ann_id,
+                "image_id": self.ann_image_id,
+                "category_id": self.category_id,
+                "class_idx": self.class_idx,
+                "x": self.bbox[:, 0],
+                "y": self.bbox[:, 1],
+                "w": self.bbox[:, 2],
+                "h": self.bbox[:, 3],
+                "area": self.area,
+                "iscrowd": self.iscrowd,
+            }
+        )
 
 
 _ANN_COLUMNS = ("ann_id", "image_index", "category_id", "class_idx", "bbox", "area", "iscrowd")
@@ -245,8 +260,10 @@ def _nonfinite_error(raw: bytes, where: str) -> DatasetFormatError | None:
     if found is None:
         return None
     count = len(_NONFINITE.findall(raw))
-    what = (f"{count} NaN/Infinity value(s) in the file, the first {found[2].decode()} at byte {found.start(2)}; "
-            f"JSON has no such numbers (Python's json.dump writes them for a float nan or inf)")
+    what = (
+        f"{count} NaN/Infinity value(s) in the file, the first {found[2].decode()} at byte {found.start(2)}; "
+        f"JSON has no such numbers (Python's json.dump writes them for a float nan or inf)"
+    )
     try:
         lenient = msgspec.json.decode(_NONFINITE.sub(rb'\1"\2"', raw), type=_LenientCoco)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -254,8 +271,9 @@ def _nonfinite_error(raw: bytes, where: str) -> DatasetFormatError | None:
     for ann in lenient.annotations:
         if ann.bbox is not None and any(isinstance(v, str) for v in ann.bbox):
             shown = "[" + ", ".join(str(v) for v in ann.bbox) + "]"
-            return DatasetFormatError(f"annotation {ann.id} in {where}: bbox must be 4 finite numbers, "
-                                      f"got {shown} ({what})")
+            return DatasetFormatError(
+                f"annotation {ann.id} in {where}: bbox must be 4 finite numbers, got {shown} ({what})"
+            )
     return DatasetFormatError(f"{where}: {what}")
 
 
@@ -304,17 +322,49 @@ def _build(coco: _Coco, name: str, path: Path | None, image_dir: Path | None, wh
     bbox = np.fromiter((v for a in anns for v in a.bbox), np.float64, 4 * n).reshape(n, 4)
     area = np.fromiter((np.nan if a.area is None else a.area for a in anns), np.float64, n)
     iscrowd = np.fromiter((a.iscrowd for a in anns), np.int64, n).astype(bool)
-    categories = pd.DataFrame({
-        "category_id": cat_id,
-        "name": [c.name for c in cats],
-        "supercategory": [c.supercategory for c in cats],
-    })
-    return _assemble(name, path, image_dir, where, image_id, file_name, width, height, categories,
-                     ann_id, ann_img, ann_cat, bbox, area, iscrowd)
+    categories = pd.DataFrame(
+        {
+            "category_id": cat_id,
+            "name": [c.name for c in cats],
+            "supercategory": [c.supercategory for c in cats],
+        }
+    )
+    return _assemble(
+        name,
+        path,
+        image_dir,
+        where,
+        image_id,
+        file_name,
+        width,
+        height,
+        categories,
+        ann_id,
+        ann_img,
+        ann_cat,
+        bbox,
+        area,
+        iscrowd,
+    )
 
 
-def _assemble(name, path, image_dir, where, image_id, file_name, width, height, categories,
-              ann_id, ann_img, ann_cat, bbox, area, iscrowd) -> Dataset:
+def _assemble(
+    name,
+    path,
+    image_dir,
+    where,
+    image_id,
+    file_name,
+    width,
+    height,
+    categories,
+    ann_id,
+    ann_img,
+    ann_cat,
+    bbox,
+    area,
+    iscrowd,
+) -> Dataset:
     """Validate raw columns (COCO ids, not indices) and sort them into a :class:`Dataset`."""
     _check_unique(image_id, "image", where)
     _check_unique(ann_id, "annotation", where)
@@ -327,14 +377,19 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
         )
     if ((width > MAX_COORD) | (height > MAX_COORD)).any():
         i = int(np.flatnonzero((width > MAX_COORD) | (height > MAX_COORD))[0])
-        raise DatasetFormatError(f"image {int(image_id[i])} in {where}: width and height must be at most "
-                                 f"{int(MAX_COORD)} px, got {int(width[i])} x {int(height[i])}")
+        raise DatasetFormatError(
+            f"image {int(image_id[i])} in {where}: width and height must be at most "
+            f"{int(MAX_COORD)} px, got {int(width[i])} x {int(height[i])}"
+        )
     size_ok = (np.abs(bbox) <= MAX_COORD) & ((bbox == 0) | (np.abs(bbox) >= MIN_COORD))  # (G, 4)
     bad = ~(size_ok.all(axis=1) & (bbox[:, 2] >= 0) & (bbox[:, 3] >= 0))
     if bad.any():
         rows = np.flatnonzero(bad)
-        huge = ("; values must be 0 or between 1.2e-38 and 2**24 = 16777216 px in size"
-                if not size_ok[rows[0]].all() else "")
+        huge = (
+            "; values must be 0 or between 1.2e-38 and 2**24 = 16777216 px in size"
+            if not size_ok[rows[0]].all()
+            else ""
+        )
         raise DatasetFormatError(
             f"annotation {int(ann_id[rows[0]])} in {where}: bbox must be 4 finite numbers with w, h >= 0, "
             f"got {bbox[rows[0]].tolist()}{huge} ({rows.size} bad box(es) in the file)"
@@ -342,8 +397,10 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
     bad_area = np.isinf(area)  # 1e999 decodes to inf; NaN stands for "no area in the file"
     if bad_area.any():
         rows = np.flatnonzero(bad_area)
-        raise DatasetFormatError(f"annotation {int(ann_id[rows[0]])} in {where}: area must be a finite number, "
-                                 f"got {area[rows[0]]} ({rows.size} bad area(s) in the file)")
+        raise DatasetFormatError(
+            f"annotation {int(ann_id[rows[0]])} in {where}: area must be a finite number, "
+            f"got {area[rows[0]]} ({rows.size} bad area(s) in the file)"
+        )
     area = np.where(np.isnan(area), bbox[:, 2] * bbox[:, 3], area)
 
     order_i = np.argsort(image_id, kind="stable")
@@ -357,11 +414,22 @@ def _assemble(name, path, image_dir, where, image_id, file_name, width, height, 
     counts = np.bincount(image_index, minlength=image_id.size)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     ds = Dataset(
-        name=name, path=path, image_dir=image_dir,
-        image_id=image_id, file_name=file_name, width=width, height=height,
-        ann_id=ann_id[order], image_index=image_index[order], category_id=ann_cat[order],
-        class_idx=class_idx[order].astype(np.int64), bbox=bbox[order], area=area[order],
-        iscrowd=iscrowd[order], categories=categories, offsets=offsets,
+        name=name,
+        path=path,
+        image_dir=image_dir,
+        image_id=image_id,
+        file_name=file_name,
+        width=width,
+        height=height,
+        ann_id=ann_id[order],
+        image_index=image_index[order],
+        category_id=ann_cat[order],
+        class_idx=class_idx[order].astype(np.int64),
+        bbox=bbox[order],
+        area=area[order],
+        iscrowd=iscrowd[order],
+        categories=categories,
+        offsets=offsets,
     )
     _warn_quality(ds, where)
     return ds
@@ -378,8 +446,12 @@ def _warn_quality(ds: Dataset, where: str) -> None:
     if ds.num_images == 0:
         warnings.warn(f"{where}: the file lists no images; every count is 0", CocostatWarning, stacklevel=4)
     elif ds.num_annotations == 0:
-        warnings.warn(f"{where}: no annotations (the 'annotations' list is empty or missing); counts and "
-                      f"statistics of boxes are 0 or empty", CocostatWarning, stacklevel=4)
+        warnings.warn(
+            f"{where}: no annotations (the 'annotations' list is empty or missing); counts and "
+            f"statistics of boxes are 0 or empty",
+            CocostatWarning,
+            stacklevel=4,
+        )
     bbox = ds.bbox
     zero = int(((bbox[:, 2] == 0) | (bbox[:, 3] == 0)).sum())
     if zero:
@@ -388,9 +460,13 @@ def _warn_quality(ds: Dataset, where: str) -> None:
     far = (bbox[:, 0] < -w) | (bbox[:, 1] < -h) | (bbox[:, 0] + bbox[:, 2] > 2 * w) | (bbox[:, 1] + bbox[:, 3] > 2 * h)
     if far.any():
         i = int(np.flatnonzero(far)[0])
-        warnings.warn(f"{where}: {int(far.sum())} annotation(s) have boxes far outside their image (e.g. "
-                      f"annotation {int(ds.ann_id[i])}: bbox {bbox[i].tolist()} on a {int(w[i])} x {int(h[i])} "
-                      f"image); they are kept", CocostatWarning, stacklevel=4)
+        warnings.warn(
+            f"{where}: {int(far.sum())} annotation(s) have boxes far outside their image (e.g. "
+            f"annotation {int(ds.ann_id[i])}: bbox {bbox[i].tolist()} on a {int(w[i])} x {int(h[i])} "
+            f"image); they are kept",
+            CocostatWarning,
+            stacklevel=4,
+        )
 
 
 def from_dict(coco: dict, name: str = "memory", image_dir: Path | None = None) -> Dataset:
@@ -432,8 +508,9 @@ def _save_cache(ds: Dataset, file: Path) -> None:
     from cocostat.atomic import atomic_path
 
     cols = {k: getattr(ds, k) for k in (*_IMAGE_COLUMNS, *_ANN_COLUMNS, "offsets")}
-    cats = {f"cat_{k}": ds.categories[k].to_numpy(dtype=None if k == "category_id" else str)
-            for k in ds.categories.columns}
+    cats = {
+        f"cat_{k}": ds.categories[k].to_numpy(dtype=None if k == "category_id" else str) for k in ds.categories.columns
+    }
     try:
         with atomic_path(file) as tmp:
             np.savez(tmp, **cols, **cats)
@@ -448,17 +525,21 @@ def _load_cache(file: Path, name: str, path: Path, image_dir: Path | None) -> Da
             arrays = {k: z[k] for k in z.files}
         categories = pd.DataFrame({k[4:]: arrays.pop(k) for k in [k for k in arrays if k.startswith("cat_")]})
         ds = Dataset(name=name, path=path, image_dir=image_dir, categories=categories, **arrays)
-        consistent = (ds.offsets.shape == (ds.num_images + 1,) and int(ds.offsets[-1]) == ds.num_annotations
-                      and ds.bbox.shape == (ds.num_annotations, 4)
-                      and all(getattr(ds, k).shape[0] == ds.num_annotations for k in _ANN_COLUMNS)
-                      and all(getattr(ds, k).shape[0] == ds.num_images for k in _IMAGE_COLUMNS))
+        consistent = (
+            ds.offsets.shape == (ds.num_images + 1,)
+            and int(ds.offsets[-1]) == ds.num_annotations
+            and ds.bbox.shape == (ds.num_annotations, 4)
+            and all(getattr(ds, k).shape[0] == ds.num_annotations for k in _ANN_COLUMNS)
+            and all(getattr(ds, k).shape[0] == ds.num_images for k in _IMAGE_COLUMNS)
+        )
     except Exception:  # BadZipFile, a missing key, a truncated array: all mean "parse again"
         return None
     return ds if consistent else None
 
 
-def load_coco(path: str | os.PathLike, *, name: str | None = None, image_dir: str | os.PathLike | None = None,
-              cache: bool = True) -> Dataset:
+def load_coco(
+    path: str | os.PathLike, *, name: str | None = None, image_dir: str | os.PathLike | None = None, cache: bool = True
+) -> Dataset:
     """Load a COCO instances JSON file into a :class:`Dataset`.
 
     Args:
@@ -528,8 +609,13 @@ def _image_dir_for(root: Path, split: str) -> Path | None:
     return None
 
 
-def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | None = None,
-                    images: str | os.PathLike | None = None, split: str | None = None) -> DatasetSource:
+def resolve_dataset(
+    dataset: str | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    images: str | os.PathLike | None = None,
+    split: str | None = None,
+) -> DatasetSource:
     """Turn a DATASET argument into an annotation file and an image folder.
 
     - a name ending in ``.yaml``/``.yml``/``.data``/``.txt``, or a folder that is not a split name
@@ -556,7 +642,7 @@ def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | Non
         if not as_path.is_file():
             raise DatasetNotFoundError(f"annotation file {as_path} does not exist")
         if image_dir is None and as_path.parent.name == "annotations" and as_path.stem.startswith("instances_"):
-            image_dir = _image_dir_for(as_path.parent.parent, as_path.stem[len("instances_"):])
+            image_dir = _image_dir_for(as_path.parent.parent, as_path.stem[len("instances_") :])
         return DatasetSource(as_path.stem, as_path, image_dir)
     roots = [Path(root)] if root is not None else default_roots()
     tried = []
@@ -575,13 +661,15 @@ def resolve_dataset(dataset: str | None = None, *, root: str | os.PathLike | Non
 
 def _resolve_yolo(dataset: str, root, images, split):
     if root is not None or images is not None:
-        raise OptionError(f"--root and --images are for COCO JSON datasets; the YOLO dataset {dataset} "
-                          f"lists its own images")
+        raise OptionError(
+            f"--root and --images are for COCO JSON datasets; the YOLO dataset {dataset} lists its own images"
+        )
     return yolo.resolve_yolo(dataset, split)
 
 
-def load_dataset(dataset: str | None = None, *, root=None, images=None, split: str | None = None,
-                 cache: bool = True) -> Dataset:
+def load_dataset(
+    dataset: str | None = None, *, root=None, images=None, split: str | None = None, cache: bool = True
+) -> Dataset:
     """:func:`resolve_dataset` then :func:`load_coco` (or :func:`cocostat.yolo.load_yolo`): the one
     call every command makes. ``split`` is for YOLO dataset YAML/.data files only."""
     src = resolve_dataset(dataset, root=root, images=images, split=split)
@@ -589,5 +677,4 @@ def load_dataset(dataset: str | None = None, *, root=None, images=None, split: s
         return yolo.load_yolo(src, cache=cache)
     if split is not None:
         raise OptionError(f"--split is for YOLO dataset YAML or .data files; {src.name} is COCO JSON")
-    return load_coco(src.annotations, name=src.name, image_dir=src.image_dir,
-                     cache=cache and src.name != SAMPLE_NAME)
+    return load_coco(src.annotations, name=src.name, image_dir=src.image_dir, cache=cache and src.name != SAMPLE_NAME)

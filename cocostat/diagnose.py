@@ -77,8 +77,7 @@ class ErrorType(Enum):
 
     CLS = ("Cls", "classification", "IoU >= fg with an object of another class: right box, wrong class")
     LOC = ("Loc", "localisation", "right class, best IoU with an object of its class between bg and fg")
-    BOTH = ("Both", "classification and localisation",
-            "none of the others: a poor box on an object of another class")
+    BOTH = ("Both", "classification and localisation", "none of the others: a poor box on an object of another class")
     DUPE = ("Dupe", "duplicate", "right class, IoU >= fg with an object a higher-scoring detection matched")
     BKG = ("Bkg", "background", "IoU <= bg with every object, or no object in the image")
     MISS = ("Miss", "missed", "an object no detection matched and no Cls or Loc error would recover")
@@ -103,8 +102,20 @@ class SpecialError(Enum):
 _TYPES = list(ErrorType)
 _CODE = {t: i for i, t in enumerate(_TYPES)}
 #: columns :func:`suppressed_objects` needs in a candidate table.
-CANDIDATE_COLUMNS = ("ann_id", "px1", "py1", "px2", "py2", "gt_x1", "gt_y1", "gt_x2", "gt_y2", "obj",
-                     "cls_prob", "valid")
+CANDIDATE_COLUMNS = (
+    "ann_id",
+    "px1",
+    "py1",
+    "px2",
+    "py2",
+    "gt_x1",
+    "gt_y1",
+    "gt_x2",
+    "gt_y2",
+    "obj",
+    "cls_prob",
+    "valid",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,8 +151,11 @@ def classify_errors(dataset: Dataset, detections: Detections, matching: Matching
     # pairs (false positive, non-crowd object of its image); crowd objects get a key no image has
     gt_key = np.where(dataset.iscrowd, -1, dataset.image_index)
     seg, pg = group_pairs(detections.image_index[fp_idx], gt_key)
-    iou = np.asarray(matched_iou(detections.boxes_xyxy()[fp_idx[seg]], dataset.boxes_xyxy()[pg]),
-                     dtype=np.float64) if seg.size else np.zeros(0)
+    iou = (
+        np.asarray(matched_iou(detections.boxes_xyxy()[fp_idx[seg]], dataset.boxes_xyxy()[pg]), dtype=np.float64)
+        if seg.size
+        else np.zeros(0)
+    )
     same = detections.class_idx[fp_idx[seg]] == dataset.class_idx[pg]
     used = matching.gt_det[pg] >= 0
     everything = np.ones(seg.shape, bool)
@@ -238,8 +252,17 @@ def error_dap(dataset: Dataset, detections: Detections, matching: Matching, det_
     unmatched = ~dataset.iscrowd & (matching.gt_det < 0)
     special = {
         SpecialError.FALSE_POS: gain(_ap(detections, cls0, keep0 & ~matching.fp, tp0, ign, npig0, classes)),
-        SpecialError.FALSE_NEG: gain(_ap(detections, cls0, keep0, tp0, ign,
-                                         npig0 - np.bincount(dataset.class_idx[unmatched], minlength=c), classes)),
+        SpecialError.FALSE_NEG: gain(
+            _ap(
+                detections,
+                cls0,
+                keep0,
+                tp0,
+                ign,
+                npig0 - np.bincount(dataset.class_idx[unmatched], minlength=c),
+                classes,
+            )
+        ),
     }
     # the reported AP is COCOeval's own mean (equal to its AP50 bit for bit); dAP uses ``base``
     ap = average_precision(cls0, detections.score, tp0, ign, npig0, matching.order)[1]
@@ -255,8 +278,9 @@ def found_objects(dataset: Dataset, detections: Detections, matching: Matching, 
     return out
 
 
-def merged_detections(dataset: Dataset, detections: Detections, matching: Matching, conf: float = 0.25,
-                      merge_iou: float = 0.3) -> pd.DataFrame:
+def merged_detections(
+    dataset: Dataset, detections: Detections, matching: Matching, conf: float = 0.25, merge_iou: float = 0.3
+) -> pd.DataFrame:
     """Detections that cover two or more objects of their class while at most one of them is found.
 
     Returns one row per merged detection: ``image_id, file_name, detection`` (index in the results
@@ -281,20 +305,29 @@ def merged_detections(dataset: Dataset, detections: Detections, matching: Matchi
     pairs = pairs[pairs["d"].isin(det)]
     ann_ids = pairs.groupby("d", sort=True)["ann"].agg(lambda s: [int(v) for v in s])
     names = dataset.categories["name"].to_numpy(dtype=object)
-    return pd.DataFrame({
-        "image_id": detections.image_id[det], "file_name": dataset.file_name[detections.image_index[det]],
-        "detection": det, "category": names[detections.class_idx[det]], "score": detections.score[det],
-        "objects": n_over[hit], "found": n_found[hit], "ann_ids": ann_ids.reindex(det).to_list(),
-    })
+    return pd.DataFrame(
+        {
+            "image_id": detections.image_id[det],
+            "file_name": dataset.file_name[detections.image_index[det]],
+            "detection": det,
+            "category": names[detections.class_idx[det]],
+            "score": detections.score[det],
+            "objects": n_over[hit],
+            "found": n_found[hit],
+            "ann_ids": ann_ids.reindex(det).to_list(),
+        }
+    )
 
 
-def covered_objects(dataset: Dataset, detections: Detections, matching: Matching, conf: float = 0.25,
-                    iou: float = 0.5) -> np.ndarray:
+def covered_objects(
+    dataset: Dataset, detections: Detections, matching: Matching, conf: float = 0.25, iou: float = 0.5
+) -> np.ndarray:
     """(G,) bool: objects that a kept detection of their class with ``score >= conf`` overlaps with IoU >= ``iou``."""
     cand = np.flatnonzero(matching.kept & (detections.score >= conf))
     c = max(dataset.num_classes, 1)
-    seg, pg = group_pairs(detections.image_index[cand] * c + detections.class_idx[cand],
-                          dataset.image_index * c + dataset.class_idx)
+    seg, pg = group_pairs(
+        detections.image_index[cand] * c + detections.class_idx[cand], dataset.image_index * c + dataset.class_idx
+    )
     out = np.zeros(dataset.num_annotations, bool)
     if seg.size:
         ious = np.asarray(matched_iou(detections.boxes_xyxy()[cand[seg]], dataset.boxes_xyxy()[pg]), np.float64)
@@ -302,8 +335,14 @@ def covered_objects(dataset: Dataset, detections: Detections, matching: Matching
     return out
 
 
-def suppressed_objects(dataset: Dataset, candidates, found: np.ndarray, conf: float = 0.25,
-                       iou: float = 0.5, covered: np.ndarray | None = None) -> pd.DataFrame:
+def suppressed_objects(
+    dataset: Dataset,
+    candidates,
+    found: np.ndarray,
+    conf: float = 0.25,
+    iou: float = 0.5,
+    covered: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Objects a raw prediction localised before NMS but that no detection finds after it.
 
     Args:
@@ -330,26 +369,46 @@ def suppressed_objects(dataset: Dataset, candidates, found: np.ndarray, conf: fl
     from cocostat.candidates import Predictions
 
     if isinstance(candidates, Predictions):
-        parts = [_good_candidates(dataset, c.pred.reshape(-1, 4), np.repeat(c.gt, c.pred.shape[1], axis=0),
-                                  c.obj.reshape(-1), c.cls_prob.reshape(-1), c.valid.reshape(-1), conf, iou, found,
-                                  covered, np.repeat(c.ann_id, c.pred.shape[1]))
-                 for c in candidates.iter_chunks()]
+        parts = [
+            _good_candidates(
+                dataset,
+                c.pred.reshape(-1, 4),
+                np.repeat(c.gt, c.pred.shape[1], axis=0),
+                c.obj.reshape(-1),
+                c.cls_prob.reshape(-1),
+                c.valid.reshape(-1),
+                conf,
+                iou,
+                found,
+                covered,
+                np.repeat(c.ann_id, c.pred.shape[1]),
+            )
+            for c in candidates.iter_chunks()
+        ]
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"g": [], "conf": [], "iou": []})
         return _suppressed_frame(dataset, frame)
     missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
     if missing:
-        raise DatasetFormatError(f"candidate table: missing column(s) {', '.join(missing)}; "
-                                 f"expected the table `cocostat predict` writes")
-    frame = _good_candidates(dataset, candidates[["px1", "py1", "px2", "py2"]].to_numpy(np.float64),
-                             candidates[["gt_x1", "gt_y1", "gt_x2", "gt_y2"]].to_numpy(np.float64),
-                             candidates["obj"].to_numpy(np.float64), candidates["cls_prob"].to_numpy(np.float64),
-                             candidates["valid"].to_numpy(bool), conf, iou, found, covered,
-                             candidates["ann_id"].to_numpy(np.int64))
+        raise DatasetFormatError(
+            f"candidate table: missing column(s) {', '.join(missing)}; expected the table `cocostat predict` writes"
+        )
+    frame = _good_candidates(
+        dataset,
+        candidates[["px1", "py1", "px2", "py2"]].to_numpy(np.float64),
+        candidates[["gt_x1", "gt_y1", "gt_x2", "gt_y2"]].to_numpy(np.float64),
+        candidates["obj"].to_numpy(np.float64),
+        candidates["cls_prob"].to_numpy(np.float64),
+        candidates["valid"].to_numpy(bool),
+        conf,
+        iou,
+        found,
+        covered,
+        candidates["ann_id"].to_numpy(np.int64),
+    )
     return _suppressed_frame(dataset, frame)
 
 
-def _good_candidates(dataset: Dataset, pred, gt, obj, cls_prob, valid, conf, iou, found, covered,
-                     ann) -> pd.DataFrame:
+def _good_candidates(dataset: Dataset, pred, gt, obj, cls_prob, valid, conf, iou, found, covered, ann) -> pd.DataFrame:
     """Rows ``g`` (dataset annotation index), ``conf``, ``iou`` of the good candidates of lost objects.
 
     pred, gt: (R, 4) xyxy input pixels; obj, cls_prob: (R,); valid: (R,) bool; ann: (R,) int64 ann ids.
@@ -361,9 +420,11 @@ def _good_candidates(dataset: Dataset, pred, gt, obj, cls_prob, valid, conf, iou
     ok[ok] = dataset.ann_id[order][pos[ok]] == ann[ok]
     if not ok.all():
         bad = np.flatnonzero(~ok)
-        raise DatasetFormatError(f"candidate table: ann_id {int(ann[bad[0]])} is not an annotation of dataset "
-                                 f"{dataset.name} ({bad.size} row(s) affected); was it written for another "
-                                 f"dataset?")
+        raise DatasetFormatError(
+            f"candidate table: ann_id {int(ann[bad[0]])} is not an annotation of dataset "
+            f"{dataset.name} ({bad.size} row(s) affected); was it written for another "
+            f"dataset?"
+        )
     gi = order[pos] if ann.size else np.zeros(0, np.int64)
     pred = np.asarray(pred, np.float64)
     gt = np.asarray(gt, np.float64)
@@ -382,11 +443,16 @@ def _suppressed_frame(dataset: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
     agg = frame.groupby("g", sort=True).agg(best_conf=("conf", "max"), best_iou=("iou", "max"))
     g = agg.index.to_numpy(np.int64)
     names = dataset.categories["name"].to_numpy(dtype=object)
-    return pd.DataFrame({
-        "ann_id": dataset.ann_id[g], "image_id": dataset.image_id[dataset.image_index[g]],
-        "file_name": dataset.file_name[dataset.image_index[g]], "category": names[dataset.class_idx[g]],
-        "best_conf": agg["best_conf"].to_numpy(), "best_iou": agg["best_iou"].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "ann_id": dataset.ann_id[g],
+            "image_id": dataset.image_id[dataset.image_index[g]],
+            "file_name": dataset.file_name[dataset.image_index[g]],
+            "category": names[dataset.class_idx[g]],
+            "best_conf": agg["best_conf"].to_numpy(),
+            "best_iou": agg["best_iou"].to_numpy(),
+        }
+    )
 
 
 def hard_examples(dataset: Dataset, detections: Detections, matching: Matching, top: int = 10) -> pd.DataFrame:
@@ -405,12 +471,17 @@ def hard_examples(dataset: Dataset, detections: Detections, matching: Matching, 
     err = fp_w + miss_w
     rank = np.lexsort((dataset.image_id, -err))
     rank = rank[err[rank] > 0][:top]
-    return pd.DataFrame({
-        "image_id": dataset.image_id[rank], "file_name": dataset.file_name[rank],
-        "objects": np.bincount(dataset.image_index[nc], minlength=i)[rank],
-        "detections": np.bincount(detections.image_index[matching.kept], minlength=i)[rank],
-        "false_positives": fp_w[rank], "missed": miss_w[rank], "error": err[rank],
-    })
+    return pd.DataFrame(
+        {
+            "image_id": dataset.image_id[rank],
+            "file_name": dataset.file_name[rank],
+            "objects": np.bincount(dataset.image_index[nc], minlength=i)[rank],
+            "detections": np.bincount(detections.image_index[matching.kept], minlength=i)[rank],
+            "false_positives": fp_w[rank],
+            "missed": miss_w[rank],
+            "error": err[rank],
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -447,55 +518,94 @@ class ErrorReport:
 
     def to_dict(self) -> dict:
         def records(frame):
-            return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-                    for r in frame.to_dict(orient="records")]
+            return [
+                {k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+                for r in frame.to_dict(orient="records")
+            ]
 
         out = {
-            "dataset": self.dataset, "detections": self.detections, "iou": self.iou, "bg_iou": self.bg_iou,
-            "merge_iou": self.merge_iou, "conf": self.conf, "ap": self.ap,
-            "errors": records(self.errors), "special": records(self.special),
-            "merged": {"count": len(self.merged), "objects_lost": self.objects_lost_to_merging,
-                       "images": sorted({int(v) for v in self.merged["image_id"]}),
-                       "detections": records(self.merged)},
-            "suppressed": None if self.suppressed is None else {
-                "count": len(self.suppressed), "images": sorted({int(v) for v in self.suppressed["image_id"]}),
-                "objects": records(self.suppressed)},
+            "dataset": self.dataset,
+            "detections": self.detections,
+            "iou": self.iou,
+            "bg_iou": self.bg_iou,
+            "merge_iou": self.merge_iou,
+            "conf": self.conf,
+            "ap": self.ap,
+            "errors": records(self.errors),
+            "special": records(self.special),
+            "merged": {
+                "count": len(self.merged),
+                "objects_lost": self.objects_lost_to_merging,
+                "images": sorted({int(v) for v in self.merged["image_id"]}),
+                "detections": records(self.merged),
+            },
+            "suppressed": None
+            if self.suppressed is None
+            else {
+                "count": len(self.suppressed),
+                "images": sorted({int(v) for v in self.suppressed["image_id"]}),
+                "objects": records(self.suppressed),
+            },
             "hard_examples": records(self.hard),
             "drawn": list(self.drawn),
         }
         return out
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.concat([self.errors.assign(kind="main"), self.special.assign(kind="special")],
-                         ignore_index=True)[["kind", "type", "count", "dAP", "description"]]
+        return pd.concat([self.errors.assign(kind="main"), self.special.assign(kind="special")], ignore_index=True)[
+            ["kind", "type", "count", "dAP", "description"]
+        ]
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
         out: list[tuple[str, pd.DataFrame | str]] = [
-            ((f"errors of {self.detections} detections on {self.dataset}: AP@{self.iou:g} = {self.ap:.2f} "
-              f"(dAP: AP points gained by fixing each type; background IoU {self.bg_iou:g})"),
-             self.errors[["type", "count", "dAP", "description"]]),
+            (
+                (
+                    f"errors of {self.detections} detections on {self.dataset}: AP@{self.iou:g} = {self.ap:.2f} "
+                    f"(dAP: AP points gained by fixing each type; background IoU {self.bg_iou:g})"
+                ),
+                self.errors[["type", "count", "dAP", "description"]],
+            ),
             ("special errors", self.special[["type", "dAP", "description"]]),
         ]
-        title = (f"merged: {len(self.merged)} detection(s) (score >= {self.conf:g}) cover >= 2 objects "
-                 f"(IoU > {self.merge_iou:g}) with at most one found; {self.objects_lost_to_merging} "
-                 f"object(s) lost")
+        title = (
+            f"merged: {len(self.merged)} detection(s) (score >= {self.conf:g}) cover >= 2 objects "
+            f"(IoU > {self.merge_iou:g}) with at most one found; {self.objects_lost_to_merging} "
+            f"object(s) lost"
+        )
         shown = self.merged[["image_id", "file_name", "category", "score", "objects", "found"]]
         out.append((title, shown if len(self.merged) else "none"))
         if self.suppressed is None:
             out.append(("suppressed", "no candidate table (pass --predictions DIR written by `cocostat predict`)"))
         else:
-            out.append(((f"suppressed: {len(self.suppressed)} object(s) a candidate localised before NMS "
-                         f"(IoU >= {self.iou:g}, conf >= {self.conf:g}) but no detection finds"),
-                        self.suppressed if len(self.suppressed) else "none"))
+            out.append(
+                (
+                    (
+                        f"suppressed: {len(self.suppressed)} object(s) a candidate localised before NMS "
+                        f"(IoU >= {self.iou:g}, conf >= {self.conf:g}) but no detection finds"
+                    ),
+                    self.suppressed if len(self.suppressed) else "none",
+                )
+            )
         out.append((f"hard examples (top {len(self.hard)})", self.hard if len(self.hard) else "none"))
         if self.drawn:
             out.append(("drawn", "\n".join(self.drawn)))
         return out
 
 
-def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates: pd.DataFrame | None = None,
-             iou: float = 0.5, bg_iou: float = 0.1, merge_iou: float = 0.3, conf: float = 0.25, top: int = 10,
-             draw: str | os.PathLike | None = None, max_dets: int = 100) -> ErrorReport:
+def diagnose(
+    dataset: Dataset,
+    detections=None,
+    *,
+    predictions=None,
+    candidates: pd.DataFrame | None = None,
+    iou: float = 0.5,
+    bg_iou: float = 0.1,
+    merge_iou: float = 0.3,
+    conf: float = 0.25,
+    top: int = 10,
+    draw: str | os.PathLike | None = None,
+    max_dets: int = 100,
+) -> ErrorReport:
     """TIDE-style errors, merged and suppressed objects and hard examples (definitions in the module docs).
 
     Args:
@@ -516,8 +626,9 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
     if not 0.0 < iou <= 1.0:
         raise OptionError(f"iou must lie in (0, 1], got {iou}", param="iou")
     if not 0.0 <= bg_iou < iou:
-        raise OptionError(f"bg_iou must lie in [0, {iou}) (below the foreground IoU threshold), got {bg_iou}",
-                          param="bg_iou")
+        raise OptionError(
+            f"bg_iou must lie in [0, {iou}) (below the foreground IoU threshold), got {bg_iou}", param="bg_iou"
+        )
     if not 0.0 <= merge_iou < 1.0:
         raise OptionError(f"merge_iou must lie in [0, 1), got {merge_iou}", param="merge_iou")
     if not 0.0 <= conf <= 1.0:
@@ -545,16 +656,23 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
     ap, main, special = error_dap(dataset, dets, m, det_error, det_target, missed)
     counts = np.bincount(det_error[det_error >= 0], minlength=len(_TYPES))
     counts[_CODE[ErrorType.MISS]] = int(missed.sum())
-    errors = pd.DataFrame({
-        "type": [t.short for t in _TYPES], "error": [t.title for t in _TYPES],
-        "count": counts.astype(np.int64), "dAP": [main[t] for t in _TYPES],
-        "description": [t.description for t in _TYPES],
-    })
-    special_frame = pd.DataFrame({
-        "type": [s.short for s in SpecialError], "count": [int(m.fp.sum()),
-                                                         int((~dataset.iscrowd & (m.gt_det < 0)).sum())],
-        "dAP": [special[s] for s in SpecialError], "description": [s.description for s in SpecialError],
-    })
+    errors = pd.DataFrame(
+        {
+            "type": [t.short for t in _TYPES],
+            "error": [t.title for t in _TYPES],
+            "count": counts.astype(np.int64),
+            "dAP": [main[t] for t in _TYPES],
+            "description": [t.description for t in _TYPES],
+        }
+    )
+    special_frame = pd.DataFrame(
+        {
+            "type": [s.short for s in SpecialError],
+            "count": [int(m.fp.sum()), int((~dataset.iscrowd & (m.gt_det < 0)).sum())],
+            "dAP": [special[s] for s in SpecialError],
+            "description": [s.description for s in SpecialError],
+        }
+    )
     found = found_objects(dataset, dets, m, conf)
     merged = merged_detections(dataset, dets, m, conf, merge_iou)
     suppressed = None
@@ -567,11 +685,22 @@ def diagnose(dataset: Dataset, detections=None, *, predictions=None, candidates:
     hard = hard_examples(dataset, dets, m, top)
     drawn: tuple[str, ...] = ()
     if draw is not None:
-        drawn = tuple(str(p) for p in draw_examples(dataset, dets, m, found, hard["image_id"].to_numpy(), draw,
-                                                    conf))
+        drawn = tuple(str(p) for p in draw_examples(dataset, dets, m, found, hard["image_id"].to_numpy(), draw, conf))
     return ErrorReport(
-        dataset=dataset.name, detections=len(dets), iou=float(iou), bg_iou=float(bg_iou),
-        merge_iou=float(merge_iou), conf=float(conf), ap=ap, errors=errors, special=special_frame,
-        merged=merged, suppressed=suppressed, hard=hard, drawn=drawn,
-        det_error=det_error, det_target=det_target, missed=missed,
+        dataset=dataset.name,
+        detections=len(dets),
+        iou=float(iou),
+        bg_iou=float(bg_iou),
+        merge_iou=float(merge_iou),
+        conf=float(conf),
+        ap=ap,
+        errors=errors,
+        special=special_frame,
+        merged=merged,
+        suppressed=suppressed,
+        hard=hard,
+        drawn=drawn,
+        det_error=det_error,
+        det_target=det_target,
+        missed=missed,
     )

@@ -33,9 +33,28 @@ if TYPE_CHECKING:
 __all__ = ["draw_box", "draw_detections", "draw_examples", "load_font", "text_colour"]
 
 #: class colours of ``predict --draw`` (class index modulo 20).
-PALETTE = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
-           "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1",
-           "#000075", "#808080"]
+PALETTE = [
+    "#e6194b",
+    "#3cb44b",
+    "#ffe119",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#46f0f0",
+    "#f032e6",
+    "#bcf60c",
+    "#fabebe",
+    "#008080",
+    "#e6beff",
+    "#9a6324",
+    "#fffac8",
+    "#800000",
+    "#aaffc3",
+    "#808000",
+    "#ffd8b1",
+    "#000075",
+    "#808080",
+]
 #: ``errors --draw-dir``: objects found / missed / crowd, detections matched / not.
 GT_FOUND, GT_MISSED, GT_CROWD = (40, 200, 40), (255, 150, 0), (160, 160, 160)
 DET_TP, DET_FP = (30, 144, 255), (230, 30, 60)
@@ -54,14 +73,15 @@ def load_font(size: int):
 def text_colour(colour) -> str:
     """``"black"`` on a light ``colour`` (``"#rrggbb"`` or an (r, g, b) tuple), ``"white"`` on a dark one."""
     if isinstance(colour, str):
-        r, g, b = (int(colour.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4))
+        r, g, b = (int(colour.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
     else:
         r, g, b = colour[:3]
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b >= 150 else "white"
 
 
-def draw_box(draw, box: Sequence[float], colour, *, width: int = 3, label: str | None = None, font=None,
-             halo=None) -> None:
+def draw_box(
+    draw, box: Sequence[float], colour, *, width: int = 3, label: str | None = None, font=None, halo=None
+) -> None:
     """Draw one box, and its label, with a ``PIL.ImageDraw.ImageDraw``.
 
     Args:
@@ -96,8 +116,14 @@ def _save(image, path: Path) -> Path:
     return path
 
 
-def draw_detections(dataset: Dataset, detections: list[dict], image_ids: Sequence[int] | np.ndarray,
-                    folder: str | os.PathLike, *, min_score: float) -> list[Path]:
+def draw_detections(
+    dataset: Dataset,
+    detections: list[dict],
+    image_ids: Sequence[int] | np.ndarray,
+    folder: str | os.PathLike,
+    *,
+    min_score: float,
+) -> list[Path]:
     """Save each image with its detections (score >= ``min_score``) and annotations drawn, as PNG.
 
     Args:
@@ -128,8 +154,7 @@ def draw_detections(dataset: Dataset, detections: list[dict], image_ids: Sequenc
     image_dir = dataset.image_dir
     if image_dir is None:
         if len(image_ids):
-            raise DatasetNotFoundError(f"drawing needs the images of {dataset.name}: pass --images DIR "
-                                       "(or --root)")
+            raise DatasetNotFoundError(f"drawing needs the images of {dataset.name}: pass --images DIR (or --root)")
         return written
     for image_id in image_ids:
         i = pos_of[int(image_id)]
@@ -137,19 +162,32 @@ def draw_detections(dataset: Dataset, detections: list[dict], image_ids: Sequenc
             im = src.convert("RGB")
         sx, sy = im.width / dataset.width[i], im.height / dataset.height[i]
         draw = ImageDraw.Draw(im)
-        for x1, y1, x2, y2 in boxes[dataset.offsets[i]:dataset.offsets[i + 1]].tolist():
+        for x1, y1, x2, y2 in boxes[dataset.offsets[i] : dataset.offsets[i + 1]].tolist():
             draw_box(draw, [x1 * sx, y1 * sy, x2 * sx, y2 * sy], "white", width=1, halo="black")
         for d in sorted(by_image.get(int(image_id), []), key=lambda d: d["score"]):
             x, y, w, h = d["bbox"]
             ci = cat_pos.get(int(d["category_id"]), 0)
-            draw_box(draw, [x * sx, y * sy, (x + w) * sx, (y + h) * sy], PALETTE[ci % len(PALETTE)], width=3,
-                     label=f"{names[ci]} {d['score']:.2f}", font=font)
+            draw_box(
+                draw,
+                [x * sx, y * sy, (x + w) * sx, (y + h) * sy],
+                PALETTE[ci % len(PALETTE)],
+                width=3,
+                label=f"{names[ci]} {d['score']:.2f}",
+                font=font,
+            )
         written.append(_save(im, folder / f"{int(image_id)}.png"))
     return written
 
 
-def draw_examples(dataset: Dataset, detections: Detections, matching: Matching, found: np.ndarray,
-                  images: np.ndarray, folder: str | os.PathLike, conf: float = 0.25) -> list[Path]:
+def draw_examples(
+    dataset: Dataset,
+    detections: Detections,
+    matching: Matching,
+    found: np.ndarray,
+    images: np.ndarray,
+    folder: str | os.PathLike,
+    conf: float = 0.25,
+) -> list[Path]:
     """Draw ground truth and detections (score >= conf) on the given images; write PNGs atomically.
 
     Args:
@@ -193,7 +231,13 @@ def draw_examples(dataset: Dataset, detections: Detections, matching: Matching, 
             draw_box(draw, gt_boxes[j].tolist(), colour, width=width)
         d = np.flatnonzero((detections.image_index == k) & matching.kept & (detections.score >= conf))
         for j in d[np.argsort(detections.score[d], kind="stable")]:  # strongest drawn last, on top
-            draw_box(draw, det_boxes[j].tolist(), DET_TP if matching.tp[j] else DET_FP, width=width,
-                     label=f"{names[detections.class_idx[j]]} {detections.score[j]:.2f}", font=font)
+            draw_box(
+                draw,
+                det_boxes[j].tolist(),
+                DET_TP if matching.tp[j] else DET_FP,
+                width=width,
+                label=f"{names[detections.class_idx[j]]} {detections.score[j]:.2f}",
+                font=font,
+            )
         out.append(_save(img, folder / f"{rank:02d}_{Path(str(dataset.file_name[k])).stem}.png"))
     return out

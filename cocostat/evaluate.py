@@ -65,10 +65,18 @@ AGNOSTIC_CATEGORY = {"category_id": 1, "name": "object", "supercategory": "objec
 
 # (is AP, IoU threshold or None for .50:.95, area range, maxDets) of COCOeval's 12 summary lines.
 _SUMMARY = (
-    (True, None, "all", 100), (True, 0.5, "all", 100), (True, 0.75, "all", 100),
-    (True, None, "small", 100), (True, None, "medium", 100), (True, None, "large", 100),
-    (False, None, "all", 1), (False, None, "all", 10), (False, None, "all", 100),
-    (False, None, "small", 100), (False, None, "medium", 100), (False, None, "large", 100),
+    (True, None, "all", 100),
+    (True, 0.5, "all", 100),
+    (True, 0.75, "all", 100),
+    (True, None, "small", 100),
+    (True, None, "medium", 100),
+    (True, None, "large", 100),
+    (False, None, "all", 1),
+    (False, None, "all", 10),
+    (False, None, "all", 100),
+    (False, None, "small", 100),
+    (False, None, "medium", 100),
+    (False, None, "large", 100),
 )
 
 
@@ -123,15 +131,17 @@ class Detections:
     def to_array(self) -> np.ndarray:
         """(P, 7) float64 ``[image_id, x, y, w, h, score, category_id]``, what pycocotools' and
         faster-coco-eval's ``loadRes`` take as a numpy array (no dict per detection on our side)."""
-        return np.column_stack([self.image_id.astype(np.float64), self.bbox, self.score,
-                                self.category_id.astype(np.float64)])
+        return np.column_stack(
+            [self.image_id.astype(np.float64), self.bbox, self.score, self.category_id.astype(np.float64)]
+        )
 
     def to_records(self) -> list[dict]:
         """COCO results dicts, as pycocotools' ``loadRes`` takes them (it needs one dict per detection)."""
         return [
             {"image_id": i, "category_id": c, "bbox": b, "score": s}
-            for i, c, b, s in zip(self.image_id.tolist(), self.category_id.tolist(), self.bbox.tolist(),
-                                  self.score.tolist(), strict=True)
+            for i, c, b, s in zip(
+                self.image_id.tolist(), self.category_id.tolist(), self.bbox.tolist(), self.score.tolist(), strict=True
+            )
         ]
 
 
@@ -168,9 +178,11 @@ def make_detections(dataset: Dataset, image_id, category_id, bbox, score, source
     score = np.asarray(score, dtype=np.float64).reshape(-1)
     n = score.shape[0]
     if not (image_id.shape[0] == category_id.shape[0] == bbox.shape[0] == n):
-        raise DatasetFormatError(f"{source}: image_id, category_id, bbox and score must have one entry per "
-                                 f"detection, got {image_id.shape[0]}, {category_id.shape[0]}, "
-                                 f"{bbox.shape[0]} and {n}")
+        raise DatasetFormatError(
+            f"{source}: image_id, category_id, bbox and score must have one entry per "
+            f"detection, got {image_id.shape[0]}, {category_id.shape[0]}, "
+            f"{bbox.shape[0]} and {n}"
+        )
     image_index = _check_ids(dataset.image_id, image_id, "image_id", source, dataset)
     class_idx = _check_ids(dataset.categories["category_id"].to_numpy(), category_id, "category_id", source, dataset)
     bad = ~(np.isfinite(bbox).all(axis=1) & (bbox[:, 2] >= 0) & (bbox[:, 3] >= 0))
@@ -183,8 +195,10 @@ def make_detections(dataset: Dataset, image_id, category_id, bbox, score, source
     bad = ~np.isfinite(score)
     if bad.any():
         i = np.flatnonzero(bad)
-        raise DatasetFormatError(f"detection {int(i[0])} in {source}: score must be a finite number, "
-                                 f"got {score[i[0]]} ({i.size} bad score(s))")
+        raise DatasetFormatError(
+            f"detection {int(i[0])} in {source}: score must be a finite number, "
+            f"got {score[i[0]]} ({i.size} bad score(s))"
+        )
     zero = int(((bbox[:, 2] == 0) | (bbox[:, 3] == 0)).sum())
     if zero:
         warnings.warn(f"{source}: {zero} detection(s) have zero width or height", CocostatWarning, stacklevel=2)
@@ -205,13 +219,17 @@ def _read_results(path: Path) -> list[_Det]:
         raise DatasetNotFoundError(f"detections file {path} does not exist")
     raw = path.read_bytes()
     if not raw.strip():
-        raise DatasetFormatError(f"{path}: the file is empty; expected a JSON list of detections "
-                                 f"{{image_id, category_id, bbox: [x, y, w, h], score}}")
+        raise DatasetFormatError(
+            f"{path}: the file is empty; expected a JSON list of detections "
+            f"{{image_id, category_id, bbox: [x, y, w, h], score}}"
+        )
     try:
         return msgspec.json.decode(raw, type=list[_Det])
     except msgspec.ValidationError as exc:
-        raise DatasetFormatError(f"{path}: not a COCO results file (a JSON list of {{image_id, "
-                                 f"category_id, bbox: [x, y, w, h], score}}): {exc}") from None
+        raise DatasetFormatError(
+            f"{path}: not a COCO results file (a JSON list of {{image_id, "
+            f"category_id, bbox: [x, y, w, h], score}}): {exc}"
+        ) from None
     except msgspec.DecodeError as exc:  # truncated, NaN (json.dump's), not JSON at all
         raise DatasetFormatError(f"{path}: invalid JSON ({len(raw)} bytes; truncated or not JSON?): {exc}") from None
 
@@ -240,9 +258,14 @@ def load_detections(source, dataset: Dataset) -> Detections:
         source = read_predictions(source)
     if isinstance(source, Predictions):  # columnar: no Python object per detection
         cols = source.detection_columns()
-        return make_detections(dataset, cols["image_id"], cols["category_id"],
-                               np.stack([cols["x"], cols["y"], cols["w"], cols["h"]], axis=1), cols["score"],
-                               source=str(source.folder or "predictions"))
+        return make_detections(
+            dataset,
+            cols["image_id"],
+            cols["category_id"],
+            np.stack([cols["x"], cols["y"], cols["w"], cols["h"]], axis=1),
+            cols["score"],
+            source=str(source.folder or "predictions"),
+        )
     if isinstance(source, (str, os.PathLike)):
         where = Path(source).name
         dets = _read_results(Path(source))
@@ -254,8 +277,9 @@ def load_detections(source, dataset: Dataset) -> Detections:
         try:  # through JSON bytes, so numpy scalars are accepted and values stay exact
             dets = msgspec.json.decode(msgspec.json.encode(list(source), enc_hook=_numpy_scalar), type=list[_Det])
         except (msgspec.ValidationError, TypeError) as exc:
-            raise DatasetFormatError(f"{where}: not a list of COCO results {{image_id, category_id, "
-                                     f"bbox: [x, y, w, h], score}}: {exc}") from None
+            raise DatasetFormatError(
+                f"{where}: not a list of COCO results {{image_id, category_id, bbox: [x, y, w, h], score}}: {exc}"
+            ) from None
     n = len(dets)
     return make_detections(
         dataset,
@@ -274,8 +298,9 @@ def merge_categories(dataset: Dataset, detections: Detections) -> tuple[Dataset,
     """Dataset and detections with every category rewritten to one (id 1, ``object``)."""
     cats = pd.DataFrame({k: [v] for k, v in AGNOSTIC_CATEGORY.items()})
     g, p = dataset.num_annotations, len(detections)
-    ds = dataclasses.replace(dataset, category_id=np.ones(g, np.int64), class_idx=np.zeros(g, np.int64),
-                             categories=cats)
+    ds = dataclasses.replace(
+        dataset, category_id=np.ones(g, np.int64), class_idx=np.zeros(g, np.int64), categories=cats
+    )
     dets = dataclasses.replace(detections, category_id=np.ones(p, np.int64), class_idx=np.zeros(p, np.int64))
     return ds, dets
 
@@ -288,16 +313,33 @@ def coco_dict(dataset: Dataset) -> dict:
     """
     cats = dataset.categories
     return {
-        "images": [{"id": i, "width": w, "height": h, "file_name": f} for i, w, h, f in zip(
-            dataset.image_id.tolist(), dataset.width.tolist(), dataset.height.tolist(), dataset.file_name.tolist(),
-            strict=True)],
-        "categories": [{"id": i, "name": n, "supercategory": s} for i, n, s in zip(
-            cats["category_id"].tolist(), cats["name"].tolist(), cats["supercategory"].tolist(), strict=True)],
+        "images": [
+            {"id": i, "width": w, "height": h, "file_name": f}
+            for i, w, h, f in zip(
+                dataset.image_id.tolist(),
+                dataset.width.tolist(),
+                dataset.height.tolist(),
+                dataset.file_name.tolist(),
+                strict=True,
+            )
+        ],
+        "categories": [
+            {"id": i, "name": n, "supercategory": s}
+            for i, n, s in zip(
+                cats["category_id"].tolist(), cats["name"].tolist(), cats["supercategory"].tolist(), strict=True
+            )
+        ],
         "annotations": [
             {"id": a, "image_id": i, "category_id": c, "bbox": b, "area": ar, "iscrowd": int(cr)}
-            for a, i, c, b, ar, cr in zip(dataset.ann_id.tolist(), dataset.ann_image_id.tolist(),
-                                          dataset.category_id.tolist(), dataset.bbox.tolist(),
-                                          dataset.area.tolist(), dataset.iscrowd.tolist(), strict=True)
+            for a, i, c, b, ar, cr in zip(
+                dataset.ann_id.tolist(),
+                dataset.ann_image_id.tolist(),
+                dataset.category_id.tolist(),
+                dataset.bbox.tolist(),
+                dataset.area.tolist(),
+                dataset.iscrowd.tolist(),
+                strict=True,
+            )
         ],
     }
 
@@ -306,8 +348,10 @@ def _faster_module():
     try:
         import faster_coco_eval
     except ImportError:
-        raise OptionError("backend 'faster' needs the faster-coco-eval package (pip install faster-coco-eval); "
-                          "or use --backend pycocotools") from None
+        raise OptionError(
+            "backend 'faster' needs the faster-coco-eval package (pip install faster-coco-eval); "
+            "or use --backend pycocotools"
+        ) from None
     return faster_coco_eval
 
 
@@ -328,8 +372,7 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
 
         with contextlib.redirect_stdout(io.StringIO()):
             gt = fce.COCO(gt_dict, print_function=quiet)
-            dt = gt.loadRes(records) if records is not None else _empty_results(fce.COCO(print_function=quiet),
-                                                                                 gt_dict)
+            dt = gt.loadRes(records) if records is not None else _empty_results(fce.COCO(print_function=quiet), gt_dict)
             ev = fce.COCOeval_faster(gt, dt, iouType="bbox", print_function=quiet)
             ev.evaluate()
             ev.accumulate()
@@ -441,8 +484,9 @@ class Matching:
         return self.kept & (self.det_gt < 0) & ~self.ignored
 
 
-def match_detections(dataset: Dataset, detections: Detections, iou_threshold: float = 0.5,
-                     max_dets: int = 100) -> Matching:
+def match_detections(
+    dataset: Dataset, detections: Detections, iou_threshold: float = 0.5, max_dets: int = 100
+) -> Matching:
     """COCOeval's greedy matching at one IoU threshold, vectorised over every image and category.
 
     The greedy order only matters inside one (image, category); the r-th best detections of all
@@ -479,7 +523,7 @@ def match_detections(dataset: Dataset, detections: Detections, iou_threshold: fl
         bounds = np.searchsorted(c_rank, np.arange(int(c_rank[-1]) + 2))
         taken = np.zeros(g, bool)
         for r in range(int(c_rank[-1]) + 1):
-            d, gg = c_det[bounds[r]:bounds[r + 1]], c_gt[bounds[r]:bounds[r + 1]]
+            d, gg = c_det[bounds[r] : bounds[r + 1]], c_gt[bounds[r] : bounds[r + 1]]
             free = ~taken[gg]
             d, gg = d[free], gg[free]
             if d.size == 0:
@@ -493,8 +537,16 @@ def match_detections(dataset: Dataset, detections: Detections, iou_threshold: fl
     if on_crowd.any():
         ignored[pd_[on_crowd]] = True
         ignored &= det_gt < 0
-    order = kept_idx[np.lexsort((json_idx[kept_idx], detections.image_index[kept_idx],
-                                 -detections.score[kept_idx], detections.class_idx[kept_idx]))]
+    order = kept_idx[
+        np.lexsort(
+            (
+                json_idx[kept_idx],
+                detections.image_index[kept_idx],
+                -detections.score[kept_idx],
+                detections.class_idx[kept_idx],
+            )
+        )
+    ]
     return Matching(float(iou_threshold), int(max_dets), kept, det_gt, ignored, gt_det, order)
 
 
@@ -503,8 +555,14 @@ def targets_per_class(dataset: Dataset) -> np.ndarray:
     return np.bincount(dataset.class_idx[~dataset.iscrowd], minlength=dataset.num_classes).astype(np.int64)
 
 
-def average_precision(det_class: np.ndarray, det_score: np.ndarray, det_tp: np.ndarray, det_ignored: np.ndarray,
-                      npig: np.ndarray, order: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def average_precision(
+    det_class: np.ndarray,
+    det_score: np.ndarray,
+    det_tp: np.ndarray,
+    det_ignored: np.ndarray,
+    npig: np.ndarray,
+    order: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
     """COCOeval's 101-point AP per class at one IoU threshold, and its mean as COCOeval averages it.
 
     Args:
@@ -577,15 +635,23 @@ def _pr_frame(dataset, names, images, n_gt, ap50, tp, fp) -> pd.DataFrame:
     """The YOLOv3 table: an 'all' row (means over classes with targets) then one row per class."""
     p, r, f1 = _prf(tp, fp, n_gt)
     has = n_gt > 0
-    rows = pd.DataFrame({"Class": names, "Images": images, "Targets": n_gt, "P": p, "R": r,
-                         "mAP@0.5": ap50, "F1": f1})
+    rows = pd.DataFrame({"Class": names, "Images": images, "Targets": n_gt, "P": p, "R": r, "mAP@0.5": ap50, "F1": f1})
     rows = rows[has | (tp + fp > 0)]
 
     def mean(v: np.ndarray) -> float:
         return float(np.mean(v[has])) if has.any() else float("nan")
 
-    top = pd.DataFrame({"Class": ["all"], "Images": [dataset.num_images], "Targets": [int(n_gt.sum())],
-                        "P": [mean(p)], "R": [mean(r)], "mAP@0.5": [mean(ap50)], "F1": [mean(f1)]})
+    top = pd.DataFrame(
+        {
+            "Class": ["all"],
+            "Images": [dataset.num_images],
+            "Targets": [int(n_gt.sum())],
+            "P": [mean(p)],
+            "R": [mean(r)],
+            "mAP@0.5": [mean(ap50)],
+            "F1": [mean(f1)],
+        }
+    )
     return pd.concat([top, rows], ignore_index=True)
 
 
@@ -614,11 +680,18 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         def rows(frame):
-            return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-                    for r in self._shown(frame).to_dict(orient="records")]
+            return [
+                {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+                for r in self._shown(frame).to_dict(orient="records")
+            ]
 
-        out = {"dataset": self.dataset, "detections": self.detections, "backend": self.backend,
-               "class_agnostic": self.class_agnostic, "stats": [float(s) for s in self.stats]}
+        out = {
+            "dataset": self.dataset,
+            "detections": self.detections,
+            "backend": self.backend,
+            "class_agnostic": self.class_agnostic,
+            "stats": [float(s) for s in self.stats],
+        }
         out.update({name: float(v) for name, v in zip(STAT_NAMES, self.stats, strict=True)})
         out["best_f1"] = {"conf": self.best_conf, "rows": rows(self.table)}
         if self.table_at_conf is not None:
@@ -637,8 +710,10 @@ class EvalReport:
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
         kind = "class-agnostic " if self.class_agnostic else ""
         out: list[tuple[str, pd.DataFrame | str]] = [
-            (f"COCO {kind}bbox evaluation of {self.detections} detections on {self.dataset} ({self.backend})",
-             self.summary),
+            (
+                f"COCO {kind}bbox evaluation of {self.detections} detections on {self.dataset} ({self.backend})",
+                self.summary,
+            ),
             (f"at conf {self.best_conf:.3f} (maximises mean F1)", self._shown(self.table)),
         ]
         if self.table_at_conf is not None:
@@ -646,8 +721,15 @@ class EvalReport:
         return out
 
 
-def evaluate(dataset: Dataset, detections, *, class_agnostic: bool = False, conf: float | None = None,
-             per_class: bool = False, backend: str = "pycocotools") -> EvalReport:
+def evaluate(
+    dataset: Dataset,
+    detections,
+    *,
+    class_agnostic: bool = False,
+    conf: float | None = None,
+    per_class: bool = False,
+    backend: str = "pycocotools",
+) -> EvalReport:
     """COCO bbox evaluation and the YOLOv3 P/R/mAP@0.5/F1 table (definitions in the module docs).
 
     Args:
@@ -696,6 +778,15 @@ def evaluate(dataset: Dataset, detections, *, class_agnostic: bool = False, conf
         tp_c = np.bincount(dets.class_idx[above & m.tp], minlength=c)
         fp_c = np.bincount(dets.class_idx[above & ~m.tp], minlength=c)
         table_at = _pr_frame(dataset, names, images, n_gt, ap50, tp_c, fp_c)
-    return EvalReport(dataset=dataset.name, detections=len(dets), backend=backend, class_agnostic=class_agnostic,
-                      stats=stats, best_conf=best_conf, table=table, conf=conf, table_at_conf=table_at,
-                      per_class=per_class)
+    return EvalReport(
+        dataset=dataset.name,
+        detections=len(dets),
+        backend=backend,
+        class_agnostic=class_agnostic,
+        stats=stats,
+        best_conf=best_conf,
+        table=table,
+        conf=conf,
+        table_at_conf=table_at,
+        per_class=per_class,
+    )

@@ -73,131 +73,307 @@ FIGURES: tuple[Figure, ...] = (
     Figure(_A, "objects", "objects (non-crowd)", "non-crowd objects audited"),
     Figure(_A, "images", "images", "images holding at least one audited object"),
     Figure(_A, "feature_maps", "feature maps (images x levels)", "`images x levels`"),
-    Figure(_A, "unmatched_objects", "objects with no matched anchor",
-           "objects the assigner matches to no anchor at all; share: of `objects`"),
-    Figure(_A, "feature_maps_unmatched_better", "feature maps where an unmatched anchor beats a matched one",
-           "(image, level) pairs where some object has an unmatched prediction of that level with a higher "
-           "IoU than one of its matched predictions of that level (`max unmatched(level) > min matched(level)`); "
-           "share: of `feature_maps`", True),
-    Figure(_A, "objects_compared", "objects with matched and unmatched predictions",
-           "objects with at least one matched and one unmatched prediction; share: of `objects`", True),
-    Figure(_A, "objects_unmatched_beats_worst_matched", "objects: best unmatched > worst matched",
-           "objects with `max IoU(unmatched) > min IoU(matched)`; share: of `objects_compared`", True),
-    Figure(_A, "objects_unmatched_beats_best_matched", "objects: best unmatched > best matched",
-           "objects with `max IoU(unmatched) > max IoU(matched)`; share: of `objects_compared`", True),
-    Figure(_A, "objects_best_from_neighbor", "objects: best prediction from a neighbour cell",
-           "objects whose highest-IoU prediction in the whole neighbourhood lies in a neighbouring cell "
-           "(`max over neighbour cells > max over centre cells`); null when the table holds centre cells "
-           "only; share: of `objects`", True),
+    Figure(
+        _A,
+        "unmatched_objects",
+        "objects with no matched anchor",
+        "objects the assigner matches to no anchor at all; share: of `objects`",
+    ),
+    Figure(
+        _A,
+        "feature_maps_unmatched_better",
+        "feature maps where an unmatched anchor beats a matched one",
+        "(image, level) pairs where some object has an unmatched prediction of that level with a higher "
+        "IoU than one of its matched predictions of that level (`max unmatched(level) > min matched(level)`); "
+        "share: of `feature_maps`",
+        True,
+    ),
+    Figure(
+        _A,
+        "objects_compared",
+        "objects with matched and unmatched predictions",
+        "objects with at least one matched and one unmatched prediction; share: of `objects`",
+        True,
+    ),
+    Figure(
+        _A,
+        "objects_unmatched_beats_worst_matched",
+        "objects: best unmatched > worst matched",
+        "objects with `max IoU(unmatched) > min IoU(matched)`; share: of `objects_compared`",
+        True,
+    ),
+    Figure(
+        _A,
+        "objects_unmatched_beats_best_matched",
+        "objects: best unmatched > best matched",
+        "objects with `max IoU(unmatched) > max IoU(matched)`; share: of `objects_compared`",
+        True,
+    ),
+    Figure(
+        _A,
+        "objects_best_from_neighbor",
+        "objects: best prediction from a neighbour cell",
+        "objects whose highest-IoU prediction in the whole neighbourhood lies in a neighbouring cell "
+        "(`max over neighbour cells > max over centre cells`); null when the table holds centre cells "
+        "only; share: of `objects`",
+        True,
+    ),
     # ---------------------------------------------------------------- anchor-audit: per anchor
     Figure(_A, "per_anchor[].matched", "matched", "objects matched to this anchor"),
-    Figure(_A, "per_anchor[].match_wh_iou", "wh_iou",
-           "mean wh-IoU of anchor and object over the objects matched to it"),
-    Figure(_A, "per_anchor[].pred_iou_matched", "iou_m",
-           "mean IoU of this anchor's matched predictions (one per object; for yolov5 usually three, "
-           "up to five)", True),
-    Figure(_A, "per_anchor[].pred_iou_all", "iou_all",
-           "mean IoU of this anchor's centre-cell prediction over all objects, matched or not", True),
-    Figure(_A, "per_anchor[].best_when_unmatched", "best_unm",
-           "objects counted in `objects_unmatched_beats_best_matched` whose best unmatched prediction is "
-           "this anchor's (the column sums to that count)", True),
-    Figure(_A, "per_anchor[].worst_matched", "worst_m",
-           "objects with at least two matched predictions whose lowest-IoU matched prediction is this "
-           "anchor's", True),
+    Figure(
+        _A, "per_anchor[].match_wh_iou", "wh_iou", "mean wh-IoU of anchor and object over the objects matched to it"
+    ),
+    Figure(
+        _A,
+        "per_anchor[].pred_iou_matched",
+        "iou_m",
+        "mean IoU of this anchor's matched predictions (one per object; for yolov5 usually three, up to five)",
+        True,
+    ),
+    Figure(
+        _A,
+        "per_anchor[].pred_iou_all",
+        "iou_all",
+        "mean IoU of this anchor's centre-cell prediction over all objects, matched or not",
+        True,
+    ),
+    Figure(
+        _A,
+        "per_anchor[].best_when_unmatched",
+        "best_unm",
+        "objects counted in `objects_unmatched_beats_best_matched` whose best unmatched prediction is "
+        "this anchor's (the column sums to that count)",
+        True,
+    ),
+    Figure(
+        _A,
+        "per_anchor[].worst_matched",
+        "worst_m",
+        "objects with at least two matched predictions whose lowest-IoU matched prediction is this anchor's",
+        True,
+    ),
     # ---------------------------------------------------------------- mismatch: overview
     Figure(_M, "objects", "objects", "objects with at least one candidate"),
-    Figure(_M, "candidates_per_object", "candidates per object (at most)",
-           "the most candidates any object has"),
-    Figure(_M, "obj_not_best", "highest objectness is not the best IoU",
-           "objects whose highest-objectness candidate has a lower IoU than their best candidate (a tie in "
-           "IoU is no mismatch); `obj_not_best_share`: that over `objects`"),
-    Figure(_M, "score_not_best", "highest class-aware score is not the best IoU",
-           "the same with the class-aware score; `score_not_best_share`: that over `objects`"),
-    Figure(_M, "obj_iou_share", "IoU of highest objectness / best IoU (mean)",
-           "mean over objects with best IoU > 0 of `IoU(highest objectness) / best IoU`"),
-    Figure(_M, "score_iou_share", "IoU of highest score / best IoU (mean)",
-           "mean over objects with best IoU > 0 of `IoU(highest class-aware score) / best IoU`"),
+    Figure(_M, "candidates_per_object", "candidates per object (at most)", "the most candidates any object has"),
+    Figure(
+        _M,
+        "obj_not_best",
+        "highest objectness is not the best IoU",
+        "objects whose highest-objectness candidate has a lower IoU than their best candidate (a tie in "
+        "IoU is no mismatch); `obj_not_best_share`: that over `objects`",
+    ),
+    Figure(
+        _M,
+        "score_not_best",
+        "highest class-aware score is not the best IoU",
+        "the same with the class-aware score; `score_not_best_share`: that over `objects`",
+    ),
+    Figure(
+        _M,
+        "obj_iou_share",
+        "IoU of highest objectness / best IoU (mean)",
+        "mean over objects with best IoU > 0 of `IoU(highest objectness) / best IoU`",
+    ),
+    Figure(
+        _M,
+        "score_iou_share",
+        "IoU of highest score / best IoU (mean)",
+        "mean over objects with best IoU > 0 of `IoU(highest class-aware score) / best IoU`",
+    ),
     # ---------------------------------------------------------------- mismatch: per-object statistics
     # stats.NAME = {mean, var (population, ddof 0), objects (where NAME is defined)}
     Figure(_M, "stats.best_iou", "best_iou", "highest IoU among the candidates"),
     Figure(_M, "stats.obj_iou", "obj_iou", "IoU of the highest-objectness candidate"),
     Figure(_M, "stats.score_iou", "score_iou", "IoU of the highest class-aware-score candidate"),
-    Figure(_M, "stats.matched_iou", "matched_iou",
-           "mean IoU of the object's matched predictions, as in `anchor-audit` (objects with at least one)"),
+    Figure(
+        _M,
+        "stats.matched_iou",
+        "matched_iou",
+        "mean IoU of the object's matched predictions, as in `anchor-audit` (objects with at least one)",
+    ),
     Figure(_M, "stats.max_obj", "max_obj", "highest objectness"),
     Figure(_M, "stats.best_obj", "best_obj", "objectness of the highest-IoU candidate"),
     Figure(_M, "stats.max_score", "max_score", "highest class-aware score"),
     Figure(_M, "stats.best_score", "best_score", "class-aware score of the highest-IoU candidate"),
     Figure(_M, "stats.matched_anchors", "matched_anchors", "anchors matched by the assigner"),
-    Figure(_M, "stats.best_area", "best_area",
-           "area of the highest-IoU box in grid cells of its level, `w h / stride²`"),
-    Figure(_M, "stats.obj_area", "obj_area",
-           "area of the highest-objectness box in grid cells of its level, `w h / stride²`"),
+    Figure(
+        _M, "stats.best_area", "best_area", "area of the highest-IoU box in grid cells of its level, `w h / stride²`"
+    ),
+    Figure(
+        _M,
+        "stats.obj_area",
+        "obj_area",
+        "area of the highest-objectness box in grid cells of its level, `w h / stride²`",
+    ),
     Figure(_M, "stats.area_ratio", "area_ratio", "`obj_area / best_area`"),
-    Figure(_M, "stats.best_offset", "best_offset",
-           "distance from the highest-IoU box's centre to the object's, in grid cells of the box's level"),
-    Figure(_M, "stats.obj_offset", "obj_offset",
-           "distance from the highest-objectness box's centre to the object's, in grid cells of the box's "
-           "level"),
+    Figure(
+        _M,
+        "stats.best_offset",
+        "best_offset",
+        "distance from the highest-IoU box's centre to the object's, in grid cells of the box's level",
+    ),
+    Figure(
+        _M,
+        "stats.obj_offset",
+        "obj_offset",
+        "distance from the highest-objectness box's centre to the object's, in grid cells of the box's level",
+    ),
     # ---------------------------------------------------------------- assigners: per entry of assigners[]
     # "positive": one (object, slot) pair; labels are the overview table's column headers, in order,
     # then the titles of the per-level and per-anchor tables.
     Figure(_L, "assigners[].positives", "positives", "positives in all"),
     Figure(_L, "assigners[].positives_per_object.mean", "per_obj", "mean positives per object, over every object"),
-    Figure(_L, "assigners[].positives_per_object.p50", "p50",
-           "median positives per object (numpy's linear-interpolation percentile)"),
-    Figure(_L, "assigners[].positives_per_object.p90", "p90",
-           "90th percentile of positives per object (numpy's linear interpolation)"),
+    Figure(
+        _L,
+        "assigners[].positives_per_object.p50",
+        "p50",
+        "median positives per object (numpy's linear-interpolation percentile)",
+    ),
+    Figure(
+        _L,
+        "assigners[].positives_per_object.p90",
+        "p90",
+        "90th percentile of positives per object (numpy's linear interpolation)",
+    ),
     Figure(_L, "assigners[].positives_per_object.max", "max", "most positives of any object"),
     Figure(_L, "assigners[].objects_without_positive", "no_pos", "objects with no positive"),
     Figure(_L, "assigners[].mean_anchor_wh_iou", "wh_iou", "mean wh-IoU of object and anchor over the positives"),
-    Figure(_L, "assigners[].agreement.mean_jaccard", "jaccard",
-           "with the `reference` assigner (default yolov3), each object's positive sets compared as sets of "
-           "slots (level, cell, anchor): mean over objects with a positive in either set of `|A & R| / |A | R|`"),
-    Figure(_L, "assigners[].agreement.disjoint_objects", "disjoint",
-           "objects with a positive in either set and none in common (Jaccard 0)"),
-    Figure(_L, "assigners[].mean_pred_iou", "pred_iou",
-           "mean prediction IoU (the `--iou` kind) over the positives in the stored neighbourhood that have a "
-           "finite prediction", True),
-    Figure(_L, "assigners[].best_pred_positive", None,
-           "objects whose best stored prediction (highest IoU, ties to the lower slot index) is one of their "
-           "positives", True),
-    Figure(_L, "assigners[].best_pred_positive_share", "best_pos",
-           "`best_pred_positive` over the objects with a finite stored prediction", True),
-    Figure(_L, "assigners[].score_iou_mismatch", None,
-           "objects with at least two scored positives whose most confident positive (objectness x class "
-           "probability) has a lower IoU than their best-localised positive", True),
-    Figure(_L, "assigners[].score_iou_mismatch_share", "mismatch",
-           "`score_iou_mismatch` over the objects with at least two scored positives", True),
-    Figure(_L, "assigners[].positives_not_stored", "not_stored",
-           "box-only assigners: positives outside the stored neighbourhood, which have no prediction to score",
-           True),
-    Figure(_L, "assigners[].region_slots_outside.mean", "outside",
-           "prediction-aware assigners: mean per object of the slots of the assigner's region on the whole "
-           "grid that are not stored (null for box-only assigners)", True),
-    Figure(_L, "assigners[].region_slots_outside.total", None,
-           "prediction-aware assigners: those slots in all", True),
+    Figure(
+        _L,
+        "assigners[].agreement.mean_jaccard",
+        "jaccard",
+        "with the `reference` assigner (default yolov3), each object's positive sets compared as sets of "
+        "slots (level, cell, anchor): mean over objects with a positive in either set of `|A & R| / |A | R|`",
+    ),
+    Figure(
+        _L,
+        "assigners[].agreement.disjoint_objects",
+        "disjoint",
+        "objects with a positive in either set and none in common (Jaccard 0)",
+    ),
+    Figure(
+        _L,
+        "assigners[].mean_pred_iou",
+        "pred_iou",
+        "mean prediction IoU (the `--iou` kind) over the positives in the stored neighbourhood that have a "
+        "finite prediction",
+        True,
+    ),
+    Figure(
+        _L,
+        "assigners[].best_pred_positive",
+        None,
+        "objects whose best stored prediction (highest IoU, ties to the lower slot index) is one of their positives",
+        True,
+    ),
+    Figure(
+        _L,
+        "assigners[].best_pred_positive_share",
+        "best_pos",
+        "`best_pred_positive` over the objects with a finite stored prediction",
+        True,
+    ),
+    Figure(
+        _L,
+        "assigners[].score_iou_mismatch",
+        None,
+        "objects with at least two scored positives whose most confident positive (objectness x class "
+        "probability) has a lower IoU than their best-localised positive",
+        True,
+    ),
+    Figure(
+        _L,
+        "assigners[].score_iou_mismatch_share",
+        "mismatch",
+        "`score_iou_mismatch` over the objects with at least two scored positives",
+        True,
+    ),
+    Figure(
+        _L,
+        "assigners[].positives_not_stored",
+        "not_stored",
+        "box-only assigners: positives outside the stored neighbourhood, which have no prediction to score",
+        True,
+    ),
+    Figure(
+        _L,
+        "assigners[].region_slots_outside.mean",
+        "outside",
+        "prediction-aware assigners: mean per object of the slots of the assigner's region on the whole "
+        "grid that are not stored (null for box-only assigners)",
+        True,
+    ),
+    Figure(_L, "assigners[].region_slots_outside.total", None, "prediction-aware assigners: those slots in all", True),
     Figure(_L, "assigners[].per_level[].positives", "positives per level", "positives at that level"),
-    Figure(_L, "assigners[].per_anchor[].positives", "positives per anchor (cfg order)",
-           "positives at that anchor"),
-    Figure(_L, "assigners[].per_anchor[].objects", None,
-           "objects with at least one positive at that anchor (for yolov3, darknet and yolov5: "
-           "`anchor-audit`'s `matched`)"),
+    Figure(_L, "assigners[].per_anchor[].positives", "positives per anchor (cfg order)", "positives at that anchor"),
+    Figure(
+        _L,
+        "assigners[].per_anchor[].objects",
+        None,
+        "objects with at least one positive at that anchor (for yolov3, darknet and yolov5: "
+        "`anchor-audit`'s `matched`)",
+    ),
 )
 
 #: keys of ``to_dict()`` that echo the settings or hold listings, not figures (per analysis, per group).
 CONTEXT: dict[tuple[str, str], tuple[str, ...]] = {
-    (_A, ""): ("source", "anchors", "assigner", "iou", "iou_t", "ratio_t", "size", "neighborhood",
-               "predictions", "per_anchor", "needs_predictions", "examples", "notes"),
+    (_A, ""): (
+        "source",
+        "anchors",
+        "assigner",
+        "iou",
+        "iou_t",
+        "ratio_t",
+        "size",
+        "neighborhood",
+        "predictions",
+        "per_anchor",
+        "needs_predictions",
+        "examples",
+        "notes",
+    ),
     (_A, "per_anchor[]"): ("anchor_index", "level", "stride", "anchor"),
-    (_M, ""): ("source", "anchors", "assigner", "iou", "iou_t", "ratio_t", "neighborhood", "stats",
-               "examples", "plots", "obj_not_best_share", "score_not_best_share"),
+    (_M, ""): (
+        "source",
+        "anchors",
+        "assigner",
+        "iou",
+        "iou_t",
+        "ratio_t",
+        "neighborhood",
+        "stats",
+        "examples",
+        "plots",
+        "obj_not_best_share",
+        "score_not_best_share",
+    ),
     (_M, "stats"): (),
-    (_L, ""): ("source", "anchors", "size", "iou", "reference", "predictions", "neighborhood", "objects",
-               "images", "options", "assigners", "notes"),
-    (_L, "assigners[]"): ("name", "definition", "needs_predictions", "where", "agreement.reference",
-                          "per_level[].level", "per_level[].stride", "per_anchor[].anchor_index",
-                          "per_anchor[].level", "per_anchor[].anchor"),
+    (_L, ""): (
+        "source",
+        "anchors",
+        "size",
+        "iou",
+        "reference",
+        "predictions",
+        "neighborhood",
+        "objects",
+        "images",
+        "options",
+        "assigners",
+        "notes",
+    ),
+    (_L, "assigners[]"): (
+        "name",
+        "definition",
+        "needs_predictions",
+        "where",
+        "agreement.reference",
+        "per_level[].level",
+        "per_level[].stride",
+        "per_anchor[].anchor_index",
+        "per_anchor[].level",
+        "per_anchor[].anchor",
+    ),
 }
 
 #: columns of the table view that name the row rather than hold a figure.
@@ -222,6 +398,7 @@ def needs_predictions(analysis: str = _A) -> tuple[str, ...]:
 
 def markdown_table(analysis: str, group: str | None = None) -> str:
     """The definition table of ``analysis`` as markdown: JSON key, table label, definition."""
+
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 

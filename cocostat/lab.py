@@ -80,8 +80,19 @@ DEFAULT_REFERENCE = "yolov3"
 DEFAULT_CHUNK = 4096
 
 #: per-object columns of a :class:`LabPartial` (each (G,) numpy), NaN where not defined.
-OBJECT_COLUMNS = ("positives", "wh_iou_sum", "jaccard", "pred_positives", "pred_iou_sum", "has_pred",
-                  "best_pred_positive", "two_positives", "score_iou_mismatch", "not_stored", "region_outside")
+OBJECT_COLUMNS = (
+    "positives",
+    "wh_iou_sum",
+    "jaccard",
+    "pred_positives",
+    "pred_iou_sum",
+    "has_pred",
+    "best_pred_positive",
+    "two_positives",
+    "score_iou_mismatch",
+    "not_stored",
+    "region_outside",
+)
 
 
 def parse_names(names) -> list[str]:
@@ -141,8 +152,16 @@ def _codes(slots, pos, K: int) -> torch.Tensor:
     return g * K + key
 
 
-def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[Assigner], reference: Assigner,
-              arrays=None, iou: str = "iou", rows: np.ndarray | None = None) -> LabPartial:
+def lab_block(
+    boxes: torch.Tensor,
+    image: torch.Tensor,
+    grid,
+    configured: list[Assigner],
+    reference: Assigner,
+    arrays=None,
+    iou: str = "iou",
+    rows: np.ndarray | None = None,
+) -> LabPartial:
     """Every assigner on one image-aligned block of objects.
 
     Args:
@@ -191,14 +210,22 @@ def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[A
             q_conf = torch.where(conf, q, -math.inf).amax(1)
             q_best = torch.where(pp, q, -math.inf).amax(1)
             two = npp >= 2
-            out.update({
-                "pred_positives": npp, "pred_iou_sum": torch.where(pp, q, 0.0).sum(1), "has_pred": has_pred,
-                "best_pred_positive": (best & pos_st).any(1) & has_pred, "two_positives": two,
-                "score_iou_mismatch": two & (q_conf < q_best),
-                "not_stored": n_pos - pos_st.sum(1) if not asg.needs_predictions else torch.zeros_like(n_pos),
-                "region_outside": (asg.region_size(boxes, grid) - (asg.region(stored) & stored.inside).sum(1)
-                                   if asg.needs_predictions else torch.zeros_like(n_pos)),
-            })
+            out.update(
+                {
+                    "pred_positives": npp,
+                    "pred_iou_sum": torch.where(pp, q, 0.0).sum(1),
+                    "has_pred": has_pred,
+                    "best_pred_positive": (best & pos_st).any(1) & has_pred,
+                    "two_positives": two,
+                    "score_iou_mismatch": two & (q_conf < q_best),
+                    "not_stored": n_pos - pos_st.sum(1) if not asg.needs_predictions else torch.zeros_like(n_pos),
+                    "region_outside": (
+                        asg.region_size(boxes, grid) - (asg.region(stored) & stored.inside).sum(1)
+                        if asg.needs_predictions
+                        else torch.zeros_like(n_pos)
+                    ),
+                }
+            )
         results[asg.name] = out
 
     ref_codes, ref_n = codes[reference.name], results[reference.name]["positives"]
@@ -212,8 +239,9 @@ def lab_block(boxes: torch.Tensor, image: torch.Tensor, grid, configured: list[A
         jac = torch.where(union > 0, inter.double() / union.clamp(min=1).double(), math.nan)
         skip = ("per_anchor", "per_level", "anchor_objects")
         cols = {"jaccard": jac, **{k: v for k, v in r.items() if k not in skip}}
-        objects[asg.name] = {k: (cols[k].double().cpu().numpy() if k in cols else np.full(G, np.nan))
-                             for k in OBJECT_COLUMNS}
+        objects[asg.name] = {
+            k: (cols[k].double().cpu().numpy() if k in cols else np.full(G, np.nan)) for k in OBJECT_COLUMNS
+        }
         per_anchor[asg.name] = torch.stack([r["per_anchor"], r["anchor_objects"]]).cpu().numpy().astype(np.int64)
         per_level[asg.name] = r["per_level"].cpu().numpy().astype(np.int64)
     return LabPartial(rows, objects, per_anchor, per_level)
@@ -245,8 +273,9 @@ def _block_arrays(arr, rows: np.ndarray):
     from cocostat.candidates import CandidateArrays
 
     layout = {"level", "anchor", "dx", "dy", "anchor_wh", "stride"}
-    return CandidateArrays(**{f: (getattr(arr, f) if f in layout else getattr(arr, f)[rows])
-                              for f in CandidateArrays.__dataclass_fields__})
+    return CandidateArrays(
+        **{f: (getattr(arr, f) if f in layout else getattr(arr, f)[rows]) for f in CandidateArrays.__dataclass_fields__}
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,64 +319,128 @@ class AssignerLab:
             pa = self.per_anchor[self.per_anchor["assigner"] == r.name]
             pl = self.per_level[self.per_level["assigner"] == r.name]
             d = {
-                "name": r.name, "definition": r.definition, "needs_predictions": bool(r.needs_predictions),
-                "where": r.where, "positives": int(r.positives),
-                "positives_per_object": {"mean": _f(r.per_object_mean), "p50": _f(r.per_object_p50),
-                                         "p90": _f(r.per_object_p90), "max": int(r.per_object_max)},
+                "name": r.name,
+                "definition": r.definition,
+                "needs_predictions": bool(r.needs_predictions),
+                "where": r.where,
+                "positives": int(r.positives),
+                "positives_per_object": {
+                    "mean": _f(r.per_object_mean),
+                    "p50": _f(r.per_object_p50),
+                    "p90": _f(r.per_object_p90),
+                    "max": int(r.per_object_max),
+                },
                 "objects_without_positive": int(r.objects_without_positive),
                 "mean_anchor_wh_iou": _f(r.mean_anchor_wh_iou),
-                "per_anchor": [{"anchor_index": int(a.anchor_index), "level": int(a.level),
-                                "anchor": [float(a.w), float(a.h)], "positives": int(a.positives),
-                                "objects": int(a.objects)}
-                               for a in pa.itertuples(index=False)],
-                "per_level": [{"level": int(v.level), "stride": int(v.stride), "positives": int(v.positives)}
-                              for v in pl.itertuples(index=False)],
-                "agreement": {"reference": self.reference, "mean_jaccard": _f(r.mean_jaccard),
-                              "disjoint_objects": int(r.disjoint_objects)},
+                "per_anchor": [
+                    {
+                        "anchor_index": int(a.anchor_index),
+                        "level": int(a.level),
+                        "anchor": [float(a.w), float(a.h)],
+                        "positives": int(a.positives),
+                        "objects": int(a.objects),
+                    }
+                    for a in pa.itertuples(index=False)
+                ],
+                "per_level": [
+                    {"level": int(v.level), "stride": int(v.stride), "positives": int(v.positives)}
+                    for v in pl.itertuples(index=False)
+                ],
+                "agreement": {
+                    "reference": self.reference,
+                    "mean_jaccard": _f(r.mean_jaccard),
+                    "disjoint_objects": int(r.disjoint_objects),
+                },
             }
             if self.has_predictions:
-                d.update({
-                    "mean_pred_iou": _f(r.mean_pred_iou), "best_pred_positive": int(r.best_pred_positive),
-                    "best_pred_positive_share": _f(r.best_pred_positive_share),
-                    "score_iou_mismatch": int(r.score_iou_mismatch),
-                    "score_iou_mismatch_share": _f(r.score_iou_mismatch_share),
-                    "positives_not_stored": int(r.positives_not_stored),
-                    "region_slots_outside": ({"mean": _f(r.region_outside_mean), "total": int(r.region_outside_total)}
-                                             if r.needs_predictions else None),
-                })
+                d.update(
+                    {
+                        "mean_pred_iou": _f(r.mean_pred_iou),
+                        "best_pred_positive": int(r.best_pred_positive),
+                        "best_pred_positive_share": _f(r.best_pred_positive_share),
+                        "score_iou_mismatch": int(r.score_iou_mismatch),
+                        "score_iou_mismatch_share": _f(r.score_iou_mismatch_share),
+                        "positives_not_stored": int(r.positives_not_stored),
+                        "region_slots_outside": (
+                            {"mean": _f(r.region_outside_mean), "total": int(r.region_outside_total)}
+                            if r.needs_predictions
+                            else None
+                        ),
+                    }
+                )
             out.append(d)
-        return {"source": self.source, "anchors": self.anchors, "size": self.size, "iou": self.iou,
-                "reference": self.reference, "predictions": self.has_predictions,
-                "neighborhood": self.neighborhood, "objects": self.objects, "images": self.images,
-                "options": self.options, "assigners": out, "notes": list(self.notes)}
+        return {
+            "source": self.source,
+            "anchors": self.anchors,
+            "size": self.size,
+            "iou": self.iou,
+            "reference": self.reference,
+            "predictions": self.has_predictions,
+            "neighborhood": self.neighborhood,
+            "objects": self.objects,
+            "images": self.images,
+            "options": self.options,
+            "assigners": out,
+            "notes": list(self.notes),
+        }
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
-        cols = ["name", "where", "positives", "per_object_mean", "per_object_p50", "per_object_p90",
-                "per_object_max", "objects_without_positive", "mean_anchor_wh_iou", "mean_jaccard",
-                "disjoint_objects"]
+        cols = [
+            "name",
+            "where",
+            "positives",
+            "per_object_mean",
+            "per_object_p50",
+            "per_object_p90",
+            "per_object_max",
+            "objects_without_positive",
+            "mean_anchor_wh_iou",
+            "mean_jaccard",
+            "disjoint_objects",
+        ]
         if self.has_predictions:
-            cols += ["mean_pred_iou", "best_pred_positive_share", "score_iou_mismatch_share",
-                     "positives_not_stored", "region_outside_mean"]
-        short = {"per_object_mean": "per_obj", "per_object_p50": "p50", "per_object_p90": "p90",
-                 "per_object_max": "max", "objects_without_positive": "no_pos", "mean_anchor_wh_iou": "wh_iou",
-                 "mean_jaccard": "jaccard", "disjoint_objects": "disjoint", "mean_pred_iou": "pred_iou",
-                 "best_pred_positive_share": "best_pos", "score_iou_mismatch_share": "mismatch",
-                 "positives_not_stored": "not_stored", "region_outside_mean": "outside"}
+            cols += [
+                "mean_pred_iou",
+                "best_pred_positive_share",
+                "score_iou_mismatch_share",
+                "positives_not_stored",
+                "region_outside_mean",
+            ]
+        short = {
+            "per_object_mean": "per_obj",
+            "per_object_p50": "p50",
+            "per_object_p90": "p90",
+            "per_object_max": "max",
+            "objects_without_positive": "no_pos",
+            "mean_anchor_wh_iou": "wh_iou",
+            "mean_jaccard": "jaccard",
+            "disjoint_objects": "disjoint",
+            "mean_pred_iou": "pred_iou",
+            "best_pred_positive_share": "best_pos",
+            "score_iou_mismatch_share": "mismatch",
+            "positives_not_stored": "not_stored",
+            "region_outside_mean": "outside",
+        }
         overview = self.table[cols].rename(columns=short)
-        title = (f"assigners: {self.source}; anchors {self.anchors}; size {self.size}; "
-                 f"{self.objects} objects in {self.images} images; reference {self.reference}"
-                 + (f"; IoU = {self.iou}; stored neighbourhood {self.neighborhood}" if self.has_predictions else ""))
+        title = (
+            f"assigners: {self.source}; anchors {self.anchors}; size {self.size}; "
+            f"{self.objects} objects in {self.images} images; reference {self.reference}"
+            + (f"; IoU = {self.iou}; stored neighbourhood {self.neighborhood}" if self.has_predictions else "")
+        )
         legend = ", ".join(f"{v} = {k}" for k, v in short.items() if v in overview.columns)
         by_level = self.per_level.pivot(index="assigner", columns="level", values="positives")
         by_level = by_level.loc[self.table["name"]].rename(columns=lambda lv: f"level {lv}").reset_index()
         by_anchor = self.per_anchor.pivot(index="assigner", columns="anchor_index", values="positives")
         by_anchor = by_anchor.loc[self.table["name"]].rename(columns=lambda a: f"a{a}").reset_index()
         out: list[tuple[str, pd.DataFrame | str]] = [
-            (title, overview), (f"legend: {legend}", self.table[["name", "definition"]]),
-            ("positives per level", by_level), ("positives per anchor (cfg order)", by_anchor)]
+            (title, overview),
+            (f"legend: {legend}", self.table[["name", "definition"]]),
+            ("positives per level", by_level),
+            ("positives per anchor (cfg order)", by_anchor),
+        ]
         if self.notes:
             out.append(("notes", "\n".join(self.notes)))
         return out
@@ -409,10 +502,15 @@ def _summary(name: str, asg: Assigner, cols: dict, has_predictions: bool) -> dic
 
     jac = cols["jaccard"]
     row = {
-        "name": name, "definition": asg.describe(), "needs_predictions": asg.needs_predictions,
+        "name": name,
+        "definition": asg.describe(),
+        "needs_predictions": asg.needs_predictions,
         "where": "stored neighbourhood" if asg.needs_predictions else "whole grid",
-        "positives": total, "per_object_mean": float(n.mean()) if G else math.nan,
-        "per_object_p50": pct(50), "per_object_p90": pct(90), "per_object_max": int(n.max()) if G else 0,
+        "positives": total,
+        "per_object_mean": float(n.mean()) if G else math.nan,
+        "per_object_p50": pct(50),
+        "per_object_p90": pct(90),
+        "per_object_max": int(n.max()) if G else 0,
         "objects_without_positive": int((n == 0).sum()),
         "mean_anchor_wh_iou": float(cols["wh_iou_sum"].sum() / total) if total else math.nan,
         "mean_jaccard": float(np.nanmean(jac)) if np.isfinite(jac).any() else math.nan,
@@ -421,25 +519,43 @@ def _summary(name: str, asg: Assigner, cols: dict, has_predictions: bool) -> dic
     if has_predictions:
         npp = cols["pred_positives"].sum()
         has, two = cols["has_pred"] > 0, cols["two_positives"] > 0
-        row.update({
-            "mean_pred_iou": float(cols["pred_iou_sum"].sum() / npp) if npp else math.nan,
-            "best_pred_positive": int((cols["best_pred_positive"] > 0).sum()),
-            "best_pred_positive_share": (float((cols["best_pred_positive"] > 0).sum() / has.sum()) if has.any()
-                                         else math.nan),
-            "score_iou_mismatch": int((cols["score_iou_mismatch"] > 0).sum()),
-            "score_iou_mismatch_share": (float((cols["score_iou_mismatch"] > 0).sum() / two.sum())
-                                         if two.any() else math.nan),
-            "positives_not_stored": int(cols["not_stored"].sum()),
-            "region_outside_mean": float(cols["region_outside"].mean()) if G and asg.needs_predictions else math.nan,
-            "region_outside_total": int(cols["region_outside"].sum()) if asg.needs_predictions else 0,
-        })
+        row.update(
+            {
+                "mean_pred_iou": float(cols["pred_iou_sum"].sum() / npp) if npp else math.nan,
+                "best_pred_positive": int((cols["best_pred_positive"] > 0).sum()),
+                "best_pred_positive_share": (
+                    float((cols["best_pred_positive"] > 0).sum() / has.sum()) if has.any() else math.nan
+                ),
+                "score_iou_mismatch": int((cols["score_iou_mismatch"] > 0).sum()),
+                "score_iou_mismatch_share": (
+                    float((cols["score_iou_mismatch"] > 0).sum() / two.sum()) if two.any() else math.nan
+                ),
+                "positives_not_stored": int(cols["not_stored"].sum()),
+                "region_outside_mean": float(cols["region_outside"].mean())
+                if G and asg.needs_predictions
+                else math.nan,
+                "region_outside_total": int(cols["region_outside"].sum()) if asg.needs_predictions else 0,
+            }
+        )
     return row
 
 
-def assigner_lab(dataset, predictions=None, *, anchors=None, size: int | None = None, assigners=None,
-                 reference: str = DEFAULT_REFERENCE, topk: int = 5, alpha: float = 0.5, iou: str = "iou",
-                 iou_t: float = 0.225, ratio_t: float = 4.0, device=None,
-                 chunk_objects: int = DEFAULT_CHUNK) -> AssignerLab:
+def assigner_lab(
+    dataset,
+    predictions=None,
+    *,
+    anchors=None,
+    size: int | None = None,
+    assigners=None,
+    reference: str = DEFAULT_REFERENCE,
+    topk: int = 5,
+    alpha: float = 0.5,
+    iou: str = "iou",
+    iou_t: float = 0.225,
+    ratio_t: float = 4.0,
+    device=None,
+    chunk_objects: int = DEFAULT_CHUNK,
+) -> AssignerLab:
     """Run several label assigners on the same objects (and predictions) and compare them.
 
     Args:
@@ -469,8 +585,10 @@ def assigner_lab(dataset, predictions=None, *, anchors=None, size: int | None = 
     configured = [registry.create(n, **opts) for n in names]  # options checked before any work
     need = [a.name for a in [*configured, ref] if a.needs_predictions]
     if need and predictions is None:
-        raise OptionError(f"assigner(s) {', '.join(dict.fromkeys(need))} need predictions: give --predictions DIR "
-                          f"or --cfg FILE --weights FILE")
+        raise OptionError(
+            f"assigner(s) {', '.join(dict.fromkeys(need))} need predictions: give --predictions DIR "
+            f"or --cfg FILE --weights FILE"
+        )
     src = open_inputs(dataset, predictions, anchors=anchors, size=size)  # only the manifest is read here
     dev = torch.device(device) if device is not None else torch.device("cpu")
     grid = src.grid
@@ -494,9 +612,12 @@ def assigner_lab(dataset, predictions=None, *, anchors=None, size: int | None = 
         offset += int(inp.boxes.shape[0])
     if partial is None:  # no objects
         empty = np.zeros(0)
-        partial = LabPartial(np.zeros(0, np.int64), {a.name: dict.fromkeys(OBJECT_COLUMNS, empty) for a in configured},
-                             {a.name: np.zeros((2, grid.num_anchors), np.int64) for a in configured},
-                             {a.name: np.zeros(grid.num_levels, np.int64) for a in configured})
+        partial = LabPartial(
+            np.zeros(0, np.int64),
+            {a.name: dict.fromkeys(OBJECT_COLUMNS, empty) for a in configured},
+            {a.name: np.zeros((2, grid.num_anchors), np.int64) for a in configured},
+            {a.name: np.zeros(grid.num_levels, np.int64) for a in configured},
+        )
     ann_id = np.concatenate([a for a, _ in ids]) if ids else np.zeros(0, np.int64)
     image_id = np.concatenate([b for _, b in ids]) if ids else np.zeros(0, np.int64)
     meta = _Objects(src.source, src.neighborhood, src.predictions is not None, ann_id, image_id)
@@ -514,26 +635,52 @@ class _Objects:
     image_id: np.ndarray
 
 
-def _result(inp: _Objects, grid, configured, ref, partial: LabPartial, iou: str, opts: dict,
-            images: int) -> AssignerLab:
+def _result(
+    inp: _Objects, grid, configured, ref, partial: LabPartial, iou: str, opts: dict, images: int
+) -> AssignerLab:
     back = np.argsort(partial.rows, kind="stable")  # per-object rows back in the inputs' order
     objects = {n: {c: v[back] for c, v in cols.items()} for n, cols in partial.objects.items()}
     table = pd.DataFrame([_summary(a.name, a, objects[a.name], inp.has_predictions) for a in configured])
     A, L = grid.num_anchors, grid.num_levels
-    per_anchor = pd.DataFrame([
-        {"assigner": a.name, "anchor_index": i, "level": int(grid.level[i]), "w": float(grid.wh[i, 0]),
-         "h": float(grid.wh[i, 1]), "positives": int(partial.per_anchor[a.name][0, i]),
-         "objects": int(partial.per_anchor[a.name][1, i])}
-        for a in configured for i in range(A)])
-    per_level = pd.DataFrame([
-        {"assigner": a.name, "level": lv, "stride": int(grid.strides[lv]),
-         "positives": int(partial.per_level[a.name][lv])}
-        for a in configured for lv in range(L)])
+    per_anchor = pd.DataFrame(
+        [
+            {
+                "assigner": a.name,
+                "anchor_index": i,
+                "level": int(grid.level[i]),
+                "w": float(grid.wh[i, 0]),
+                "h": float(grid.wh[i, 1]),
+                "positives": int(partial.per_anchor[a.name][0, i]),
+                "objects": int(partial.per_anchor[a.name][1, i]),
+            }
+            for a in configured
+            for i in range(A)
+        ]
+    )
+    per_level = pd.DataFrame(
+        [
+            {
+                "assigner": a.name,
+                "level": lv,
+                "stride": int(grid.strides[lv]),
+                "positives": int(partial.per_level[a.name][lv]),
+            }
+            for a in configured
+            for lv in range(L)
+        ]
+    )
     rows = []
     for a in configured:
         cols = objects[a.name]
-        frame = pd.DataFrame({"assigner": a.name, "ann_id": inp.ann_id, "image_id": inp.image_id,
-                              "positives": cols["positives"].astype(np.int64), "jaccard": cols["jaccard"]})
+        frame = pd.DataFrame(
+            {
+                "assigner": a.name,
+                "ann_id": inp.ann_id,
+                "image_id": inp.image_id,
+                "positives": cols["positives"].astype(np.int64),
+                "jaccard": cols["jaccard"],
+            }
+        )
         if inp.has_predictions:
             frame["pred_positives"] = cols["pred_positives"].astype(np.int64)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -548,18 +695,35 @@ def _result(inp: _Objects, grid, configured, ref, partial: LabPartial, iou: str,
     if inp.has_predictions:
         pa = [a.name for a in configured if a.needs_predictions]
         if pa:
-            notes.append(f"{', '.join(pa)} choose among the stored neighbourhood only ({inp.neighborhood} cell(s) "
-                         f"around the centre cell): region_slots_outside counts their region's slots not stored")
-        notes.append("box-only assigners run over the whole grid; their positives outside the stored neighbourhood "
-                     "(positives_not_stored) have no prediction to score")
+            notes.append(
+                f"{', '.join(pa)} choose among the stored neighbourhood only ({inp.neighborhood} cell(s) "
+                f"around the centre cell): region_slots_outside counts their region's slots not stored"
+            )
+        notes.append(
+            "box-only assigners run over the whole grid; their positives outside the stored neighbourhood "
+            "(positives_not_stored) have no prediction to score"
+        )
     else:
-        notes.append("no predictions (give --predictions DIR or --cfg/--weights): box-only assigners only, "
-                     "over the whole grid; object boxes letterboxed to --size")
+        notes.append(
+            "no predictions (give --predictions DIR or --cfg/--weights): box-only assigners only, "
+            "over the whole grid; object boxes letterboxed to --size"
+        )
     empty = [a.name for a in configured if len(table) and table.set_index("name").loc[a.name, "positives"] == 0]
     if empty and inp.ann_id.size:
         warnings.warn(f"assigner(s) {', '.join(empty)} made no positive at all", CocostatWarning, stacklevel=3)
     return AssignerLab(
-        source=inp.source, anchors=grid.name, size=grid.size, iou=iou, reference=ref.name,
-        neighborhood=inp.neighborhood, objects=int(inp.ann_id.size), images=images,
-        options={k: v for k, v in opts.items()}, table=table, per_anchor=per_anchor, per_level=per_level,
-        per_object=per_object, notes=tuple(notes))
+        source=inp.source,
+        anchors=grid.name,
+        size=grid.size,
+        iou=iou,
+        reference=ref.name,
+        neighborhood=inp.neighborhood,
+        objects=int(inp.ann_id.size),
+        images=images,
+        options={k: v for k, v in opts.items()},
+        table=table,
+        per_anchor=per_anchor,
+        per_level=per_level,
+        per_object=per_object,
+        notes=tuple(notes),
+    )

@@ -125,13 +125,25 @@ def mismatch_tensors(ct: CandidateTensors, radius: int) -> dict:
     area_ratio = torch.where(best_area > 0, obj_area / best_area, torch.full_like(best_area, math.nan))
     gt = ct.gt.double()
     out = {
-        "candidates": ok.sum(1), "best_iou": best_iou, "obj_iou": at(q, obj_r), "score_iou": at(q, score_r),
-        "matched_iou": matched_iou, "max_obj": max_obj, "best_obj": at(obj, best_r),
-        "max_score": max_score, "best_score": at(score, best_r),
+        "candidates": ok.sum(1),
+        "best_iou": best_iou,
+        "obj_iou": at(q, obj_r),
+        "score_iou": at(q, score_r),
+        "matched_iou": matched_iou,
+        "max_obj": max_obj,
+        "best_obj": at(obj, best_r),
+        "max_score": max_score,
+        "best_score": at(score, best_r),
         "matched_anchors": ct.assignment.matched.sum(1),
-        "best_area": best_area, "obj_area": obj_area, "area_ratio": area_ratio,
-        "best_offset": matched_center_distance(bb, gt) / bs, "obj_offset": matched_center_distance(ob, gt) / os_,
-        "best_col": best_col, "obj_col": obj_col, "score_col": score_col, "cols": cols,
+        "best_area": best_area,
+        "obj_area": obj_area,
+        "area_ratio": area_ratio,
+        "best_offset": matched_center_distance(bb, gt) / bs,
+        "obj_offset": matched_center_distance(ob, gt) / os_,
+        "best_col": best_col,
+        "obj_col": obj_col,
+        "score_col": score_col,
+        "cols": cols,
     }
     out = {k: v.cpu().numpy() for k, v in out.items()}
     for k in STATS:  # float64 for the statistics; -inf (an object without candidates) -> NaN
@@ -179,14 +191,25 @@ class Mismatch:
             return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
         return {
-            "source": self.source, "anchors": self.anchors, "assigner": self.assigner, "iou": self.iou,
-            "iou_t": self.iou_t, "ratio_t": self.ratio_t, "neighborhood": self.neighborhood,
-            "objects": self.objects, "candidates_per_object": self.candidates_per_object,
-            "obj_not_best": self.obj_not_best, "obj_not_best_share": f(self.obj_not_best_share),
-            "score_not_best": self.score_not_best, "score_not_best_share": f(self.score_not_best_share),
-            "obj_iou_share": f(self.obj_iou_share), "score_iou_share": f(self.score_iou_share),
-            "stats": {r.statistic: {"objects": int(r.objects), "mean": f(r.mean), "var": f(r.var)}
-                      for r in self.stats.itertuples(index=False)},
+            "source": self.source,
+            "anchors": self.anchors,
+            "assigner": self.assigner,
+            "iou": self.iou,
+            "iou_t": self.iou_t,
+            "ratio_t": self.ratio_t,
+            "neighborhood": self.neighborhood,
+            "objects": self.objects,
+            "candidates_per_object": self.candidates_per_object,
+            "obj_not_best": self.obj_not_best,
+            "obj_not_best_share": f(self.obj_not_best_share),
+            "score_not_best": self.score_not_best,
+            "score_not_best_share": f(self.score_not_best_share),
+            "obj_iou_share": f(self.obj_iou_share),
+            "score_iou_share": f(self.score_iou_share),
+            "stats": {
+                r.statistic: {"objects": int(r.objects), "mean": f(r.mean), "var": f(r.var)}
+                for r in self.stats.itertuples(index=False)
+            },
             "examples": _records(self.examples),
             "plots": list(self.plots),
         }
@@ -195,18 +218,25 @@ class Mismatch:
         return self.stats.copy()
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
-        overview = pd.DataFrame([
-            ("objects", self.objects, None),
-            ("candidates per object (at most)", self.candidates_per_object, None),
-            ("highest objectness is not the best IoU", self.obj_not_best, self.obj_not_best_share),
-            ("highest class-aware score is not the best IoU", self.score_not_best, self.score_not_best_share),
-            ("IoU of highest objectness / best IoU (mean)", self.obj_iou_share, None),
-            ("IoU of highest score / best IoU (mean)", self.score_iou_share, None),
-        ], columns=["statistic", "value", "share"])
-        title = (f"mismatch: {self.source}; anchors {self.anchors}; assigner {self.assigner}; IoU = {self.iou}; "
-                 f"neighborhood {self.neighborhood}")
+        overview = pd.DataFrame(
+            [
+                ("objects", self.objects, None),
+                ("candidates per object (at most)", self.candidates_per_object, None),
+                ("highest objectness is not the best IoU", self.obj_not_best, self.obj_not_best_share),
+                ("highest class-aware score is not the best IoU", self.score_not_best, self.score_not_best_share),
+                ("IoU of highest objectness / best IoU (mean)", self.obj_iou_share, None),
+                ("IoU of highest score / best IoU (mean)", self.score_iou_share, None),
+            ],
+            columns=["statistic", "value", "share"],
+        )
+        title = (
+            f"mismatch: {self.source}; anchors {self.anchors}; assigner {self.assigner}; IoU = {self.iou}; "
+            f"neighborhood {self.neighborhood}"
+        )
         out: list[tuple[str, pd.DataFrame | str]] = [
-            (title, overview), ("per object: mean and variance over objects", self.stats)]
+            (title, overview),
+            ("per object: mean and variance over objects", self.stats),
+        ]
         if len(self.examples):
             out.append(("worst images (IoU lost by trusting objectness)", self.examples))
         if self.plots:
@@ -272,7 +302,7 @@ def _merge_moments_across_ranks(moments: dict[str, Moments]) -> None:
     for k in keys:
         moments[k] = Moments()
     for rank_t in out:
-        for k, (n, mean, m2) in zip(keys, rank_t.cpu().tolist()):
+        for k, (n, mean, m2) in zip(keys, rank_t.cpu().tolist(), strict=False):
             moments[k].merge(Moments(int(n), mean, m2))
 
 
@@ -282,10 +312,23 @@ def _bins(iou: str) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(lo, 1.0, 51), np.linspace(0.0, 1.0, 51)
 
 
-def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | None = None, iou: str = "iou",
-             iou_t: float = 0.225, assigner: str = "yolov3", ratio_t: float = 4.0, neighborhood: int = 0,
-             examples: int = 0, plot: str | Path | None = None, device=None, per_object=True,
-             chunk_objects: int | None = CHUNK_OBJECTS) -> Mismatch:
+def mismatch(
+    dataset: Dataset | None,
+    predictions,
+    *,
+    anchors=None,
+    size: int | None = None,
+    iou: str = "iou",
+    iou_t: float = 0.225,
+    assigner: str = "yolov3",
+    ratio_t: float = 4.0,
+    neighborhood: int = 0,
+    examples: int = 0,
+    plot: str | Path | None = None,
+    device=None,
+    per_object=True,
+    chunk_objects: int | None = CHUNK_OBJECTS,
+) -> Mismatch:
     """Compare objectness ranking with IoU ranking over each object's candidate predictions.
 
     Streams like :func:`cocostat.audit.anchor_audit`: image-aligned chunks on ``device``, partial
@@ -315,8 +358,10 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
         raise OptionError(f"neighborhood must be >= 0, got {neighborhood}", param="neighborhood")
     src = open_inputs(dataset, predictions, anchors=anchors, size=size)
     if neighborhood > (src.neighborhood or 0):
-        raise OptionError(f"--neighborhood {neighborhood} is wider than the {src.neighborhood} cell(s) stored in "
-                          f"{src.source}; predict again with a wider --neighborhood")
+        raise OptionError(
+            f"--neighborhood {neighborhood} is wider than the {src.neighborhood} cell(s) stored in "
+            f"{src.source}; predict again with a wider --neighborhood"
+        )
     dev = torch.device(device) if device is not None else torch.device("cpu")
     keep, sink = _per_object_sink(per_object)
     L = src.grid.num_levels
@@ -327,8 +372,9 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
     frames, tops = [], []
     with sink if sink is not None else contextlib.nullcontext():
         for inp in _rank_chunks(src, chunk_objects):
-            ct = candidate_tensors(inp.candidates, inp.grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t,
-                                   device=dev)
+            ct = candidate_tensors(
+                inp.candidates, inp.grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t, device=dev
+            )
             res = mismatch_tensors(ct, neighborhood)
             if hist is not None:
                 hist += _histograms(ct, res["cols"], L, xbins, ybins)
@@ -340,8 +386,13 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
             best = frame["best_iou"].to_numpy()[pos]
             moments["obj_share"].merge(Moments.of(frame["obj_iou"].to_numpy()[pos] / best))
             moments["score_share"].merge(Moments.of(frame["score_iou"].to_numpy()[pos] / best))
-            counts.merge(_Sums(objects=len(frame), obj_not_best=int(frame["obj_not_best"].sum()),
-                               score_not_best=int(frame["score_not_best"].sum())))
+            counts.merge(
+                _Sums(
+                    objects=len(frame),
+                    obj_not_best=int(frame["obj_not_best"].sum()),
+                    score_not_best=int(frame["score_not_best"].sum()),
+                )
+            )
             counts.values["most"] = np.maximum(counts["most"], int(res["candidates"].max(initial=0)))
             if keep:
                 frames.append(frame)
@@ -358,28 +409,43 @@ def mismatch(dataset: Dataset | None, predictions, *, anchors=None, size: int | 
         _merge_moments_across_ranks(moments)
     tops = _gather_examples(tops)
     per_object = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
-    stats = pd.DataFrame([(name, moments[name].n, moments[name].mean if moments[name].n else math.nan,
-                           moments[name].var, desc) for name, desc in STATS.items()],
-                         columns=["statistic", "objects", "mean", "var", "definition"])
+    stats = pd.DataFrame(
+        [
+            (name, moments[name].n, moments[name].mean if moments[name].n else math.nan, moments[name].var, desc)
+            for name, desc in STATS.items()
+        ],
+        columns=["statistic", "objects", "mean", "var", "definition"],
+    )
 
     def share(key):
         return moments[key].mean if moments[key].n else None
 
     plots: tuple[str, ...] = ()
     if plot is not None and _rank() == 0:  # every rank holds the summed histograms; rank 0 draws them
-        plots = tuple(str(p) for p in plot_histogram_counts(hist, xbins, ybins, src.grid, src.source, Path(plot),
-                                                            iou))
+        plots = tuple(str(p) for p in plot_histogram_counts(hist, xbins, ybins, src.grid, src.source, Path(plot), iou))
     ex = rerank(tops, ["iou_lost", "image_id"], [False, True], examples)
     if not len(ex):
-        ex = pd.DataFrame(columns=["image_id", "file_name", "objects", "obj_not_best", "iou_lost", "mean_best_iou",
-                                   "mean_obj_iou"])
+        ex = pd.DataFrame(
+            columns=["image_id", "file_name", "objects", "obj_not_best", "iou_lost", "mean_best_iou", "mean_obj_iou"]
+        )
     return Mismatch(
-        source=src.source, anchors=src.grid.name, assigner=kind.name, iou=iou, iou_t=float(iou_t),
-        ratio_t=float(ratio_t), neighborhood=int(neighborhood), objects=int(counts["objects"]),
+        source=src.source,
+        anchors=src.grid.name,
+        assigner=kind.name,
+        iou=iou,
+        iou_t=float(iou_t),
+        ratio_t=float(ratio_t),
+        neighborhood=int(neighborhood),
+        objects=int(counts["objects"]),
         candidates_per_object=most,
-        obj_not_best=int(counts["obj_not_best"]), score_not_best=int(counts["score_not_best"]),
-        obj_iou_share=share("obj_share"), score_iou_share=share("score_share"),
-        stats=stats, per_object=per_object, examples=ex, plots=plots,
+        obj_not_best=int(counts["obj_not_best"]),
+        score_not_best=int(counts["score_not_best"]),
+        obj_iou_share=share("obj_share"),
+        score_iou_share=share("score_share"),
+        stats=stats,
+        per_object=per_object,
+        examples=ex,
+        plots=plots,
     )
 
 
@@ -406,15 +472,26 @@ def _per_object_rows(inp: AuditInputs, res: dict) -> pd.DataFrame:
     keep = res["candidates"] > 0
     arr = inp.candidates
     anchor, dx, dy = arr.anchor, arr.dx, arr.dy
-    per_object = pd.DataFrame({
-        "ann_id": inp.ann_id, "image_id": inp.image_id, "class_idx": inp.class_idx,
-        "x1": inp.boxes[:, 0], "y1": inp.boxes[:, 1], "x2": inp.boxes[:, 2], "y2": inp.boxes[:, 3],
-        "candidates": res["candidates"],
-        "best_anchor": anchor[res["best_col"]], "best_dx": dx[res["best_col"]], "best_dy": dy[res["best_col"]],
-        "obj_anchor": anchor[res["obj_col"]], "obj_dx": dx[res["obj_col"]], "obj_dy": dy[res["obj_col"]],
-        "score_anchor": anchor[res["score_col"]],
-        **{k: res[k] for k in STATS},
-    })[keep].reset_index(drop=True)
+    per_object = pd.DataFrame(
+        {
+            "ann_id": inp.ann_id,
+            "image_id": inp.image_id,
+            "class_idx": inp.class_idx,
+            "x1": inp.boxes[:, 0],
+            "y1": inp.boxes[:, 1],
+            "x2": inp.boxes[:, 2],
+            "y2": inp.boxes[:, 3],
+            "candidates": res["candidates"],
+            "best_anchor": anchor[res["best_col"]],
+            "best_dx": dx[res["best_col"]],
+            "best_dy": dy[res["best_col"]],
+            "obj_anchor": anchor[res["obj_col"]],
+            "obj_dx": dx[res["obj_col"]],
+            "obj_dy": dy[res["obj_col"]],
+            "score_anchor": anchor[res["score_col"]],
+            **{k: res[k] for k in STATS},
+        }
+    )[keep].reset_index(drop=True)
     per_object["obj_not_best"] = per_object["obj_iou"] < per_object["best_iou"]
     per_object["score_not_best"] = per_object["score_iou"] < per_object["best_iou"]
     per_object["iou_lost"] = per_object["best_iou"] - per_object["obj_iou"]
@@ -425,9 +502,17 @@ def _examples(per_object: pd.DataFrame, file_name: dict, k: int) -> pd.DataFrame
     cols = ["image_id", "file_name", "objects", "obj_not_best", "iou_lost", "mean_best_iou", "mean_obj_iou"]
     if k <= 0 or per_object.empty:
         return pd.DataFrame(columns=cols)
-    g = per_object.groupby("image_id", sort=True).agg(
-        objects=("ann_id", "size"), obj_not_best=("obj_not_best", "sum"), iou_lost=("iou_lost", "sum"),
-        mean_best_iou=("best_iou", "mean"), mean_obj_iou=("obj_iou", "mean")).reset_index()
+    g = (
+        per_object.groupby("image_id", sort=True)
+        .agg(
+            objects=("ann_id", "size"),
+            obj_not_best=("obj_not_best", "sum"),
+            iou_lost=("iou_lost", "sum"),
+            mean_best_iou=("best_iou", "mean"),
+            mean_obj_iou=("obj_iou", "mean"),
+        )
+        .reset_index()
+    )
     g = g.sort_values(["iou_lost", "image_id"], ascending=[False, True], kind="stable").head(k)
     g.insert(1, "file_name", g["image_id"].map(file_name).fillna(""))
     return g[cols].reset_index(drop=True)
@@ -450,8 +535,7 @@ def _histograms(ct: CandidateTensors, cols, num_levels: int, xbins: np.ndarray, 
     return out
 
 
-def plot_histograms(ct: CandidateTensors, cols: np.ndarray, inp: AuditInputs, folder: Path,
-                    iou: str) -> list[Path]:
+def plot_histograms(ct: CandidateTensors, cols: np.ndarray, inp: AuditInputs, folder: Path, iou: str) -> list[Path]:
     """2-D histograms of IoU against objectness and against class-aware score, one panel per level.
 
     Every valid candidate in the table columns ``cols`` (R,) counts once. Writes ``iou_vs_obj.png``
@@ -462,8 +546,9 @@ def plot_histograms(ct: CandidateTensors, cols: np.ndarray, inp: AuditInputs, fo
     return plot_histogram_counts(counts, xbins, ybins, inp.grid, inp.source, folder, iou)
 
 
-def plot_histogram_counts(counts: np.ndarray, xbins: np.ndarray, ybins: np.ndarray, grid, source: str,
-                          folder: Path, iou: str) -> list[Path]:
+def plot_histogram_counts(
+    counts: np.ndarray, xbins: np.ndarray, ybins: np.ndarray, grid, source: str, folder: Path, iou: str
+) -> list[Path]:
     """Draw (2, L, X, Y) histogram counts (objectness, then score) as ``iou_vs_obj.png`` and
     ``iou_vs_score.png`` in ``folder`` (atomically); return their paths."""
     import matplotlib
@@ -481,8 +566,9 @@ def plot_histogram_counts(counts: np.ndarray, xbins: np.ndarray, ybins: np.ndarr
         for lv in range(L):
             ax = axes[0, lv]
             h = counts[k, lv].astype(np.float64)
-            mesh = ax.pcolormesh(xbins, ybins, np.where(h.T > 0, h.T, np.nan), cmap="viridis",
-                                 norm=LogNorm(vmin=1, vmax=max(h.max(), 1)))
+            mesh = ax.pcolormesh(
+                xbins, ybins, np.where(h.T > 0, h.T, np.nan), cmap="viridis", norm=LogNorm(vmin=1, vmax=max(h.max(), 1))
+            )
             ax.set_title(f"level {lv} (stride {int(grid.strides[lv])}), {int(counts[k, lv].sum())} predictions")
             ax.set_xlabel(f"{name_of} with the object")
             ax.set_ylabel(label)

@@ -103,11 +103,37 @@ ULTRALYTICS_BN_EPS = 1e-4
 _NET_SECTIONS = ("net", "network")
 # Training-only keys, accepted and ignored.
 _YOLO_IGNORED = {
-    "jitter", "ignore_thresh", "truth_thresh", "random", "counters_per_class", "label_smooth_eps",
-    "iou_normalizer", "cls_normalizer", "obj_normalizer", "delta_normalizer", "iou_loss", "iou_thresh",
-    "iou_thresh_kind", "max_delta", "focal_loss", "uc_normalizer", "objectness_smooth", "nms_kind",
-    "beta_nms", "resize", "max", "map", "embedding_layer", "track_history_size", "sim_thresh",
-    "dets_for_track", "dets_for_show", "track_ciou_norm", "stride", "show_details", "thresh",
+    "jitter",
+    "ignore_thresh",
+    "truth_thresh",
+    "random",
+    "counters_per_class",
+    "label_smooth_eps",
+    "iou_normalizer",
+    "cls_normalizer",
+    "obj_normalizer",
+    "delta_normalizer",
+    "iou_loss",
+    "iou_thresh",
+    "iou_thresh_kind",
+    "max_delta",
+    "focal_loss",
+    "uc_normalizer",
+    "objectness_smooth",
+    "nms_kind",
+    "beta_nms",
+    "resize",
+    "max",
+    "map",
+    "embedding_layer",
+    "track_history_size",
+    "sim_thresh",
+    "dets_for_track",
+    "dets_for_show",
+    "track_ciou_norm",
+    "stride",
+    "show_details",
+    "thresh",
 }
 _KNOWN = {
     "convolutional": {"batch_normalize", "filters", "size", "stride", "pad", "padding", "activation", "groups"},
@@ -119,8 +145,17 @@ _KNOWN = {
 }
 # Keys whose default value is harmless, and which are refused otherwise.
 _DEFAULT_ONLY: dict[str, dict[str, str | None]] = {
-    "convolutional": {"dilation": "1", "binary": "0", "xnor": "0", "share_index": None, "antialiasing": "0",
-                      "stride_x": None, "stride_y": None, "flipped": "0", "dot": "0"},
+    "convolutional": {
+        "dilation": "1",
+        "binary": "0",
+        "xnor": "0",
+        "share_index": None,
+        "antialiasing": "0",
+        "stride_x": None,
+        "stride_y": None,
+        "flipped": "0",
+        "dot": "0",
+    },
     "maxpool": {"stride_x": None, "stride_y": None, "maxpool_depth": "0", "antialiasing": "0"},
     "upsample": {"scale": "1"},
     "route": {"groups": "1", "group_id": "0"},
@@ -163,7 +198,7 @@ class ConvSpec:
     def num_values(self) -> int:
         """float32 values this layer holds in a ``.weights`` file."""
         per_filter = 4 if self.batch_normalize else 1
-        return self.filters * per_filter + self.filters * (self.in_channels // self.groups) * self.size ** 2
+        return self.filters * per_filter + self.filters * (self.in_channels // self.groups) * self.size**2
 
 
 @dataclass(frozen=True)
@@ -337,8 +372,7 @@ class _Where:
                 if defaults[key] is not None and value.strip().lower() == defaults[key]:
                     continue
                 raise self.error(f"unsupported option {key}={value}", key)
-            raise self.error(f"unknown option {key!r} (supported: {', '.join(sorted(known - _YOLO_IGNORED))})",
-                             key)
+            raise self.error(f"unknown option {key!r} (supported: {', '.join(sorted(known - _YOLO_IGNORED))})", key)
 
 
 def _split_sections(text: str, name: str) -> list[_Section]:
@@ -349,20 +383,24 @@ def _split_sections(text: str, name: str) -> list[_Section]:
             continue
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
-                raise ModelFormatError(f"{name} line {lineno}: expected a section header like [convolutional], "
-                                       f"got {raw.strip()!r}")
+                raise ModelFormatError(
+                    f"{name} line {lineno}: expected a section header like [convolutional], got {raw.strip()!r}"
+                )
             sections.append(_Section(line[1:-1].strip().lower(), lineno, {}, {}))
             continue
         if not sections:
             raise ModelFormatError(f"{name} line {lineno}: option {line!r} before the first [section]")
         if "=" not in line:
-            raise ModelFormatError(f"{name} line {lineno}, section [{sections[-1].kind}]: expected key=value, "
-                                   f"got {raw.strip()!r}")
+            raise ModelFormatError(
+                f"{name} line {lineno}, section [{sections[-1].kind}]: expected key=value, got {raw.strip()!r}"
+            )
         key, value = (s.strip() for s in line.split("=", 1))
         sec = sections[-1]
         if key in sec.options:
-            raise ModelFormatError(f"{name} line {lineno}, section [{sec.kind}]: key {key!r} repeated "
-                                   f"(first at line {sec.option_lines[key]})")
+            raise ModelFormatError(
+                f"{name} line {lineno}, section [{sec.kind}]: key {key!r} repeated "
+                f"(first at line {sec.option_lines[key]})"
+            )
         sec.options[key] = value
         sec.option_lines[key] = lineno
     return sections
@@ -425,10 +463,21 @@ def parse_cfg(source: str | os.PathLike, *, text: str | None = None) -> DarknetC
             groups = w.int("groups", 1, minimum=1)
             filters = w.int("filters", 1, minimum=1)
             if prev % groups or filters % groups:
-                raise w.error(f"groups={groups} must divide the input channels ({prev}) and filters ({filters})",
-                              "groups")
-            spec = ConvSpec(index, sec.line, prev, filters, size, w.int("stride", 1, minimum=1),
-                            padding, groups, bool(w.int("batch_normalize", 0)), w.activation())
+                raise w.error(
+                    f"groups={groups} must divide the input channels ({prev}) and filters ({filters})", "groups"
+                )
+            spec = ConvSpec(
+                index,
+                sec.line,
+                prev,
+                filters,
+                size,
+                w.int("stride", 1, minimum=1),
+                padding,
+                groups,
+                bool(w.int("batch_normalize", 0)),
+                w.activation(),
+            )
         elif sec.kind == "maxpool":
             size = w.int("size", 1, minimum=1)
             stride = w.int("stride", 1, minimum=1)
@@ -443,8 +492,11 @@ def parse_cfg(source: str | os.PathLike, *, text: str | None = None) -> DarknetC
         elif sec.kind == "shortcut":
             src = _absolute(w, index, w.int("from"), "from")
             if out_ch[src] != prev:
-                raise w.error(f"from={sec.options['from']} adds layer {src} ({out_ch[src]} channels) to the "
-                              f"previous layer ({prev} channels); they must match", "from")
+                raise w.error(
+                    f"from={sec.options['from']} adds layer {src} ({out_ch[src]} channels) to the "
+                    f"previous layer ({prev} channels); they must match",
+                    "from",
+                )
             spec = ShortcutSpec(index, sec.line, src, prev, w.activation())
         else:  # yolo
             anchors = w.floats("anchors")
@@ -460,27 +512,31 @@ def parse_cfg(source: str | os.PathLike, *, text: str | None = None) -> DarknetC
             classes = w.int("classes", 20, minimum=1)
             need = len(mask) * (5 + classes)
             if prev != need:
-                raise w.error(f"expects {len(mask)} x (5 + {classes}) = {need} input channels, the previous "
-                              f"layer gives {prev}")
+                raise w.error(
+                    f"expects {len(mask)} x (5 + {classes}) = {need} input channels, the previous layer gives {prev}"
+                )
             spec = YoloSpec(index, sec.line, prev, mask, pairs, classes)
         layers.append(spec)
         out_ch.append(spec.out_channels)
 
-    cfg = DarknetCfg(name, width, height, channels, tuple(layers),
-                     hashlib.sha256(text.encode("utf-8")).hexdigest())
+    cfg = DarknetCfg(name, width, height, channels, tuple(layers), hashlib.sha256(text.encode("utf-8")).hexdigest())
     yolos = cfg.yolo_layers
     if not yolos:
         raise ModelFormatError(f"{name}: no [yolo] section; a detection model needs at least one")
     for y in yolos[1:]:
         if y.anchors != yolos[0].anchors or y.classes != yolos[0].classes:
-            raise ModelFormatError(f"{name} line {y.line}, section [yolo] (layer {y.index}): anchors and classes "
-                                   f"must match the first [yolo] section (line {yolos[0].line})")
+            raise ModelFormatError(
+                f"{name} line {y.line}, section [yolo] (layer {y.index}): anchors and classes "
+                f"must match the first [yolo] section (line {yolos[0].line})"
+            )
     seen: dict[int, int] = {}
     for y in yolos:
         for m in y.mask:
             if m in seen:
-                raise ModelFormatError(f"{name} line {y.line}, section [yolo] (layer {y.index}): anchor {m} is "
-                                       f"already used by the [yolo] section at line {seen[m]}")
+                raise ModelFormatError(
+                    f"{name} line {y.line}, section [yolo] (layer {y.index}): anchor {m} is "
+                    f"already used by the [yolo] section at line {seen[m]}"
+                )
             seen[m] = y.line
     return cfg
 
@@ -489,8 +545,13 @@ def parse_cfg(source: str | os.PathLike, *, text: str | None = None) -> DarknetC
 # The torch module
 # --------------------------------------------------------------------------------------------------
 def _activation(name: str) -> nn.Module | None:
-    return {"leaky": lambda: nn.LeakyReLU(0.1, inplace=True), "relu": lambda: nn.ReLU(inplace=True),
-            "mish": nn.Mish, "logistic": nn.Sigmoid, "linear": lambda: None}[name]()
+    return {
+        "leaky": lambda: nn.LeakyReLU(0.1, inplace=True),
+        "relu": lambda: nn.ReLU(inplace=True),
+        "mish": nn.Mish,
+        "logistic": nn.Sigmoid,
+        "linear": lambda: None,
+    }[name]()
 
 
 class _MaxPool(nn.Module):
@@ -588,8 +649,18 @@ class DarknetModel(nn.Module):
         for spec in cfg.layers:
             if isinstance(spec, ConvSpec):
                 seq = nn.Sequential()
-                seq.add_module("Conv2d", nn.Conv2d(spec.in_channels, spec.filters, spec.size, spec.stride,
-                                                   spec.padding, groups=spec.groups, bias=not spec.batch_normalize))
+                seq.add_module(
+                    "Conv2d",
+                    nn.Conv2d(
+                        spec.in_channels,
+                        spec.filters,
+                        spec.size,
+                        spec.stride,
+                        spec.padding,
+                        groups=spec.groups,
+                        bias=not spec.batch_normalize,
+                    ),
+                )
                 if spec.batch_normalize:
                     seq.add_module("BatchNorm2d", nn.BatchNorm2d(spec.filters, eps=bn_eps))
                 act = _activation(spec.activation)
@@ -607,8 +678,9 @@ class DarknetModel(nn.Module):
             else:
                 mods.append(_Yolo(len(spec.mask), spec.classes))
         self.module_list = mods
-        self.levels = tuple(YoloLevel(i, y.index, y.mask, tuple(y.anchors[m] for m in y.mask))
-                            for i, y in enumerate(cfg.yolo_layers))
+        self.levels = tuple(
+            YoloLevel(i, y.index, y.mask, tuple(y.anchors[m] for m in y.mask)) for i, y in enumerate(cfg.yolo_layers)
+        )
         self.register_buffer("anchors", torch.tensor(cfg.anchors, dtype=torch.float32), persistent=False)
         self.num_classes = cfg.num_classes
         needed: set[int] = set()
@@ -662,8 +734,11 @@ class DarknetModel(nn.Module):
         grids = self.grid_sizes(size)
         if any(g <= 0 or size % g for g in grids):
             base = self.max_stride
-            raise OptionError(f"size must be a multiple of {base} for {self.cfg.name} (its output levels "
-                              f"need whole grid cells), got {size}", param="size")
+            raise OptionError(
+                f"size must be a multiple of {base} for {self.cfg.name} (its output levels "
+                f"need whole grid cells), got {size}",
+                param="size",
+            )
         return [size // g for g in grids]
 
     # -- forward ---------------------------------------------------------------------------------
@@ -699,8 +774,10 @@ class DarknetModel(nn.Module):
             one (B, A_l, H_l, W_l, 5 + C) float32 tensor per level: ``cx, cy, w, h`` (input pixels),
             objectness, C class probabilities.
         """
-        return [decode_level(raw, self.anchors[list(lvl.mask)], size / raw.shape[3])
-                for lvl, raw in zip(self.levels, outputs, strict=True)]
+        return [
+            decode_level(raw, self.anchors[list(lvl.mask)], size / raw.shape[3])
+            for lvl, raw in zip(self.levels, outputs, strict=True)
+        ]
 
     def detect(self, x: Tensor) -> list[Tensor]:
         """``decode(forward(x), x.shape[-1])`` for a square input batch (B, 3, S, S)."""
@@ -717,13 +794,15 @@ class DarknetModel(nn.Module):
             if not isinstance(spec, ConvSpec) or not spec.batch_normalize:
                 continue
             conv, bn = _conv_bn(seq)
-            fused = nn.Conv2d(spec.in_channels, spec.filters, spec.size, spec.stride, spec.padding,
-                              groups=spec.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
+            fused = nn.Conv2d(
+                spec.in_channels, spec.filters, spec.size, spec.stride, spec.padding, groups=spec.groups, bias=True
+            ).to(conv.weight.device, conv.weight.dtype)
             with torch.no_grad():
                 scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)  # (F,)
                 fused.weight.copy_((conv.weight.double() * scale[:, None, None, None]).to(conv.weight.dtype))
                 cast(Tensor, fused.bias).copy_(  # bias=True above
-                    (bn.bias.double() - bn.running_mean.double() * scale).to(conv.weight.dtype))
+                    (bn.bias.double() - bn.running_mean.double() * scale).to(conv.weight.dtype)
+                )
             seq.Conv2d = fused
             del seq.BatchNorm2d
         model.fused = True
@@ -743,16 +822,20 @@ def decode_level(raw: Tensor, anchors: Tensor, stride: float) -> Tensor:
     """
     raw = raw.float()
     _, _, h, w, _ = raw.shape
-    gy, gx = torch.meshgrid(torch.arange(h, device=raw.device, dtype=torch.float32),
-                            torch.arange(w, device=raw.device, dtype=torch.float32), indexing="ij")
+    gy, gx = torch.meshgrid(
+        torch.arange(h, device=raw.device, dtype=torch.float32),
+        torch.arange(w, device=raw.device, dtype=torch.float32),
+        indexing="ij",
+    )
     grid = torch.stack([gx, gy], dim=-1)  # (H, W, 2)
     xy = (torch.sigmoid(raw[..., :2]) + grid) * stride  # (B, A, H, W, 2)
     wh = torch.exp(raw[..., 2:4]) * anchors.to(raw.device, torch.float32)[None, :, None, None, :]  # (B, A, H, W, 2)
     return torch.cat([xy, wh, torch.sigmoid(raw[..., 4:])], dim=-1)
 
 
-def build_model(cfg: DarknetCfg | str | os.PathLike, *, bn_eps: float = DARKNET_BN_EPS, seed: int | None = 0
-                ) -> DarknetModel:
+def build_model(
+    cfg: DarknetCfg | str | os.PathLike, *, bn_eps: float = DARKNET_BN_EPS, seed: int | None = 0
+) -> DarknetModel:
     """A model with random weights (torch's default init, seeded when ``seed`` is not None), eval mode.
 
     Batch-norm running statistics are randomised too (means ~N(0, 0.1), variances ~U(0.5, 1.5)), so a
@@ -838,8 +921,9 @@ def read_weights(model: DarknetModel, path: str | os.PathLike) -> dict:
         raise ModelFormatError(f"weights file {path} does not exist")
     data = path.read_bytes()
     if len(data) < 16:
-        raise ModelFormatError(f"{path.name}: {len(data)} bytes is too short for a Darknet weights header "
-                               f"(16 or 20 bytes)")
+        raise ModelFormatError(
+            f"{path.name}: {len(data)} bytes is too short for a Darknet weights header (16 or 20 bytes)"
+        )
     major, minor, revision = np.frombuffer(data, "<i4", 3).tolist()
     hsize = _header_size(major, minor)
     seen = int(np.frombuffer(data, "<u8" if hsize == 20 else "<i4", 1, 12)[0]) if len(data) >= hsize else 0
@@ -847,22 +931,25 @@ def read_weights(model: DarknetModel, path: str | os.PathLike) -> dict:
     expected = model.cfg.num_values
     if body < 0 or body % 4 or body // 4 != expected:
         held = "none" if body < 0 else str(body // 4) if body % 4 == 0 else f"{body / 4:.2f}"
-        raise ModelFormatError(f"{path.name}: cfg {model.cfg.name} expects {expected} values, file holds {held} "
-                               f"(header version {major}.{minor}.{revision}, {len(data)} bytes)")
+        raise ModelFormatError(
+            f"{path.name}: cfg {model.cfg.name} expects {expected} values, file holds {held} "
+            f"(header version {major}.{minor}.{revision}, {len(data)} bytes)"
+        )
     values = np.frombuffer(data, "<f4", expected, hsize)
     pos = 0
     with torch.no_grad():
         for t in _conv_tensors(model):
             n = t.numel()
-            t.copy_(torch.from_numpy(values[pos:pos + n].copy()).view_as(t))
+            t.copy_(torch.from_numpy(values[pos : pos + n].copy()).view_as(t))
             pos += n
     model.weights_path = str(path)
     model.weights_sha256 = hashlib.sha256(data).hexdigest()
     return {"version": [major, minor, revision], "seen": seen, "sha256": model.weights_sha256}
 
 
-def write_weights(model: DarknetModel, path: str | os.PathLike, *, version: tuple[int, int, int] = (0, 2, 0),
-                  seen: int = 0) -> Path:
+def write_weights(
+    model: DarknetModel, path: str | os.PathLike, *, version: tuple[int, int, int] = (0, 2, 0), seen: int = 0
+) -> Path:
     """Write ``model``'s convolution parameters as a Darknet ``.weights`` file (atomically).
 
     ``version`` decides the header (0.2+ writes ``seen`` as uint64, older as int32), see :func:`read_weights`.
@@ -873,8 +960,10 @@ def write_weights(model: DarknetModel, path: str | os.PathLike, *, version: tupl
     header = np.array([major, minor, revision], "<i4").tobytes()
     header += np.array([seen], "<u8" if _header_size(major, minor) == 20 else "<i4").tobytes()
     with torch.no_grad():
-        body = [t.detach().to("cpu", torch.float32).reshape(-1).numpy().astype("<f4").tobytes()
-                for t in _conv_tensors(model)]
+        body = [
+            t.detach().to("cpu", torch.float32).reshape(-1).numpy().astype("<f4").tobytes()
+            for t in _conv_tensors(model)
+        ]
     return write_bytes(path, header + b"".join(body))
 
 
@@ -907,8 +996,9 @@ def read_checkpoint(model: DarknetModel, path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as exc:
         # torch files are zip archives (or, before torch 1.6, pickles starting with a protocol byte)
         if not (zipfile.is_zipfile(io.BytesIO(data)) or data[:1] == b"\x80"):
-            raise ModelFormatError(f"{path.name}: not a readable torch checkpoint (neither a zip archive nor "
-                                   f"a pickle)") from None
+            raise ModelFormatError(
+                f"{path.name}: not a readable torch checkpoint (neither a zip archive nor a pickle)"
+            ) from None
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         what = f" (it needs {found.group(1)})" if found else ""
         raise ModelFormatError(
@@ -922,15 +1012,21 @@ def read_checkpoint(model: DarknetModel, path: str | os.PathLike) -> dict:
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         got = type(state).__name__ if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ModelFormatError(f"{path.name}: expected a dict whose 'model' entry is a state dict of tensors "
-                               f"(ultralytics YOLOv3), got {got}")
+        raise ModelFormatError(
+            f"{path.name}: expected a dict whose 'model' entry is a state dict of tensors "
+            f"(ultralytics YOLOv3), got {got}"
+        )
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     own = model.state_dict()
     yolo_layers = {y.index for y in model.cfg.yolo_layers}
-    unexpected = [k for k in state if k not in own and not k.endswith("num_batches_tracked")
-                  and not (k.startswith("module_list.") and k.split(".")[1].isdigit()
-                           and int(k.split(".")[1]) in yolo_layers)]
+    unexpected = [
+        k
+        for k in state
+        if k not in own
+        and not k.endswith("num_batches_tracked")
+        and not (k.startswith("module_list.") and k.split(".")[1].isdigit() and int(k.split(".")[1]) in yolo_layers)
+    ]
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         parts = []
@@ -941,8 +1037,9 @@ def read_checkpoint(model: DarknetModel, path: str | os.PathLike) -> dict:
         raise ModelFormatError(f"{path.name}: the state dict does not fit the cfg: {'; '.join(parts)}")
     for k, v in own.items():
         if k in state and tuple(state[k].shape) != tuple(v.shape):
-            raise ModelFormatError(f"{path.name}: {k} has shape {tuple(state[k].shape)}, cfg {model.cfg.name} "
-                                   f"expects {tuple(v.shape)}")
+            raise ModelFormatError(
+                f"{path.name}: {k} has shape {tuple(state[k].shape)}, cfg {model.cfg.name} expects {tuple(v.shape)}"
+            )
     with torch.no_grad():
         for k, v in own.items():
             if k in state:
@@ -959,13 +1056,19 @@ def save_checkpoint(model: DarknetModel, path: str | os.PathLike, *, epoch: int 
         raise ModelFormatError("cannot save a fused model as an ultralytics checkpoint")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save({"epoch": epoch, "best_fitness": None, "training_results": None, "model": state,
-                    "optimizer": None}, tmp)
+        torch.save(
+            {"epoch": epoch, "best_fitness": None, "training_results": None, "model": state, "optimizer": None}, tmp
+        )
     return Path(path)
 
 
-def load_model(cfg: str | os.PathLike | DarknetCfg, weights: str | os.PathLike | None = None, *,
-               device: str | torch.device = "cpu", bn_eps: float | None = None) -> DarknetModel:
+def load_model(
+    cfg: str | os.PathLike | DarknetCfg,
+    weights: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    bn_eps: float | None = None,
+) -> DarknetModel:
     """Parse ``cfg``, build the model, load ``weights`` and move it to ``device``, in eval mode.
 
     Args:
@@ -983,8 +1086,10 @@ def load_model(cfg: str | os.PathLike | DarknetCfg, weights: str | os.PathLike |
         cfg = parse_cfg(cfg)
     suffix = Path(weights).suffix.lower() if weights is not None else None
     if suffix not in (None, ".weights", ".pt", ".pth"):
-        raise ModelFormatError(f"weights file {weights}: expected a Darknet .weights file or an ultralytics "
-                               f".pt/.pth checkpoint, got suffix {suffix!r}")
+        raise ModelFormatError(
+            f"weights file {weights}: expected a Darknet .weights file or an ultralytics "
+            f".pt/.pth checkpoint, got suffix {suffix!r}"
+        )
     if bn_eps is None:
         bn_eps = ULTRALYTICS_BN_EPS if suffix in (".pt", ".pth") else DARKNET_BN_EPS
     model = build_model(cfg, bn_eps=bn_eps)
@@ -1082,10 +1187,16 @@ class Letterbox:
         if (nw, nh) != image.size:
             image = image.resize((nw, nh), Image.Resampling.BILINEAR)
         canvas = np.full((self.size, self.size, 3), self.pad_value, np.uint8)
-        canvas[py:py + nh, px:px + nw] = np.asarray(image)
+        canvas[py : py + nh, px : px + nw] = np.asarray(image)
         return canvas
 
     def to_dict(self) -> dict:
-        return {"mode": "letterbox", "size": self.size, "pad_value": self.pad_value, "interpolation": "bilinear",
-                "resize": "round(w * min(S/w, S/h)) x round(h * min(S/w, S/h))",
-                "offset": "((S - new_w) // 2, (S - new_h) // 2)", "scale": "x / 255, RGB"}
+        return {
+            "mode": "letterbox",
+            "size": self.size,
+            "pad_value": self.pad_value,
+            "interpolation": "bilinear",
+            "resize": "round(w * min(S/w, S/h)) x round(h * min(S/w, S/h))",
+            "offset": "((S - new_w) // 2, (S - new_h) // 2)",
+            "scale": "x / 255, RGB",
+        }

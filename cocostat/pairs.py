@@ -198,32 +198,42 @@ class OverlapReport:
             "gap": {"threshold": s.gap, **self._pair_counts("gap")},
             "iou": {"threshold": s.iou, "metric": s.pair_metric, **self._pair_counts("iou")},
             "center": {"threshold": s.center, **self._pair_counts("center")},
-            "crowded": {"min_pairs": s.crowd_pairs, "center_threshold": s.center,
-                        "images": self.crowded_images,
-                        "image_share": _share(self.crowded_images, self.images)},
-            "elongated": {"threshold": s.aspect, "objects": self.elongated_objects,
-                          "object_share": _share(self.elongated_objects, self.objects),
-                          "images": self.elongated_images,
-                          "image_share": _share(self.elongated_images, self.images)},
+            "crowded": {
+                "min_pairs": s.crowd_pairs,
+                "center_threshold": s.center,
+                "images": self.crowded_images,
+                "image_share": _share(self.crowded_images, self.images),
+            },
+            "elongated": {
+                "threshold": s.aspect,
+                "objects": self.elongated_objects,
+                "object_share": _share(self.elongated_objects, self.objects),
+                "images": self.elongated_images,
+                "image_share": _share(self.elongated_images, self.images),
+            },
         }
         if self.by_category is not None:
             out["by_category"] = {
-                c: self.by_category[self.by_category["criterion"] == c].drop(columns="criterion")
+                c: self.by_category[self.by_category["criterion"] == c]
+                .drop(columns="criterion")
                 .to_dict(orient="records")
                 for c in CRITERIA
             }
         if self.examples is not None:
             out["examples"] = {
-                c: self.examples[self.examples["criterion"] == c].drop(columns="criterion")
-                .to_dict(orient="records")
+                c: self.examples[self.examples["criterion"] == c].drop(columns="criterion").to_dict(orient="records")
                 for c in (*CRITERIA, "elongated")
             }
         return out
 
     def _pair_counts(self, criterion: str) -> dict:
         pairs, images = getattr(self, f"{criterion}_pairs"), getattr(self, f"{criterion}_images")
-        return {"pairs": pairs, "pair_share": _share(pairs, self.pairs),
-                "images": images, "image_share": _share(images, self.images)}
+        return {
+            "pairs": pairs,
+            "pair_share": _share(pairs, self.pairs),
+            "images": images,
+            "image_share": _share(images, self.images),
+        }
 
     def to_frame(self) -> pd.DataFrame:
         """One row per criterion: ``criterion``, ``definition``, ``threshold``, ``pairs``,
@@ -234,23 +244,39 @@ class OverlapReport:
         rows = [
             ("gap", f"gap < {s.gap:g} px", s.gap, self.gap_pairs, self.gap_images, na),
             ("iou", f"{_METRIC_NAMES[s.pair_metric]} > {s.iou:g}", s.iou, self.iou_pairs, self.iou_images, na),
-            ("center", f"centre distance < {s.center:g} px", s.center, self.center_pairs,
-             self.center_images, na),
-            ("crowded", f">= {s.crowd_pairs} centre pairs", float(s.crowd_pairs), na,
-             self.crowded_images, na),
-            ("elongated", f"max(w/h, h/w) >= {s.aspect:g}", s.aspect, na, self.elongated_images,
-             self.elongated_objects),
+            ("center", f"centre distance < {s.center:g} px", s.center, self.center_pairs, self.center_images, na),
+            ("crowded", f">= {s.crowd_pairs} centre pairs", float(s.crowd_pairs), na, self.crowded_images, na),
+            (
+                "elongated",
+                f"max(w/h, h/w) >= {s.aspect:g}",
+                s.aspect,
+                na,
+                self.elongated_images,
+                self.elongated_objects,
+            ),
         ]
-        frame = pd.DataFrame(rows, columns=["criterion", "definition", "threshold", "pairs", "images",
-                                            "objects"])
+        frame = pd.DataFrame(rows, columns=["criterion", "definition", "threshold", "pairs", "images", "objects"])
         for col in ("pairs", "images", "objects"):
             frame[col] = frame[col].astype("Int64")
-        frame.insert(4, "pair_share", frame["pairs"].astype("Float64") / self.pairs if self.pairs
-                     else pd.array([na] * len(frame), dtype="Float64"))
-        frame.insert(6, "image_share", frame["images"].astype("Float64") / self.images if self.images
-                     else pd.array([na] * len(frame), dtype="Float64"))
-        frame["object_share"] = (frame["objects"].astype("Float64") / self.objects if self.objects
-                                 else pd.array([na] * len(frame), dtype="Float64"))
+        frame.insert(
+            4,
+            "pair_share",
+            frame["pairs"].astype("Float64") / self.pairs
+            if self.pairs
+            else pd.array([na] * len(frame), dtype="Float64"),
+        )
+        frame.insert(
+            6,
+            "image_share",
+            frame["images"].astype("Float64") / self.images
+            if self.images
+            else pd.array([na] * len(frame), dtype="Float64"),
+        )
+        frame["object_share"] = (
+            frame["objects"].astype("Float64") / self.objects
+            if self.objects
+            else pd.array([na] * len(frame), dtype="Float64")
+        )
         return frame
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
@@ -258,48 +284,80 @@ class OverlapReport:
         metric = _METRIC_NAMES[s.pair_metric]
         where = f"letterboxed to a {s.size:g} px long side" if s.size else "in original pixels"
         crowd = "excluded" if s.exclude_crowd else "included"
-        overview = pd.DataFrame({
-            "statistic": ["images with annotations", "objects", "pairs (same image)"],
-            "value": [self.images, self.objects, self.pairs],
-        })
+        overview = pd.DataFrame(
+            {
+                "statistic": ["images with annotations", "objects", "pairs (same image)"],
+                "value": [self.images, self.objects, self.pairs],
+            }
+        )
 
         def pct(num: int, den: int) -> float:
             return 100.0 * _share(num, den)
 
-        pairs = pd.DataFrame({
-            "criterion": list(CRITERIA),
-            "definition": [f"gap < {s.gap:g} px", f"{metric} > {s.iou:g}", f"centre distance < {s.center:g} px"],
-            "pairs": [self.gap_pairs, self.iou_pairs, self.center_pairs],
-            "% pairs": [pct(self.gap_pairs, self.pairs), pct(self.iou_pairs, self.pairs),
-                        pct(self.center_pairs, self.pairs)],
-            "images": [self.gap_images, self.iou_images, self.center_images],
-            "% images": [pct(self.gap_images, self.images), pct(self.iou_images, self.images),
-                         pct(self.center_images, self.images)],
-        })
-        others = pd.DataFrame({
-            "statistic": [f"crowded images: >= {s.crowd_pairs} centre pairs",
-                          f"elongated objects: aspect >= {s.aspect:g}", "images with elongated objects"],
-            "count": [self.crowded_images, self.elongated_objects, self.elongated_images],
-            "%": [pct(self.crowded_images, self.images), pct(self.elongated_objects, self.objects),
-                  pct(self.elongated_images, self.images)],
-            "% of": ["images", "objects", "images"],
-        })
+        pairs = pd.DataFrame(
+            {
+                "criterion": list(CRITERIA),
+                "definition": [f"gap < {s.gap:g} px", f"{metric} > {s.iou:g}", f"centre distance < {s.center:g} px"],
+                "pairs": [self.gap_pairs, self.iou_pairs, self.center_pairs],
+                "% pairs": [
+                    pct(self.gap_pairs, self.pairs),
+                    pct(self.iou_pairs, self.pairs),
+                    pct(self.center_pairs, self.pairs),
+                ],
+                "images": [self.gap_images, self.iou_images, self.center_images],
+                "% images": [
+                    pct(self.gap_images, self.images),
+                    pct(self.iou_images, self.images),
+                    pct(self.center_images, self.images),
+                ],
+            }
+        )
+        others = pd.DataFrame(
+            {
+                "statistic": [
+                    f"crowded images: >= {s.crowd_pairs} centre pairs",
+                    f"elongated objects: aspect >= {s.aspect:g}",
+                    "images with elongated objects",
+                ],
+                "count": [self.crowded_images, self.elongated_objects, self.elongated_images],
+                "%": [
+                    pct(self.crowded_images, self.images),
+                    pct(self.elongated_objects, self.objects),
+                    pct(self.elongated_images, self.images),
+                ],
+                "% of": ["images", "objects", "images"],
+            }
+        )
         out: list[tuple[str, pd.DataFrame | str]] = [
             (f"overlap: {self.name}", overview),
-            ("", (f"boxes {where}; iscrowd annotations {crowd}; pairs: unordered pairs of objects "
-                  "in the same image; aspect: max(w/h, h/w), infinite when w or h is 0")),
+            (
+                "",
+                (
+                    f"boxes {where}; iscrowd annotations {crowd}; pairs: unordered pairs of objects "
+                    "in the same image; aspect: max(w/h, h/w), infinite when w or h is 0"
+                ),
+            ),
             ("pair criteria (% images: of images with annotations)", pairs),
             ("crowded images and elongated objects", others),
         ]
         if self.by_category is not None:
-            bc = self.by_category.assign(share=100 * self.by_category["share"],
-                                         rate=100 * self.by_category["rate"])
-            out.append(((f"top {BY_CATEGORY_TOP} category pairs per criterion (% share: of the "
-                         "criterion's pairs; % rate: of the category pair's pairs)"),
-                        bc.rename(columns={"share": "% share", "rate": "% rate"})))
+            bc = self.by_category.assign(share=100 * self.by_category["share"], rate=100 * self.by_category["rate"])
+            out.append(
+                (
+                    (
+                        f"top {BY_CATEGORY_TOP} category pairs per criterion (% share: of the "
+                        "criterion's pairs; % rate: of the category pair's pairs)"
+                    ),
+                    bc.rename(columns={"share": "% share", "rate": "% rate"}),
+                )
+            )
         if self.examples is not None:
-            out.append(((f"most extreme images (value: min gap, max {metric}, min centre distance, "
-                         "max aspect)"), self.examples))
+            out.append(
+                (
+                    (f"most extreme images (value: min gap, max {metric}, min centre distance, max aspect)"),
+                    self.examples,
+                )
+            )
         return out
 
 
@@ -357,7 +415,7 @@ class _PairNumbers:
         g0 = max(int(np.searchsorted(cum, lo, side="right")) - 1, 0)  # object whose pairs hold lo
         g1 = int(np.searchsorted(cum, hi, side="left"))  # objects g0..g1-1 overlap [lo, hi)
         starts = np.maximum(cum[g0:g1], lo)
-        reps = np.minimum(cum[g0 + 1:g1 + 1], hi) - starts  # (g1 - g0,) pairs of each object in range
+        reps = np.minimum(cum[g0 + 1 : g1 + 1], hi) - starts  # (g1 - g0,) pairs of each object in range
         second = np.repeat(np.arange(self.row0 + g0, self.row0 + g1, dtype=np.int64), reps)  # (n,)
         first = np.arange(lo, hi, dtype=np.int64) + np.repeat(self.first_shift[g0:g1], reps)  # (n,)
         return first, second
@@ -368,7 +426,7 @@ class _PairNumbers:
         cum = self.image_cum
         a = max(int(np.searchsorted(cum, lo, side="right")) - 1, 0)  # image holding pair lo
         b = int(np.searchsorted(cum, hi, side="left"))  # images a..b-1 overlap [lo, hi)
-        reps = np.minimum(cum[a + 1:b + 1], hi) - np.maximum(cum[a:b], lo)  # (b - a,) pairs in range
+        reps = np.minimum(cum[a + 1 : b + 1], hi) - np.maximum(cum[a:b], lo)  # (b - a,) pairs in range
         nz = reps > 0
         reps = reps[nz]
         starts = np.zeros(reps.size, np.int64)
@@ -420,8 +478,13 @@ class PairChunk:
     hits: dict[str, np.ndarray]
 
 
-def pair_chunks(xyxy: np.ndarray, offsets: np.ndarray, settings: OverlapSettings, chunk_pairs: int,
-                pair_offsets: np.ndarray | None = None) -> Iterator[PairChunk]:
+def pair_chunks(
+    xyxy: np.ndarray,
+    offsets: np.ndarray,
+    settings: OverlapSettings,
+    chunk_pairs: int,
+    pair_offsets: np.ndarray | None = None,
+) -> Iterator[PairChunk]:
     """Every within-image pair, ``chunk_pairs`` at a time, with the statistics of :func:`overlap`.
 
     Args:
@@ -504,8 +567,12 @@ class _Extremes:
 
     @classmethod
     def empty(cls, n_images: int, ioa: bool) -> _Extremes:
-        return cls(np.full(n_images, -np.inf), np.full(n_images, -np.inf) if ioa else None,
-                   np.full(n_images, np.inf), np.full(n_images, np.inf))
+        return cls(
+            np.full(n_images, -np.inf),
+            np.full(n_images, -np.inf) if ioa else None,
+            np.full(n_images, np.inf),
+            np.full(n_images, np.inf),
+        )
 
     def update(self, chunk: PairChunk) -> None:
         # an image may continue from the previous chunk: combine extremes with what is there
@@ -526,8 +593,10 @@ class _Extremes:
     def result(self, objects: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
         """max_iou, max_ioa (or None), min_gap, min_center; NaN for images with fewer than 2 objects."""
         few = objects < 2
-        out = tuple(None if a is None else np.where(few, np.nan, a)
-                    for a in (self.max_iou, self.max_ioa, self.min_gap, self.min_center))
+        out = tuple(
+            None if a is None else np.where(few, np.nan, a)
+            for a in (self.max_iou, self.max_ioa, self.min_gap, self.min_center)
+        )
         return out  # type: ignore[return-value]
 
 
@@ -546,17 +615,23 @@ class _PairHistograms:
     def empty(cls, dist_max: float) -> _PairHistograms:
         dist_max = max(dist_max, 1.0)
         dist_lo = min(0.1, dist_max / 1e3)  # pixels; smaller positive distances go to the first bin
-        return cls(dist_lo, dist_max, np.zeros(_METRIC_BINS, np.int64), np.zeros(_DIST_BINS, np.int64),
-                   np.zeros(_DIST_BINS, np.int64), {"metric": 0, "gap": 0, "center": 0})
+        return cls(
+            dist_lo,
+            dist_max,
+            np.zeros(_METRIC_BINS, np.int64),
+            np.zeros(_DIST_BINS, np.int64),
+            np.zeros(_DIST_BINS, np.int64),
+            {"metric": 0, "gap": 0, "center": 0},
+        )
 
     def _dist_bins(self, v: np.ndarray) -> np.ndarray:  # (n,) log-spaced bin of each distance; 0 -> bin 0
         log_lo, log_step = math.log(self.dist_lo), math.log(self.dist_max / self.dist_lo) / _DIST_BINS
-        return np.minimum(((np.log(np.maximum(v, self.dist_lo)) - log_lo) / log_step).astype(np.intp),
-                          _DIST_BINS - 1)
+        return np.minimum(((np.log(np.maximum(v, self.dist_lo)) - log_lo) / log_step).astype(np.intp), _DIST_BINS - 1)
 
     def update(self, chunk: PairChunk) -> None:
-        self.metric += np.bincount(np.minimum((chunk.metric * _METRIC_BINS).astype(np.intp), _METRIC_BINS - 1),
-                                   minlength=_METRIC_BINS)
+        self.metric += np.bincount(
+            np.minimum((chunk.metric * _METRIC_BINS).astype(np.intp), _METRIC_BINS - 1), minlength=_METRIC_BINS
+        )
         self.gap += np.bincount(self._dist_bins(chunk.gap), minlength=_DIST_BINS)
         self.center += np.bincount(self._dist_bins(chunk.center), minlength=_DIST_BINS)
         for name, v in (("metric", chunk.metric), ("gap", chunk.gap), ("center", chunk.center)):
@@ -576,8 +651,9 @@ class _PairHistograms:
             c[0] -= self.zeros[name]
             counts[name] = c
         return {
-            pair_metric: Histogram(pair_metric, np.linspace(0.0, 1.0, _METRIC_BINS + 1), counts["metric"],
-                                   self.zeros["metric"], total),
+            pair_metric: Histogram(
+                pair_metric, np.linspace(0.0, 1.0, _METRIC_BINS + 1), counts["metric"], self.zeros["metric"], total
+            ),
             "gap": Histogram("gap", edges, counts["gap"], self.zeros["gap"], total),
             "center": Histogram("center", edges, counts["center"], self.zeros["center"], total),
         }
@@ -617,8 +693,7 @@ class _CategoryPairs:
         """(C * C,) int64 all pairs, and criterion -> (C * C,) int64 pairs meeting it."""
         by_bits = self.counts.reshape(-1, 8)  # (C * C, 8)
         bits = np.arange(8)
-        return by_bits.sum(axis=1), {c: by_bits[:, (bits >> k) & 1 == 1].sum(axis=1)
-                                     for k, c in enumerate(CRITERIA)}
+        return by_bits.sum(axis=1), {c: by_bits[:, (bits >> k) & 1 == 1].sum(axis=1) for k, c in enumerate(CRITERIA)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -626,8 +701,12 @@ class _CategoryPairs:
 # --------------------------------------------------------------------------------------------------
 def _check_options(gap, iou, pair_metric, center, crowd_pairs, aspect, size, chunk_pairs, examples) -> None:
     def finite(name, v, lo, cond):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(v) or not cond(v):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float, np.integer, np.floating))
+            or not math.isfinite(v)
+            or not cond(v)
+        ):
             raise OptionError(f"{name} must be a finite number {lo}, got {v!r}", param=name)
 
     finite("gap", gap, ">= 0 (pixels)", lambda v: v >= 0)
@@ -635,8 +714,9 @@ def _check_options(gap, iou, pair_metric, center, crowd_pairs, aspect, size, chu
     finite("center", center, ">= 0 (pixels)", lambda v: v >= 0)
     finite("aspect", aspect, ">= 1", lambda v: v >= 1)
     if pair_metric not in PAIR_METRICS:
-        raise OptionError(f"pair_metric must be one of {', '.join(PAIR_METRICS)}, got {pair_metric!r}",
-                          param="pair_metric")
+        raise OptionError(
+            f"pair_metric must be one of {', '.join(PAIR_METRICS)}, got {pair_metric!r}", param="pair_metric"
+        )
     check_int("crowd_pairs", crowd_pairs, 1)
     if size is not None:
         finite("size", size, "> 0 (pixels)", lambda v: v > 0)
@@ -683,9 +763,16 @@ def overlap(
         OptionError: a threshold out of range or an unknown ``pair_metric``.
     """
     _check_options(gap, iou, pair_metric, center, crowd_pairs, aspect, size, chunk_pairs, examples)
-    settings = OverlapSettings(gap=float(gap), iou=float(iou), pair_metric=pair_metric,
-                               center=float(center), crowd_pairs=int(crowd_pairs), aspect=float(aspect),
-                               size=None if size is None else float(size), exclude_crowd=bool(exclude_crowd))
+    settings = OverlapSettings(
+        gap=float(gap),
+        iou=float(iou),
+        pair_metric=pair_metric,
+        center=float(center),
+        crowd_pairs=int(crowd_pairs),
+        aspect=float(aspect),
+        size=None if size is None else float(size),
+        exclude_crowd=bool(exclude_crowd),
+    )
     ds = dataset.without_crowd() if exclude_crowd else dataset
     n_img, n_obj = ds.num_images, ds.num_annotations
     counts = ds.counts  # (I,)
@@ -742,14 +829,26 @@ def overlap(
 
     # --- per-image frame
     crowded = img_center >= settings.crowd_pairs  # (I,) bool
-    per_image = pd.DataFrame({
-        "image_id": ds.image_id, "file_name": ds.file_name.astype(object), "width": ds.width,
-        "height": ds.height, "objects": counts.astype(np.int64), "pairs": np.diff(cum),
-        "gap_pairs": img_gap, "iou_pairs": img_iou, "center_pairs": img_center, "crowded": crowded,
-        "elongated": img_elongated, "max_iou": img_max_iou,
-        **({"max_ioa": img_max_ioa} if img_max_ioa is not None else {}),
-        "min_gap": img_min_gap, "min_center": img_min_center, "max_aspect": img_max_aspect,
-    })
+    per_image = pd.DataFrame(
+        {
+            "image_id": ds.image_id,
+            "file_name": ds.file_name.astype(object),
+            "width": ds.width,
+            "height": ds.height,
+            "objects": counts.astype(np.int64),
+            "pairs": np.diff(cum),
+            "gap_pairs": img_gap,
+            "iou_pairs": img_iou,
+            "center_pairs": img_center,
+            "crowded": crowded,
+            "elongated": img_elongated,
+            "max_iou": img_max_iou,
+            **({"max_ioa": img_max_ioa} if img_max_ioa is not None else {}),
+            "min_gap": img_min_gap,
+            "min_center": img_min_center,
+            "max_aspect": img_max_aspect,
+        }
+    )
 
     # --- histograms
     finite_aspect = obj_aspect[np.isfinite(obj_aspect)]
@@ -764,13 +863,24 @@ def overlap(
     by_cat = _by_category(ds, cat_all, cat_hit) if by_category else None
     ex = _examples(per_image, examples, pair_metric) if examples else None
     return OverlapReport(
-        name=ds.name, settings=settings, images=int(has.sum()), objects=n_obj, pairs=total,
-        gap_pairs=int(img_gap.sum()), gap_images=int((img_gap > 0).sum()),
-        iou_pairs=int(img_iou.sum()), iou_images=int((img_iou > 0).sum()),
-        center_pairs=int(img_center.sum()), center_images=int((img_center > 0).sum()),
-        crowded_images=int(crowded.sum()), elongated_objects=int(elongated.sum()),
-        elongated_images=int((img_elongated > 0).sum()), per_image=per_image, by_category=by_cat,
-        examples=ex, histograms=histograms,
+        name=ds.name,
+        settings=settings,
+        images=int(has.sum()),
+        objects=n_obj,
+        pairs=total,
+        gap_pairs=int(img_gap.sum()),
+        gap_images=int((img_gap > 0).sum()),
+        iou_pairs=int(img_iou.sum()),
+        iou_images=int((img_iou > 0).sum()),
+        center_pairs=int(img_center.sum()),
+        center_images=int((img_center > 0).sum()),
+        crowded_images=int(crowded.sum()),
+        elongated_objects=int(elongated.sum()),
+        elongated_images=int((img_elongated > 0).sum()),
+        per_image=per_image,
+        by_category=by_cat,
+        examples=ex,
+        histograms=histograms,
     )
 
 
@@ -784,30 +894,48 @@ def _by_category(ds: Dataset, cat_all: np.ndarray, cat_hit: dict[str, np.ndarray
         total = int(hit.sum())
         nz = np.flatnonzero(hit)
         order = nz[np.lexsort((nz, -hit[nz]))][:BY_CATEGORY_TOP]  # most pairs first, then by index
-        frames.append(pd.DataFrame({
-            "criterion": c, "rank": np.arange(1, order.size + 1, dtype=np.int64),
-            "category_a": names[order // n_cls], "category_b": names[order % n_cls],
-            "pairs": hit[order], "share": hit[order] / max(total, 1),
-            "all_pairs": cat_all[order], "rate": hit[order] / cat_all[order],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "criterion": c,
+                    "rank": np.arange(1, order.size + 1, dtype=np.int64),
+                    "category_a": names[order // n_cls],
+                    "category_b": names[order % n_cls],
+                    "pairs": hit[order],
+                    "share": hit[order] / max(total, 1),
+                    "all_pairs": cat_all[order],
+                    "rate": hit[order] / cat_all[order],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 def _examples(per_image: pd.DataFrame, k: int, pair_metric: str) -> pd.DataFrame:
     """The ``k`` most extreme images per criterion (see OverlapReport.examples)."""
-    value_col = {"gap": ("min_gap", True), "iou": (f"max_{pair_metric}", False),
-                 "center": ("min_center", True), "elongated": ("max_aspect", False)}
+    value_col = {
+        "gap": ("min_gap", True),
+        "iou": (f"max_{pair_metric}", False),
+        "center": ("min_center", True),
+        "elongated": ("max_aspect", False),
+    }
     frames = []
     for crit, (col, ascending) in value_col.items():
         count_col = "elongated" if crit == "elongated" else f"{crit}_pairs"
         sub = per_image[per_image[count_col] > 0]
-        sub = sub.sort_values([count_col, col, "image_id"], ascending=[False, ascending, True],
-                              kind="stable").head(k)
-        frames.append(pd.DataFrame({
-            "criterion": crit, "rank": np.arange(1, len(sub) + 1, dtype=np.int64),
-            "image_id": sub["image_id"].to_numpy(), "file_name": sub["file_name"].to_numpy(),
-            "count": sub[count_col].to_numpy(), "value": sub[col].to_numpy(dtype=np.float64),
-        }))
+        sub = sub.sort_values([count_col, col, "image_id"], ascending=[False, ascending, True], kind="stable").head(k)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "criterion": crit,
+                    "rank": np.arange(1, len(sub) + 1, dtype=np.int64),
+                    "image_id": sub["image_id"].to_numpy(),
+                    "file_name": sub["file_name"].to_numpy(),
+                    "count": sub[count_col].to_numpy(),
+                    "value": sub[col].to_numpy(dtype=np.float64),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -849,14 +977,34 @@ def plot_overlap(report: OverlapReport, directory: str | os.PathLike) -> list[Pa
     metric = s.pair_metric
     name = _METRIC_NAMES[metric]
     specs = [
-        (metric, f"pair {name}", s.iou, f"{name} > {s.iou:g}", report.iou_pairs, "pairs",
-         f"{name} = 0"),
-        ("gap", f"gap between boxes ({unit})", s.gap, f"gap < {s.gap:g}", report.gap_pairs, "pairs",
-         "gap = 0 (touching or overlapping)"),
-        ("center", f"centre distance ({unit})", s.center, f"centre distance < {s.center:g}",
-         report.center_pairs, "pairs", "same centre"),
-        ("aspect", "aspect ratio max(w/h, h/w)", s.aspect, f"aspect >= {s.aspect:g}",
-         report.elongated_objects, "objects", "zero width or height"),
+        (metric, f"pair {name}", s.iou, f"{name} > {s.iou:g}", report.iou_pairs, "pairs", f"{name} = 0"),
+        (
+            "gap",
+            f"gap between boxes ({unit})",
+            s.gap,
+            f"gap < {s.gap:g}",
+            report.gap_pairs,
+            "pairs",
+            "gap = 0 (touching or overlapping)",
+        ),
+        (
+            "center",
+            f"centre distance ({unit})",
+            s.center,
+            f"centre distance < {s.center:g}",
+            report.center_pairs,
+            "pairs",
+            "same centre",
+        ),
+        (
+            "aspect",
+            "aspect ratio max(w/h, h/w)",
+            s.aspect,
+            f"aspect >= {s.aspect:g}",
+            report.elongated_objects,
+            "objects",
+            "zero width or height",
+        ),
     ]
     paths = []
     for key, xlabel, thr, thr_label, hits, unit_name, zero_label in specs:
@@ -868,23 +1016,33 @@ def plot_overlap(report: OverlapReport, directory: str | os.PathLike) -> list[Pa
             ax.stairs(counts, edges, fill=True, color="#4c72b0", alpha=0.85)
             ax.set_yscale("log")
         else:
-            ax.text(0.5, 0.5, f"no {unit_name} to draw", transform=ax.transAxes, ha="center",
-                    va="center")
+            ax.text(0.5, 0.5, f"no {unit_name} to draw", transform=ax.transAxes, ha="center", va="center")
         if key != metric:
             ax.set_xscale("log")
         if key == "aspect":  # decades alone (1, 10) say little about ratios of 1..20
-            ticks = [t for t in (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 100, 200, 500, 1000)
-                     if edges[0] <= t <= edges[-1]]
+            ticks = [
+                t
+                for t in (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 100, 200, 500, 1000)
+                if edges[0] <= t <= edges[-1]
+            ]
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
             ax.minorticks_off()
         share = 100.0 * hits / hist.total if hist.total else float("nan")
-        ax.axvline(thr, color="#c44e52", linestyle="--", linewidth=1.5,
-                   label=f"{thr_label}: {hits:,} {unit_name} ({share:.2f}%)")
+        ax.axvline(
+            thr,
+            color="#c44e52",
+            linestyle="--",
+            linewidth=1.5,
+            label=f"{thr_label}: {hits:,} {unit_name} ({share:.2f}%)",
+        )
         ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel(xlabel + ("" if key == metric else ", log scale"))
         ax.set_ylabel(f"{unit_name} per bin (log scale)")
-        ax.set_title(f"{report.name}: {xlabel.split(' (')[0]} of {hist.total:,} {unit_name}\n"
-                     f"not drawn: {hist.zeros:,} with {zero_label}", fontsize=10)
+        ax.set_title(
+            f"{report.name}: {xlabel.split(' (')[0]} of {hist.total:,} {unit_name}\n"
+            f"not drawn: {hist.zeros:,} with {zero_label}",
+            fontsize=10,
+        )
         ax.legend(loc="best", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
         fig.tight_layout()

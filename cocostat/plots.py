@@ -21,8 +21,7 @@ import pandas as pd
 from cocostat.atomic import atomic_path
 from cocostat.data import Dataset
 
-__all__ = ["plot_audit", "plot_box_sizes", "plot_categories", "plot_errors", "plot_eval_classes",
-           "plot_eval_summary"]
+__all__ = ["plot_audit", "plot_box_sizes", "plot_categories", "plot_errors", "plot_eval_classes", "plot_eval_summary"]
 
 _BLUE, _RED, _GREY, _ORANGE, _GREEN = "#4c72b0", "#c44e52", "#8c8c8c", "#dd8452", "#55a868"
 _IOU_NAMES = {"iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU"}
@@ -73,15 +72,20 @@ def plot_box_sizes(dataset: Dataset, path: str | os.PathLike) -> Path:
 
     lo_x, hi_x = ax.get_xlim() if pos.size else (1.0, 1000.0)
     s_side, l_side = math.sqrt(SMALL_AREA), math.sqrt(LARGE_AREA)
-    for a, b, colour, label in ((lo_x, s_side, _RED, f"small, area < 32²: {small:,} ({share(small)})"),
-                                (s_side, l_side, _GREY, f"medium: {medium:,} ({share(medium)})"),
-                                (l_side, hi_x, _ORANGE, f"large, area >= 96²: {large:,} ({share(large)})")):
+    for a, b, colour, label in (
+        (lo_x, s_side, _RED, f"small, area < 32²: {small:,} ({share(small)})"),
+        (s_side, l_side, _GREY, f"medium: {medium:,} ({share(medium)})"),
+        (l_side, hi_x, _ORANGE, f"large, area >= 96²: {large:,} ({share(large)})"),
+    ):
         ax.axvspan(a, b, color=colour, alpha=0.15, lw=0, label=label, zorder=0)
     ax.set_ylim(0, ax.get_ylim()[1] * 1.2)  # room for the legend
     ax.set_xlabel("sqrt(annotation area) (px, log scale)")
     ax.set_ylabel("annotations per bin")
-    ax.set_title(f"{dataset.name}: object size of {n:,} annotations (iscrowd included)\n"
-                 f"not drawn: {n - int(pos.size):,} with area 0", fontsize=10)
+    ax.set_title(
+        f"{dataset.name}: object size of {n:,} annotations (iscrowd included)\n"
+        f"not drawn: {n - int(pos.size):,} with area 0",
+        fontsize=10,
+    )
     ax.legend(loc="upper right", fontsize=8.5, title="COCO size bucket", title_fontsize=8.5)
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
@@ -109,8 +113,9 @@ def plot_categories(report, path: str | os.PathLike) -> Path:
         ax.text(0.5, 0.5, "no categories", transform=ax.transAxes, ha="center", va="center")
     ax.set_xlabel("annotations (iscrowd included)")
     ax.set_ylabel("category")
-    ax.set_title(f"{report.name}: annotations per category ({n} categories, {report.annotations:,} annotations)",
-                 fontsize=10)
+    ax.set_title(
+        f"{report.name}: annotations per category ({n} categories, {report.annotations:,} annotations)", fontsize=10
+    )
     ax.grid(True, axis="x", alpha=0.3)
     return _save(fig, path)
 
@@ -132,15 +137,19 @@ def plot_audit(audit, path: str | os.PathLike) -> Path:
         ax1.text(xi, m + top * 0.02, f"{int(m):,}", ha="center", fontsize=8)
     ax1.set_ylim(0, top * 1.15)
     ax1.set_ylabel("objects matched")
-    ax1.set_title(f"anchor audit: anchors {audit.anchors}, assigner {audit.assigner}, input {audit.size} px\n"
-                  f"{audit.source}; {audit.objects:,} objects, {audit.unmatched_objects:,} matched to no anchor",
-                  fontsize=10)
+    ax1.set_title(
+        f"anchor audit: anchors {audit.anchors}, assigner {audit.assigner}, input {audit.size} px\n"
+        f"{audit.source}; {audit.objects:,} objects, {audit.unmatched_objects:,} matched to no anchor",
+        fontsize=10,
+    )
     ax1.grid(True, axis="y", alpha=0.3)
     series = [("match_wh_iou", "mean wh-IoU of anchor and matched objects", _GREY)]
     if audit.has_predictions:
         iou = _IOU_NAMES.get(audit.iou, audit.iou)
-        series += [("pred_iou_matched", f"mean {iou} of its matched predictions", _GREEN),
-                   ("pred_iou_all", f"mean {iou} of its centre-cell prediction, all objects", _ORANGE)]
+        series += [
+            ("pred_iou_matched", f"mean {iou} of its matched predictions", _GREEN),
+            ("pred_iou_all", f"mean {iou} of its centre-cell prediction, all objects", _ORANGE),
+        ]
     width = 0.8 / len(series)
     for k, (col, label, colour) in enumerate(series):
         v = pd.to_numeric(pa[col], errors="coerce").to_numpy(dtype=np.float64)
@@ -194,8 +203,9 @@ def plot_eval_classes(report, path: str | os.PathLike) -> Path:
         ax.set_yticks(y, [f"{c} ({int(g)})" for c, g in zip(t["Class"], t["Targets"], strict=True)], fontsize=7.5)
         ax.set_ylim(n - 0.4, -0.6)
         for yi, v in zip(y, ap, strict=True):
-            ax.text((0 if math.isnan(v) else v) + 0.01, yi, "-" if math.isnan(v) else f"{v:.2f}", va="center",
-                    fontsize=7)
+            ax.text(
+                (0 if math.isnan(v) else v) + 0.01, yi, "-" if math.isnan(v) else f"{v:.2f}", va="center", fontsize=7
+            )
         mean = float(report.table.iloc[0]["mAP@0.5"])
         ax.axvline(mean, color=_RED, ls="--", lw=1.2, label=f"mean over classes: {mean:.3f}")
         ax.legend(loc="lower right", fontsize=8)
@@ -228,7 +238,9 @@ def plot_errors(report, path: str | os.PathLike) -> Path:
     ax.set_xticks(x, names, fontsize=9)
     ax.set_xlabel("error type (blue: main, grey: special; count in brackets)")
     ax.set_ylabel(f"dAP (AP@{report.iou:g} points gained by fixing it)")
-    ax.set_title(f"errors of {report.detections:,} detections on {report.dataset}: "
-                 f"AP@{report.iou:g} = {report.ap:.2f}", fontsize=10)
+    ax.set_title(
+        f"errors of {report.detections:,} detections on {report.dataset}: AP@{report.iou:g} = {report.ap:.2f}",
+        fontsize=10,
+    )
     ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)

@@ -174,8 +174,7 @@ class PredictResult:
             "candidate_rows": self.manifest.get("candidate_rows"),
             "candidates_per_annotation": self.manifest.get("candidates_per_annotation"),
             "images_processed": done,
-            "images_resumed": (self.manifest.get("images") or 0) - done if self.world_size > 1
-            else self.resumed_images,
+            "images_resumed": (self.manifest.get("images") or 0) - done if self.world_size > 1 else self.resumed_images,
             "images_skipped": len(self.manifest.get("skipped_images") or ()),
             "world_size": self.world_size,
             "seconds": round(total, 3),
@@ -199,20 +198,35 @@ class PredictResult:
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
         d = self.to_dict()
-        rows = [("predictions folder", d["out_dir"] or "-"), ("dataset", d["dataset"]), ("cfg", d["cfg"]),
-                ("weights", d["weights"] or "random"), ("input size", d["size"]), ("images", d["images"]),
-                ("annotations", d["annotations"]), ("detections (after NMS)", d["detections"]),
-                ("candidate rows", d["candidate_rows"]),
-                ("candidates per annotation", d["candidates_per_annotation"]),
-                ("images processed / resumed", f"{d['images_processed']} / {d['images_resumed']}"),
-                ("images skipped (unreadable)", d["images_skipped"]),
-                ("processes", self.world_size), ("seconds", d["seconds"]),
-                ("images per second", d["images_per_second"])]
+        rows = [
+            ("predictions folder", d["out_dir"] or "-"),
+            ("dataset", d["dataset"]),
+            ("cfg", d["cfg"]),
+            ("weights", d["weights"] or "random"),
+            ("input size", d["size"]),
+            ("images", d["images"]),
+            ("annotations", d["annotations"]),
+            ("detections (after NMS)", d["detections"]),
+            ("candidate rows", d["candidate_rows"]),
+            ("candidates per annotation", d["candidates_per_annotation"]),
+            ("images processed / resumed", f"{d['images_processed']} / {d['images_resumed']}"),
+            ("images skipped (unreadable)", d["images_skipped"]),
+            ("processes", self.world_size),
+            ("seconds", d["seconds"]),
+            ("images per second", d["images_per_second"]),
+        ]
         t = self.timings
-        timing = pd.DataFrame({"stage": list(t), "seconds": list(t.values()),
-                               "share of total": [v / t["total"] if t.get("total") else np.nan for v in t.values()]})
+        timing = pd.DataFrame(
+            {
+                "stage": list(t),
+                "seconds": list(t.values()),
+                "share of total": [v / t["total"] if t.get("total") else np.nan for v in t.values()],
+            }
+        )
         out: list[tuple[str, pd.DataFrame | str]] = [
-            ("cocostat predict", pd.DataFrame(rows, columns=["field", "value"])), ("time per stage", timing)]
+            ("cocostat predict", pd.DataFrame(rows, columns=["field", "value"])),
+            ("time per stage", timing),
+        ]
         if self.drawn:
             out.append(("drawn images", "\n".join(str(p) for p in self.drawn)))
         return out
@@ -221,8 +235,9 @@ class PredictResult:
 # --------------------------------------------------------------------------------------------------
 # NMS
 # --------------------------------------------------------------------------------------------------
-def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float, *,
-                max_pairs: int = 1 << 22) -> Tensor:
+def batched_nms(
+    boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float, *, max_pairs: int = 1 << 22
+) -> Tensor:
     """Greedy NMS within each group (exactly torchvision's ``batched_nms`` result).
 
     Hand-written because torchvision cannot be installed beside this torch build. Within a group,
@@ -328,19 +343,26 @@ class _Slots:
     def build(model: DarknetModel, size: int, device) -> _Slots:
         grids = model.grid_sizes(size)
         rows, offset = [], 0
-        for lvl, g in zip(model.levels, grids):
+        for lvl, g in zip(model.levels, grids, strict=False):
             for k, a in enumerate(lvl.mask):
                 rows.append((a, lvl.level, k, size / g, g, g, offset, *model.cfg.anchors[a]))
             offset += len(lvl.mask) * g * g
         rows.sort(key=lambda r: (r[0], r[1]))
-        cols = list(zip(*rows))
+        cols = list(zip(*rows, strict=False))
 
         def t(i, dt):
             return torch.tensor(cols[i], dtype=dt, device=device)
 
-        return _Slots(level=t(1, torch.int64), anchor=t(0, torch.int64), k=t(2, torch.int64),
-                      stride=t(3, torch.float32), grid_h=t(4, torch.int64), grid_w=t(5, torch.int64),
-                      offset=t(6, torch.int64), anchor_wh=torch.stack([t(7, torch.float32), t(8, torch.float32)], 1))
+        return _Slots(
+            level=t(1, torch.int64),
+            anchor=t(0, torch.int64),
+            k=t(2, torch.int64),
+            stride=t(3, torch.float32),
+            grid_h=t(4, torch.int64),
+            grid_w=t(5, torch.int64),
+            offset=t(6, torch.int64),
+            anchor_wh=torch.stack([t(7, torch.float32), t(8, torch.float32)], 1),
+        )
 
 
 def _flatten(decoded: Sequence[Tensor]) -> Tensor:
@@ -348,8 +370,9 @@ def _flatten(decoded: Sequence[Tensor]) -> Tensor:
     return torch.cat([d.reshape(d.shape[0], -1, d.shape[-1]) for d in decoded], dim=1)
 
 
-def gather_candidates(flat: Tensor, slots: _Slots, gt: Tensor, batch_index: Tensor, class_idx: Tensor,
-                      neighborhood: int) -> dict[str, Tensor]:
+def gather_candidates(
+    flat: Tensor, slots: _Slots, gt: Tensor, batch_index: Tensor, class_idx: Tensor, neighborhood: int
+) -> dict[str, Tensor]:
     """Predictions around each annotation's centre cell, by vectorised gathers (no loop over objects).
 
     Args:
@@ -380,9 +403,11 @@ def gather_candidates(flat: Tensor, slots: _Slots, gt: Tensor, batch_index: Tens
     w = slots.grid_w[None, :, None, None]
     h = slots.grid_h[None, :, None, None]
     valid = (gx >= 0) & (gx < w) & (gy >= 0) & (gy < h)  # (G, S, D, D)
-    row = (slots.offset[None, :, None, None]
-           + (slots.k[None, :, None, None] * h + gy.clamp(min=0).minimum(h - 1)) * w
-           + gx.clamp(min=0).minimum(w - 1))  # (G, S, D, D)
+    row = (
+        slots.offset[None, :, None, None]
+        + (slots.k[None, :, None, None] * h + gy.clamp(min=0).minimum(h - 1)) * w
+        + gx.clamp(min=0).minimum(w - 1)
+    )  # (G, S, D, D)
     sel = flat[batch_index[:, None, None, None].expand(shape), row]  # (G, S, D, D, 5 + C)
     sel = sel.reshape(-1, sel.shape[-1])  # (G*N, 5 + C)
     valid = valid.reshape(-1)
@@ -399,13 +424,22 @@ def gather_candidates(flat: Tensor, slots: _Slots, gt: Tensor, batch_index: Tens
         return v[None, :, None, None].expand(shape).reshape(-1)
 
     return {
-        "level": per_slot(slots.level), "anchor": per_slot(slots.anchor),
-        "anchor_w": per_slot(slots.anchor_wh[:, 0]), "anchor_h": per_slot(slots.anchor_wh[:, 1]),
+        "level": per_slot(slots.level),
+        "anchor": per_slot(slots.anchor),
+        "anchor_w": per_slot(slots.anchor_wh[:, 0]),
+        "anchor_h": per_slot(slots.anchor_wh[:, 1]),
         "stride": per_slot(slots.stride),
-        "dx": d[None, None, None, :].expand(shape).reshape(-1), "dy": d[None, None, :, None].expand(shape).reshape(-1),
-        "gx": gx.reshape(-1), "gy": gy.reshape(-1), "valid": valid,
-        "px1": box[:, 0], "py1": box[:, 1], "px2": box[:, 2], "py2": box[:, 3],
-        "obj": torch.where(valid, sel[:, 4], nan), "cls_prob": torch.where(valid, cls_prob, nan),
+        "dx": d[None, None, None, :].expand(shape).reshape(-1),
+        "dy": d[None, None, :, None].expand(shape).reshape(-1),
+        "gx": gx.reshape(-1),
+        "gy": gy.reshape(-1),
+        "valid": valid,
+        "px1": box[:, 0],
+        "py1": box[:, 1],
+        "px2": box[:, 2],
+        "py2": box[:, 3],
+        "obj": torch.where(valid, sel[:, 4], nan),
+        "cls_prob": torch.where(valid, cls_prob, nan),
         "max_cls_prob": torch.where(valid, max_prob, nan),
         "max_cls_idx": torch.where(valid, max_idx.reshape(-1), torch.full_like(max_idx.reshape(-1), -1)),
     }
@@ -439,7 +473,7 @@ class ImageFiles(torch.utils.data.Dataset):
             with Image.open(self.paths[i]) as im:
                 im.load()
                 return i, self.letterbox.apply(im), im.width, im.height, ""
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is reported by the main process
+        except Exception as exc:
             return i, None, 0, 0, f"{type(exc).__name__}: {exc}"
 
 
@@ -461,8 +495,10 @@ def _bad_images(errors: list[tuple[int, str]], dataset: Dataset, paths: Sequence
     """The manifest's entries for images that could not be read; a DatasetFormatError unless ``skip``."""
     if errors and not skip:
         i, msg = errors[0]
-        raise DatasetFormatError(f"image {int(dataset.image_id[i])} of {dataset.name}: cannot decode {paths[i]}: "
-                                 f"{msg} (--skip-bad-images goes on without such images)")
+        raise DatasetFormatError(
+            f"image {int(dataset.image_id[i])} of {dataset.name}: cannot decode {paths[i]}: "
+            f"{msg} (--skip-bad-images goes on without such images)"
+        )
     return [{"image_id": int(dataset.image_id[i]), "file": str(paths[i]), "error": msg} for i, msg in errors]
 
 
@@ -523,44 +559,82 @@ def _all_sum(values: list[int], world: int, device: torch.device) -> list[int]:
 # --------------------------------------------------------------------------------------------------
 # predict
 # --------------------------------------------------------------------------------------------------
-def _check_options(dataset: Dataset, model: DarknetModel, size, batch_size, conf, nms_iou, max_det, neighborhood,
-                   workers, half, device, draw, chunk_images=CHUNK_IMAGES) -> list[int]:
+def _check_options(
+    dataset: Dataset,
+    model: DarknetModel,
+    size,
+    batch_size,
+    conf,
+    nms_iou,
+    max_det,
+    neighborhood,
+    workers,
+    half,
+    device,
+    draw,
+    chunk_images=CHUNK_IMAGES,
+) -> list[int]:
     if isinstance(size, int) and size > MAX_SIZE:
-        raise OptionError(f"size must be at most {MAX_SIZE} px (one {size} x {size} image needs "
-                          f"{3 * size * size / 2**30:.1f} GiB decoded and far more in the network), got {size}",
-                          param="size")
+        raise OptionError(
+            f"size must be at most {MAX_SIZE} px (one {size} x {size} image needs "
+            f"{3 * size * size / 2**30:.1f} GiB decoded and far more in the network), got {size}",
+            param="size",
+        )
     strides = model.check_size(size)
     checks = [
-        (isinstance(chunk_images, int) and chunk_images >= 1,
-         f"chunk_images must be a positive integer, got {chunk_images}"),
+        (
+            isinstance(chunk_images, int) and chunk_images >= 1,
+            f"chunk_images must be a positive integer, got {chunk_images}",
+        ),
         (isinstance(batch_size, int) and batch_size >= 1, f"batch_size must be a positive integer, got {batch_size}"),
         (0 <= conf <= 1, f"conf must lie in [0, 1], got {conf}"),
         (0 <= nms_iou <= 1, f"nms_iou must lie in [0, 1], got {nms_iou}"),
         (isinstance(max_det, int) and max_det >= 1, f"max_det must be a positive integer, got {max_det}"),
-        (isinstance(neighborhood, int) and 0 <= neighborhood <= 100,
-         f"neighborhood must be an integer in 0..100 cells, got {neighborhood}"),
-        (workers is None or (isinstance(workers, int) and workers >= 0),
-         f"workers must be 0 or more, got {workers}"),
+        (
+            isinstance(neighborhood, int) and 0 <= neighborhood <= 100,
+            f"neighborhood must be an integer in 0..100 cells, got {neighborhood}",
+        ),
+        (workers is None or (isinstance(workers, int) and workers >= 0), f"workers must be 0 or more, got {workers}"),
         (isinstance(draw, int) and draw >= 0, f"draw must be 0 or more, got {draw}"),
-        (device.type != "cuda" or torch.cuda.is_available(),
-         f"device {device} was asked for, but torch sees no CUDA device; use cpu"),
-        (not half or device.type == "cuda",
-         f"half needs a CUDA device (float16 convolutions on the CPU are slow and inexact); got device {device}"),
+        (
+            device.type != "cuda" or torch.cuda.is_available(),
+            f"device {device} was asked for, but torch sees no CUDA device; use cpu",
+        ),
+        (
+            not half or device.type == "cuda",
+            f"half needs a CUDA device (float16 convolutions on the CPU are slow and inexact); got device {device}",
+        ),
     ]
     for ok, msg in checks:
         if not ok:
             raise OptionError(msg, param=msg.split(" ", 1)[0])
     if model.num_classes != dataset.num_classes:
-        raise OptionError(f"{model.cfg.name} predicts {model.num_classes} classes but dataset {dataset.name} has "
-                          f"{dataset.num_classes} categories; class indices would not line up")
+        raise OptionError(
+            f"{model.cfg.name} predicts {model.num_classes} classes but dataset {dataset.name} has "
+            f"{dataset.num_classes} categories; class indices would not line up"
+        )
     if dataset.num_images and dataset.image_dir is None:
-        raise OptionError(f"dataset {dataset.name} has no image folder; give it with --images DIR (or use a COCO "
-                          f"root laid out as ROOT/annotations/instances_SPLIT.json beside ROOT/SPLIT/)")
+        raise OptionError(
+            f"dataset {dataset.name} has no image folder; give it with --images DIR (or use a COCO "
+            f"root laid out as ROOT/annotations/instances_SPLIT.json beside ROOT/SPLIT/)"
+        )
     return strides
 
 
-def _settings(dataset: Dataset, model: DarknetModel, size, conf, nms_iou, max_det, neighborhood, half, world,
-              pad_value, chunk_images=CHUNK_IMAGES, skip_bad_images=False) -> dict:
+def _settings(
+    dataset: Dataset,
+    model: DarknetModel,
+    size,
+    conf,
+    nms_iou,
+    max_det,
+    neighborhood,
+    half,
+    world,
+    pad_value,
+    chunk_images=CHUNK_IMAGES,
+    skip_bad_images=False,
+) -> dict:
     """What a resumed run must share with the run it continues (``--resume`` compares these).
 
     The dataset is identified by what it is, not by how it was spelt: the SHA-256 hash of the
@@ -572,9 +646,17 @@ def _settings(dataset: Dataset, model: DarknetModel, size, conf, nms_iou, max_de
     ids = np.ascontiguousarray(dataset.image_id)
     names = "\n".join(str(f) for f in dataset.file_name).encode()
     return {
-        "cfg_sha256": model.cfg.text_sha256, "weights_sha256": model.weights_sha256, "size": size,
-        "conf": conf, "nms_iou": nms_iou, "max_det": max_det, "neighborhood": neighborhood, "half": bool(half),
-        "world_size": world, "chunk_images": chunk_images, "pad_value": pad_value,
+        "cfg_sha256": model.cfg.text_sha256,
+        "weights_sha256": model.weights_sha256,
+        "size": size,
+        "conf": conf,
+        "nms_iou": nms_iou,
+        "max_det": max_det,
+        "neighborhood": neighborhood,
+        "half": bool(half),
+        "world_size": world,
+        "chunk_images": chunk_images,
+        "pad_value": pad_value,
         "skip_bad_images": bool(skip_bad_images),
         "annotations_sha256": content_key(path=dataset.path) if dataset.path else f"in memory: {dataset.name}",
         "image_dir": os.path.realpath(dataset.image_dir) if dataset.image_dir else None,
@@ -589,22 +671,41 @@ def _check_files(dataset: Dataset, positions: np.ndarray, paths: Sequence[str], 
     missing = [i for i in positions if not os.path.isfile(paths[i])]
     if missing and not skip:
         i = missing[0]
-        raise DatasetFormatError(f"image {int(dataset.image_id[i])} of {dataset.name}: file {paths[i]} not found "
-                                 f"({len(missing)} of {len(positions)} image file(s) missing; "
-                                 f"--skip-bad-images goes on without them)")
+        raise DatasetFormatError(
+            f"image {int(dataset.image_id[i])} of {dataset.name}: file {paths[i]} not found "
+            f"({len(missing)} of {len(positions)} image file(s) missing; "
+            f"--skip-bad-images goes on without them)"
+        )
 
 
 def _level_info(model: DarknetModel, size: int, strides: list[int]) -> list[dict]:
     grids = model.grid_sizes(size)
-    return [{"level": lv.level, "layer": lv.layer, "mask": list(lv.mask), "stride": s, "grid": g}
-            for lv, s, g in zip(model.levels, strides, grids)]
+    return [
+        {"level": lv.level, "layer": lv.layer, "mask": list(lv.mask), "stride": s, "grid": g}
+        for lv, s, g in zip(model.levels, strides, grids, strict=False)
+    ]
 
 
-def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_size: int = 16,
-            device: str | torch.device | None = None, conf: float = 0.001, nms_iou: float = 0.6,
-            max_det: int = 100, neighborhood: int = 1, workers: int | None = None, half: bool = False,
-            progress: bool = True, out_dir: str | os.PathLike | None = None, resume: bool = False,
-            draw: int = 0, skip_bad_images: bool = False, chunk_images: int | None = None) -> PredictResult:
+def predict(
+    dataset: Dataset,
+    model: DarknetModel,
+    *,
+    size: int = 416,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    conf: float = 0.001,
+    nms_iou: float = 0.6,
+    max_det: int = 100,
+    neighborhood: int = 1,
+    workers: int | None = None,
+    half: bool = False,
+    progress: bool = True,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    draw: int = 0,
+    skip_bad_images: bool = False,
+    chunk_images: int | None = None,
+) -> PredictResult:
     """Run ``model`` over ``dataset``'s images; return (and with ``out_dir``, write) detections and candidates.
 
     Args:
@@ -643,25 +744,64 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
     t_start = time.perf_counter()
     device = torch.device(device) if device is not None else model.device
     chunk_images = CHUNK_IMAGES if chunk_images is None else chunk_images
-    strides = _check_options(dataset, model, size, batch_size, conf, nms_iou, max_det, neighborhood, workers,
-                             half, device, draw, chunk_images)
+    strides = _check_options(
+        dataset,
+        model,
+        size,
+        batch_size,
+        conf,
+        nms_iou,
+        max_det,
+        neighborhood,
+        workers,
+        half,
+        device,
+        draw,
+        chunk_images,
+    )
     if (draw or resume) and out_dir is None:
         raise OptionError("draw and resume need an output folder (out_dir)", param="draw")
     rank, world = _dist_info()
     letterbox = Letterbox(size)
-    settings = _settings(dataset, model, size, conf, nms_iou, max_det, neighborhood, half, world,
-                         letterbox.pad_value, chunk_images, skip_bad_images)
+    settings = _settings(
+        dataset,
+        model,
+        size,
+        conf,
+        nms_iou,
+        max_det,
+        neighborhood,
+        half,
+        world,
+        letterbox.pad_value,
+        chunk_images,
+        skip_bad_images,
+    )
     manifest = {
-        "cfg": str(model.cfg.name), "weights": model.weights_path, "weights_sha256": model.weights_sha256,
-        "size": size, "letterbox": letterbox.to_dict(), "anchors": [list(a) for a in model.cfg.anchors],
-        "levels": _level_info(model, size, strides), "num_classes": model.num_classes,
+        "cfg": str(model.cfg.name),
+        "weights": model.weights_path,
+        "weights_sha256": model.weights_sha256,
+        "size": size,
+        "letterbox": letterbox.to_dict(),
+        "anchors": [list(a) for a in model.cfg.anchors],
+        "levels": _level_info(model, size, strides),
+        "num_classes": model.num_classes,
         "neighborhood": neighborhood,
-        "dataset": {"name": dataset.name, "annotations": str(dataset.path) if dataset.path else None,
-                    "image_dir": str(dataset.image_dir) if dataset.image_dir else None},
-        "images": dataset.num_images, "annotations": dataset.num_annotations,
+        "dataset": {
+            "name": dataset.name,
+            "annotations": str(dataset.path) if dataset.path else None,
+            "image_dir": str(dataset.image_dir) if dataset.image_dir else None,
+        },
+        "images": dataset.num_images,
+        "annotations": dataset.num_annotations,
         "candidates_per_annotation": sum(len(lv.mask) for lv in model.levels) * (2 * neighborhood + 1) ** 2,
-        "detections": {"conf": conf, "nms_iou": nms_iou, "max_det": max_det,
-                       "score": "objectness * class probability", "nms": "greedy, per image and class"},
+        "detections": {
+            "conf": conf,
+            "nms_iou": nms_iou,
+            "max_det": max_det,
+            "score": "objectness * class probability",
+            "nms": "greedy, per image and class",
+        },
         "settings": settings,
     }
     layout = make_layout(model.cfg.anchors, [lv.mask for lv in model.levels], strides, size, neighborhood)
@@ -679,14 +819,28 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
         if resume and (out / "manifest.json").is_file():
             done = read_predictions(out)
             _check_same(done.manifest.get("settings", {}), settings, out)
-            res = PredictResult(done, done.manifest, out, {"total": time.perf_counter() - t_start}, 0,
-                                len(mine), rank, world, (), mine, 0)
+            res = PredictResult(
+                done,
+                done.manifest,
+                out,
+                {"total": time.perf_counter() - t_start},
+                0,
+                len(mine),
+                rank,
+                world,
+                (),
+                mine,
+                0,
+            )
             return dataclasses.replace(res, drawn=_maybe_draw(dataset, res, out, draw, rank))
         if resume and (partial / "run.json").is_file():
             _check_same(json.loads((partial / "run.json").read_text()), settings, out)
         elif resume:
-            warnings.warn(f"{out}: nothing to resume (no unfinished run found); starting from the first image",
-                          CocostatWarning, stacklevel=2)
+            warnings.warn(
+                f"{out}: nothing to resume (no unfinished run found); starting from the first image",
+                CocostatWarning,
+                stacklevel=2,
+            )
             resume = False
         if not resume and rank == 0:
             _clear_folder(out)
@@ -695,12 +849,17 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
         _barrier(world)
 
     # ---- this rank's images, in chunks --------------------------------------------------------------
-    chunks = [positions[k:k + chunk_images] for k in range(0, len(positions), chunk_images)]
+    chunks = [positions[k : k + chunk_images] for k in range(0, len(positions), chunk_images)]
     # a chunk's two parts: candidates first, then detections, whose file marks the chunk finished
-    chunk_files = [(out / CANDIDATES_DIR / part_name(rank, c), out / DETECTIONS_DIR / part_name(rank, c))
-                   if out is not None else None for c in range(len(chunks))]
-    done_chunks = {c for c, f in enumerate(chunk_files)
-                   if resume and f is not None and f[0].is_file() and f[1].is_file()}
+    chunk_files = [
+        (out / CANDIDATES_DIR / part_name(rank, c), out / DETECTIONS_DIR / part_name(rank, c))
+        if out is not None
+        else None
+        for c in range(len(chunks))
+    ]
+    done_chunks = {
+        c for c, f in enumerate(chunk_files) if resume and f is not None and f[0].is_file() and f[1].is_file()
+    }
     todo = [c for c in range(len(chunks)) if c not in done_chunks]
 
     runner = model.fuse().to(device)
@@ -715,9 +874,14 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
 
     workers = default_workers(device) if workers is None else workers
     files = ImageFiles(paths, letterbox)
-    batches = [chunks[c][k:k + batch_size].tolist() for c in todo for k in range(0, len(chunks[c]), batch_size)]
-    loader = torch.utils.data.DataLoader(files, batch_sampler=batches, num_workers=workers if batches else 0,
-                                         collate_fn=_collate, pin_memory=device.type == "cuda")
+    batches = [chunks[c][k : k + batch_size].tolist() for c in todo for k in range(0, len(chunks[c]), batch_size)]
+    loader = torch.utils.data.DataLoader(
+        files,
+        batch_sampler=batches,
+        num_workers=workers if batches else 0,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )
     chunk_of = {int(p): c for c in todo for p in chunks[c]}
     kept: dict[int, tuple[CandidateArrays, dict]] = {}  # in memory only when nothing is written
     pending: dict[int, list] = {c: [] for c in todo}
@@ -744,11 +908,29 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
                 bar(len(errors))
                 t0 = time.perf_counter()
                 continue
-            size_mismatch += int(((wh[:, 0].numpy() != dataset.width[idx_np])
-                                  | (wh[:, 1].numpy() != dataset.height[idx_np])).sum())
-            batch_out, t_parts = _run_batch(runner, imgs, idx_np, wh.numpy(), dataset, boxes_xyxy, letterbox,
-                                            slots, size, conf, nms_iou, max_det, neighborhood, half, device, sync,
-                                            cat_ids, layout)
+            size_mismatch += int(
+                ((wh[:, 0].numpy() != dataset.width[idx_np]) | (wh[:, 1].numpy() != dataset.height[idx_np])).sum()
+            )
+            batch_out, t_parts = _run_batch(
+                runner,
+                imgs,
+                idx_np,
+                wh.numpy(),
+                dataset,
+                boxes_xyxy,
+                letterbox,
+                slots,
+                size,
+                conf,
+                nms_iou,
+                max_det,
+                neighborhood,
+                half,
+                device,
+                sync,
+                cat_ids,
+                layout,
+            )
             for k, v in t_parts.items():
                 timings[k] += v
             pending[c].append(batch_out)
@@ -766,17 +948,24 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
 
     tw = time.perf_counter()
     if size_mismatch:
-        warnings.warn(f"{size_mismatch} image file(s) differ in size from the width/height of {dataset.name}; "
-                      f"their annotations were scaled by file size / declared size", CocostatWarning, stacklevel=2)
+        warnings.warn(
+            f"{size_mismatch} image file(s) differ in size from the width/height of {dataset.name}; "
+            f"their annotations were scaled by file size / declared size",
+            CocostatWarning,
+            stacklevel=2,
+        )
     for c in sorted(done_chunks):  # chunks stored by an earlier run: their counts from the parquet footers
         counts += (_parquet_rows(chunk_files[c][0]), _parquet_rows(chunk_files[c][1]), 1)
         skipped_file = _skipped_file(chunk_files[c])
         skipped[c] = json.loads(skipped_file.read_text()) if skipped_file.is_file() else []
     bad_images = _all_gather_lists([d for c in range(len(chunks)) for d in skipped[c]], world)
     if bad_images:
-        warnings.warn(f"{len(bad_images)} image(s) of {dataset.name} could not be read and were skipped (e.g. "
-                      f"{bad_images[0]['file']}: {bad_images[0]['error']}); the manifest lists them",
-                      CocostatWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(bad_images)} image(s) of {dataset.name} could not be read and were skipped (e.g. "
+            f"{bad_images[0]['file']}: {bad_images[0]['error']}); the manifest lists them",
+            CocostatWarning,
+            stacklevel=2,
+        )
     manifest["skipped_images"] = bad_images
     n_objects, n_dets, n_parts, n_done_all = _all_sum([*counts.tolist(), n_done], world, device)
     manifest["detections"]["count"] = n_dets
@@ -801,8 +990,9 @@ def predict(dataset: Dataset, model: DarknetModel, *, size: int = 416, batch_siz
     timings["writing"] += time.perf_counter() - tw
     timings["total"] = time.perf_counter() - t_start
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **manifest}
-    res = PredictResult(store, manifest, out, timings, n_done, len(positions) - n_done, rank, world, (), mine,
-                        n_done_all)
+    res = PredictResult(
+        store, manifest, out, timings, n_done, len(positions) - n_done, rank, world, (), mine, n_done_all
+    )
     if out is not None and draw:
         res = dataclasses.replace(res, drawn=_maybe_draw(dataset, res, out, draw, rank))
     return res
@@ -838,8 +1028,9 @@ def _check_same(old: dict, new: dict, out: Path) -> None:
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in diff[:4])
-        raise OptionError(f"{out}: cannot resume, the run there used other settings ({shown}); "
-                          f"run without --resume to start over")
+        raise OptionError(
+            f"{out}: cannot resume, the run there used other settings ({shown}); run without --resume to start over"
+        )
 
 
 class _progress_bar:
@@ -861,8 +1052,15 @@ class _progress_bar:
             TimeRemainingColumn,
         )
 
-        self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+        self.progress = Progress(
+            TextColumn("predict"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("images"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
         self.progress.__enter__()
         task = self.progress.add_task("predict", total=self.total, completed=self.completed)
         return lambda n: self.progress.advance(task, n)
@@ -873,8 +1071,26 @@ class _progress_bar:
         return False
 
 
-def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: Letterbox, slots: _Slots, size, conf,
-               nms_iou, max_det, neighborhood, half, device, sync, cat_ids, layout):
+def _run_batch(
+    runner,
+    imgs,
+    idx,
+    wh,
+    dataset: Dataset,
+    boxes_xyxy,
+    letterbox: Letterbox,
+    slots: _Slots,
+    size,
+    conf,
+    nms_iou,
+    max_det,
+    neighborhood,
+    half,
+    device,
+    sync,
+    cat_ids,
+    layout,
+):
     """Inference, candidate extraction and detections for one batch.
 
     Returns ((dense candidate arrays of the batch's annotations, detection columns), stage seconds),
@@ -893,15 +1109,22 @@ def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: L
 
         # letterbox geometry from the file's size, scaled to the JSON's declared coordinates
         geo = letterbox.params(wh[:, 0], wh[:, 1])
-        geo = LetterboxParams(geo.new_w / dataset.width[idx], geo.new_h / dataset.height[idx], geo.pad_x, geo.pad_y,
-                              geo.new_w, geo.new_h)
+        geo = LetterboxParams(
+            geo.new_w / dataset.width[idx], geo.new_h / dataset.height[idx], geo.pad_x, geo.pad_y, geo.new_w, geo.new_h
+        )
         starts, ends = dataset.offsets[idx], dataset.offsets[idx + 1]
         counts = ends - starts
         ann = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())  # (G,) rows
         bidx = np.repeat(np.arange(len(idx)), counts)  # (G,) image in batch
         gt = geo.to_input(boxes_xyxy[ann], bidx).astype(np.float32)  # (G, 4)
-        cols = gather_candidates(flat, slots, torch.from_numpy(gt).to(device), torch.from_numpy(bidx).to(device),
-                                 torch.from_numpy(dataset.class_idx[ann]).to(device), neighborhood)
+        cols = gather_candidates(
+            flat,
+            slots,
+            torch.from_numpy(gt).to(device),
+            torch.from_numpy(bidx).to(device),
+            torch.from_numpy(dataset.class_idx[ann]).to(device),
+            neighborhood,
+        )
         cols = {k: v.cpu().numpy() for k, v in cols.items()}
         g, n = ann.shape[0], layout.size
 
@@ -909,13 +1132,26 @@ def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: L
             return cols[name].reshape(g, n)
 
         arrays = CandidateArrays(
-            ann_id=dataset.ann_id[ann].astype(np.int64), image_id=dataset.image_id[idx][bidx].astype(np.int64),
-            class_idx=dataset.class_idx[ann].astype(np.int64), iscrowd=dataset.iscrowd[ann].astype(bool), gt=gt,
-            level=layout.level, anchor=layout.anchor, dx=layout.dx, dy=layout.dy, anchor_wh=layout.anchor_wh,
-            stride=layout.stride, gx=gn("gx"), gy=gn("gy"), valid=gn("valid"),
+            ann_id=dataset.ann_id[ann].astype(np.int64),
+            image_id=dataset.image_id[idx][bidx].astype(np.int64),
+            class_idx=dataset.class_idx[ann].astype(np.int64),
+            iscrowd=dataset.iscrowd[ann].astype(bool),
+            gt=gt,
+            level=layout.level,
+            anchor=layout.anchor,
+            dx=layout.dx,
+            dy=layout.dy,
+            anchor_wh=layout.anchor_wh,
+            stride=layout.stride,
+            gx=gn("gx"),
+            gy=gn("gy"),
+            valid=gn("valid"),
             pred=np.stack([gn(c) for c in ("px1", "py1", "px2", "py2")], axis=-1),
-            obj=gn("obj"), cls_prob=gn("cls_prob"), max_cls_prob=gn("max_cls_prob"),
-            max_cls_idx=gn("max_cls_idx").astype(np.int16))
+            obj=gn("obj"),
+            cls_prob=gn("cls_prob"),
+            max_cls_prob=gn("max_cls_prob"),
+            max_cls_idx=gn("max_cls_idx").astype(np.int16),
+        )
         sync()
         t2 = time.perf_counter()
         t["candidates"] = t2 - t1
@@ -928,9 +1164,15 @@ def _run_batch(runner, imgs, idx, wh, dataset: Dataset, boxes_xyxy, letterbox: L
     keep = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
     b, cls, box, score = b[keep], cls[keep], box[keep], score[keep]
     xywh = np.round(np.concatenate([box[:, :2], box[:, 2:] - box[:, :2]], 1), 3)
-    det = {"image_id": dataset.image_id[idx][b].astype(np.int64), "category_id": cat_ids[cls].astype(np.int64),
-           "x": xywh[:, 0], "y": xywh[:, 1], "w": xywh[:, 2], "h": xywh[:, 3],
-           "score": np.round(score.astype(np.float64), 5)}
+    det = {
+        "image_id": dataset.image_id[idx][b].astype(np.int64),
+        "category_id": cat_ids[cls].astype(np.int64),
+        "x": xywh[:, 0],
+        "y": xywh[:, 1],
+        "w": xywh[:, 2],
+        "h": xywh[:, 3],
+        "score": np.round(score.astype(np.float64), 5),
+    }
     t["detections"] = time.perf_counter() - t2
     return (arrays, det), t
 
@@ -967,14 +1209,18 @@ def _skipped_file(files: tuple[Path, Path]) -> Path:
     return files[0].parent.parent / _PARTIAL / files[0].name.replace(".parquet", ".skipped.json")
 
 
-def _finish_chunk(parts: list, layout, files: tuple[Path, Path] | None,
-                  skipped: list[dict] = ()) -> tuple[CandidateArrays, dict]:
+def _finish_chunk(
+    parts: list, layout, files: tuple[Path, Path] | None, skipped: list[dict] = ()
+) -> tuple[CandidateArrays, dict]:
     """Join a chunk's batches; with ``files``, write its skipped-image list (if any), its candidate part,
     then its detection part (which marks the chunk finished)."""
     blocks = [p[0] for p in parts]
     arrays = concat_arrays(blocks) if blocks else empty_arrays(layout)
-    dets = ({k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]} if parts
-            else {c: np.zeros(0, t) for c, t in DETECTION_COLUMNS.items()})
+    dets = (
+        {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+        if parts
+        else {c: np.zeros(0, t) for c, t in DETECTION_COLUMNS.items()}
+    )
     if files is not None:
         if skipped:
             write_text(_skipped_file(files), json.dumps(list(skipped)))
@@ -991,6 +1237,9 @@ def _maybe_draw(dataset: Dataset, res: PredictResult, out: Path, k: int, rank: i
     if not k or rank != 0:
         return ()
     ids = dataset.image_id[:: max(1, _dist_info()[1])][:k]
-    detections = [d for cols in res.predictions.iter_detections(rank=0 if res.world_size > 1 else None)
-                  for d in detection_records({c: v[np.isin(cols["image_id"], ids)] for c, v in cols.items()})]
+    detections = [
+        d
+        for cols in res.predictions.iter_detections(rank=0 if res.world_size > 1 else None)
+        for d in detection_records({c: v[np.isin(cols["image_id"], ids)] for c, v in cols.items()})
+    ]
     return tuple(draw_detections(dataset, detections, ids, out / "draw", min_score=DRAW_SCORE))

@@ -40,8 +40,14 @@ class Report(Protocol):
 
 def to_json(obj) -> bytes:
     """JSON bytes (indented, newline-terminated); numpy scalars and arrays allowed, NaN -> null."""
-    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
-                        | orjson.OPT_NON_STR_KEYS, default=_json_default) + b"\n"
+    return (
+        orjson.dumps(
+            obj,
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+            default=_json_default,
+        )
+        + b"\n"
+    )
 
 
 def _json_default(obj):

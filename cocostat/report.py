@@ -71,8 +71,8 @@ from cocostat.staging import StagedFolder
 __all__ = [
     "ANALYSES",
     "FOLD_ROWS",
-    "Call",
     "KMEANS_COMPARE",
+    "Call",
     "ReportResult",
     "ReportSection",
     "build_report",
@@ -93,10 +93,24 @@ EXAMPLES = 5
 FOLD_ROWS = 20
 PLOTS = "plots"
 #: Every plot file a report may write into ``OUT/plots`` (others there are left alone).
-PLOT_FILES = frozenset({
-    "info_box_sizes.png", "info_categories.png", "overlap_iou.png", "overlap_ioa.png", "overlap_gap.png",
-    "overlap_center.png", "overlap_aspect.png", "kmeans_anchors.png", "anchor_audit.png", "iou_vs_obj.png",
-    "iou_vs_score.png", "eval_summary.png", "eval_ap50_per_class.png", "errors_dap.png"})
+PLOT_FILES = frozenset(
+    {
+        "info_box_sizes.png",
+        "info_categories.png",
+        "overlap_iou.png",
+        "overlap_ioa.png",
+        "overlap_gap.png",
+        "overlap_center.png",
+        "overlap_aspect.png",
+        "kmeans_anchors.png",
+        "anchor_audit.png",
+        "iou_vs_obj.png",
+        "iou_vs_score.png",
+        "eval_summary.png",
+        "eval_ap50_per_class.png",
+        "errors_dap.png",
+    }
+)
 PREDICTIONS = "predictions"
 DEFAULT_SIZE = 416
 
@@ -174,10 +188,16 @@ class ReportResult:
             "predictions": str(self.predictions) if self.predictions else None,
             "command": self.command,
             "analyses": [
-                {"name": s.name, "status": s.status, "reason": s.reason or None,
-                 "command": s.command or None, "plots": [str(p) for p in s.plots],
-                 "warnings": list(s.warnings), "seconds": round(s.seconds, 3),
-                 "result": s.result.to_dict() if s.result is not None else None}
+                {
+                    "name": s.name,
+                    "status": s.status,
+                    "reason": s.reason or None,
+                    "command": s.command or None,
+                    "plots": [str(p) for p in s.plots],
+                    "warnings": list(s.warnings),
+                    "seconds": round(s.seconds, 3),
+                    "result": s.result.to_dict() if s.result is not None else None,
+                }
                 for s in self.analyses
             ],
             "files": [str(p) for p in self.files],
@@ -185,25 +205,27 @@ class ReportResult:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per analysis: ``analysis``, ``status``, ``reason``, ``plots`` (count), ``seconds``, ``command``."""
-        return pd.DataFrame({
-            "analysis": [s.name for s in self.analyses],
-            "status": [s.status for s in self.analyses],
-            "reason": [s.reason for s in self.analyses],
-            "plots": [len(s.plots) for s in self.analyses],
-            "seconds": [round(s.seconds, 2) for s in self.analyses],
-            "command": [s.command for s in self.analyses],
-        })
+        return pd.DataFrame(
+            {
+                "analysis": [s.name for s in self.analyses],
+                "status": [s.status for s in self.analyses],
+                "reason": [s.reason for s in self.analyses],
+                "plots": [len(s.plots) for s in self.analyses],
+                "seconds": [round(s.seconds, 2) for s in self.analyses],
+                "command": [s.command for s in self.analyses],
+            }
+        )
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
         frame = self.to_frame()
         frame["status"] = [s.status if s.status == "done" else f"skipped: {s.reason}" for s in self.analyses]
         sizes = [p.stat().st_size if p.is_file() else 0 for p in self.files]
         files = pd.DataFrame({"file": [str(p) for p in self.files], "KiB": [round(b / 1024, 1) for b in sizes]})
-        return [(f"report on {self.dataset}: {self.markdown} and {self.html}",
-                 frame.drop(columns=["reason", "command"])),
-                ("commands that reproduce each analysis",
-                 "\n".join(s.command for s in self.analyses if s.command)),
-                (f"files written ({len(self.files)}, {sum(sizes) / 1024:.0f} KiB)", files)]
+        return [
+            (f"report on {self.dataset}: {self.markdown} and {self.html}", frame.drop(columns=["reason", "command"])),
+            ("commands that reproduce each analysis", "\n".join(s.command for s in self.analyses if s.command)),
+            (f"files written ({len(self.files)}, {sum(sizes) / 1024:.0f} KiB)", files),
+        ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,8 +247,9 @@ def _numeric(col: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(col):
         return True
     vals = [v for v in col if not (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)))]
-    return bool(vals) and all(isinstance(v, (int, float, np.integer, np.floating))
-                              and not isinstance(v, (bool, np.bool_)) for v in vals)
+    return bool(vals) and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in vals
+    )
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -256,8 +279,10 @@ def markdown_table(frame: pd.DataFrame) -> str:
         return ""
     cols = list(frame.columns)
     right = [_numeric(frame[c]) for c in cols]
-    lines = ["| " + " | ".join(_md_escape(c) for c in cols) + " |",
-             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    lines = [
+        "| " + " | ".join(_md_escape(c) for c in cols) + " |",
+        "|" + "|".join("---:" if r else "---" for r in right) + "|",
+    ]
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(_md_escape(_cell(v)) for v in row) + " |")
     return "\n".join(lines)
@@ -273,9 +298,11 @@ def html_table(frame: pd.DataFrame) -> str:
         attr = ' class="num"' if num else ""
         return f"<{tag}{attr}>{html.escape(str(text))}</{tag}>"
 
-    head = "".join(td("th", c, r) for c, r in zip(cols, right))
-    body = "\n".join("<tr>" + "".join(td("td", _cell(v), r) for v, r in zip(row, right)) + "</tr>"
-                     for row in frame.itertuples(index=False))
+    head = "".join(td("th", c, r) for c, r in zip(cols, right, strict=False))
+    body = "\n".join(
+        "<tr>" + "".join(td("td", _cell(v), r) for v, r in zip(row, right, strict=False)) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
@@ -306,8 +333,12 @@ def compact_png(path: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------------------------------
 # Building the report
 # --------------------------------------------------------------------------------------------------
-def dataset_args(dataset: str | None = None, root: str | os.PathLike | None = None,
-                 images: str | os.PathLike | None = None, split: str | None = None) -> list[str]:
+def dataset_args(
+    dataset: str | None = None,
+    root: str | os.PathLike | None = None,
+    images: str | os.PathLike | None = None,
+    split: str | None = None,
+) -> list[str]:
     """The DATASET argument and options as a user typed them: ``[DATASET] [--root R] [--images I] [--split S]``."""
     out = [str(dataset)] if dataset else []
     if split is not None:
@@ -393,7 +424,7 @@ def _repoint(obj, fix: Callable[[str], str]):
         if not all(isinstance(v, (str, Path)) for v in obj):
             return obj
         new = [_repoint(v, fix) for v in obj]
-        return obj if all(a is b for a, b in zip(new, obj)) else type(obj)(new)
+        return obj if all(a is b for a, b in zip(new, obj, strict=False)) else type(obj)(new)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         changed = {}
         for f in dataclasses.fields(obj):
@@ -420,8 +451,15 @@ class _Runner:
     def skip(self, name: str, reason: str) -> None:
         self.sections[name] = ReportSection(name, "skipped", reason)
 
-    def run(self, name: str, call: Call, work: Callable[[dict], tuple[object, Sequence]], *,
-            resolve: Callable[[str, object], object] | None = None, skip_on: tuple[type[Exception], ...] = ()):
+    def run(
+        self,
+        name: str,
+        call: Call,
+        work: Callable[[dict], tuple[object, Sequence]],
+        *,
+        resolve: Callable[[str, object], object] | None = None,
+        skip_on: tuple[type[Exception], ...] = (),
+    ):
         """Run ``work(call.kwargs(...))``, which returns ``(result, plots)``; record the section.
 
         Paths under the report folder reach ``work`` at their staged place; ``resolve`` may swap other
@@ -455,8 +493,15 @@ class _Runner:
                 warnings.warn_explicit(message, w.category, w.filename, w.lineno)
         msgs = tuple(stage.shown(str(w.message)) for w in caught if issubclass(w.category, CocostatWarning))
         self.sections[name] = ReportSection(
-            name, "done", "", call.argv(self.dataset_argv), tuple(Path(stage.shown(str(p))) for p in plots),
-            _repoint(result, stage.shown), msgs, time.perf_counter() - t0)
+            name,
+            "done",
+            "",
+            call.argv(self.dataset_argv),
+            tuple(Path(stage.shown(str(p))) for p in plots),
+            _repoint(result, stage.shown),
+            msgs,
+            time.perf_counter() - t0,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -493,7 +538,7 @@ def _read_detections(pred) -> int:
         for f in pred.detection_files:
             try:
                 total += pq.ParquetFile(f).metadata.num_rows
-            except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
+            except Exception as exc:
                 raise DatasetFormatError(f"{f}: cannot read the detection part: {exc}") from None
         return total
     try:
@@ -503,8 +548,9 @@ def _read_detections(pred) -> int:
         raise DatasetFormatError(f"{pred.folder}: a detections file ({files}) is not valid JSON: {exc}") from None
 
 
-def _check_inputs(dataset: Dataset, out: Path, predictions, cfg, weights, size, device, batch_size,
-                  progress) -> _Inputs:
+def _check_inputs(
+    dataset: Dataset, out: Path, predictions, cfg, weights, size, device, batch_size, progress
+) -> _Inputs:
     """Every check a report's inputs can fail, before anything is written: the options, the predictions
     folder (manifest, candidate table, detections JSON, input size) or the model (cfg, weights, input size
     against its strides). What only a run can find (a missing image) fails inside the staged folder,
@@ -527,33 +573,71 @@ def _check_inputs(dataset: Dataset, out: Path, predictions, cfg, weights, size, 
         dets = _read_detections(pred)
         pred_size = int(pred.manifest.get("size") or DEFAULT_SIZE)
         if size is not None and size != pred_size:
-            raise OptionError(f"--size {size} differs from the predictions' input size {pred_size}; "
-                              f"leave --size out or predict again at that size")
+            raise OptionError(
+                f"--size {size} differs from the predictions' input size {pred_size}; "
+                f"leave --size out or predict again at that size"
+            )
     elif cfg is not None:
         from cocostat.models import load_model
 
         model = load_model(cfg, weights, device=dev)
         model.check_size(DEFAULT_SIZE if size is None else size)
         pred_dir = out / PREDICTIONS
-    return _Inputs(dataset, out, out / PLOTS, size, dev, model, Path(cfg) if cfg is not None else None,
-                   Path(weights) if weights is not None else None, batch_size, progress, pred_dir, pred, dets)
+    return _Inputs(
+        dataset,
+        out,
+        out / PLOTS,
+        size,
+        dev,
+        model,
+        Path(cfg) if cfg is not None else None,
+        Path(weights) if weights is not None else None,
+        batch_size,
+        progress,
+        pred_dir,
+        pred,
+        dets,
+    )
 
 
 # ---- the sections, in the order they run (the pages keep the order of ANALYSES) -------------------------
 def _predict_section(inp: _Inputs, run: _Runner) -> _Inputs:
     """The model runs once into OUT/predictions; returns the inputs with that folder read."""
     if inp.model is None:
-        run.skip("predict", "no model: give --cfg FILE --weights FILE to run one"
-                 + (f" (predictions read from {inp.pred_dir})" if inp.pred_dir is not None else ""))
+        run.skip(
+            "predict",
+            "no model: give --cfg FILE --weights FILE to run one"
+            + (f" (predictions read from {inp.pred_dir})" if inp.pred_dir is not None else ""),
+        )
         return inp
     from cocostat.candidates import read_predictions
     from cocostat.predict import predict
 
-    call = Call("predict", {"cfg": inp.cfg, "weights": inp.weights, "out_dir": inp.pred_dir,
-                            "size": DEFAULT_SIZE if inp.size is None else inp.size})
-    run.run("predict", call, lambda kw: (predict(inp.dataset, inp.model, size=kw["size"], out_dir=kw["out_dir"],
-                                                 batch_size=inp.batch_size, device=inp.device,
-                                                 progress=inp.progress), []))
+    call = Call(
+        "predict",
+        {
+            "cfg": inp.cfg,
+            "weights": inp.weights,
+            "out_dir": inp.pred_dir,
+            "size": DEFAULT_SIZE if inp.size is None else inp.size,
+        },
+    )
+    run.run(
+        "predict",
+        call,
+        lambda kw: (
+            predict(
+                inp.dataset,
+                inp.model,
+                size=kw["size"],
+                out_dir=kw["out_dir"],
+                batch_size=inp.batch_size,
+                device=inp.device,
+                progress=inp.progress,
+            ),
+            [],
+        ),
+    )
     # read from the stage, shown (in every analysis' source and plot titles) as OUT/predictions
     pred = dataclasses.replace(read_predictions(run.stage.real(inp.pred_dir)), folder=inp.pred_dir)
     return dataclasses.replace(inp, pred=pred, detections=_read_detections(pred))
@@ -567,8 +651,10 @@ def _resolve_predictions(inp: _Inputs):
 def _audit_section(inp: _Inputs, run: _Runner, size: int) -> None:
     from cocostat.audit import anchor_audit
 
-    call = Call("anchor-audit", {"predictions": inp.pred_dir, "size": None if inp.pred is not None else size,
-                                 "examples": EXAMPLES})
+    call = Call(
+        "anchor-audit",
+        {"predictions": inp.pred_dir, "size": None if inp.pred is not None else size, "examples": EXAMPLES},
+    )
 
     def work(kw):
         rep = anchor_audit(inp.dataset, kw.pop("predictions", None), **kw, device=inp.device)
@@ -599,8 +685,12 @@ def _mismatch_section(inp: _Inputs, run: _Runner) -> None:
         rep = mismatch(inp.dataset, kw.pop("predictions"), **kw, device=inp.device)
         return rep, rep.plots
 
-    run.run("mismatch", Call("mismatch", {"predictions": inp.pred_dir, "examples": EXAMPLES, "plot": inp.plots}),
-            work, resolve=_resolve_predictions(inp))
+    run.run(
+        "mismatch",
+        Call("mismatch", {"predictions": inp.pred_dir, "examples": EXAMPLES, "plot": inp.plots}),
+        work,
+        resolve=_resolve_predictions(inp),
+    )
 
 
 def _eval_section(inp: _Inputs, run: _Runner) -> None:
@@ -623,8 +713,10 @@ def _eval_section(inp: _Inputs, run: _Runner) -> None:
 
     def work(kw):
         rep = evaluate(inp.dataset, source if source is not None else kw["detections"])
-        return rep, [plot_eval_summary(rep, run.stage.real(inp.plots / "eval_summary.png")),
-                     plot_eval_classes(rep, run.stage.real(inp.plots / "eval_ap50_per_class.png"))]
+        return rep, [
+            plot_eval_summary(rep, run.stage.real(inp.plots / "eval_summary.png")),
+            plot_eval_classes(rep, run.stage.real(inp.plots / "eval_ap50_per_class.png")),
+        ]
 
     run.run("eval", Call("eval", {"detections": det_file}), work, resolve=lambda key, value: real_file)
 
@@ -646,8 +738,10 @@ def _dataset_sections(inp: _Inputs, run: _Runner) -> None:
 
     def info_work(kw):
         rep = info(inp.dataset)
-        return rep, [plot_box_sizes(inp.dataset, run.stage.real(inp.plots / "info_box_sizes.png")),
-                     plot_categories(rep, run.stage.real(inp.plots / "info_categories.png"))]
+        return rep, [
+            plot_box_sizes(inp.dataset, run.stage.real(inp.plots / "info_box_sizes.png")),
+            plot_categories(rep, run.stage.real(inp.plots / "info_categories.png")),
+        ]
 
     def overlap_work(kw):
         rep = overlap(inp.dataset)
@@ -667,8 +761,16 @@ def _kmeans_section(inp: _Inputs, run: _Runner, size: int) -> None:
         k = len(inp.pred.manifest.get("anchors") or []) or 9
         n_levels = len(inp.pred.manifest.get("levels") or [])
         levels = n_levels if n_levels and n_levels != default_levels(k) else None
-    call = Call("kmeans", {"size": size, "k": k if k != 9 else None, "levels": levels, "compare": KMEANS_COMPARE,
-                           "plot": inp.plots / "kmeans_anchors.png"})
+    call = Call(
+        "kmeans",
+        {
+            "size": size,
+            "k": k if k != 9 else None,
+            "levels": levels,
+            "compare": KMEANS_COMPARE,
+            "plot": inp.plots / "kmeans_anchors.png",
+        },
+    )
 
     def work(kw):
         rep = kmeans(inp.dataset, **kw, device=inp.device)
@@ -681,6 +783,7 @@ def _keep_old(model_ran: bool) -> Callable[[Path], bool]:
     """Which entries of an earlier report folder a new report carries over (see :class:`StagedFolder`):
     everything but the pages, the joined detections, the report's plot files, and the predictions
     folder when the model ran again."""
+
     def keep(rel: Path) -> bool:
         parts = rel.parts
         if len(parts) == 1 and parts[0] in ("report.md", "report.html", "detections.json"):
@@ -692,10 +795,20 @@ def _keep_old(model_ran: bool) -> Callable[[Path], bool]:
     return keep
 
 
-def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: str | os.PathLike | None = None,
-                 cfg: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
-                 size: int | None = None, device=None, dataset_argv: Sequence[str] | None = None,
-                 batch_size: int = 16, progress: bool = True, compact_plots: bool = True) -> ReportResult:
+def build_report(
+    dataset: Dataset,
+    *,
+    out_dir: str | os.PathLike,
+    predictions: str | os.PathLike | None = None,
+    cfg: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = None,
+    size: int | None = None,
+    device=None,
+    dataset_argv: Sequence[str] | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    compact_plots: bool = True,
+) -> ReportResult:
     """Run every analysis the inputs allow and write ``OUT/report.md``, ``OUT/report.html`` and the plots.
 
     Every input is checked before anything is written. The report is built in a hidden sibling folder
@@ -732,15 +845,24 @@ def build_report(dataset: Dataset, *, out_dir: str | os.PathLike, predictions: s
     out = Path(out_dir)
     inp = _check_inputs(dataset, out, predictions, cfg, weights, size, device, batch_size, progress)
     ds_args = list(_default_dataset_args(dataset) if dataset_argv is None else dataset_argv)
-    report_call = Call("report", {"cfg": inp.cfg, "weights": inp.weights,
-                                  "predictions": Path(predictions) if predictions is not None else None,
-                                  "out_dir": out})
+    report_call = Call(
+        "report",
+        {
+            "cfg": inp.cfg,
+            "weights": inp.weights,
+            "predictions": Path(predictions) if predictions is not None else None,
+            "out_dir": out,
+        },
+    )
     with StagedFolder(out, keep=_keep_old(inp.model is not None)) as stage:
         stage.real(inp.plots).mkdir()
         run = _Runner(stage, ds_args)
         inp = _predict_section(inp, run)
-        size = int(inp.pred.manifest.get("size") or DEFAULT_SIZE) if inp.pred is not None else (
-            DEFAULT_SIZE if inp.size is None else inp.size)
+        size = (
+            int(inp.pred.manifest.get("size") or DEFAULT_SIZE)
+            if inp.pred is not None
+            else (DEFAULT_SIZE if inp.size is None else inp.size)
+        )
         # the analyses that read predictions first: predictions of another dataset fail before anything else
         _audit_section(inp, run, size)
         _prediction_sections(inp, run)
@@ -760,9 +882,16 @@ def _write_pages(inp: _Inputs, run: _Runner, report_call: Call, compact_plots: b
         for p in set(plots):
             compact_png(stage.real(p))
     md_path, html_path = out / "report.md", out / "report.html"
-    res = ReportResult(dataset=inp.dataset.name, out_dir=out, markdown=md_path, html=html_path, analyses=analyses,
-                       predictions=inp.pred_dir, command=shlex.join(["cocostat", *report_call.argv(run.dataset_argv)]),
-                       files=())
+    res = ReportResult(
+        dataset=inp.dataset.name,
+        out_dir=out,
+        markdown=md_path,
+        html=html_path,
+        analyses=analyses,
+        predictions=inp.pred_dir,
+        command=shlex.join(["cocostat", *report_call.argv(run.dataset_argv)]),
+        files=(),
+    )
     header = _header(inp.dataset, res, inp.pred)
     write_text(stage.real(md_path), render_markdown(res, header))
     write_text(stage.real(html_path), render_html(res, header, files_at=stage.path))
@@ -779,29 +908,39 @@ def _write_pages(inp: _Inputs, run: _Runner, report_call: Call, compact_plots: b
 # --------------------------------------------------------------------------------------------------
 _ABOUT = {
     "predict": "With a model (--cfg, --weights), it runs once over the images into OUT/predictions/; every "
-               "analysis below that needs predictions reads that folder.",
+    "analysis below that needs predictions reads that folder.",
     "info": "What the dataset holds: counts, COCO size buckets, box-size percentiles, categories.",
     "overlap": "How often objects of one image sit close, overlap, share a centre, or are elongated.",
     "kmeans": "Anchors designed for these boxes (IoU k-means + evolution), compared with the preset anchor sets.",
     "anchor-audit": "Do the anchors the label assigner picks predict each object best? (box sizes only without "
-                    "predictions)",
+    "predictions)",
     "mismatch": "Is the most confident prediction of each object also its best localised one?",
     "eval": "COCO bbox evaluation (pycocotools) and the YOLOv3 P/R/mAP@0.5/F1 table. The per-class plot shows "
-            "the rows that --per-class adds to the table.",
+    "the rows that --per-class adds to the table.",
     "errors": "TIDE-style errors (what each error type costs in AP), merged and suppressed objects, hard images.",
 }
 
 
-_REPRODUCE = ("Every section gives the command that reproduces its numbers, run from the folder the report was "
-              "built in (relative paths are relative to it).")
+_REPRODUCE = (
+    "Every section gives the command that reproduces its numbers, run from the folder the report was "
+    "built in (relative paths are relative to it)."
+)
 
 
 def _header(ds: Dataset, res: ReportResult, pred) -> list[tuple[str, str]]:
     """(label, value) rows describing the inputs, shown at the top of both pages."""
-    rows = [("dataset", (f"{ds.name}: {ds.num_images:,} images, {ds.num_annotations:,} annotations, "
-                         f"{ds.num_classes} categories")),
-            ("annotations", "built-in sample" if ds.path is not None and Path(ds.path) == sample_path()
-             else str(ds.path or "in memory"))]
+    rows = [
+        (
+            "dataset",
+            (f"{ds.name}: {ds.num_images:,} images, {ds.num_annotations:,} annotations, {ds.num_classes} categories"),
+        ),
+        (
+            "annotations",
+            "built-in sample"
+            if ds.path is not None and Path(ds.path) == sample_path()
+            else str(ds.path or "in memory"),
+        ),
+    ]
     if pred is not None:
         m = pred.manifest
         dets = (m.get("detections") or {}).get("count", "?")
@@ -832,9 +971,7 @@ def render_markdown(res: ReportResult, header: Sequence[tuple[str, str]] = ()) -
     out: list[str] = [f"# cocostat report: {_md_escape(res.dataset)}", ""]
     for label, value in header:
         out.append(f"- **{_md_escape(label)}**: {_md_escape(value)}")
-    out += ["", "Built with:", "", "```bash", res.command, "```", "",
-            _md_escape(_REPRODUCE), "",
-            "## Contents", ""]
+    out += ["", "Built with:", "", "```bash", res.command, "```", "", _md_escape(_REPRODUCE), "", "## Contents", ""]
     for s in res.analyses:
         note = "" if s.status == "done" else f" (skipped: {_md_escape(s.reason)})"
         out.append(f"- [{s.name}](#{s.name}){note}")
@@ -848,8 +985,15 @@ def render_markdown(res: ReportResult, header: Sequence[tuple[str, str]] = ()) -
             if isinstance(block, pd.DataFrame):
                 table = markdown_table(block)
                 if len(block) > FOLD_ROWS:
-                    out += ["<details>", f"<summary>{html.escape(title)} ({len(block)} rows)</summary>", "",
-                            table, "", "</details>", ""]
+                    out += [
+                        "<details>",
+                        f"<summary>{html.escape(title)} ({len(block)} rows)</summary>",
+                        "",
+                        table,
+                        "",
+                        "</details>",
+                        "",
+                    ]
                 else:
                     out += ([f"**{_md_escape(title)}**", ""] if title else []) + [table, ""]
             else:
@@ -897,23 +1041,37 @@ dl.header dd{margin:0}
 """
 
 
-def render_html(res: ReportResult, header: Sequence[tuple[str, str]] = (), *,
-                files_at: str | os.PathLike | None = None) -> str:
+def render_html(
+    res: ReportResult, header: Sequence[tuple[str, str]] = (), *, files_at: str | os.PathLike | None = None
+) -> str:
     """The self-contained HTML page of a report: CSS inline, plots as base64 ``data:`` URIs, every
     text HTML-escaped, no script and no external reference.
 
     ``files_at``: where the files of ``res.out_dir`` are now, when not there yet (the staged folder).
     """
     e = html.escape
-    out: list[str] = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-                      '<meta name="viewport" content="width=device-width, initial-scale=1">',
-                      f"<title>cocostat report: {e(res.dataset)}</title>", f"<style>{_CSS}</style>", "</head>",
-                      "<body><main>", f"<h1>cocostat report: {e(res.dataset)}</h1>", '<dl class="header">']
+    out: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>cocostat report: {e(res.dataset)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body><main>",
+        f"<h1>cocostat report: {e(res.dataset)}</h1>",
+        '<dl class="header">',
+    ]
     for label, value in header:
         out.append(f"<dt>{e(label)}</dt><dd>{e(value)}</dd>")
-    out += ["</dl>", "<p>Built with:</p>", f'<pre class="cmd"><code>{e(res.command)}</code></pre>',
-            f"<p>{e(_REPRODUCE)}</p>",
-            "<nav><h2>Contents</h2><ul>"]
+    out += [
+        "</dl>",
+        "<p>Built with:</p>",
+        f'<pre class="cmd"><code>{e(res.command)}</code></pre>',
+        f"<p>{e(_REPRODUCE)}</p>",
+        "<nav><h2>Contents</h2><ul>",
+    ]
     for s in res.analyses:
         note = "" if s.status == "done" else f" <em>(skipped: {e(s.reason)})</em>"
         out.append(f'<li><a href="#{e(s.name)}">{e(s.name)}</a>{note}</li>')
@@ -927,8 +1085,12 @@ def render_html(res: ReportResult, header: Sequence[tuple[str, str]] = (), *,
         for title, block in _blocks(s):
             if isinstance(block, pd.DataFrame):
                 if len(block) > FOLD_ROWS:
-                    out += ["<details>", f"<summary>{e(title)} ({len(block)} rows)</summary>", html_table(block),
-                            "</details>"]
+                    out += [
+                        "<details>",
+                        f"<summary>{e(title)} ({len(block)} rows)</summary>",
+                        html_table(block),
+                        "</details>",
+                    ]
                 else:
                     out += ([f"<h3>{e(title)}</h3>"] if title else []) + [html_table(block)]
             else:
@@ -942,8 +1104,10 @@ def render_html(res: ReportResult, header: Sequence[tuple[str, str]] = (), *,
                 width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")  # IHDR
                 wide = ' class="wide"' if width > 1.9 * max(height, 1) else ""  # several panels: a whole row
                 data = base64.b64encode(raw).decode("ascii")
-                out.append(f'<figure{wide}><img src="data:image/png;base64,{data}" alt="{e(s.name)}: {e(p.stem)}">'
-                           f"<figcaption>{e(p.name)}</figcaption></figure>")
+                out.append(
+                    f'<figure{wide}><img src="data:image/png;base64,{data}" alt="{e(s.name)}: {e(p.stem)}">'
+                    f"<figcaption>{e(p.name)}</figcaption></figure>"
+                )
             out.append("</div>")
         if s.warnings:
             out += ['<ul class="warnings">'] + [f"<li>warning: {e(w)}</li>" for w in s.warnings] + ["</ul>"]

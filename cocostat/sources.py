@@ -41,8 +41,17 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     return atomic.write_frame(frame, path)
 
 
-def run_model(dataset: Dataset, cfg, weights, *, size: int | None = None, neighborhood: int = 1,
-              batch_size: int = 16, device=None, progress: bool = True):
+def run_model(
+    dataset: Dataset,
+    cfg,
+    weights,
+    *,
+    size: int | None = None,
+    neighborhood: int = 1,
+    batch_size: int = 16,
+    device=None,
+    progress: bool = True,
+):
     """Run a Darknet model over the dataset's images (through :func:`cocostat.predict.predict`).
 
     Returns the :class:`~cocostat.predict.PredictResult` (``.candidates``, ``.manifest``), which
@@ -54,5 +63,12 @@ def run_model(dataset: Dataset, cfg, weights, *, size: int | None = None, neighb
     from cocostat.predict import predict
 
     model = load_model(cfg, weights, device=device if device is not None else "cpu")
-    return predict(dataset, model, size=DEFAULT_SIZE if size is None else int(size), batch_size=batch_size,
-                   device=device, neighborhood=neighborhood, progress=progress)
+    return predict(
+        dataset,
+        model,
+        size=DEFAULT_SIZE if size is None else int(size),
+        batch_size=batch_size,
+        device=device,
+        neighborhood=neighborhood,
+        progress=progress,
+    )

@@ -43,7 +43,7 @@ def _leftovers(parent: Path, name: str, kind: str) -> list[Path]:
     """``.NAME.KIND-PID-*`` siblings whose process is gone, newest first."""
     out = []
     for p in parent.glob(f".{name}.{kind}-*"):
-        pid = p.name[len(f".{name}.{kind}-"):].split("-", 1)[0]
+        pid = p.name[len(f".{name}.{kind}-") :].split("-", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             out.append(p)
     return sorted(out, key=lambda p: p.stat().st_mtime, reverse=True)
@@ -95,8 +95,9 @@ class StagedFolder:
             raise OptionError(f"out_dir must be a folder, but {self.out} is a file", param="out_dir")
         cwd = Path.cwd().resolve()
         if cwd == self.target or self.target in cwd.parents:
-            raise OptionError(f"out_dir {self.out} is the current folder or holds it; give a folder of its own",
-                              param="out_dir")
+            raise OptionError(
+                f"out_dir {self.out} is the current folder or holds it; give a folder of its own", param="out_dir"
+            )
         self.path: Path | None = None
         self._made: list[Path] = []
 
@@ -150,8 +151,7 @@ class StagedFolder:
         stage = self._stage()
         if self.target.is_dir():
             self._carry(self.target, stage, Path())
-            holder = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-{os.getpid()}-",
-                                           dir=self.target.parent))
+            holder = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-{os.getpid()}-", dir=self.target.parent))
             os.rename(self.target, holder / self.target.name)
             os.rename(stage, self.target)
             shutil.rmtree(holder, ignore_errors=True)

@@ -51,12 +51,15 @@ class DatasetInfo:
             "categories": self.categories,
             "size_buckets": dict(self.size_buckets),
             "box_percentiles": {
-                stat: {col: float(v) for col, v in row.items()}
-                for stat, row in self.box_percentiles.iterrows()
+                stat: {col: float(v) for col, v in row.items()} for stat, row in self.box_percentiles.iterrows()
             },
             "per_category": [
-                {"category_id": int(r.category_id), "name": r.name, "annotations": int(r.annotations),
-                 "images": int(r.images)}
+                {
+                    "category_id": int(r.category_id),
+                    "name": r.name,
+                    "annotations": int(r.annotations),
+                    "images": int(r.images),
+                }
                 for r in self.per_category.itertuples(index=False)
             ],
         }
@@ -69,24 +72,51 @@ class DatasetInfo:
         ``images`` are the images holding one of its annotations; columns a category row has no
         value for are empty.
         """
-        head = {"scope": "dataset", "category_id": pd.NA, "name": self.name, "images": self.images,
-                "images_with_annotations": self.images_with_annotations, "annotations": self.annotations,
-                "crowd": self.crowd, "categories": self.categories, **self.size_buckets}
+        head = {
+            "scope": "dataset",
+            "category_id": pd.NA,
+            "name": self.name,
+            "images": self.images,
+            "images_with_annotations": self.images_with_annotations,
+            "annotations": self.annotations,
+            "crowd": self.crowd,
+            "categories": self.categories,
+            **self.size_buckets,
+        }
         cats = self.per_category.assign(scope="category")
         frame = pd.concat([pd.DataFrame([head]), cats], ignore_index=True)[list(head)]
         ints = [c for c in head if c not in ("scope", "name")]
         return frame.astype({c: "Int64" for c in ints})
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
-        overview = pd.DataFrame({
-            "statistic": ["images", "images with annotations", "annotations", "crowd annotations",
-                          "categories", "small (area < 32²)", "medium", "large (area >= 96²)"],
-            "value": [self.images, self.images_with_annotations, self.annotations, self.crowd,
-                      self.categories, *self.size_buckets.values()],
-        })
+        overview = pd.DataFrame(
+            {
+                "statistic": [
+                    "images",
+                    "images with annotations",
+                    "annotations",
+                    "crowd annotations",
+                    "categories",
+                    "small (area < 32²)",
+                    "medium",
+                    "large (area >= 96²)",
+                ],
+                "value": [
+                    self.images,
+                    self.images_with_annotations,
+                    self.annotations,
+                    self.crowd,
+                    self.categories,
+                    *self.size_buckets.values(),
+                ],
+            }
+        )
         pct = self.box_percentiles.reset_index().rename(columns={"index": "box"})
-        return [(f"dataset {self.name}", overview), ("box size percentiles (pixels; aspect = w/h)", pct),
-                ("per category", self.per_category)]
+        return [
+            (f"dataset {self.name}", overview),
+            ("box size percentiles (pixels; aspect = w/h)", pct),
+            ("per category", self.per_category),
+        ]
 
 
 def info(ds: Dataset) -> DatasetInfo:
@@ -97,12 +127,14 @@ def info(ds: Dataset) -> DatasetInfo:
     # images per class: unique (image, class) pairs
     pair = np.unique(ds.image_index * max(ds.num_classes, 1) + cls)
     per_cls_imgs = np.bincount(pair % max(ds.num_classes, 1), minlength=ds.num_classes)
-    per_category = pd.DataFrame({
-        "category_id": ds.categories["category_id"].to_numpy(),
-        "name": ds.categories["name"].to_numpy(),
-        "annotations": per_cls_anns[: ds.num_classes],
-        "images": per_cls_imgs[: ds.num_classes],
-    })
+    per_category = pd.DataFrame(
+        {
+            "category_id": ds.categories["category_id"].to_numpy(),
+            "name": ds.categories["name"].to_numpy(),
+            "annotations": per_cls_anns[: ds.num_classes],
+            "images": per_cls_imgs[: ds.num_classes],
+        }
+    )
     area = ds.area
     buckets = {
         "small": int((area < SMALL_AREA).sum()),
@@ -115,8 +147,10 @@ def info(ds: Dataset) -> DatasetInfo:
         aspect = np.minimum(w[pos] / h[pos], np.finfo(np.float64).max)
     rows = {"width": w, "height": h, "aspect": aspect}
     box_pct = pd.DataFrame(
-        {name: (np.percentile(v, PERCENTILES) if v.size else np.full(len(PERCENTILES), np.nan))
-         for name, v in rows.items()},
+        {
+            name: (np.percentile(v, PERCENTILES) if v.size else np.full(len(PERCENTILES), np.nan))
+            for name, v in rows.items()
+        },
         index=[f"p{p}" for p in PERCENTILES],
     ).T
     return DatasetInfo(

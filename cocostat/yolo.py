@@ -75,8 +75,7 @@ if TYPE_CHECKING:  # cocostat.data imports this module
 #: Suffixes that make a DATASET argument a YOLO dataset description.
 CONFIG_SUFFIXES = (".yaml", ".yml", ".data", ".txt")
 #: Image suffixes (ultralytics' IMG_FORMATS), lower case.
-IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp",
-                            ".pfm", ".heic"})
+IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"})
 DEFAULT_SPLIT = "val"
 SPLITS = ("train", "val", "test")
 _DATA_KEYS = {"train": ("train",), "val": ("valid", "val"), "test": ("test",)}  # Darknet .data names
@@ -140,7 +139,7 @@ def _list_folder(folder: str) -> list[str]:
         with os.scandir(d) as it:
             for e in it:
                 name = e.name
-                if name[name.rfind("."):].lower() in IMAGE_SUFFIXES and name.rfind(".") > 0:
+                if name[name.rfind(".") :].lower() in IMAGE_SUFFIXES and name.rfind(".") > 0:
                     out.append(e.path)
                 elif e.is_dir():
                     dirs.append(e.path)
@@ -163,7 +162,7 @@ def _images_of(entries: list[Path], where: str) -> list[str]:
         if e.is_dir():
             paths += _list_folder(os.path.abspath(e))
         elif e.is_file() and e.suffix.lower() == ".txt":  # image suffixes only, as ultralytics reads lists
-            paths += [p for p in _list_file(e) if p[p.rfind("."):].lower() in IMAGE_SUFFIXES]
+            paths += [p for p in _list_file(e) if p[p.rfind(".") :].lower() in IMAGE_SUFFIXES]
         elif e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES:
             paths.append(os.path.abspath(e))
         else:
@@ -213,8 +212,11 @@ def _yaml_category_ids(cfg: dict, n: int, where: str) -> tuple[int, ...] | None:
         if sorted(ids) != list(range(n)):
             raise DatasetFormatError(f"{where}: category_ids must have the keys 0..{n - 1}")
         ids = [ids[k] for k in range(n)]
-    if not isinstance(ids, list) or len(ids) != n or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                             for i in ids):
+    if (
+        not isinstance(ids, list)
+        or len(ids) != n
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+    ):
         raise DatasetFormatError(f"{where}: category_ids must be a list of {n} integers (one per name)")
     if len(set(ids)) != n:
         raise DatasetFormatError(f"{where}: category_ids must be distinct")
@@ -229,8 +231,9 @@ def _read_yaml(path: Path) -> dict:
     except yaml.YAMLError as exc:
         raise DatasetFormatError(f"{path.name}: invalid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(cfg, dict):
-        raise DatasetFormatError(f"{path.name}: expected a dataset YAML mapping (path, train, val, names), "
-                                 f"got {type(cfg).__name__}")
+        raise DatasetFormatError(
+            f"{path.name}: expected a dataset YAML mapping (path, train, val, names), got {type(cfg).__name__}"
+        )
     return cfg
 
 
@@ -317,15 +320,22 @@ def resolve_yolo(dataset: str | os.PathLike, split: str | None = None) -> YoloSo
             category_ids = _yaml_category_ids(cfg, len(names), where)
         images = _images_of(entries, where)
         name = f"{path.stem}-{split}"
-    return YoloSource(name=name, annotations=path, split=split, image_paths=tuple(images),
-                      image_dir=_common_dir(images), names=names, category_ids=category_ids)
+    return YoloSource(
+        name=name,
+        annotations=path,
+        split=split,
+        image_paths=tuple(images),
+        image_dir=_common_dir(images),
+        names=names,
+        category_ids=category_ids,
+    )
 
 
 def label_path(image_path: str) -> str:
     """The label file of an image: the last ``/images/`` becomes ``/labels/``, the extension ``.txt``."""
     k = image_path.rfind(_IMAGES)
     if k >= 0:
-        image_path = image_path[:k] + _LABELS + image_path[k + len(_IMAGES):]
+        image_path = image_path[:k] + _LABELS + image_path[k + len(_IMAGES) :]
     dot, slash = image_path.rfind("."), image_path.rfind(os.sep)
     return (image_path[:dot] if dot > slash + 1 else image_path) + ".txt"
 
@@ -350,12 +360,12 @@ def _exif_orientation(app1: bytes) -> int:
     ifd = int.from_bytes(tiff[4:8], order)
     if ifd + 2 > len(tiff):
         return 1
-    for k in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+    for k in range(int.from_bytes(tiff[ifd : ifd + 2], order)):
         e = ifd + 2 + 12 * k
         if e + 12 > len(tiff):
             break
-        if int.from_bytes(tiff[e:e + 2], order) == 0x0112:
-            return int.from_bytes(tiff[e + 8:e + 10], order)
+        if int.from_bytes(tiff[e : e + 2], order) == 0x0112:
+            return int.from_bytes(tiff[e + 8 : e + 10], order)
     return 1
 
 
@@ -387,7 +397,7 @@ def _jpeg_size(buf: bytes) -> tuple[int, int, int] | None:
         if m == 0xE1 and orientation == 1 and buf.startswith(b"Exif\0\0", i + 4):
             if i + 2 + length > n:
                 return None
-            orientation = _exif_orientation(buf[i + 4:i + 2 + length])
+            orientation = _exif_orientation(buf[i + 4 : i + 2 + length])
         i += 2 + length
     return None
 
@@ -461,13 +471,13 @@ def _pillow_size(path: str) -> tuple[int, int]:
 class _Parsed:
     """The lines of one chunk of label files (L lines with content), normalised units."""
 
-    sizes: np.ndarray      # (n, 2) int64 width, height per image of the chunk
-    state: np.ndarray      # (n,) int8: 0 labels, 1 empty file, 2 no file
+    sizes: np.ndarray  # (n, 2) int64 width, height per image of the chunk
+    state: np.ndarray  # (n,) int8: 0 labels, 1 empty file, 2 no file
     line_image: np.ndarray  # (L,) int64 image index within the chunk
-    cls: np.ndarray        # (L,) int64 class index
-    xyxy: np.ndarray       # (L, 4) float64 normalised, not yet clipped
+    cls: np.ndarray  # (L,) int64 class index
+    xyxy: np.ndarray  # (L, 4) float64 normalised, not yet clipped
     poly_area: np.ndarray  # (L,) float64 normalised shoelace area of clipped polygon, NaN for a box line
-    outside: np.ndarray    # (L,) bool: a coordinate is more than CLIP_TOLERANCE outside [0, 1]
+    outside: np.ndarray  # (L,) bool: a coordinate is more than CLIP_TOLERANCE outside [0, 1]
 
 
 _WS = np.zeros(256, bool)
@@ -479,7 +489,7 @@ def _line_error(files: list[str], file_start: np.ndarray, nl: np.ndarray, buf: b
     start = 0 if line == 0 else int(nl[line - 1]) + 1
     f = int(np.searchsorted(file_start, start, side="right")) - 1
     first_line = int(np.searchsorted(nl, file_start[f]))  # lines before this file
-    text = buf[start:int(nl[line])].decode("utf-8", "replace").strip()
+    text = buf[start : int(nl[line])].decode("utf-8", "replace").strip()
     raise DatasetFormatError(f"{files[f]} line {line - first_line + 1}: {msg}, got {text[:80]!r}")
 
 
@@ -490,15 +500,17 @@ def _boxes_only(buf: bytes, lines_per_file: np.ndarray, num_classes: int | None)
     import io
 
     try:
-        m = pd.read_csv(io.BytesIO(buf), sep=" ", header=None, dtype=np.float64, engine="c",
-                        skip_blank_lines=False).to_numpy()                  # (L, 5)
+        m = pd.read_csv(
+            io.BytesIO(buf), sep=" ", header=None, dtype=np.float64, engine="c", skip_blank_lines=False
+        ).to_numpy()  # (L, 5)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
     if m.shape != (int(lines_per_file.sum()), 5) or not np.isfinite(m).all():
         return None
     cls_f, cx, cy, w, h = m.T
     if ((cls_f != np.round(cls_f)) | (cls_f < 0) | (w < 0) | (h < 0)).any() or (
-            num_classes is not None and (cls_f >= num_classes).any()):
+        num_classes is not None and (cls_f >= num_classes).any()
+    ):
         return None
     xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)  # (L, 4) normalised
     outside = ((xyxy < -CLIP_TOLERANCE) | (xyxy > 1 + CLIP_TOLERANCE)).any(axis=1)
@@ -506,8 +518,13 @@ def _boxes_only(buf: bytes, lines_per_file: np.ndarray, num_classes: int | None)
     return line_file, cls_f.astype(np.int64), xyxy, np.full(m.shape[0], np.nan), outside
 
 
-def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_classes: int | None,
-                  lines_per_file: np.ndarray | None = None):
+def _parse_labels(
+    buf: bytes,
+    files: list[str],
+    file_start: np.ndarray,
+    num_classes: int | None,
+    lines_per_file: np.ndarray | None = None,
+):
     """Vectorised parse of concatenated label files (each ending in a newline).
 
     ``lines_per_file`` (F,) int64, the newline count of each file, enables the fast path
@@ -523,28 +540,39 @@ def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_clas
             return fast
     a = np.frombuffer(buf, np.uint8)
     ws = _WS[a]
-    nl = np.flatnonzero(a == 10)                                      # (lines,) newline positions
-    tok = np.flatnonzero(~ws & np.concatenate([[True], ws[:-1]]))     # (T,) token start positions
-    tok_line = np.searchsorted(nl, tok)                               # (T,) line of each token
+    nl = np.flatnonzero(a == 10)  # (lines,) newline positions
+    tok = np.flatnonzero(~ws & np.concatenate([[True], ws[:-1]]))  # (T,) token start positions
+    tok_line = np.searchsorted(nl, tok)  # (T,) line of each token
     tokens = buf.split()
     try:
-        vals = np.array(tokens, dtype=np.float64)                     # (T,)
+        vals = np.array(tokens, dtype=np.float64)  # (T,)
     except ValueError:
         for i, t in enumerate(tokens):
             try:
                 float(t)
             except ValueError:
-                _line_error(files, file_start, nl, buf, int(tok_line[i]),
-                            f"value {t.decode('utf-8', 'replace')!r} is not a number")
-    ntok = np.bincount(tok_line, minlength=nl.size)                   # (lines,)
-    lines = np.flatnonzero(ntok)                                      # content lines
+                _line_error(
+                    files,
+                    file_start,
+                    nl,
+                    buf,
+                    int(tok_line[i]),
+                    f"value {t.decode('utf-8', 'replace')!r} is not a number",
+                )
+    ntok = np.bincount(tok_line, minlength=nl.size)  # (lines,)
+    lines = np.flatnonzero(ntok)  # content lines
     n = ntok[lines]
     first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)  # first token of each content line
     bad = (n != 5) & ((n < 7) | (n % 2 == 0))
     if bad.any():
-        _line_error(files, file_start, nl, buf, int(lines[np.argmax(bad)]),
-                    "expected 5 fields (class cx cy w h) or a class and 3 or more x y points, "
-                    f"found {n[np.argmax(bad)]}")
+        _line_error(
+            files,
+            file_start,
+            nl,
+            buf,
+            int(lines[np.argmax(bad)]),
+            f"expected 5 fields (class cx cy w h) or a class and 3 or more x y points, found {n[np.argmax(bad)]}",
+        )
     if not np.isfinite(vals).all():
         _line_error(files, file_start, nl, buf, int(tok_line[np.argmax(~np.isfinite(vals))]), "values must be finite")
     cls_f = vals[first]
@@ -558,25 +586,34 @@ def _parse_labels(buf: bytes, files: list[str], file_start: np.ndarray, num_clas
     bi = first[box]
     cx, cy, w, h = vals[bi + 1], vals[bi + 2], vals[bi + 3], vals[bi + 4]
     if ((w < 0) | (h < 0)).any():
-        _line_error(files, file_start, nl, buf, int(lines[box][np.argmax((w < 0) | (h < 0))]),
-                    "width and height must be >= 0")
+        _line_error(
+            files, file_start, nl, buf, int(lines[box][np.argmax((w < 0) | (h < 0))]), "width and height must be >= 0"
+        )
     xyxy[box] = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     outside = np.zeros(lines.size, bool)
     if not box.all():
         pl = np.flatnonzero(~box)
-        npts = (n[pl] - 1) // 2                                           # (Lp,)
-        pstart = np.concatenate([[0], np.cumsum(npts)[:-1]])              # (Lp,) first point of each polygon
-        pt_line = np.repeat(np.arange(pl.size), npts)                     # (Pts,)
-        k = np.arange(npts.sum()) - pstart[pt_line]                       # (Pts,) point index in its polygon
+        npts = (n[pl] - 1) // 2  # (Lp,)
+        pstart = np.concatenate([[0], np.cumsum(npts)[:-1]])  # (Lp,) first point of each polygon
+        pt_line = np.repeat(np.arange(pl.size), npts)  # (Pts,)
+        k = np.arange(npts.sum()) - pstart[pt_line]  # (Pts,) point index in its polygon
         xi = first[pl][pt_line] + 1 + 2 * k
         x, y = vals[xi], vals[xi + 1]
-        outside[pl] = np.logical_or.reduceat((x < -CLIP_TOLERANCE) | (x > 1 + CLIP_TOLERANCE) |
-                                             (y < -CLIP_TOLERANCE) | (y > 1 + CLIP_TOLERANCE), pstart)
+        outside[pl] = np.logical_or.reduceat(
+            (x < -CLIP_TOLERANCE) | (x > 1 + CLIP_TOLERANCE) | (y < -CLIP_TOLERANCE) | (y > 1 + CLIP_TOLERANCE), pstart
+        )
         x, y = np.clip(x, 0, 1), np.clip(y, 0, 1)
-        xyxy[pl] = np.stack([np.minimum.reduceat(x, pstart), np.minimum.reduceat(y, pstart),
-                             np.maximum.reduceat(x, pstart), np.maximum.reduceat(y, pstart)], axis=1)
+        xyxy[pl] = np.stack(
+            [
+                np.minimum.reduceat(x, pstart),
+                np.minimum.reduceat(y, pstart),
+                np.maximum.reduceat(x, pstart),
+                np.maximum.reduceat(y, pstart),
+            ],
+            axis=1,
+        )
         nxt = np.arange(x.size) + 1
-        ends = pstart + npts                                              # wrap each polygon to its first point
+        ends = pstart + npts  # wrap each polygon to its first point
         nxt[ends - 1] = pstart
         area[pl] = np.abs(np.add.reduceat(x * y[nxt] - x[nxt] * y, pstart)) / 2
     outside[box] = ((xyxy[box] < -CLIP_TOLERANCE) | (xyxy[box] > 1 + CLIP_TOLERANCE)).any(axis=1)
@@ -612,10 +649,12 @@ def _read_chunk(images: list[str], num_classes: int | None) -> _Parsed:
         pos += len(data)
     buf = b"".join(parts)
     files = [labels[i] for i in have]
-    line_file, cls, xyxy, area, outside = _parse_labels(buf, files, np.array(starts, np.int64), num_classes,
-                                                        np.array(nlines, np.int64))
-    return _Parsed(sizes, state, np.array(have, np.int64)[line_file] if have else np.zeros(0, np.int64),
-                   cls, xyxy, area, outside)
+    line_file, cls, xyxy, area, outside = _parse_labels(
+        buf, files, np.array(starts, np.int64), num_classes, np.array(nlines, np.int64)
+    )
+    return _Parsed(
+        sizes, state, np.array(have, np.int64)[line_file] if have else np.zeros(0, np.int64), cls, xyxy, area, outside
+    )
 
 
 def _map_chunks(fn, images: tuple[str, ...], args: tuple, workers: int | None, pool: str = "process") -> list:
@@ -629,7 +668,7 @@ def _map_chunks(fn, images: tuple[str, ...], args: tuple, workers: int | None, p
     if workers <= 1:
         return [fn(list(images), *args)]
     step = -(-len(images) // (workers * 4))  # 4 chunks per worker: even load, bounded memory
-    chunks = [list(images[i:i + step]) for i in range(0, len(images), step)]
+    chunks = [list(images[i : i + step]) for i in range(0, len(images), step)]
     if pool == "thread":
         from concurrent.futures import ThreadPoolExecutor
 
@@ -641,14 +680,16 @@ def _map_chunks(fn, images: tuple[str, ...], args: tuple, workers: int | None, p
         # a main guard would run again) and pay the imports once more; the children only read files
         # and run numpy, so the threads fork cannot copy (torch, BLAS) do not matter to them
         methods = multiprocessing.get_all_start_methods()
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
-            "fork" if "fork" in methods else None))
+        executor = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("fork" if "fork" in methods else None)
+        )
     with executor:
         return list(executor.map(fn, chunks, *[[a] * len(chunks) for a in args]))
 
 
-def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | None,
-              pool: str = "process") -> list[_Parsed]:
+def _read_all(
+    images: tuple[str, ...], num_classes: int | None, workers: int | None, pool: str = "process"
+) -> list[_Parsed]:
     return _map_chunks(_read_chunk, images, (num_classes,), workers, pool)
 
 
@@ -657,7 +698,7 @@ def _read_all(images: tuple[str, ...], num_classes: int | None, workers: int | N
 # --------------------------------------------------------------------------------------------------
 def _stem(p: str) -> str:
     """``Path(p).stem`` for an absolute path string, without building a Path."""
-    name = p[p.rfind(os.sep) + 1:]
+    name = p[p.rfind(os.sep) + 1 :]
     dot = name.rfind(".")
     return name[:dot] if dot > 0 else name
 
@@ -698,8 +739,11 @@ def cache_key(src: YoloSource, workers: int | None = None) -> str:
     """
     from cocostat.data import CACHE_VERSION
 
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, YOLO_CACHE_VERSION, str(src.annotations.absolute()), src.split,
-                                   src.names, src.category_ids]).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            [CACHE_VERSION, YOLO_CACHE_VERSION, str(src.annotations.absolute()), src.split, src.names, src.category_ids]
+        ).encode()
+    )
     paths = src.image_paths
     h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
     for part in _map_chunks(_stats, paths, (), workers):  # in order, so the digest does not depend on workers
@@ -709,17 +753,22 @@ def cache_key(src: YoloSource, workers: int | None = None) -> str:
 
 def _warn(src_name: str, counts: dict) -> None:
     if counts["no_file"] or counts["empty"]:
-        warnings.warn(f"{src_name}: {counts['no_file']:,} of {counts['images']:,} image(s) have no label file "
-                      f"and {counts['empty']:,} an empty one; read as images without objects"
-                      + (f" (labels are looked for at {counts['example']})" if counts["no_file"] == counts["images"]
-                         else ""), CocostatWarning, stacklevel=4)
+        warnings.warn(
+            f"{src_name}: {counts['no_file']:,} of {counts['images']:,} image(s) have no label file "
+            f"and {counts['empty']:,} an empty one; read as images without objects"
+            + (f" (labels are looked for at {counts['example']})" if counts["no_file"] == counts["images"] else ""),
+            CocostatWarning,
+            stacklevel=4,
+        )
     if counts["clipped"]:
-        warnings.warn(f"{src_name}: {counts['clipped']:,} label(s) have coordinates outside [0, 1], "
-                      f"clipped to the image", CocostatWarning, stacklevel=4)
+        warnings.warn(
+            f"{src_name}: {counts['clipped']:,} label(s) have coordinates outside [0, 1], clipped to the image",
+            CocostatWarning,
+            stacklevel=4,
+        )
 
 
-def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None,
-              pool: str = "process") -> Dataset:
+def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None, pool: str = "process") -> Dataset:
     """Read one split of a YOLO dataset into a :class:`~cocostat.data.Dataset`.
 
     Args:
@@ -767,8 +816,8 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
     if names is None:
         names = tuple(str(i) for i in range(int(cls.max()) + 1 if cls.size else 0))
     cat_ids = np.array(src.category_ids if src.category_ids is not None else range(1, len(names) + 1), np.int64)
-    wh = sizes[line_image].astype(np.float64)                              # (G, 2) pixels
-    xyxy = np.clip(xyxy, 0.0, 1.0) * np.concatenate([wh, wh], axis=1)     # (G, 4) pixels
+    wh = sizes[line_image].astype(np.float64)  # (G, 2) pixels
+    xyxy = np.clip(xyxy, 0.0, 1.0) * np.concatenate([wh, wh], axis=1)  # (G, 4) pixels
     bbox = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
     area = np.where(np.isnan(poly_area), bbox[:, 2] * bbox[:, 3], poly_area * wh[:, 0] * wh[:, 1])
     image_id = _image_ids(src.image_paths)
@@ -777,11 +826,30 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
     file_name = np.array(rel, dtype=str) if rel else np.zeros(0, dtype="<U1")
     categories = pd.DataFrame({"category_id": cat_ids, "name": list(names), "supercategory": [""] * len(names)})
     g = cls.size
-    ds = _assemble(src.name, src.annotations, src.image_dir, src.name, image_id, file_name, sizes[:, 0].copy(),
-                   sizes[:, 1].copy(), categories, np.arange(1, g + 1, dtype=np.int64), image_id[line_image],
-                   cat_ids[cls], bbox, area, np.zeros(g, bool))
-    counts = {"images": int(state.size), "no_file": int((state == 2).sum()), "empty": int((state == 1).sum()),
-              "clipped": clipped, "example": label_path(src.image_paths[0]) if src.image_paths else ""}
+    ds = _assemble(
+        src.name,
+        src.annotations,
+        src.image_dir,
+        src.name,
+        image_id,
+        file_name,
+        sizes[:, 0].copy(),
+        sizes[:, 1].copy(),
+        categories,
+        np.arange(1, g + 1, dtype=np.int64),
+        image_id[line_image],
+        cat_ids[cls],
+        bbox,
+        area,
+        np.zeros(g, bool),
+    )
+    counts = {
+        "images": int(state.size),
+        "no_file": int((state == 2).sum()),
+        "empty": int((state == 1).sum()),
+        "clipped": clipped,
+        "example": label_path(src.image_paths[0]) if src.image_paths else "",
+    }
     _warn(src.name, counts)
     if file is not None and side is not None:
         from cocostat.atomic import write_text
@@ -828,8 +896,9 @@ class ConvertResult:
         return [("convert", self.to_frame())]
 
 
-def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT,
-               folder: str | None = None) -> ConvertResult:
+def write_yolo(
+    dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT, folder: str | None = None
+) -> ConvertResult:
     """Write ``dataset`` as a YOLO layout in ``out_dir``, replacing it as a whole at the end.
 
     Layout (ultralytics), with FOLDER = ``folder`` or ``split``: ``OUT/images/FOLDER/<file_name>``
@@ -857,7 +926,7 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         img_root, lab_root = tmp / "images" / folder, tmp / "labels" / folder
-        wh = np.stack([ds.width, ds.height], axis=1)[ds.image_index].astype(np.float64)   # (G, 2)
+        wh = np.stack([ds.width, ds.height], axis=1)[ds.image_index].astype(np.float64)  # (G, 2)
         c = ds.bbox[:, :2] + ds.bbox[:, 2:] / 2
         rows = np.concatenate([ds.class_idx[:, None].astype(np.float64), c / wh, ds.bbox[:, 2:] / wh], axis=1)
         offsets = ds.offsets
@@ -869,12 +938,15 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT,
             if n:
                 lab = lab_root / (os.path.splitext(name)[0] + ".txt")
                 lab.parent.mkdir(parents=True, exist_ok=True)
-                lab.write_text(("%d %.10g %.10g %.10g %.10g\n" * n) % tuple(rows[offsets[i]:offsets[i + 1]].ravel()))
+                lab.write_text(("%d %.10g %.10g %.10g %.10g\n" * n) % tuple(rows[offsets[i] : offsets[i + 1]].ravel()))
         import yaml
 
         cats = ds.categories
-        cfg = {split: f"images/{folder}", "names": dict(enumerate(cats["name"].tolist())),
-               "category_ids": cats["category_id"].tolist()}
+        cfg = {
+            split: f"images/{folder}",
+            "names": dict(enumerate(cats["name"].tolist())),
+            "category_ids": cats["category_id"].tolist(),
+        }
         (tmp / f"{out.name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
@@ -886,9 +958,14 @@ def write_yolo(dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ConvertResult(source=str(dataset.path or dataset.name), target=str(out / f"{out.name}.yaml"), to="yolo",
-                         images=ds.num_images, objects=ds.num_annotations,
-                         crowd_left_out=int(dataset.iscrowd.sum()))
+    return ConvertResult(
+        source=str(dataset.path or dataset.name),
+        target=str(out / f"{out.name}.yaml"),
+        to="yolo",
+        images=ds.num_images,
+        objects=ds.num_annotations,
+        crowd_left_out=int(dataset.iscrowd.sum()),
+    )
 
 
 def convert(dataset, output: str | os.PathLike, split: str = DEFAULT_SPLIT, folder: str | None = None) -> ConvertResult:
@@ -896,14 +973,23 @@ def convert(dataset, output: str | os.PathLike, split: str = DEFAULT_SPLIT, fold
     dataset becomes a YOLO layout in the folder ``output`` (see :func:`write_yolo`)."""
     from cocostat.data import SAMPLE_NAME
 
-    is_yolo = dataset.path is not None and dataset.name != SAMPLE_NAME and (
-        Path(dataset.path).is_dir() or is_yolo_argument(str(dataset.path)))
+    is_yolo = (
+        dataset.path is not None
+        and dataset.name != SAMPLE_NAME
+        and (Path(dataset.path).is_dir() or is_yolo_argument(str(dataset.path)))
+    )
     if is_yolo:
         if not str(output).endswith(".json"):
             raise OptionError(f"converting a YOLO dataset writes a COCO JSON file: -o must end in .json, got {output}")
         write_coco(dataset, output)
-        return ConvertResult(source=str(dataset.path), target=str(output), to="coco", images=dataset.num_images,
-                             objects=dataset.num_annotations, crowd_left_out=0)
+        return ConvertResult(
+            source=str(dataset.path),
+            target=str(output),
+            to="coco",
+            images=dataset.num_images,
+            objects=dataset.num_annotations,
+            crowd_left_out=0,
+        )
     if str(output).endswith(".json"):
         raise OptionError(f"{dataset.name} is already COCO JSON; -o names the folder of the YOLO layout, got {output}")
     return write_yolo(dataset, output, split=split, folder=folder)

@@ -36,6 +36,7 @@ def _include(pattern: str) -> str:
 
 def expand(markdown: str) -> str:
     """Replace every marker in ``markdown`` by what it names."""
+
     def one(m: re.Match) -> str:
         kind, arg, group = m.groups()
         if kind == "include":
@@ -45,5 +46,5 @@ def expand(markdown: str) -> str:
     return _MARKER.sub(one, markdown)
 
 
-def on_page_markdown(markdown, page, config, files):  # noqa: ARG001 - MkDocs' hook signature
+def on_page_markdown(markdown, page, config, files):
     return expand(markdown)

@@ -34,8 +34,9 @@ def _ratio_loop(g, a):
 
 def _fitness_loop(wh, anchors, iou_t, ratio_t, counts=None):
     counts = [1] * len(wh) if counts is None else list(counts)
-    sums = dict.fromkeys(["avg_iou", "bpr_iou", "anchors_above_iou", "bpr_ratio", "anchors_above_ratio",
-                          "fitness_ratio"], 0.0)
+    sums = dict.fromkeys(
+        ["avg_iou", "bpr_iou", "anchors_above_iou", "bpr_ratio", "anchors_above_ratio", "fitness_ratio"], 0.0
+    )
     best_for = [0] * len(anchors)
     n = 0
     for g, c in zip(wh, counts, strict=True):
@@ -60,8 +61,10 @@ def _coco(boxes, sizes=None, crowd=None):
     crowd = crowd or [0] * len(boxes)
     return {
         "images": [{"id": i + 1, "width": w, "height": h, "file_name": f"{i}.jpg"} for i, (w, h) in enumerate(sizes)],
-        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": list(b), "iscrowd": c}
-                        for i, (b, c) in enumerate(zip(boxes, crowd, strict=True))],
+        "annotations": [
+            {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": list(b), "iscrowd": c}
+            for i, (b, c) in enumerate(zip(boxes, crowd, strict=True))
+        ],
         "categories": [{"id": 1, "name": "thing"}],
     }
 
@@ -77,8 +80,17 @@ def _clusters(rng, centres, per=200, spread=0.03):
 # --------------------------------------------------------------------------------------------------
 def test_presets_values_and_masks():
     y3 = A.PRESETS["yolov3"]
-    assert y3.wh.tolist() == [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90],
-                              [156, 198], [373, 326]]
+    assert y3.wh.tolist() == [
+        [10, 13],
+        [16, 30],
+        [33, 23],
+        [30, 61],
+        [62, 45],
+        [59, 119],
+        [116, 90],
+        [156, 198],
+        [373, 326],
+    ]
     assert [m.tolist() for m in y3.levels] == [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
     assert np.array_equal(A.PRESETS["yolov3-spp"].wh, y3.wh)
     tiny = A.PRESETS["yolov3-tiny"]
@@ -89,9 +101,15 @@ def test_presets_values_and_masks():
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("cfg,preset", [("cfg/yolov3.cfg", "yolov3"), ("cfg/yolov3-spp.cfg", "yolov3-spp"),
-                                        ("cfg/yolov3-tiny.cfg", "yolov3-tiny"),
-                                        ("models/yolov3-tiny.cfg", "yolov3-tiny")])
+@pytest.mark.parametrize(
+    "cfg,preset",
+    [
+        ("cfg/yolov3.cfg", "yolov3"),
+        ("cfg/yolov3-spp.cfg", "yolov3-spp"),
+        ("cfg/yolov3-tiny.cfg", "yolov3-tiny"),
+        ("models/yolov3-tiny.cfg", "yolov3-tiny"),
+    ],
+)
 def test_presets_match_the_real_darknet_cfgs(real_data, cfg, preset):
     a = A.parse_anchor_spec(str(real_data / cfg))
     p = A.PRESETS[preset]
@@ -108,13 +126,16 @@ def test_parse_list_sorts_by_area_and_splits_levels():
     assert A.parse_anchor_spec("12.5,7").wh.tolist() == [[12.5, 7.0]]
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("10,13, 16", "even, non-zero count"),
-    ("10,13, -16,30", "unknown anchor set|positive"),
-    ("10,0", "positive"),
-    ("yolov9", "unknown anchor set 'yolov9'"),
-    ("no/such/file.cfg", "unknown anchor set"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("10,13, 16", "even, non-zero count"),
+        ("10,13, -16,30", "unknown anchor set|positive"),
+        ("10,0", "positive"),
+        ("yolov9", "unknown anchor set 'yolov9'"),
+        ("no/such/file.cfg", "unknown anchor set"),
+    ],
+)
 def test_parse_spec_errors(spec, match):
     with pytest.raises(OptionError, match=match):
         A.parse_anchor_spec(spec)
@@ -122,9 +143,11 @@ def test_parse_spec_errors(spec, match):
 
 def test_parse_cfg_comments_default_mask_and_errors(tmp_path):
     cfg = tmp_path / "net.cfg"
-    cfg.write_text("[net]\nwidth=416\n# anchors = 1,1\n[yolo]\nmask = 1 , 2   ; comment\n"
-                   "anchors = 10,14,  23,27, 37,58\nclasses=80\n[convolutional]\nanchors=5,5\n"
-                   "[yolo]\nanchors = 10,14, 23,27, 37,58\n")
+    cfg.write_text(
+        "[net]\nwidth=416\n# anchors = 1,1\n[yolo]\nmask = 1 , 2   ; comment\n"
+        "anchors = 10,14,  23,27, 37,58\nclasses=80\n[convolutional]\nanchors=5,5\n"
+        "[yolo]\nanchors = 10,14, 23,27, 37,58\n"
+    )
     a = A.parse_anchor_spec(str(cfg))
     assert a.wh.tolist() == [[10, 14], [23, 27], [37, 58]]
     assert [m.tolist() for m in a.levels] == [[1, 2], [0, 1, 2]]  # no mask line: every anchor
@@ -151,8 +174,11 @@ def test_darknet_and_yaml_output():
     assert [ln for ln in lines if ln.startswith("mask")] == ["mask = 6,7,8", "mask = 3,4,5", "mask = 0,1,2"]
     assert all(ln.startswith(("anchors", "num", "mask", "#")) for ln in lines)  # no inline comments
     assert a.yolov5_yaml().splitlines() == [
-        "anchors:", "  - [10,13, 16,30, 33,23]  # P3/8", "  - [30,61, 62,45, 59,119]  # P4/16",
-        "  - [116,90, 156,198, 373,326]  # P5/32"]
+        "anchors:",
+        "  - [10,13, 16,30, 33,23]  # P3/8",
+        "  - [30,61, 62,45, 59,119]  # P4/16",
+        "  - [116,90, 156,198, 373,326]  # P5/32",
+    ]
     half = A.AnchorSet("x", np.array([[10.5, 13.25]]), [np.array([0])])
     assert half.darknet().splitlines()[0] == "anchors = 10.5,13.25"
 
@@ -169,8 +195,9 @@ def test_default_levels_and_split():
 def test_box_sizes_letterbox_stretch_crowd_zero_small():
     boxes = [(0, 0, 64, 48), (10, 10, 320, 100), (0, 0, 0, 5), (0, 0, 3, 2), (5, 5, 100, 100)]
     with pytest.warns(CocostatWarning, match="1 annotation\\(s\\) have zero width or height"):
-        ds = from_dict(_coco(boxes, sizes=[(640, 480), (640, 320), (640, 480), (200, 800), (640, 480)],
-                             crowd=[0, 0, 0, 0, 1]))
+        ds = from_dict(
+            _coco(boxes, sizes=[(640, 480), (640, 320), (640, 480), (200, 800), (640, 480)], crowd=[0, 0, 0, 0, 1])
+        )
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         s = A.box_sizes(ds, size=416)
@@ -202,8 +229,9 @@ def test_box_sizes_multi_scale_is_seeded_and_on_the_step_grid():
         A.box_sizes(ds, multi_scale=(600, 300))
 
 
-@pytest.mark.parametrize("kw,match", [({"size": 0}, "size"), ({"resize": "crop"}, "resize"),
-                                      ({"size": 41.5}, "integer")])
+@pytest.mark.parametrize(
+    "kw,match", [({"size": 0}, "size"), ({"resize": "crop"}, "resize"), ({"size": 41.5}, "integer")]
+)
 def test_box_sizes_bad_options(kw, match):
     ds = from_dict(_coco([(0, 0, 10, 10)]))
     with pytest.raises(OptionError, match=match):
@@ -247,8 +275,12 @@ sizes_st = st.lists(st.tuples(st.floats(0.5, 600), st.floats(0.5, 600)), min_siz
 
 
 @settings(max_examples=40, deadline=None)
-@given(wh=sizes_st, anchors=st.lists(st.tuples(st.floats(1, 500), st.floats(1, 500)), min_size=1, max_size=9),
-       scale=st.floats(0.1, 10), reps=st.integers(1, 3))
+@given(
+    wh=sizes_st,
+    anchors=st.lists(st.tuples(st.floats(1, 500), st.floats(1, 500)), min_size=1, max_size=9),
+    scale=st.floats(0.1, 10),
+    reps=st.integers(1, 3),
+)
 def test_fitness_properties(wh, anchors, scale, reps):
     wh, anchors = np.array(wh), np.array(anchors)
     m = A.fitness(wh, anchors)
@@ -388,9 +420,13 @@ def test_small_and_degenerate_inputs():
     with pytest.warns(CocostatWarning, match="coincide"):
         d = A.design_anchors([[10.1, 10.1], [10.3, 10.3], [50, 50]], 3, evolve=0)
     assert d.wh.shape == (3, 2)
-    for kw, match in [({"k": 0}, "^k must be an integer >= 1"), ({"restarts": 0}, "restarts"),
-                      ({"evolve": -1}, "evolve"), ({"fitness_name": "map"}, "fitness"),
-                      ({"seed": -2}, "seed")]:
+    for kw, match in [
+        ({"k": 0}, "^k must be an integer >= 1"),
+        ({"restarts": 0}, "restarts"),
+        ({"evolve": -1}, "evolve"),
+        ({"fitness_name": "map"}, "fitness"),
+        ({"seed": -2}, "seed"),
+    ]:
         with pytest.raises(OptionError, match=match):
             A.design_anchors([[1, 2], [3, 4]], **{"k": 1, **kw})
 
@@ -412,8 +448,9 @@ def test_kmeans_report_on_the_sample(tmp_path):
     ds = load_dataset("sample")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
-        r = A.kmeans(ds, size=416, k=6, evolve=200, compare=["yolov3", "yolov3-tiny", "yolov3"],
-                     plot=tmp_path / "a.png")
+        r = A.kmeans(
+            ds, size=416, k=6, evolve=200, compare=["yolov3", "yolov3-tiny", "yolov3"], plot=tmp_path / "a.png"
+        )
     d = json.loads(json.dumps(r.to_dict()))
     for key in ("size", "resize", "k", "seed", "boxes", "anchors", "metrics", "compare"):
         assert key in d
@@ -425,7 +462,8 @@ def test_kmeans_report_on_the_sample(tmp_path):
     assert d["metrics"]["avg_iou"] == pytest.approx(m["avg_iou"])
     assert d["best_for"] == m["best_for"].tolist()
     assert d["compare"]["yolov3"]["metrics"]["bpr_iou"] == pytest.approx(
-        A.fitness(r.sizes.wh, A.PRESETS["yolov3"].wh)["bpr_iou"])
+        A.fitness(r.sizes.wh, A.PRESETS["yolov3"].wh)["bpr_iou"]
+    )
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(tmp_path.iterdir()) == [tmp_path / "a.png"]  # no temporary file left behind
     frame = r.to_frame()

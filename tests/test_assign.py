@@ -97,7 +97,7 @@ def test_assign_matches_reference_loop(kind, grid_name):
         assert res.matched[g].tolist() == matched, (g, b)
         assert res.cell[g].tolist() == [list(c) for c in cells]
         if kind == "yolov5":
-            assert neighbour_cells(res.boxes[g:g + 1], grid)[0].tolist() == neigh
+            assert neighbour_cells(res.boxes[g : g + 1], grid)[0].tolist() == neigh
         w, h = b[2] - b[0], b[3] - b[1]
         np.testing.assert_allclose(res.wh_iou[g].numpy(), [ref_wh_iou(w, h, *a) for a in grid.wh], rtol=1e-12)
     assert res.matched.dtype == torch.bool and res.matched.shape == (400, grid.num_anchors)
@@ -105,8 +105,14 @@ def test_assign_matches_reference_loop(kind, grid_name):
 
 
 @settings(max_examples=60, deadline=None)
-@given(w=st.floats(0.5, 400), h=st.floats(0.5, 400), cx=st.floats(1, 415), cy=st.floats(1, 415),
-       iou_t=st.floats(0.05, 0.6), kind=st.sampled_from(ASSIGNERS))
+@given(
+    w=st.floats(0.5, 400),
+    h=st.floats(0.5, 400),
+    cx=st.floats(1, 415),
+    cy=st.floats(1, 415),
+    iou_t=st.floats(0.05, 0.6),
+    kind=st.sampled_from(ASSIGNERS),
+)
 def test_assign_single_box_property(w, h, cx, cy, iou_t, kind):
     grid = yolov3_grid()
     box = np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]])
@@ -177,8 +183,13 @@ def test_positive_mask_layout():
                 a = anchor[n]
                 left, up, right, down = neigh[grid.level[a]]
                 cell = (int(dx[n]), int(dy[n]))
-                want = matched[a] and (cell == (0, 0) or (cell == (-1, 0) and left) or (cell == (0, -1) and up)
-                                       or (cell == (1, 0) and right) or (cell == (0, 1) and down))
+                want = matched[a] and (
+                    cell == (0, 0)
+                    or (cell == (-1, 0) and left)
+                    or (cell == (0, -1) and up)
+                    or (cell == (1, 0) and right)
+                    or (cell == (0, 1) and down)
+                )
                 assert pos[g, n] == want, (kind, g, n)
         if kind != "yolov5":
             assert pos.sum() == res.matched.sum().item()
@@ -206,12 +217,21 @@ def test_grids():
     assert g.grid.tolist() == [19, 38, 76] and g.masks() == [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
     t = grid_from_anchor_set(parse_anchor_spec("yolov3-tiny"), 416)
     assert t.level.tolist() == [1, 1, 1, 0, 0, 0] and t.strides.tolist() == [32, 16]
-    m = grid_from_manifest({"anchors": YOLOV3, "size": 320,
-                            "levels": [{"mask": [6, 7, 8], "stride": 32}, {"mask": [3, 4, 5], "stride": 16},
-                                       {"mask": [0, 1, 2], "stride": 8}]})
+    m = grid_from_manifest(
+        {
+            "anchors": YOLOV3,
+            "size": 320,
+            "levels": [
+                {"mask": [6, 7, 8], "stride": 32},
+                {"mask": [3, 4, 5], "stride": 16},
+                {"mask": [0, 1, 2], "stride": 8},
+            ],
+        }
+    )
     assert m.level.tolist() == g.level.tolist() and m.size == 320 and m.wh.shape == (9, 2)
-    flat = grid_from_manifest({"anchors": [10, 14, 23, 27], "size": 416,
-                               "levels": [{"mask": [1], "stride": 32}, {"mask": [0], "stride": 16}]})
+    flat = grid_from_manifest(
+        {"anchors": [10, 14, 23, 27], "size": 416, "levels": [{"mask": [1], "stride": 32}, {"mask": [0], "stride": 16}]}
+    )
     assert flat.wh.tolist() == [[10, 14], [23, 27]] and flat.level.tolist() == [1, 0]
     with pytest.raises(OptionError, match="multiple of every stride"):
         grid_from_anchor_set(parse_anchor_spec("yolov3"), 400)

@@ -120,15 +120,22 @@ def ref_box_only(name, boxes, images, grid, *, iou_t=0.225, ratio_t=4.0, topk=5)
                 ccx, ccy = cells[lv]
                 left, up, right, down = neigh[lv]
                 at = (x - ccx, y - ccy)
-                side = ((at == (-1, 0) and left) or (at == (0, -1) and up) or (at == (1, 0) and right)
-                        or (at == (0, 1) and down))
+                side = (
+                    (at == (-1, 0) and left)
+                    or (at == (0, -1) and up)
+                    or (at == (1, 0) and right)
+                    or (at == (0, 1) and down)
+                )
                 if matched[a] and (at == (0, 0) or (name == "yolov5" and side)):
                     pos.add(key)
         elif name == "atss":
             cand = []
             for lv in range(grid.num_levels):
-                ranked = sorted((((sx - cx) ** 2 + (sy - cy) ** 2), key, sx, sy, aw, ah)
-                                for key, l2, x, y, a, sx, sy, aw, ah in slots if l2 == lv)
+                ranked = sorted(
+                    (((sx - cx) ** 2 + (sy - cy) ** 2), key, sx, sy, aw, ah)
+                    for key, l2, x, y, a, sx, sy, aw, ah in slots
+                    if l2 == lv
+                )
                 cand += ranked[:9]
             ious = [py_iou([sx - aw / 2, sy - ah / 2, sx + aw / 2, sy + ah / 2], box) for _, _, sx, sy, aw, ah in cand]
             thr = statistics.fmean(ious) + statistics.stdev(ious) if len(ious) > 1 else math.nan
@@ -170,10 +177,23 @@ def stored_rows(arrays, g, grid):
         pred = [float(v) for v in arrays.pred[g, n]]
         obj, cls = float(arrays.obj[g, n]), float(arrays.cls_prob[g, n])
         finite = inside and all(math.isfinite(v) for v in [*pred, obj, cls])
-        rows.append({"key": off + (y * W + x) * per + local, "anchor": a, "dx": int(arrays.dx[n]),
-                     "dy": int(arrays.dy[n]), "cx": (x + 0.5) * s, "cy": (y + 0.5) * s, "stride": s,
-                     "inside": inside, "valid": finite, "pred": pred, "obj": obj, "cls": cls,
-                     "score": float(np.float32(arrays.obj[g, n]) * np.float32(arrays.cls_prob[g, n]))})
+        rows.append(
+            {
+                "key": off + (y * W + x) * per + local,
+                "anchor": a,
+                "dx": int(arrays.dx[n]),
+                "dy": int(arrays.dy[n]),
+                "cx": (x + 0.5) * s,
+                "cy": (y + 0.5) * s,
+                "stride": s,
+                "inside": inside,
+                "valid": finite,
+                "pred": pred,
+                "obj": obj,
+                "cls": cls,
+                "score": float(np.float32(arrays.obj[g, n]) * np.float32(arrays.cls_prob[g, n])),
+            }
+        )
     return rows
 
 
@@ -259,8 +279,13 @@ def run_box_only(name, boxes, images, grid, **opts):
 
 def run_pred_aware(name, arrays, images, grid, iou="iou", **opts):
     asg = assigners.create(name, **opts)
-    slots = candidate_slots(torch.from_numpy(arrays.gt.astype(np.float64)), grid, arrays,
-                            torch.as_tensor(np.asarray(images, dtype=np.int64)), iou=iou)
+    slots = candidate_slots(
+        torch.from_numpy(arrays.gt.astype(np.float64)),
+        grid,
+        arrays,
+        torch.as_tensor(np.asarray(images, dtype=np.int64)),
+        iou=iou,
+    )
     return as_sets(slots, asg.positives(slots))
 
 
@@ -273,14 +298,14 @@ def check_box_only(name, boxes, images, grid, **opts):
 
 
 EDGE_BOXES = [
-    [0, 0, 1, 1],                # tiny, image corner
-    [10, 10, 10, 30],            # zero width
-    [100, 100, 100, 100],        # zero size
-    [0, 0, 416, 416],            # the whole image
-    [400, 400, 416, 416],        # far corner
-    [48, 48, 80, 80],            # centre (64, 64): on cell borders of every level
-    [182, 182, 202, 202],        # centre (192, 192): on a border at every stride
-    [15.9, 15.9, 16.1, 16.1],    # tiny, centre on a stride-16 border
+    [0, 0, 1, 1],  # tiny, image corner
+    [10, 10, 10, 30],  # zero width
+    [100, 100, 100, 100],  # zero size
+    [0, 0, 416, 416],  # the whole image
+    [400, 400, 416, 416],  # far corner
+    [48, 48, 80, 80],  # centre (64, 64): on cell borders of every level
+    [182, 182, 202, 202],  # centre (192, 192): on a border at every stride
+    [15.9, 15.9, 16.1, 16.1],  # tiny, centre on a stride-16 border
     [200, 200, 216, 232],
     [300.5, 10.25, 415.75, 120.5],
 ]
@@ -315,9 +340,15 @@ def test_box_only_random_boxes_against_whole_grid_loop(name, anchors):
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(data=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 127), st.integers(0, 128), st.integers(0, 128)),
-                     min_size=1, max_size=6),
-       name=st.sampled_from(BOX_ONLY), topk=st.integers(1, 9))
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 127), st.integers(0, 127), st.integers(0, 128), st.integers(0, 128)),
+        min_size=1,
+        max_size=6,
+    ),
+    name=st.sampled_from(BOX_ONLY),
+    topk=st.integers(1, 9),
+)
 def test_box_only_property_small_grid(data, name, topk):
     """Integer boxes on a 128 px input (cell borders and ties everywhere), one image."""
     grid = AnchorGrid("small", [(8, 8), (20, 12), (30, 60), (64, 64)], [1, 1, 0, 0], [32, 16], 128)
@@ -353,20 +384,20 @@ def test_box_only_real_coco_tiny_boxes(real_data, name):
 def hand_table():
     objects = [  # (ann_id, image_id, class_idx, box, iscrowd)
         (1, 1, 0, [100, 100, 162, 145], 0),
-        (2, 1, 1, [104, 98, 170, 150], 0),     # overlaps 1: conflicts
+        (2, 1, 1, [104, 98, 170, 150], 0),  # overlaps 1: conflicts
         (3, 1, 2, [106, 102, 160, 149], 0),
-        (4, 2, 0, [0, 0, 30, 30], 0),          # image corner, neighbour cells outside the grid
-        (5, 2, 3, [380, 390, 416, 416], 0),    # far corner
-        (6, 3, 0, [192, 192, 192, 240], 0),    # zero width
-        (7, 3, 4, [0, 0, 416, 416], 0),        # the whole image
-        (8, 4, 5, [63, 63, 65, 65], 0),        # tiny, centre on cell borders
-        (9, 4, 5, [63, 63, 65, 65], 0),        # its exact duplicate: ties between objects
+        (4, 2, 0, [0, 0, 30, 30], 0),  # image corner, neighbour cells outside the grid
+        (5, 2, 3, [380, 390, 416, 416], 0),  # far corner
+        (6, 3, 0, [192, 192, 192, 240], 0),  # zero width
+        (7, 3, 4, [0, 0, 416, 416], 0),  # the whole image
+        (8, 4, 5, [63, 63, 65, 65], 0),  # tiny, centre on cell borders
+        (9, 4, 5, [63, 63, 65, 65], 0),  # its exact duplicate: ties between objects
     ]
     t = TableBuilder(objects)
-    t.plant(0, 4, box=[101, 101, 161, 144], obj=0.95)   # a near-perfect prediction
-    t.plant(1, 4, box=[101, 101, 161, 144], obj=0.97)   # the same slot, predicting object 1 better
-    t.plant(2, 5, 1, 0, box=[np.nan, 0, 1, 1])          # a non-finite prediction
-    t.plant(3, 0, obj=float("nan"))                     # non-finite objectness
+    t.plant(0, 4, box=[101, 101, 161, 144], obj=0.95)  # a near-perfect prediction
+    t.plant(1, 4, box=[101, 101, 161, 144], obj=0.97)  # the same slot, predicting object 1 better
+    t.plant(2, 5, 1, 0, box=[np.nan, 0, 1, 1])  # a non-finite prediction
+    t.plant(3, 0, obj=float("nan"))  # non-finite objectness
     return t
 
 
@@ -451,10 +482,26 @@ def real_predictions(real_data, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("preds") / "yolov3-tiny"
     models = real_data / "models"
-    res = CliRunner().invoke(main, ["predict", "--root", str(real_data / "coco-tiny"), "val2017",
-                                    "--cfg", str(models / "yolov3-tiny.cfg"), "--weights",
-                                    str(models / "yolov3-tiny.weights"), "-o", str(out), "--device", "cpu",
-                                    "--no-progress", "--format", "json"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--root",
+            str(real_data / "coco-tiny"),
+            "val2017",
+            "--cfg",
+            str(models / "yolov3-tiny.cfg"),
+            "--weights",
+            str(models / "yolov3-tiny.weights"),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--format",
+            "json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out
 
@@ -508,4 +555,4 @@ def test_topk_mask_against_a_loop_with_many_ties():
             for g in range(G):
                 cols = [n for n in range(N) if allowed[g, n] and not math.isnan(score[g, n])]
                 cols.sort(key=lambda n: (-score[g, n].item(), 0 if second is None else second[g, n].item(), rank_of[n]))
-                assert {n for n in range(N) if got[g, n]} == set(cols[:int(k[g])])
+                assert {n for n in range(N) if got[g, n]} == set(cols[: int(k[g])])

@@ -95,37 +95,74 @@ class TableBuilder:
             return np.tile(np.asarray(v), G)
 
         o = self.objects
-        frame = pd.DataFrame({
-            "ann_id": rows([x[0] for x in o]), "image_id": rows([x[1] for x in o]),
-            "class_idx": rows([x[2] for x in o]), "iscrowd": rows([bool(x[4]) for x in o]),
-            "gt_x1": rows(self.gt[:, 0]), "gt_y1": rows(self.gt[:, 1]), "gt_x2": rows(self.gt[:, 2]),
-            "gt_y2": rows(self.gt[:, 3]), "level": cols(self.level), "anchor": cols(self.anchor),
-            "anchor_w": cols(self.anchors[self.anchor, 0]), "anchor_h": cols(self.anchors[self.anchor, 1]),
-            "stride": cols(self.stride), "dx": cols(self.dx), "dy": cols(self.dy),
-            "gx": self.gx.ravel(), "gy": self.gy.ravel(), "valid": self.valid.ravel(),
-            "px1": pred[..., 0].ravel(), "py1": pred[..., 1].ravel(), "px2": pred[..., 2].ravel(),
-            "py2": pred[..., 3].ravel(), "obj": np.where(self.valid, self.obj, np.nan).ravel(),
-            "cls_prob": np.where(self.valid, self.cls, np.nan).ravel(), "max_cls_prob": 0.9,
-            "max_cls_idx": rows([x[2] for x in o]),
-        }).astype(COLUMNS)
+        frame = pd.DataFrame(
+            {
+                "ann_id": rows([x[0] for x in o]),
+                "image_id": rows([x[1] for x in o]),
+                "class_idx": rows([x[2] for x in o]),
+                "iscrowd": rows([bool(x[4]) for x in o]),
+                "gt_x1": rows(self.gt[:, 0]),
+                "gt_y1": rows(self.gt[:, 1]),
+                "gt_x2": rows(self.gt[:, 2]),
+                "gt_y2": rows(self.gt[:, 3]),
+                "level": cols(self.level),
+                "anchor": cols(self.anchor),
+                "anchor_w": cols(self.anchors[self.anchor, 0]),
+                "anchor_h": cols(self.anchors[self.anchor, 1]),
+                "stride": cols(self.stride),
+                "dx": cols(self.dx),
+                "dy": cols(self.dy),
+                "gx": self.gx.ravel(),
+                "gy": self.gy.ravel(),
+                "valid": self.valid.ravel(),
+                "px1": pred[..., 0].ravel(),
+                "py1": pred[..., 1].ravel(),
+                "px2": pred[..., 2].ravel(),
+                "py2": pred[..., 3].ravel(),
+                "obj": np.where(self.valid, self.obj, np.nan).ravel(),
+                "cls_prob": np.where(self.valid, self.cls, np.nan).ravel(),
+                "max_cls_prob": 0.9,
+                "max_cls_idx": rows([x[2] for x in o]),
+            }
+        ).astype(COLUMNS)
         return candidate_order(frame)
 
     def manifest(self) -> dict:
-        return {"format": "cocostat-predictions", "version": 1, "cfg": "hand-built", "size": self.size,
-                "anchors": self.anchors.tolist(), "neighborhood": self.r, "dataset": {"name": "hand"},
-                "levels": [{"mask": m, "stride": s} for m, s in zip(self.masks, self.strides)]}
+        return {
+            "format": "cocostat-predictions",
+            "version": 1,
+            "cfg": "hand-built",
+            "size": self.size,
+            "anchors": self.anchors.tolist(),
+            "neighborhood": self.r,
+            "dataset": {"name": "hand"},
+            "levels": [{"mask": m, "stride": s} for m, s in zip(self.masks, self.strides)],
+        }
 
     def predictions(self) -> InMemoryPredictions:
         return InMemoryPredictions(self.frame(), self.manifest())
 
     def dataset(self):
-        return from_dict({
-            "images": [{"id": i, "width": self.size, "height": self.size, "file_name": f"img{i}.jpg"}
-                       for i in sorted({o[1] for o in self.objects})],
-            "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(80)],
-            "annotations": [{"id": o[0], "image_id": o[1], "category_id": o[2] + 1, "iscrowd": int(o[4]),
-                             "bbox": [o[3][0], o[3][1], o[3][2] - o[3][0], o[3][3] - o[3][1]]} for o in self.objects],
-        }, name="hand")
+        return from_dict(
+            {
+                "images": [
+                    {"id": i, "width": self.size, "height": self.size, "file_name": f"img{i}.jpg"}
+                    for i in sorted({o[1] for o in self.objects})
+                ],
+                "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(80)],
+                "annotations": [
+                    {
+                        "id": o[0],
+                        "image_id": o[1],
+                        "category_id": o[2] + 1,
+                        "iscrowd": int(o[4]),
+                        "bbox": [o[3][0], o[3][1], o[3][2] - o[3][0], o[3][3] - o[3][1]],
+                    }
+                    for o in self.objects
+                ],
+            },
+            name="hand",
+        )
 
 
 def ref_iou(p, g, kind):
@@ -159,10 +196,25 @@ def ref_audit(frame: pd.DataFrame, manifest: dict, kind="iou", assigner="yolov3"
     grid = grid_from_manifest(manifest)
     A, L = grid.num_anchors, grid.num_levels
     frame = frame[~frame["iscrowd"]]
-    out = {"objects": 0, "unmatched": 0, "compared": 0, "worst": 0, "best": 0, "neigh": 0, "fm": set(),
-           "images": set(), "matched": np.zeros(A, int), "wh_sum": np.zeros(A), "pm_sum": np.zeros(A),
-           "pm_n": np.zeros(A), "pa_sum": np.zeros(A), "pa_n": np.zeros(A), "bwu": np.zeros(A, int),
-           "wm": np.zeros(A, int), "per_object": {}}
+    out = {
+        "objects": 0,
+        "unmatched": 0,
+        "compared": 0,
+        "worst": 0,
+        "best": 0,
+        "neigh": 0,
+        "fm": set(),
+        "images": set(),
+        "matched": np.zeros(A, int),
+        "wh_sum": np.zeros(A),
+        "pm_sum": np.zeros(A),
+        "pm_n": np.zeros(A),
+        "pa_sum": np.zeros(A),
+        "pa_n": np.zeros(A),
+        "bwu": np.zeros(A, int),
+        "wm": np.zeros(A, int),
+        "per_object": {},
+    }
     stored_r = int(frame["dx"].abs().max())
     for ann_id, rows in frame.groupby("ann_id", sort=False):
         rows = rows.reset_index(drop=True)
@@ -187,8 +239,12 @@ def ref_audit(frame: pd.DataFrame, manifest: dict, kind="iou", assigner="yolov3"
             allv.append(item)
             centre = r.dx == 0 and r.dy == 0
             left, up, right, down = neigh[int(r.level)]
-            side = ((r.dx, r.dy) == (-1, 0) and left) or ((r.dx, r.dy) == (0, -1) and up) or \
-                ((r.dx, r.dy) == (1, 0) and right) or ((r.dx, r.dy) == (0, 1) and down)
+            side = (
+                ((r.dx, r.dy) == (-1, 0) and left)
+                or ((r.dx, r.dy) == (0, -1) and up)
+                or ((r.dx, r.dy) == (1, 0) and right)
+                or ((r.dx, r.dy) == (0, 1) and down)
+            )
             if matched[r.anchor] and (centre or (assigner == "yolov5" and side)):
                 pos.append(item)
             if centre and not matched[r.anchor]:
@@ -245,8 +301,9 @@ def check_against_reference(rep, ref):
     np.testing.assert_array_equal(pa["matched"], ref["matched"])
     with np.errstate(invalid="ignore", divide="ignore"):
         np.testing.assert_allclose(pa["match_wh_iou"], ref["wh_sum"] / ref["matched"], rtol=1e-9)
-        np.testing.assert_allclose(pa["pred_iou_matched"].astype(float), ref["pm_sum"] / ref["pm_n"], rtol=2e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            pa["pred_iou_matched"].astype(float), ref["pm_sum"] / ref["pm_n"], rtol=2e-5, atol=1e-6
+        )
         np.testing.assert_allclose(pa["pred_iou_all"].astype(float), ref["pa_sum"] / ref["pa_n"], rtol=2e-5, atol=1e-6)
     np.testing.assert_array_equal(pa["best_when_unmatched"].astype(int), ref["bwu"])
     np.testing.assert_array_equal(pa["worst_matched"].astype(int), ref["wm"])
@@ -300,8 +357,9 @@ def test_hand_built_known_answers():
     want[min((v, a) for a, v in enumerate(wh30) if v > 0.225)[1]] += 1
     assert pa["worst_matched"].tolist() == want.tolist()
     assert pa.loc[4, "matched"] == 3 and pa.loc[3, "match_wh_iou"] == pytest.approx(np.mean([wh60[3], wh60[3], 1.0]))
-    assert pa.loc[8, "pred_iou_all"] == pytest.approx((1 + wh60[8] + ref_wh_iou(2, 2, 373, 326) + wh30[8]) / 4,
-                                                      rel=1e-6)
+    assert pa.loc[8, "pred_iou_all"] == pytest.approx(
+        (1 + wh60[8] + ref_wh_iou(2, 2, 373, 326) + wh30[8]) / 4, rel=1e-6
+    )
     assert pa.loc[4, "pred_iou_matched"] == pytest.approx(np.mean([wh60[4], wh60[4], wh30[4]]), rel=1e-6)
     po = rep.per_object.set_index("ann_id")
     assert po.loc[11, "best_unmatched_anchor"] == 8 and po.loc[11, "unmatched_max_iou"] == pytest.approx(1.0)
@@ -314,14 +372,29 @@ def test_hand_built_known_answers():
     assert rep.examples.loc[0, "unmatched_beats_best"] == 1 and rep.examples.loc[1, "unmatched"] == 1
     check_against_reference(rep, ref_audit(t.frame(), t.manifest()))
     d = rep.to_dict()
-    for key in ("objects", "feature_maps", "unmatched_objects", "feature_maps_unmatched_better",
-                "objects_unmatched_beats_worst_matched", "objects_unmatched_beats_best_matched",
-                "objects_best_from_neighbor", "per_anchor"):
+    for key in (
+        "objects",
+        "feature_maps",
+        "unmatched_objects",
+        "feature_maps_unmatched_better",
+        "objects_unmatched_beats_worst_matched",
+        "objects_unmatched_beats_best_matched",
+        "objects_best_from_neighbor",
+        "per_anchor",
+    ):
         assert key in d
-    assert d["per_anchor"][8] == {"anchor_index": 8, "level": 0, "stride": 32, "anchor": [373.0, 326.0],
-                                  "matched": 0, "match_wh_iou": None, "pred_iou_matched": None,
-                                  "pred_iou_all": pytest.approx(pa.loc[8, "pred_iou_all"]), "best_when_unmatched": 1,
-                                  "worst_matched": 0}
+    assert d["per_anchor"][8] == {
+        "anchor_index": 8,
+        "level": 0,
+        "stride": 32,
+        "anchor": [373.0, 326.0],
+        "matched": 0,
+        "match_wh_iou": None,
+        "pred_iou_matched": None,
+        "pred_iou_all": pytest.approx(pa.loc[8, "pred_iou_all"]),
+        "best_when_unmatched": 1,
+        "worst_matched": 0,
+    }
     json.dumps(d)  # JSON-safe
 
 
@@ -356,15 +429,17 @@ def test_random_tables_match_reference(kind, assigner):
     ds = from_dict(synthetic_dataset(frame), name="synthetic")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
-        rep = anchor_audit(ds, InMemoryPredictions(frame, manifest), iou=kind, assigner=assigner, iou_t=0.3,
-                           ratio_t=3.0)
+        rep = anchor_audit(
+            ds, InMemoryPredictions(frame, manifest), iou=kind, assigner=assigner, iou_t=0.3, ratio_t=3.0
+        )
     check_against_reference(rep, ref_audit(frame, manifest, kind, assigner, iou_t=0.3, ratio_t=3.0))
 
 
 def test_random_tiny_layout_two_cells_and_folder(tmp_path):
     tiny = [(10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)]
-    frame, manifest = synthetic_candidates(80, anchors=tiny, masks=[[3, 4, 5], [0, 1, 2]], strides=[32, 16],
-                                           neighborhood=2, seed=11)
+    frame, manifest = synthetic_candidates(
+        80, anchors=tiny, masks=[[3, 4, 5], [0, 1, 2]], strides=[32, 16], neighborhood=2, seed=11
+    )
     write_store(tmp_path, frame, manifest)
     ds = from_dict(synthetic_dataset(frame), name="synthetic")
     with warnings.catch_warnings():
@@ -390,16 +465,23 @@ def test_centre_only_table_has_null_neighbour_row():
 # boxes only
 # --------------------------------------------------------------------------------------------------
 def test_boxes_only_letterbox_and_nulls():
-    ds = from_dict({
-        "images": [{"id": 1, "width": 832, "height": 416, "file_name": "a.jpg"},
-                   {"id": 2, "width": 300, "height": 600, "file_name": "b.jpg"}],
-        "categories": [{"id": 1, "name": "x"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [100, 50, 124, 90]},
-                        {"id": 2, "image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4]},
-                        {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 300, 600], "iscrowd": 1}],
-    })
-    np.testing.assert_allclose(letterbox_boxes(ds, 416)[:2], [[50, 129, 112, 174], [104, 0, 106.7733, 2.7733]],
-                               atol=1e-4)
+    ds = from_dict(
+        {
+            "images": [
+                {"id": 1, "width": 832, "height": 416, "file_name": "a.jpg"},
+                {"id": 2, "width": 300, "height": 600, "file_name": "b.jpg"},
+            ],
+            "categories": [{"id": 1, "name": "x"}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [100, 50, 124, 90]},
+                {"id": 2, "image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4]},
+                {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 300, 600], "iscrowd": 1},
+            ],
+        }
+    )
+    np.testing.assert_allclose(
+        letterbox_boxes(ds, 416)[:2], [[50, 129, 112, 174], [104, 0, 106.7733, 2.7733]], atol=1e-4
+    )
     with pytest.warns(CocostatWarning):
         rep = anchor_audit(ds, iou="giou", examples=5)
     assert (rep.objects, rep.images, rep.feature_maps, rep.unmatched_objects) == (2, 2, 6, 1)
@@ -407,8 +489,12 @@ def test_boxes_only_letterbox_and_nulls():
     assert rep.per_anchor.loc[4, "match_wh_iou"] == pytest.approx(1.0)
     d = rep.to_dict()
     assert d["predictions"] is False and d["anchors"] == "yolov3-spp" and d["size"] == 416
-    for key in ("feature_maps_unmatched_better", "objects_unmatched_beats_worst_matched",
-                "objects_unmatched_beats_best_matched", "objects_best_from_neighbor"):
+    for key in (
+        "feature_maps_unmatched_better",
+        "objects_unmatched_beats_worst_matched",
+        "objects_unmatched_beats_best_matched",
+        "objects_best_from_neighbor",
+    ):
         assert d[key] is None
     assert all(p["pred_iou_all"] is None and p["worst_matched"] is None for p in d["per_anchor"])
     assert d["needs_predictions"] == list(NEEDS_PREDICTIONS) and "need predictions" in d["notes"][0]
@@ -502,9 +588,13 @@ def test_cuda_matches_cpu():
         for assigner in ASSIGNERS:
             cpu = anchor_audit(ds, preds, iou="ciou", assigner=assigner).to_dict()
             gpu = anchor_audit(ds, preds, iou="ciou", assigner=assigner, device=torch.device("cuda")).to_dict()
-            for key in ("unmatched_objects", "objects_unmatched_beats_best_matched",
-                        "objects_unmatched_beats_worst_matched", "feature_maps_unmatched_better",
-                        "objects_best_from_neighbor"):
+            for key in (
+                "unmatched_objects",
+                "objects_unmatched_beats_best_matched",
+                "objects_unmatched_beats_worst_matched",
+                "feature_maps_unmatched_better",
+                "objects_best_from_neighbor",
+            ):
                 assert cpu[key] == gpu[key]
             for a, b in zip(cpu["per_anchor"], gpu["per_anchor"]):
                 assert a["matched"] == b["matched"] and a["best_when_unmatched"] == b["best_when_unmatched"]

@@ -141,9 +141,7 @@ coord = st.integers(-400, 400)
 side = st.one_of(st.just(0), st.integers(0, 400))
 box = st.tuples(coord, coord, side, side).map(_box_from)
 box_lists = st.lists(box, min_size=1, max_size=8).map(lambda b: np.array(b, dtype=np.float64))
-wh_lists = st.lists(st.tuples(side, side), min_size=1, max_size=8).map(
-    lambda v: np.array(v, dtype=np.float64) / 8
-)
+wh_lists = st.lists(st.tuples(side, side), min_size=1, max_size=8).map(lambda v: np.array(v, dtype=np.float64) / 8)
 PROPS = settings(deadline=None)  # examples and derandomisation: the profile (tests/conftest.py)
 
 
@@ -392,9 +390,7 @@ def test_ranges_and_ordering(b1, b2):
 def test_shift_invariance(b1, b2, dx, dy):
     shift = np.array([dx, dy, dx, dy]) / 8
     for name, fn in PAIRWISE.items():
-        np.testing.assert_allclose(
-            fn(b1 + shift, b2 + shift), fn(b1, b2), rtol=1e-9, atol=1e-9, err_msg=name
-        )
+        np.testing.assert_allclose(fn(b1 + shift, b2 + shift), fn(b1, b2), rtol=1e-9, atol=1e-9, err_msg=name)
 
 
 @PROPS
@@ -402,13 +398,9 @@ def test_shift_invariance(b1, b2, dx, dy):
 def test_scale_invariance(b1, b2, s):
     for name, fn in PAIRWISE.items():
         factor = s if name in ("gap", "center") else 1.0  # distances scale, ratios do not
-        np.testing.assert_allclose(
-            fn(b1 * s, b2 * s), factor * fn(b1, b2), rtol=1e-9, atol=1e-9, err_msg=name
-        )
+        np.testing.assert_allclose(fn(b1 * s, b2 * s), factor * fn(b1, b2), rtol=1e-9, atol=1e-9, err_msg=name)
     wh1, wh2 = b1[:, 2:] - b1[:, :2], b2[:, 2:] - b2[:, :2]
-    np.testing.assert_allclose(
-        B.pairwise_wh_iou(wh1 * s, wh2 * s), B.pairwise_wh_iou(wh1, wh2), rtol=1e-9, atol=1e-9
-    )
+    np.testing.assert_allclose(B.pairwise_wh_iou(wh1 * s, wh2 * s), B.pairwise_wh_iou(wh1, wh2), rtol=1e-9, atol=1e-9)
 
 
 @PROPS
@@ -454,9 +446,7 @@ def test_matched_is_diagonal_of_pairwise(b):
             err_msg=name,
         )
     wh1, wh2 = b[:, 2:] - b[:, :2], other[:, 2:] - other[:, :2]
-    np.testing.assert_allclose(
-        B.matched_wh_iou(wh1, wh2), np.diagonal(B.pairwise_wh_iou(wh1, wh2)), rtol=1e-14
-    )
+    np.testing.assert_allclose(B.matched_wh_iou(wh1, wh2), np.diagonal(B.pairwise_wh_iou(wh1, wh2)), rtol=1e-14)
 
 
 @PROPS
@@ -470,8 +460,7 @@ def test_pairwise_matches_brute_force_on_generated_boxes(b):
 
 
 @PROPS
-@given(arrays(np.float64, st.tuples(st.integers(0, 5), st.just(4)),
-              elements=st.floats(-1e4, 1e4, allow_nan=False)))
+@given(arrays(np.float64, st.tuples(st.integers(0, 5), st.just(4)), elements=st.floats(-1e4, 1e4, allow_nan=False)))
 def test_conversions_round_trip(b):
     for forward, backward in CONVERSIONS:
         np.testing.assert_allclose(backward(forward(b)), b, rtol=1e-9, atol=1e-9)
@@ -500,9 +489,7 @@ def test_real_coco_boxes(real_data):
     for image_id in np.unique(image_ids)[:10]:
         b = xyxy[image_ids == image_id]
         for name, fn in PAIRWISE.items():
-            np.testing.assert_allclose(
-                fn(b, b), brute_pairwise(REFS[name], b, b), rtol=1e-9, atol=1e-9, err_msg=name
-            )
+            np.testing.assert_allclose(fn(b, b), brute_pairwise(REFS[name], b, b), rtol=1e-9, atol=1e-9, err_msg=name)
 
 
 # ------------------------------------------------------------------------------------------
@@ -559,10 +546,12 @@ def ref_side_ratio(a, b) -> float:
 def ref_convert(kind: str, b) -> list[float]:
     p, q, r, s = (float(v) for v in b)
     return {
-        "xywh_to_xyxy": [p, q, p + r, q + s], "xyxy_to_xywh": [p, q, r - p, s - q],
+        "xywh_to_xyxy": [p, q, p + r, q + s],
+        "xyxy_to_xywh": [p, q, r - p, s - q],
         "cxcywh_to_xyxy": [p - r / 2, q - s / 2, p + r / 2, q + s / 2],
         "xyxy_to_cxcywh": [(p + r) / 2, (q + s) / 2, r - p, s - q],
-        "xywh_to_cxcywh": [p + r / 2, q + s / 2, r, s], "cxcywh_to_xywh": [p - r / 2, q - s / 2, r, s],
+        "xywh_to_cxcywh": [p + r / 2, q + s / 2, r, s],
+        "cxcywh_to_xywh": [p - r / 2, q - s / 2, r, s],
     }[kind]
 
 
@@ -610,16 +599,23 @@ def test_dtype_device_matrix_sizes_area_conversions(dtype, device):
     t2, b2 = matrix_boxes(dtype, device, 7, 4)
     wh1, wh2 = t1[:, 2:] - t1[:, :2], t2[:, 2:] - t2[:, :2]  # exact in every dtype: same grid
     w1, w2 = wh1.double().cpu().numpy(), wh2.double().cpu().numpy()
-    for pairwise, matched, ref in ((B.pairwise_wh_iou, B.matched_wh_iou, ref_wh_iou),
-                                   (B.pairwise_side_ratio, B.matched_side_ratio, ref_side_ratio)):
+    for pairwise, matched, ref in (
+        (B.pairwise_wh_iou, B.matched_wh_iou, ref_wh_iou),
+        (B.pairwise_side_ratio, B.matched_side_ratio, ref_side_ratio),
+    ):
         _check(pairwise(wh1, wh2), brute_pairwise(ref, w1, w2), dtype, device)
         _check(matched(wh1[:7], wh2), np.array([ref(a, b) for a, b in zip(w1[:7], w2)]), dtype, device)
     area = [(b[2] - b[0]) * (b[3] - b[1]) for b in b1.tolist()]
     _check(B.box_area(t1), np.array(area), dtype, device, SCALE**2)
-    for kind in ("xywh_to_xyxy", "xyxy_to_xywh", "cxcywh_to_xyxy", "xyxy_to_cxcywh", "xywh_to_cxcywh",
-                 "cxcywh_to_xywh"):
-        _check(getattr(B, kind)(t1), np.array([ref_convert(kind, b) for b in b1.tolist()]), dtype, device,
-               SCALE)
+    for kind in (
+        "xywh_to_xyxy",
+        "xyxy_to_xywh",
+        "cxcywh_to_xyxy",
+        "xyxy_to_cxcywh",
+        "xywh_to_cxcywh",
+        "cxcywh_to_xywh",
+    ):
+        _check(getattr(B, kind)(t1), np.array([ref_convert(kind, b) for b in b1.tolist()]), dtype, device, SCALE)
     stats = B.matched_overlaps(t1[:7], t2)
     for name in B.OVERLAP_STATS:  # the fused kernel is the single kernels, bit for bit
         assert torch.equal(stats[name], MATCHED[name](t1[:7], t2)), name

@@ -32,9 +32,22 @@ def table(ann_ids=(5, 3), anchors=2, radius=1, seed=0) -> pd.DataFrame:
             for dy in range(-radius, radius + 1):
                 for dx in range(-radius, radius + 1):
                     r = {c: 0 for c in COLUMNS}
-                    r.update(ann_id=ann, image_id=ann // 2, anchor=a, level=a // 2, dx=dx, dy=dy, valid=True,
-                             anchor_w=10 * (a + 1), anchor_h=12 * (a + 1), stride=32, gt_x1=ann,
-                             px1=rng.random(), obj=rng.random(), cls_prob=rng.random())
+                    r.update(
+                        ann_id=ann,
+                        image_id=ann // 2,
+                        anchor=a,
+                        level=a // 2,
+                        dx=dx,
+                        dy=dy,
+                        valid=True,
+                        anchor_w=10 * (a + 1),
+                        anchor_h=12 * (a + 1),
+                        stride=32,
+                        gt_x1=ann,
+                        px1=rng.random(),
+                        obj=rng.random(),
+                        cls_prob=rng.random(),
+                    )
                     rows.append(r)
     return pd.DataFrame(rows).sample(frac=1, random_state=seed)  # shuffled, as parts arrive
 
@@ -119,8 +132,10 @@ def _synthetic(objects=300, seed=1):
 
 def test_v2_store_round_trip_and_layout_once(tmp_path):
     frame, manifest = _synthetic()
-    dets = [{"image_id": 1, "category_id": 3, "bbox": [1.5, 2.0, 3.25, 4.0], "score": 0.5},
-            {"image_id": 2, "category_id": 1, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.125}]
+    dets = [
+        {"image_id": 1, "category_id": 3, "bbox": [1.5, 2.0, 3.25, 4.0], "score": 0.5},
+        {"image_id": 2, "category_id": 1, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.125},
+    ]
     pred = write_store(tmp_path, frame, manifest, dets, max_objects=64)
     assert pred.version == 2 and len(pred.parts) > 2 and pred.num_objects == 300
     m = json.loads((tmp_path / "manifest.json").read_text())
@@ -133,8 +148,11 @@ def test_v2_store_round_trip_and_layout_once(tmp_path):
     import pyarrow.parquet as pq
 
     part = pq.read_table(pred.parts[0])
-    assert part.num_rows == len(to_arrays(candidate_order(frame)).select(
-        np.flatnonzero(np.isin(to_arrays(candidate_order(frame)).image_id, part.column("image_id").to_numpy()))))
+    assert part.num_rows == len(
+        to_arrays(candidate_order(frame)).select(
+            np.flatnonzero(np.isin(to_arrays(candidate_order(frame)).image_id, part.column("image_id").to_numpy()))
+        )
+    )
 
 
 def test_chunks_hold_whole_images_and_join_to_the_table(tmp_path):
@@ -144,7 +162,7 @@ def test_chunks_hold_whole_images_and_join_to_the_table(tmp_path):
     for size in (1, 50, 120, None):
         blocks = list(iter_chunks(tmp_path, size))
         images = [set(b.image_id.tolist()) for b in blocks]
-        assert all(not (a & b) for i, a in enumerate(images) for b in images[i + 1:])  # no image split
+        assert all(not (a & b) for i, a in enumerate(images) for b in images[i + 1 :])  # no image split
         if size is not None and size > 1:
             assert all(len(b) >= size for b in blocks[:-1])
         joined = concat_arrays(blocks)

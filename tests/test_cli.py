@@ -74,12 +74,26 @@ def _write(tmp_path, text, name="instances_bad.json"):
 BAD_FILES = {
     "invalid json": ('{"images": [', "invalid JSON"),
     "missing key": ('{"images": []}', "missing required field `categories`"),
-    "unknown image": (json.dumps({"images": [{"id": 1, "width": 9, "height": 9}], "categories": [{"id": 1}],
-                                  "annotations": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}),
-                      "annotation 5 in instances_bad.json: image_id 2"),
-    "negative box": (json.dumps({"images": [{"id": 1, "width": 9, "height": 9}], "categories": [{"id": 1}],
-                                 "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1]}]}),
-                     "bbox must be 4 finite numbers with w, h >= 0"),
+    "unknown image": (
+        json.dumps(
+            {
+                "images": [{"id": 1, "width": 9, "height": 9}],
+                "categories": [{"id": 1}],
+                "annotations": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+            }
+        ),
+        "annotation 5 in instances_bad.json: image_id 2",
+    ),
+    "negative box": (
+        json.dumps(
+            {
+                "images": [{"id": 1, "width": 9, "height": 9}],
+                "categories": [{"id": 1}],
+                "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1]}],
+            }
+        ),
+        "bbox must be 4 finite numbers with w, h >= 0",
+    ),
 }
 
 
@@ -109,8 +123,11 @@ def test_debug_shows_traceback(runner, tmp_path):
 
 
 def test_zero_size_warning_goes_to_stderr(runner, tmp_path):
-    coco = {"images": [{"id": 1, "width": 9, "height": 9}], "categories": [{"id": 1, "name": "a"}],
-            "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 0, 1]}]}
+    coco = {
+        "images": [{"id": 1, "width": 9, "height": 9}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 0, 1]}],
+    }
     res = runner.invoke(main, ["info", _write(tmp_path, json.dumps(coco)), "--format", "json"])
     assert res.exit_code == 0
     assert "warning: " in res.stderr and "1 annotation(s) have zero width or height" in res.stderr
@@ -118,8 +135,9 @@ def test_zero_size_warning_goes_to_stderr(runner, tmp_path):
 
 
 def test_python_dash_m(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "cocostat", "info", "--format", "json"],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "cocostat", "info", "--format", "json"], capture_output=True, text=True, check=True
+    )
     assert json.loads(res.stdout)["images"] == 128
 
 

@@ -43,11 +43,10 @@ def test_eval_prints_pycocotools_summary_exactly(runner, sample_dets):
     ref = text.splitlines()
     assert len(ref) == 12
     start = lines.index(ref[0])
-    assert lines[start:start + 12] == ref  # the 12 lines, consecutive, as pycocotools words them
+    assert lines[start : start + 12] == ref  # the 12 lines, consecutive, as pycocotools words them
     assert "Loading" not in res.stdout and "DONE" not in res.stdout and "index created" not in res.stdout
     header = next(line for line in lines if "Class" in line)
-    assert [w for w in header.replace("┃", " ").split()] == ["Class", "Images", "Targets", "P", "R", "mAP@0.5",
-                                                              "F1"]
+    assert [w for w in header.replace("┃", " ").split()] == ["Class", "Images", "Targets", "P", "R", "mAP@0.5", "F1"]
 
 
 def test_eval_json(runner, sample_dets):
@@ -88,16 +87,22 @@ def test_eval_faster_backend(runner, sample_dets):
     np.testing.assert_allclose(fast["stats"], ref["stats"], atol=1e-12)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "the file is empty"),
-    ('[{"image_id": 424242, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]',
-     "image_id 424242 is not an image of dataset sample"),
-    ('[{"image_id": IMG, "category_id": 999, "bbox": [1, 2, 3, 4], "score": 0.5}]',
-     "category_id 999 is not a category"),
-    ('[{"image_id": IMG, "category_id": 1, "bbox": [1, 2, 3, -4], "score": 0.5}]',
-     "bbox must be 4 finite numbers"),
-    ('[{"image_id": IMG, "category_id": 1, "bbox": [1, 2, 3], "score": 0.5}]', "not a COCO results file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "the file is empty"),
+        (
+            '[{"image_id": 424242, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]',
+            "image_id 424242 is not an image of dataset sample",
+        ),
+        (
+            '[{"image_id": IMG, "category_id": 999, "bbox": [1, 2, 3, 4], "score": 0.5}]',
+            "category_id 999 is not a category",
+        ),
+        ('[{"image_id": IMG, "category_id": 1, "bbox": [1, 2, 3, -4], "score": 0.5}]', "bbox must be 4 finite numbers"),
+        ('[{"image_id": IMG, "category_id": 1, "bbox": [1, 2, 3], "score": 0.5}]', "not a COCO results file"),
+    ],
+)
 @pytest.mark.parametrize("command", ["eval", "errors"])
 def test_bad_detections_exit_2(runner, tmp_path, content, message, command):
     file = tmp_path / "bad.json"
@@ -143,8 +148,11 @@ def test_errors_table_json_csv(runner, sample_dets):
     res = invoke(runner, "errors", "-d", file, "--format", "csv")
     lines = res.stdout.splitlines()
     assert lines[0] == "kind,type,count,dAP,description" and len(lines) == 9
-    other = json.loads(invoke(runner, "errors", "-d", file, "--format", "json", "--iou-t", "0.75",
-                              "--merge-iou", "0.2", "--conf", "0.1").stdout)
+    other = json.loads(
+        invoke(
+            runner, "errors", "-d", file, "--format", "json", "--iou-t", "0.75", "--merge-iou", "0.2", "--conf", "0.1"
+        ).stdout
+    )
     assert other["ap"] < data["ap"] and other["merged"]["count"] >= data["merged"]["count"]
 
 
@@ -153,16 +161,33 @@ def test_errors_table_json_csv(runner, sample_dets):
 def test_errors_with_real_predictions_and_draw(runner, real_data, tmp_path_factory, tmp_path):
     folder = yolo_predictions(real_data, tmp_path_factory)
     root = real_data / "coco-tiny"
-    ev, _ = pycocotools_eval(str(root / "annotations" / "instances_val2017.json"),
-                             json.loads((folder / "detections.json").read_text()))
+    ev, _ = pycocotools_eval(
+        str(root / "annotations" / "instances_val2017.json"), json.loads((folder / "detections.json").read_text())
+    )
     draw = tmp_path / "draw"
-    res = invoke(runner, "errors", "--root", root, "val2017", "--predictions", folder, "--conf", "0.05",
-                 "--examples", "2", "--draw-dir", draw, "--format", "json")
+    res = invoke(
+        runner,
+        "errors",
+        "--root",
+        root,
+        "val2017",
+        "--predictions",
+        folder,
+        "--conf",
+        "0.05",
+        "--examples",
+        "2",
+        "--draw-dir",
+        draw,
+        "--format",
+        "json",
+    )
     data = json.loads(res.stdout)
     assert data["ap"] == 100 * ev.stats[1]
     assert data["suppressed"]["count"] == len(data["suppressed"]["objects"]) > 0
     assert len(data["drawn"]) == 2 and len(list(draw.glob("*.png"))) == 2
     # eval on the same folder's detections: the real yolov3-tiny numbers
-    out = json.loads(invoke(runner, "eval", "--root", root, "val2017", "-d", folder / "detections.json",
-                            "--format", "json").stdout)
+    out = json.loads(
+        invoke(runner, "eval", "--root", root, "val2017", "-d", folder / "detections.json", "--format", "json").stdout
+    )
     assert out["stats"] == list(ev.stats)

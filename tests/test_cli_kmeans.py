@@ -31,8 +31,16 @@ def test_default_table_on_the_sample():
     assert "kmeans anchors for sample" in out
     assert "letterbox to 416 px" in out
     assert "iscrowd box(es) left out" in res.stderr and "under 2 px" in res.stderr
-    for line in ("anchors = ", "num = 9", "mask = 6,7,8", "mask = 3,4,5", "mask = 0,1,2", "anchors:",
-                 "# P3/8", "# P5/32"):
+    for line in (
+        "anchors = ",
+        "num = 9",
+        "mask = 6,7,8",
+        "mask = 3,4,5",
+        "mask = 0,1,2",
+        "anchors:",
+        "# P3/8",
+        "# P5/32",
+    ):
         assert line in out, line
     assert "k-means start" in out and "avg_iou" in out and "bpr_iou" in out
     assert "fitness (iou-bpr) start -> final" in out
@@ -58,21 +66,67 @@ def test_json_keys_seed_determinism_and_csv():
 
 def test_every_option(tmp_path):
     cfg = tmp_path / "tiny.cfg"
-    cfg.write_text("[yolo]\nmask = 1,2\nanchors = 10,14, 23,27, 37,58\n[yolo]\nmask = 0\n"
-                   "anchors = 10,14, 23,27, 37,58\n")
+    cfg.write_text(
+        "[yolo]\nmask = 1,2\nanchors = 10,14, 23,27, 37,58\n[yolo]\nmask = 0\nanchors = 10,14, 23,27, 37,58\n"
+    )
     plot = tmp_path / "plots" / "kmeans_anchors.png"
     out = tmp_path / "out.json"
-    res = run(["sample", "--size", "320", "--resize", "stretch", "--multi-scale", "320", "480", "-k", "6",
-               "--levels", "3", "--restarts", "3", "--seed", "2", "--evolve", "30", "--fitness", "ratio",
-               "--iou-t", "0.3", "--ratio-t", "3", "--include-crowd", "--compare", "yolov3",
-               "--compare", str(cfg), "--compare", "10,13, 16,30, 33,23", "--plot", str(plot.parent),
-               "--device", "cpu", "--format", "json", "-o", str(out)])
+    res = run(
+        [
+            "sample",
+            "--size",
+            "320",
+            "--resize",
+            "stretch",
+            "--multi-scale",
+            "320",
+            "480",
+            "-k",
+            "6",
+            "--levels",
+            "3",
+            "--restarts",
+            "3",
+            "--seed",
+            "2",
+            "--evolve",
+            "30",
+            "--fitness",
+            "ratio",
+            "--iou-t",
+            "0.3",
+            "--ratio-t",
+            "3",
+            "--include-crowd",
+            "--compare",
+            "yolov3",
+            "--compare",
+            str(cfg),
+            "--compare",
+            "10,13, 16,30, 33,23",
+            "--plot",
+            str(plot.parent),
+            "--device",
+            "cpu",
+            "--format",
+            "json",
+            "-o",
+            str(out),
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert res.stdout == "" and f"wrote {plot}" in res.stderr
     assert plot.read_bytes()[:4] == b"\x89PNG"
     d = json.loads(out.read_text())
-    assert (d["size"], d["resize"], d["multi_scale"], d["k"], d["seed"], d["restarts"], d["evolve"]) == \
-        (320, "stretch", [320, 480], 6, 2, 3, 30)
+    assert (d["size"], d["resize"], d["multi_scale"], d["k"], d["seed"], d["restarts"], d["evolve"]) == (
+        320,
+        "stretch",
+        [320, 480],
+        6,
+        2,
+        3,
+        30,
+    )
     assert (d["fitness"], d["iou_t"], d["ratio_t"], d["excluded"]["crowd"]) == ("ratio", 0.3, 3.0, 0)
     assert d["masks"] == [[4, 5], [2, 3], [0, 1]]
     assert list(d["compare"]) == ["yolov3", str(cfg), "10,13,16,30,33,23"]
@@ -88,22 +142,25 @@ def test_table_with_compare_and_k_means_only():
     assert "evolution generations" in res.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["-k", "0"], "error: --num-anchors must be an integer >= 1, got 0"),
-    (["-k", "5000"], "fewer than the 5000 anchors asked for (k); lower k"),
-    (["--levels", "10"], "error: --levels must be at most k=9, got 10"),
-    (["--size", "0"], "error: --size must be an integer >= 1"),
-    (["--multi-scale", "700", "600"], "error: --multi-scale (MIN, MAX) needs MIN <= MAX, got 700 600"),
-    (["--multi-scale", "330", "350"], "must contain a multiple of 32"),
-    (["--iou-t", "1.5"], "error: --iou-t must be a number in [0, 1)"),
-    (["--ratio-t", "0.5"], "error: --ratio-t must be a number >= 1"),
-    (["--restarts", "0"], "error: --restarts must be an integer >= 1"),
-    (["--evolve", "-1"], "error: --evolve must be an integer >= 0"),
-    (["--compare", "yolov9"], "unknown anchor set 'yolov9'"),
-    (["--compare", "10,13,16"], "even, non-zero count"),
-    (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
-    (["no_such_split", "--root", "/nonexistent"], "dataset 'no_such_split' not found"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-k", "0"], "error: --num-anchors must be an integer >= 1, got 0"),
+        (["-k", "5000"], "fewer than the 5000 anchors asked for (k); lower k"),
+        (["--levels", "10"], "error: --levels must be at most k=9, got 10"),
+        (["--size", "0"], "error: --size must be an integer >= 1"),
+        (["--multi-scale", "700", "600"], "error: --multi-scale (MIN, MAX) needs MIN <= MAX, got 700 600"),
+        (["--multi-scale", "330", "350"], "must contain a multiple of 32"),
+        (["--iou-t", "1.5"], "error: --iou-t must be a number in [0, 1)"),
+        (["--ratio-t", "0.5"], "error: --ratio-t must be a number >= 1"),
+        (["--restarts", "0"], "error: --restarts must be an integer >= 1"),
+        (["--evolve", "-1"], "error: --evolve must be an integer >= 0"),
+        (["--compare", "yolov9"], "unknown anchor set 'yolov9'"),
+        (["--compare", "10,13,16"], "even, non-zero count"),
+        (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+        (["no_such_split", "--root", "/nonexistent"], "dataset 'no_such_split' not found"),
+    ],
+)
 def test_bad_input_exit_2(args, message, tmp_path):
     res = run([*args, "--evolve", "5"] if "--evolve" not in args else args)
     assert res.exit_code == 2, res.output
@@ -132,13 +189,37 @@ def test_no_half_written_file_on_error(tmp_path):
 @pytest.mark.realdata
 def test_real_subset_with_presets(real_data, tmp_path):
     plot = tmp_path / "kmeans_anchors.png"
-    res = run(["--root", str(real_data / "coco-tiny"), "val2017", "--compare", "yolov3", "--compare",
-               "yolov3-tiny", "--evolve", "200", "--plot", str(tmp_path)])
+    res = run(
+        [
+            "--root",
+            str(real_data / "coco-tiny"),
+            "val2017",
+            "--compare",
+            "yolov3",
+            "--compare",
+            "yolov3-tiny",
+            "--evolve",
+            "200",
+            "--plot",
+            str(tmp_path),
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert plot.is_file()  # --plot DIRECTORY gets kmeans_anchors.png
     assert "804 of 815 annotations" in res.stdout and "anchors of yolov3-tiny" in res.stdout
-    d = run_json(["--root", str(real_data / "coco-tiny"), "val2017", "--compare", "yolov3", "--compare",
-                  str(real_data / "cfg" / "yolov3-tiny.cfg"), "--evolve", "200"])
+    d = run_json(
+        [
+            "--root",
+            str(real_data / "coco-tiny"),
+            "val2017",
+            "--compare",
+            "yolov3",
+            "--compare",
+            str(real_data / "cfg" / "yolov3-tiny.cfg"),
+            "--evolve",
+            "200",
+        ]
+    )
     assert d["boxes"] == 804 and d["excluded"]["crowd"] == 11
     y3 = d["compare"]["yolov3"]["metrics"]
     assert y3["avg_iou"] == pytest.approx(0.6225, abs=5e-5)

@@ -41,11 +41,35 @@ def test_default_json_keys_and_counts(runner):
 
 
 def test_thresholds_reach_the_library(runner):
-    args = ["--gap", "3", "--iou-t", "0.2", "--pair-metric", "ioa", "--center", "40", "--crowd-pairs", "2",
-            "--aspect", "2.5", "--size", "320", "--exclude-crowd"]
+    args = [
+        "--gap",
+        "3",
+        "--iou-t",
+        "0.2",
+        "--pair-metric",
+        "ioa",
+        "--center",
+        "40",
+        "--crowd-pairs",
+        "2",
+        "--aspect",
+        "2.5",
+        "--size",
+        "320",
+        "--exclude-crowd",
+    ]
     d = run_json(runner, "sample", *args)
-    rep = overlap(load_dataset("sample"), gap=3, iou=0.2, pair_metric="ioa", center=40, crowd_pairs=2,
-                  aspect=2.5, size=320, exclude_crowd=True)
+    rep = overlap(
+        load_dataset("sample"),
+        gap=3,
+        iou=0.2,
+        pair_metric="ioa",
+        center=40,
+        crowd_pairs=2,
+        aspect=2.5,
+        size=320,
+        exclude_crowd=True,
+    )
     assert d == json.loads(json.dumps(rep.to_dict()))
     assert d["objects"] == 939 - 10 and d["exclude_crowd"] is True and d["size"] == 320
     assert d["iou"]["metric"] == "ioa" and d["crowded"]["min_pairs"] == 2
@@ -96,8 +120,9 @@ def test_per_image_file(runner, tmp_path, name):
 
 
 def test_plot_dir(runner, tmp_path):
-    res = runner.invoke(main, ["overlap", "--plot", str(tmp_path / "plots"), "--pair-metric", "ioa",
-                               "--format", "json"])
+    res = runner.invoke(
+        main, ["overlap", "--plot", str(tmp_path / "plots"), "--pair-metric", "ioa", "--format", "json"]
+    )
     assert res.exit_code == 0, res.output
     json.loads(res.stdout)  # the "wrote" lines go to stderr, stdout stays JSON
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
@@ -118,17 +143,20 @@ def test_real_root(runner, real_data):
     assert ex["objects"] == 815 - 11
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--iou-t", "1.5"], "error: --iou-t must be a finite number in [0, 1], got 1.5"),
-    (["--gap", "-1"], "error: --gap must be a finite number >= 0 (pixels), got -1.0"),
-    (["--center", "nan"], "error: --center must be a finite number >= 0 (pixels), got nan"),
-    (["--aspect", "0.5"], "error: --aspect must be a finite number >= 1, got 0.5"),
-    (["--crowd-pairs", "0"], "error: --crowd-pairs must be an integer >= 1, got 0"),
-    (["--size", "0"], "error: --size must be a finite number > 0 (pixels), got 0"),
-    (["--examples", "-1"], "error: --examples must be an integer >= 0, got -1"),
-    (["--per-image", "per.xlsx"], "error: --per-image file must end in .csv, .parquet or .pq, got 'per.xlsx'"),
-    (["nosuchsplit", "--root", "."], "error: dataset 'nosuchsplit' not found"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--iou-t", "1.5"], "error: --iou-t must be a finite number in [0, 1], got 1.5"),
+        (["--gap", "-1"], "error: --gap must be a finite number >= 0 (pixels), got -1.0"),
+        (["--center", "nan"], "error: --center must be a finite number >= 0 (pixels), got nan"),
+        (["--aspect", "0.5"], "error: --aspect must be a finite number >= 1, got 0.5"),
+        (["--crowd-pairs", "0"], "error: --crowd-pairs must be an integer >= 1, got 0"),
+        (["--size", "0"], "error: --size must be a finite number > 0 (pixels), got 0"),
+        (["--examples", "-1"], "error: --examples must be an integer >= 0, got -1"),
+        (["--per-image", "per.xlsx"], "error: --per-image file must end in .csv, .parquet or .pq, got 'per.xlsx'"),
+        (["nosuchsplit", "--root", "."], "error: dataset 'nosuchsplit' not found"),
+    ],
+)
 def test_bad_input_exits_2(runner, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)  # (click 8.5 deprecates runner.isolated_filesystem)
     res = runner.invoke(main, ["overlap", *args, "--plot", "plots", "-o", "out.json"])

@@ -14,7 +14,7 @@ from cocostat.candidates import read_predictions
 from cocostat.cli import main
 from cocostat.models import build_model, write_weights
 
-TINY_CFG = (Path(__file__).with_name("test_models.py").read_text().split('TINY_CFG = """\\\n')[1].split('"""')[0])
+TINY_CFG = Path(__file__).with_name("test_models.py").read_text().split('TINY_CFG = """\\\n')[1].split('"""')[0]
 
 
 def _coco(root: Path, n: int = 3) -> Path:
@@ -24,12 +24,23 @@ def _coco(root: Path, n: int = 3) -> Path:
     for i in range(n):
         Image.new("RGB", (80, 60), (40 * i, 100, 200)).save(root / "mini" / f"{i}.jpg")
         images.append({"id": i + 1, "file_name": f"{i}.jpg", "width": 80, "height": 60})
-        anns.append({"id": 10 + i, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [10, 10, 30, 20],
-                     "area": 600, "iscrowd": 0})
+        anns.append(
+            {
+                "id": 10 + i,
+                "image_id": i + 1,
+                "category_id": 1 + i % 2,
+                "bbox": [10, 10, 30, 20],
+                "area": 600,
+                "iscrowd": 0,
+            }
+        )
     path = root / "annotations" / "instances_mini.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({"images": images, "annotations": anns,
-                                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    path.write_text(
+        json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+        )
+    )
     return path
 
 
@@ -44,14 +55,31 @@ def files(tmp_path):
 
 def _args(files, *extra):
     tmp, cfg, weights = files
-    return ["predict", "--root", str(tmp / "data"), "mini", "--cfg", str(cfg), "--weights", str(weights),
-            "--size", "64", "--device", "cpu", "--workers", "0", "--no-progress", *extra]
+    return [
+        "predict",
+        "--root",
+        str(tmp / "data"),
+        "mini",
+        "--cfg",
+        str(cfg),
+        "--weights",
+        str(weights),
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_predict_writes_the_folder_and_a_json_summary(files):
     tmp = files[0]
-    res = CliRunner().invoke(main, _args(files, "-o", str(tmp / "out"), "--format", "json", "--draw", "2",
-                                         "--conf", "0.2"))
+    res = CliRunner().invoke(
+        main, _args(files, "-o", str(tmp / "out"), "--format", "json", "--draw", "2", "--conf", "0.2")
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["images"] == 3 and summary["annotations"] == 3 and summary["images_processed"] == 3
@@ -83,12 +111,16 @@ def test_bad_cfg_weights_and_options_exit_2(files):
     bad_cfg = tmp / "bad.cfg"
     bad_cfg.write_text(cfg.read_text().replace("activation=mish", "activation=swish"))
     args = _args(files, *out)
-    _fails([a if a != str(cfg) else str(bad_cfg) for a in args],
-           r"^error: bad.cfg line \d+, section \[convolutional\] \(layer 2\): unsupported activation 'swish'")
+    _fails(
+        [a if a != str(cfg) else str(bad_cfg) for a in args],
+        r"^error: bad.cfg line \d+, section \[convolutional\] \(layer 2\): unsupported activation 'swish'",
+    )
     short = tmp / "short.weights"
     short.write_bytes(weights.read_bytes()[:-40])
-    _fails([a if a != str(weights) else str(short) for a in args],
-           r"^error: short.weights: cfg tiny.cfg expects \d+ values, file holds \d+")
+    _fails(
+        [a if a != str(weights) else str(short) for a in args],
+        r"^error: short.weights: cfg tiny.cfg expects \d+ values, file holds \d+",
+    )
     _fails(_args(files, *out, "--half"), r"^error: --half needs a CUDA device")
     _fails(_args(files, *out, "--size", "60"), r"^error: --size must be a multiple of 8 for tiny.cfg")
     _fails(_args(files, *out, "--device", "tpu"), r"^error: --device must be auto, cpu, cuda or cuda:N")
@@ -104,11 +136,30 @@ def test_missing_required_options(files):
 
 @pytest.mark.realdata
 def test_real_yolov3_tiny_on_coco_tiny(real_data, tmp_path):
-    res = CliRunner().invoke(main, [
-        "predict", "--root", str(real_data / "coco-tiny"), "val2017",
-        "--cfg", str(real_data / "models/yolov3-tiny.cfg"),
-        "--weights", str(real_data / "models/yolov3-tiny.weights"), "--size", "256", "-o", str(tmp_path / "p"),
-        "--draw", "1", "--device", "cpu", "--no-progress", "--format", "json"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--root",
+            str(real_data / "coco-tiny"),
+            "val2017",
+            "--cfg",
+            str(real_data / "models/yolov3-tiny.cfg"),
+            "--weights",
+            str(real_data / "models/yolov3-tiny.weights"),
+            "--size",
+            "256",
+            "-o",
+            str(tmp_path / "p"),
+            "--draw",
+            "1",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--format",
+            "json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
     assert s["images"] == 80 and s["annotations"] == 815 and s["candidate_rows"] == 815 * 54

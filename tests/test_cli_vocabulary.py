@@ -22,8 +22,12 @@ ANY_PATH_KIND = {"--output"}
 
 def _all_options():
     """(command name, click.Option) for every option of every command, the group's own included."""
-    return [(name, option) for name, command in [("cocostat", main), *sorted(main.commands.items())]
-            for option in command.params if isinstance(option, click.Option)]
+    return [
+        (name, option)
+        for name, command in [("cocostat", main), *sorted(main.commands.items())]
+        for option in command.params
+        if isinstance(option, click.Option)
+    ]
 
 
 def _kind(option: click.Option) -> tuple:
@@ -41,8 +45,19 @@ def _visible():
 
 def test_every_command_is_walked():
     names = set(main.commands)
-    assert {"info", "kmeans", "overlap", "predict", "anchor-audit", "mismatch", "assigners", "eval", "errors",
-            "report", "convert"} <= names
+    assert {
+        "info",
+        "kmeans",
+        "overlap",
+        "predict",
+        "anchor-audit",
+        "mismatch",
+        "assigners",
+        "eval",
+        "errors",
+        "report",
+        "convert",
+    } <= names
     assert all(isinstance(c, CocostatCommand) for c in main.commands.values())
 
 
@@ -80,8 +95,10 @@ def test_the_words_the_issue_found_mean_one_thing():
     assert {"overlap", "errors", "kmeans", "anchor-audit"} <= set(by_opt["--iou-t"])
     assert {o.type.name for o in by_opt["--size"].values()} == {"integer"}
     assert "kmeans" not in by_opt["--anchors"]
-    assert all(o.type is not None and isinstance(o.type, OutputPath) and o.type.dir_okay and not o.type.file_okay
-               for o in by_opt["--plot"].values())
+    assert all(
+        o.type is not None and isinstance(o.type, OutputPath) and o.type.dir_okay and not o.type.file_okay
+        for o in by_opt["--plot"].values()
+    )
     assert {o.type.name for o in by_opt["--draw"].values()} == {"integer"}
     assert {o.type.name for o in by_opt["--examples"].values()} == {"integer"}
     assert "errors" in by_opt["--examples"] and "--top" not in by_opt
@@ -94,18 +111,24 @@ def test_deprecated_aliases_are_hidden_and_name_a_real_option():
     for cmd, alias in aliases:
         assert alias.hidden and not alias.expose_value
         command = main.commands[cmd]
-        target = [o for o in command.params if alias.replaced_by in getattr(o, "opts", ())
-                  and not isinstance(o, DeprecatedAlias)]
+        target = [
+            o
+            for o in command.params
+            if alias.replaced_by in getattr(o, "opts", ()) and not isinstance(o, DeprecatedAlias)
+        ]
         assert len(target) == 1, f"{cmd} {alias.opts[0]} -> {alias.replaced_by}: no such option"
         help_text = command.get_help(click.Context(command, info_name=cmd))
         assert alias.opts[0] + " " not in help_text.replace(alias.replaced_by, "")
 
 
-@pytest.mark.parametrize("old, new, extra", [
-    (["overlap", "--iou", "0.3"], ["overlap", "--iou-t", "0.3"], []),
-    (["overlap", "--iou=0.3"], ["overlap", "--iou-t", "0.3"], []),
-    (["kmeans", "--anchors", "4"], ["kmeans", "-k", "4"], ["--evolve", "0", "--restarts", "1"]),
-])
+@pytest.mark.parametrize(
+    "old, new, extra",
+    [
+        (["overlap", "--iou", "0.3"], ["overlap", "--iou-t", "0.3"], []),
+        (["overlap", "--iou=0.3"], ["overlap", "--iou-t", "0.3"], []),
+        (["kmeans", "--anchors", "4"], ["kmeans", "-k", "4"], ["--evolve", "0", "--restarts", "1"]),
+    ],
+)
 def test_an_old_spelling_works_and_warns(old, new, extra):
     runner = CliRunner()
     was = runner.invoke(main, [*old, *extra, "--format", "json"])
@@ -127,8 +150,11 @@ def test_every_alias_warns_with_its_new_name():
 
 def test_commands_users_type_keep_working():
     runner = CliRunner()
-    for args in (["kmeans", "--size", "416", "--evolve", "0", "--restarts", "1"], ["overlap"],
-                 ["anchor-audit", "--iou", "giou"]):
+    for args in (
+        ["kmeans", "--size", "416", "--evolve", "0", "--restarts", "1"],
+        ["overlap"],
+        ["anchor-audit", "--iou", "giou"],
+    ):
         res = runner.invoke(main, [*args, "--format", "json"])
         assert res.exit_code == 0, (args, res.output)
         assert "deprecated" not in res.stderr
@@ -157,6 +183,10 @@ def test_library_errors_name_the_parameter_and_the_cli_its_flag():
 def test_a_message_naming_no_option_of_the_command_is_left_alone():
     from cocostat.cli import _for_the_cli
 
-    assert _for_the_cli(OptionError("chunk_pairs must be an integer >= 1, got 0", param="chunk_pairs"),
-                        main.commands["overlap"]) == "chunk_pairs must be an integer >= 1, got 0"
+    assert (
+        _for_the_cli(
+            OptionError("chunk_pairs must be an integer >= 1, got 0", param="chunk_pairs"), main.commands["overlap"]
+        )
+        == "chunk_pairs must be an integer >= 1, got 0"
+    )
     assert _for_the_cli(OptionError("no parameter here"), main.commands["overlap"]) == "no parameter here"

@@ -23,8 +23,10 @@ from cocostat.errors import CocostatWarning, DatasetFormatError, DatasetNotFound
 
 def tiny_coco(**over) -> dict:
     coco = {
-        "images": [{"id": 7, "width": 100, "height": 50, "file_name": "a.jpg"},
-                   {"id": 3, "width": 64, "height": 64, "file_name": "b.jpg"}],
+        "images": [
+            {"id": 7, "width": 100, "height": 50, "file_name": "a.jpg"},
+            {"id": 3, "width": 64, "height": 64, "file_name": "b.jpg"},
+        ],
         "categories": [{"id": 5, "name": "cat"}, {"id": 2, "name": "dog"}],
         "annotations": [
             {"id": 11, "image_id": 7, "category_id": 5, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0},
@@ -101,7 +103,7 @@ def _check_against_json(ds, path: Path):
     assert got == ref["per_category"]
     # CSR grouping holds exactly the annotations of each image
     for i, img in enumerate(ds.image_id.tolist()):
-        ids = ds.ann_id[ds.offsets[i]:ds.offsets[i + 1]].tolist()
+        ids = ds.ann_id[ds.offsets[i] : ds.offsets[i + 1]].tolist()
         assert ids == ref["by_image"].get(img, [])
 
 
@@ -114,8 +116,9 @@ def test_sample_counts_match_json():
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("folder,split",
-                         [("coco-tiny", "val2017"), ("coco-tiny", "train2017"), ("coco128", "train2017")])
+@pytest.mark.parametrize(
+    "folder,split", [("coco-tiny", "val2017"), ("coco-tiny", "train2017"), ("coco128", "train2017")]
+)
 def test_real_files_match_json(real_data, folder, split):
     ds = load_dataset(split, root=real_data / folder)
     assert ds.image_dir == real_data / folder / split
@@ -193,20 +196,33 @@ def _bad(**over):
 
 BAD_CASES = {
     "missing key": ({"images": []}, "categories"),
-    "unknown image": ({"annotations": [{"id": 1, "image_id": 99, "category_id": 5, "bbox": [0, 0, 1, 1]}]},
-                      "annotation 1 .*image_id 99"),
-    "unknown category": ({"annotations": [{"id": 1, "image_id": 7, "category_id": 42, "bbox": [0, 0, 1, 1]}]},
-                         "annotation 1 .*category_id 42"),
-    "negative width": ({"annotations": [{"id": 4, "image_id": 7, "category_id": 5, "bbox": [10, 20, -3, 5]}]},
-                       r"annotation 4 .*bbox must be 4 finite numbers with w, h >= 0, got \[10.0, 20.0, -3.0, 5.0\]"),
-    "three numbers": ({"annotations": [{"id": 4, "image_id": 7, "category_id": 5, "bbox": [10, 20, 5]}]},
-                      "bbox"),
+    "unknown image": (
+        {"annotations": [{"id": 1, "image_id": 99, "category_id": 5, "bbox": [0, 0, 1, 1]}]},
+        "annotation 1 .*image_id 99",
+    ),
+    "unknown category": (
+        {"annotations": [{"id": 1, "image_id": 7, "category_id": 42, "bbox": [0, 0, 1, 1]}]},
+        "annotation 1 .*category_id 42",
+    ),
+    "negative width": (
+        {"annotations": [{"id": 4, "image_id": 7, "category_id": 5, "bbox": [10, 20, -3, 5]}]},
+        r"annotation 4 .*bbox must be 4 finite numbers with w, h >= 0, got \[10.0, 20.0, -3.0, 5.0\]",
+    ),
+    "three numbers": ({"annotations": [{"id": 4, "image_id": 7, "category_id": 5, "bbox": [10, 20, 5]}]}, "bbox"),
     "bbox not numbers": ({"annotations": [{"id": 4, "image_id": 7, "category_id": 5, "bbox": "x"}]}, "bbox"),
-    "duplicate annotation": ({"annotations": [{"id": 4, "image_id": 7, "category_id": 5, "bbox": [0, 0, 1, 1]},
-                                              {"id": 4, "image_id": 3, "category_id": 5, "bbox": [0, 0, 1, 1]}]},
-                             "annotation ids must be unique.*id 4"),
-    "duplicate image": ({"images": [{"id": 7, "width": 1, "height": 1}, {"id": 7, "width": 1, "height": 1}]},
-                        "image ids must be unique"),
+    "duplicate annotation": (
+        {
+            "annotations": [
+                {"id": 4, "image_id": 7, "category_id": 5, "bbox": [0, 0, 1, 1]},
+                {"id": 4, "image_id": 3, "category_id": 5, "bbox": [0, 0, 1, 1]},
+            ]
+        },
+        "annotation ids must be unique.*id 4",
+    ),
+    "duplicate image": (
+        {"images": [{"id": 7, "width": 1, "height": 1}, {"id": 7, "width": 1, "height": 1}]},
+        "image ids must be unique",
+    ),
     "duplicate category": ({"categories": [{"id": 5}, {"id": 5}]}, "category ids must be unique"),
     "zero-size image": ({"images": [{"id": 7, "width": 0, "height": 1}]}, "image 7 .*positive"),
 }

@@ -40,8 +40,9 @@ def _coco(annotations, images=(1, 2)):
     return {
         "images": [{"id": i, "width": 200, "height": 200, "file_name": f"{i}.jpg"} for i in images],
         "categories": [{"id": CAT, "name": "cat"}, {"id": DOG, "name": "dog"}],
-        "annotations": [{"id": k, "image_id": i, "category_id": c, "bbox": b, "iscrowd": int(cr)}
-                        for k, i, c, b, cr in annotations],
+        "annotations": [
+            {"id": k, "image_id": i, "category_id": c, "bbox": b, "iscrowd": int(cr)} for k, i, c, b, cr in annotations
+        ],
     }
 
 
@@ -90,8 +91,9 @@ def test_every_error_type_by_hand():
 
 
 def test_dap_of_every_type_by_hand():
-    rep = diagnose(from_dict(_coco(GT)), [{"image_id": i, "category_id": c, "bbox": b, "score": s}
-                                          for i, c, b, s in DETS])
+    rep = diagnose(
+        from_dict(_coco(GT)), [{"image_id": i, "category_id": c, "bbox": b, "score": s} for i, c, b, s in DETS]
+    )
     # base: cat 1 TP of 2 objects at the top (51 recall points), dog 1 of 3 (34 points)
     assert rep.ap == pytest.approx(_ap_points([51, 34]), abs=1e-9)
     dap = dict(zip(rep.errors["type"], rep.errors["dAP"]))
@@ -194,14 +196,16 @@ def test_suppressed_objects_by_hand():
     # object 1: found; object 2: good candidate, lost; object 3: candidate below conf; plus an invalid row
     ds, d = _case(PAIR, [(1, CAT, [0, 0, 40, 40], 0.9)])
     box = {1: [0, 0, 40, 40], 2: [40, 0, 80, 40], 3: [150, 150, 190, 190]}  # xyxy (input px = image px here)
-    frame = _candidates([
-        (1, box[1], box[1], 0.9, 0.9, True),
-        (2, [42, 0, 82, 40], box[2], 0.8, 0.5, True),  # conf 0.4, IoU 0.9
-        (2, [60, 0, 100, 40], box[2], 0.9, 0.9, True),  # IoU 1/3: not good
-        (2, [np.nan] * 4, box[2], np.nan, np.nan, False),
-        (3, box[3], box[3], 0.5, 0.3, True),  # conf 0.15 < 0.25
-        (3, box[3], box[3], 0.9, 0.9, False),  # outside the grid
-    ])
+    frame = _candidates(
+        [
+            (1, box[1], box[1], 0.9, 0.9, True),
+            (2, [42, 0, 82, 40], box[2], 0.8, 0.5, True),  # conf 0.4, IoU 0.9
+            (2, [60, 0, 100, 40], box[2], 0.9, 0.9, True),  # IoU 1/3: not good
+            (2, [np.nan] * 4, box[2], np.nan, np.nan, False),
+            (3, box[3], box[3], 0.5, 0.3, True),  # conf 0.15 < 0.25
+            (3, box[3], box[3], 0.9, 0.9, False),  # outside the grid
+        ]
+    )
     rep = diagnose(ds, d, candidates=frame)
     assert rep.suppressed["ann_id"].tolist() == [2]
     assert rep.suppressed.iloc[0]["best_conf"] == pytest.approx(0.4)
@@ -222,7 +226,13 @@ def test_suppressed_objects_by_hand():
     assert diagnose(ds3, d3, candidates=frame).suppressed["ann_id"].tolist() == []
     # nothing to report: the empty frame keeps its columns
     assert list(suppressed_objects(ds, frame.iloc[:0], found, 0.25).columns) == [
-        "ann_id", "image_id", "file_name", "category", "best_conf", "best_iou"]
+        "ann_id",
+        "image_id",
+        "file_name",
+        "category",
+        "best_conf",
+        "best_iou",
+    ]
 
 
 def test_suppressed_bad_tables():
@@ -257,8 +267,13 @@ def test_hard_examples_against_brute_force():
 
 def test_option_errors():
     ds, d = _case()
-    for kw, msg in [({"iou": 0}, "^iou must"), ({"bg_iou": 0.5}, "^bg_iou must"), ({"merge_iou": 1}, "^merge_iou must"),
-                    ({"conf": -1}, "^conf must"), ({"top": -1}, "^top must")]:
+    for kw, msg in [
+        ({"iou": 0}, "^iou must"),
+        ({"bg_iou": 0.5}, "^bg_iou must"),
+        ({"merge_iou": 1}, "^merge_iou must"),
+        ({"conf": -1}, "^conf must"),
+        ({"top": -1}, "^top must"),
+    ]:
         with pytest.raises(OptionError, match=msg):
             diagnose(ds, d, **kw)
     with pytest.raises(OptionError, match="--detections FILE"):
@@ -315,14 +330,16 @@ def test_real_agrees_with_tidecv(tiny, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tide = tidecv.TIDE()
-        run = tide.evaluate(tidecv.datasets.COCO(str(path)), tidecv.datasets.COCOResult(str(file)),
-                            mode=tidecv.TIDE.BOX)
+        run = tide.evaluate(
+            tidecv.datasets.COCO(str(path)), tidecv.datasets.COCOResult(str(file)), mode=tidecv.TIDE.BOX
+        )
         main = next(iter(tide.get_main_errors().values()))
         special = next(iter(tide.get_special_errors().values()))
     rep = diagnose(ds, file)
     assert rep.ap == pytest.approx(run.ap, abs=0.01)
-    assert dict(zip(rep.errors["type"], rep.errors["count"])) == {k.short_name: len(v)
-                                                                  for k, v in run.error_dict.items()}
+    assert dict(zip(rep.errors["type"], rep.errors["count"])) == {
+        k.short_name: len(v) for k, v in run.error_dict.items()
+    }
     for t, v in zip(rep.errors["type"], rep.errors["dAP"]):
         assert v == pytest.approx(main[t], abs=0.01), t
     for t, v in zip(rep.special["type"], rep.special["dAP"]):
@@ -363,11 +380,14 @@ def test_real_yolov3_tiny_predictions_folder(tiny, real_data, tmp_path_factory):
     for ann in rep.suppressed["ann_id"]:
         g = int(np.flatnonzero(ds.ann_id == ann)[0])
         rows = cand[cand["ann_id"] == ann]
-        iou = matched_iou(rows[["px1", "py1", "px2", "py2"]].to_numpy(float),
-                          rows[["gt_x1", "gt_y1", "gt_x2", "gt_y2"]].to_numpy(float))
+        iou = matched_iou(
+            rows[["px1", "py1", "px2", "py2"]].to_numpy(float),
+            rows[["gt_x1", "gt_y1", "gt_x2", "gt_y2"]].to_numpy(float),
+        )
         assert ((rows["obj"] * rows["cls_prob"] >= 0.05) & (iou >= 0.5) & rows["valid"]).any()
         assert m.gt_det[g] < 0 or d.score[m.gt_det[g]] < 0.05
-        same = np.flatnonzero((d.image_index == ds.image_index[g]) & (d.class_idx == ds.class_idx[g])
-                              & (d.score >= 0.05) & m.kept)
+        same = np.flatnonzero(
+            (d.image_index == ds.image_index[g]) & (d.class_idx == ds.class_idx[g]) & (d.score >= 0.05) & m.kept
+        )
         box = ds.boxes_xyxy()[g][None]
         assert not (matched_iou(d.boxes_xyxy()[same], np.repeat(box, same.size, 0)) >= 0.5).any()

@@ -63,7 +63,7 @@ def shown_in(shown: list[str], actual: list[str]) -> str | None:
     for seg in (s for s in segments if s):
         n = len(seg)
         for i in range(at, len(actual) - n + 1):
-            if actual[i:i + n] == seg:
+            if actual[i : i + n] == seg:
                 at = i + n
                 break
         else:
@@ -74,8 +74,15 @@ def shown_in(shown: list[str], actual: list[str]) -> str | None:
 def test_docs_have_runnable_examples():
     # the pages a newcomer reads first, and a page per command family, carry executed examples
     names = {p.relative_to(ROOT).as_posix() for p in PAGES}
-    assert {"README.md", "docs/getting-started.md", "docs/commands/info.md", "docs/commands/kmeans.md",
-            "docs/commands/overlap.md", "docs/commands/anchor-audit.md", "docs/commands/predict.md"} <= names
+    assert {
+        "README.md",
+        "docs/getting-started.md",
+        "docs/commands/info.md",
+        "docs/commands/kmeans.md",
+        "docs/commands/overlap.md",
+        "docs/commands/anchor-audit.md",
+        "docs/commands/predict.md",
+    } <= names
     assert sum(len(console_examples(p)) for p in PAGES) >= 12
 
 
@@ -90,7 +97,7 @@ def test_readme_is_short_and_links_every_docs_page():
 def test_console_parsing_and_matching():
     assert shown_in(["a", "...", "d"], ["x", "a", "b", "c", "d"]) is None
     assert shown_in(["a", "b"], ["a", "x", "b"]) == "a\nb"  # contiguous unless a '...' says otherwise
-    assert shown_in(["b", "...", "a"], ["a", "b"]) == "a"   # in order
+    assert shown_in(["b", "...", "a"], ["a", "b"]) == "a"  # in order
 
 
 PREDS = "coco-tiny-preds"  # the folder the predict page's example writes; other pages' examples read it
@@ -128,8 +135,9 @@ def test_console_examples_run(page, real_data, tmp_path, monkeypatch, request):
     for command, shown in console_examples(page):
         argv = shlex.split(command, comments=True)
         assert argv[0] == "cocostat", f"{page.name}: a console example runs cocostat, got {command!r}"
-        assert not any(a.startswith("~") for a in argv), f"{page.name}: {command!r} needs data a fresh " \
-            "machine lacks: write it in a ```bash block"
+        assert not any(a.startswith("~") for a in argv), (
+            f"{page.name}: {command!r} needs data a fresh machine lacks: write it in a ```bash block"
+        )
         argv = [a.replace(DATA, str(real_data)) for a in argv[1:]]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -137,8 +145,10 @@ def test_console_examples_run(page, real_data, tmp_path, monkeypatch, request):
         assert res.exit_code == 0, f"{page.name}: `{command}` exited {res.exit_code}:\n{res.output}"
         actual = [line.rstrip() for line in res.stdout.replace(str(real_data), DATA).splitlines()]
         missing = shown_in(shown, actual)
-        assert missing is None, (f"{page.name}: `{command}` no longer prints what the page shows; missing:\n"
-                                 f"{missing}\n--- actual stdout:\n" + "\n".join(actual))
+        assert missing is None, (
+            f"{page.name}: `{command}` no longer prints what the page shows; missing:\n"
+            f"{missing}\n--- actual stdout:\n" + "\n".join(actual)
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,8 +218,11 @@ def real_audits(real_inputs):
     ds, preds = real_inputs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
-        return {"audit": anchor_audit(ds, preds, examples=2), "box_only": anchor_audit(ds, anchors="yolov3-tiny"),
-                "mismatch": mismatch(ds, preds, examples=2)}
+        return {
+            "audit": anchor_audit(ds, preds, examples=2),
+            "box_only": anchor_audit(ds, anchors="yolov3-tiny"),
+            "mismatch": mismatch(ds, preds, examples=2),
+        }
 
 
 @pytest.mark.slow
@@ -225,8 +238,9 @@ def test_anchor_audit_keys_and_labels_are_the_figures(real_audits):
         assert sorted(entry) == sorted(_names(a, "per_anchor[]") + list(F.CONTEXT[(a, "per_anchor[]")]))
     (_, overview), (_, per_anchor) = rep.sections()[:2]
     assert overview["statistic"].tolist() == _labels(a, "")
-    assert [c for c in per_anchor.columns if c not in F.TABLE_CONTEXT[(a, "per_anchor[]")]] == \
-        _labels(a, "per_anchor[]")
+    assert [c for c in per_anchor.columns if c not in F.TABLE_CONTEXT[(a, "per_anchor[]")]] == _labels(
+        a, "per_anchor[]"
+    )
     # NEEDS_PREDICTIONS is the table's list, and exactly those figures are null on box sizes alone
     assert tuple(NEEDS_PREDICTIONS) == F.needs_predictions(a)
     box = real_audits["box_only"].to_dict()
@@ -237,8 +251,9 @@ def test_anchor_audit_keys_and_labels_are_the_figures(real_audits):
     for f in F.figures(a, "per_anchor[]"):
         assert all((e[f.name] is None) == f.needs_predictions for e in box["per_anchor"]), f.key
     box_table = real_audits["box_only"].sections()[1][1]
-    assert [c for c in box_table.columns if c not in F.TABLE_CONTEXT[(a, "per_anchor[]")]] == \
-        [f.label for f in F.figures(a, "per_anchor[]") if not f.needs_predictions]
+    assert [c for c in box_table.columns if c not in F.TABLE_CONTEXT[(a, "per_anchor[]")]] == [
+        f.label for f in F.figures(a, "per_anchor[]") if not f.needs_predictions
+    ]
 
 
 @pytest.mark.slow
@@ -262,8 +277,9 @@ def test_mismatch_keys_and_labels_are_the_figures(real_audits):
 def _paths(value, prefix: str = "") -> set[str]:
     """Every leaf key of a JSON value as a dotted path; list entries as ``[]``; leaves are non-dicts."""
     if isinstance(value, dict):
-        return set().union(*(_paths(v, f"{prefix}.{k}" if prefix else k) for k, v in value.items())) \
-            if value else {prefix}
+        return (
+            set().union(*(_paths(v, f"{prefix}.{k}" if prefix else k) for k, v in value.items())) if value else {prefix}
+        )
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         return set().union(*(_paths(v, prefix + "[]") for v in value))
     return {prefix}
@@ -298,8 +314,9 @@ def test_assigners_keys_and_labels_are_the_figures(real_lab):
         sections = rep.sections()
         overview = sections[0][1]
         columns = [c for c in overview.columns if c not in F.TABLE_CONTEXT[(a, "assigners[]")]]
-        in_table = [f.label for f in figs if f.label and "[]" not in f.path
-                    and (which == "lab" or not f.needs_predictions)]
+        in_table = [
+            f.label for f in figs if f.label and "[]" not in f.path and (which == "lab" or not f.needs_predictions)
+        ]
         assert columns == in_table, which
         titles = [t for t, _ in sections]
         for f in figs:

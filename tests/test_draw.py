@@ -46,11 +46,20 @@ def test_label_tab_above_the_box_or_inside_at_the_top():
     assert red[5:20, 25:60].any() and not red[:1, 60:].any()  # no room above: inside the box's top edge
 
 
-@pytest.mark.parametrize("colour, want", [("#ffe119", "black"), ((255, 150, 0), "black"), ("#fffac8", "black"),
-                                          ((30, 144, 255), "white"), ((230, 30, 60), "white"),
-                                          ("#000075", "white"), ((40, 200, 40), "white")])
+@pytest.mark.parametrize(
+    "colour, want",
+    [
+        ("#ffe119", "black"),
+        ((255, 150, 0), "black"),
+        ("#fffac8", "black"),
+        ((30, 144, 255), "white"),
+        ((230, 30, 60), "white"),
+        ("#000075", "white"),
+        ((40, 200, 40), "white"),
+    ],
+)
 def test_label_text_contrasts_with_its_tab(colour, want):
-    r, g, b = ((int(colour[i:i + 2], 16) for i in (1, 3, 5)) if isinstance(colour, str) else colour)
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5)) if isinstance(colour, str) else colour
     assert (0.299 * r + 0.587 * g + 0.114 * b >= 150) == (want == "black")  # BT.601 luma, written out
     assert text_colour(colour) == want
     im, d = _canvas()
@@ -73,10 +82,15 @@ def test_predict_and_errors_drawings_go_through_draw_box(monkeypatch, tmp_path):
     ann = make_coco(tmp_path, n_images=3)
     ds = load_coco(ann, image_dir=tmp_path / "synth", cache=False)
     g = ds.boxes_xyxy()
-    dets = [{"image_id": int(ds.ann_image_id[j]),
-             "category_id": int(ds.category_id[j]), "bbox": [float(g[j, 0]), float(g[j, 1]),
-                                                          float(g[j, 2] - g[j, 0]), float(g[j, 3] - g[j, 1])],
-             "score": 0.9} for j in range(ds.num_annotations)]
+    dets = [
+        {
+            "image_id": int(ds.ann_image_id[j]),
+            "category_id": int(ds.category_id[j]),
+            "bbox": [float(g[j, 0]), float(g[j, 1]), float(g[j, 2] - g[j, 0]), float(g[j, 3] - g[j, 1])],
+            "score": 0.9,
+        }
+        for j in range(ds.num_annotations)
+    ]
     first = int(ds.image_id[0])
     n_first = int(ds.offsets[1] - ds.offsets[0])
     written = draw_mod.draw_detections(ds, dets, [first], tmp_path / "p", min_score=0.25)
@@ -97,12 +111,23 @@ def test_real_errors_drawing_marks_every_object(real_data, tmp_path):
     k = int(np.argmax(ds.counts))
     g = np.arange(ds.offsets[k], ds.offsets[k + 1])
     boxes = ds.boxes_xyxy()
-    rep = diagnose(ds, [{"image_id": int(ds.image_id[k]), "category_id": int(ds.category_id[g[0]]),
-                         "bbox": [5.0, 5.0, 3.0, 3.0], "score": 0.99}], top=1, draw=tmp_path / "e")
+    rep = diagnose(
+        ds,
+        [
+            {
+                "image_id": int(ds.image_id[k]),
+                "category_id": int(ds.category_id[g[0]]),
+                "bbox": [5.0, 5.0, 3.0, 3.0],
+                "score": 0.99,
+            }
+        ],
+        top=1,
+        draw=tmp_path / "e",
+    )
     assert len(rep.drawn) == 1
     a = np.asarray(Image.open(rep.drawn[0]).convert("RGB"))
     marked = {tuple(c) for c in (draw_mod.GT_MISSED, draw_mod.GT_CROWD)}
     for j in g:  # every object was missed (or is crowd): its top-left corner carries its colour
         x1, y1 = (round(v) for v in boxes[j, :2])
-        patch = a[max(y1 - 1, 0):y1 + 3, max(x1 - 1, 0):x1 + 3].reshape(-1, 3)
+        patch = a[max(y1 - 1, 0) : y1 + 3, max(x1 - 1, 0) : x1 + 3].reshape(-1, 3)
         assert any(tuple(p) in marked for p in patch.tolist()), (j, x1, y1)

@@ -63,9 +63,14 @@ def fake_detections(coco: dict, seed: int = 0, score_decimals: int = 4) -> list[
         y = float(np.clip(box[1], 0, h_img - 1))
         w = float(np.clip(box[2], 1, w_img - x))
         h = float(np.clip(box[3], 1, h_img - y))
-        out.append({"image_id": img, "category_id": int(cat), "bbox": [round(x, 2), round(y, 2), round(w, 2),
-                                                                        round(h, 2)],
-                    "score": round(float(score), score_decimals)})
+        out.append(
+            {
+                "image_id": img,
+                "category_id": int(cat),
+                "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)],
+                "score": round(float(score), score_decimals),
+            }
+        )
 
     for a in coco["annotations"]:
         x, y, w, h = a["bbox"]
@@ -77,14 +82,14 @@ def fake_detections(coco: dict, seed: int = 0, score_decimals: int = 4) -> list[
         add(a["image_id"], cat, [x + j[0] * w, y + j[1] * h, w * np.exp(j[2]), h * np.exp(j[3])], rng.beta(5, 2))
         if rng.random() < 0.15:
             j = rng.normal(0, 0.15, 4)
-            add(a["image_id"], cat, [x + j[0] * w, y + j[1] * h, w * np.exp(j[2]), h * np.exp(j[3])],
-                rng.beta(2, 5))
+            add(a["image_id"], cat, [x + j[0] * w, y + j[1] * h, w * np.exp(j[2]), h * np.exp(j[3])], rng.beta(2, 5))
     for im in coco["images"]:
         w_img, h_img = im["width"], im["height"]
         for _ in range(rng.poisson(4)):
             w, h = rng.uniform(10, w_img / 2), rng.uniform(10, h_img / 2)
-            add(im["id"], rng.choice(cats), [rng.uniform(0, w_img - w), rng.uniform(0, h_img - h), w, h],
-                rng.beta(1, 6))
+            add(
+                im["id"], rng.choice(cats), [rng.uniform(0, w_img - w), rng.uniform(0, h_img - h), w, h], rng.beta(1, 6)
+            )
     return out
 
 
@@ -97,10 +102,26 @@ def yolo_predictions(real_data: Path, tmp_path_factory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "yolov3-tiny-val2017"
     if not (folder / "manifest.json").is_file():
         models = real_data / "models"
-        res = CliRunner().invoke(main, [
-            "predict", "--root", str(real_data / "coco-tiny"), "val2017", "--cfg", str(models / "yolov3-tiny.cfg"),
-            "--weights", str(models / "yolov3-tiny.weights"), "-o", str(folder), "--device", "cpu",
-            "--no-progress", "--format", "json"])
+        res = CliRunner().invoke(
+            main,
+            [
+                "predict",
+                "--root",
+                str(real_data / "coco-tiny"),
+                "val2017",
+                "--cfg",
+                str(models / "yolov3-tiny.cfg"),
+                "--weights",
+                str(models / "yolov3-tiny.weights"),
+                "-o",
+                str(folder),
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--format",
+                "json",
+            ],
+        )
         assert res.exit_code == 0, res.output
     return folder
 
@@ -178,8 +199,10 @@ def test_stats_equal_pycocotools_on_yolov3_tiny(tiny, real_data, tmp_path_factor
     assert np.array_equal(np.array(rep.stats), ev.stats)
     assert rep.stats[1] > 0.1  # the stock yolov3-tiny finds things
     m = match_detections(ds, load_detections(dets, ds), 0.5)
-    assert average_precision(ds.class_idx[:0], np.zeros(0), np.zeros(0, bool), np.zeros(0, bool),
-                             targets_per_class(ds))[1] == 0.0
+    assert (
+        average_precision(ds.class_idx[:0], np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), targets_per_class(ds))[1]
+        == 0.0
+    )
     d = load_detections(dets, ds)
     assert average_precision(d.class_idx, d.score, m.tp, m.ignored, targets_per_class(ds), m.order)[1] == ev.stats[1]
 
@@ -207,8 +230,14 @@ def test_matching_and_ap_equal_cocoeval_at_every_iou(sample, seed):
     for _ in range(150):
         x, y, w, h = a0["bbox"]
         j = rng.normal(0, 0.1, 2)
-        dets.append({"image_id": a0["image_id"], "category_id": 1, "bbox": [x + j[0] * w, y + j[1] * h, w, h],
-                     "score": round(float(rng.random()), 1)})
+        dets.append(
+            {
+                "image_id": a0["image_id"],
+                "category_id": 1,
+                "bbox": [x + j[0] * w, y + j[1] * h, w, h],
+                "score": round(float(rng.random()), 1),
+            }
+        )
     dets = [dets[i] for i in rng.permutation(len(dets))]
     ev, _ = pycocotools_eval(coco, dets)
     d = load_detections(dets, ds)
@@ -253,8 +282,7 @@ def test_faster_backend_equals_pycocotools(sample):
     fast = evaluate(ds, dets, backend="faster", per_class=True)
     np.testing.assert_allclose(fast.stats, ref.stats, rtol=0, atol=1e-12)
     assert fast.summary == ref.summary  # identical to the printed precision
-    np.testing.assert_allclose(fast.table["mAP@0.5"], evaluate(ds, dets, per_class=True).table["mAP@0.5"],
-                               atol=1e-12)
+    np.testing.assert_allclose(fast.table["mAP@0.5"], evaluate(ds, dets, per_class=True).table["mAP@0.5"], atol=1e-12)
     agn = evaluate(ds, dets, backend="faster", class_agnostic=True)
     np.testing.assert_allclose(agn.stats, evaluate(ds, dets, class_agnostic=True).stats, atol=1e-12)
 
@@ -294,8 +322,9 @@ def _brute_match(gts, dets, thr, max_dets):
         return inter / (dw * dh if crowd else dw * dh + gw * gh - inter)
 
     for key in {(d["image_id"], d["category_id"]) for d in dets}:
-        dd = sorted([i for i, d in enumerate(dets) if (d["image_id"], d["category_id"]) == key],
-                    key=lambda i: -dets[i]["score"])[:max_dets]
+        dd = sorted(
+            [i for i, d in enumerate(dets) if (d["image_id"], d["category_id"]) == key], key=lambda i: -dets[i]["score"]
+        )[:max_dets]
         gg = [j for j, g in enumerate(gts) if (g["image_id"], g["category_id"]) == key]
         gg = [j for j in gg if not gts[j]["iscrowd"]] + [j for j in gg if gts[j]["iscrowd"]]
         used = set()
@@ -336,8 +365,10 @@ def test_matching_equals_brute_force_loop(gts, dets, thr, max_dets):
     coco = {
         "images": [{"id": 1, "width": 80, "height": 80}, {"id": 2, "width": 80, "height": 80}],
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
-        "annotations": [{"id": k + 1, "image_id": i, "category_id": c, "bbox": list(b), "iscrowd": int(cr)}
-                        for k, (i, c, b, cr) in enumerate(gts)],
+        "annotations": [
+            {"id": k + 1, "image_id": i, "category_id": c, "bbox": list(b), "iscrowd": int(cr)}
+            for k, (i, c, b, cr) in enumerate(gts)
+        ],
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
@@ -354,15 +385,23 @@ def test_matching_equals_brute_force_loop(gts, dets, thr, max_dets):
 
 def test_average_precision_by_hand():
     # one class, 2 objects; detections TP 0.9, FP 0.8, TP 0.7: precision 1, 1/2, 2/3 at recall .5, .5, 1
-    ap, mean = average_precision(np.zeros(3, np.int64), np.array([0.9, 0.8, 0.7]), np.array([True, False, True]),
-                                 np.zeros(3, bool), np.array([2]))
+    ap, mean = average_precision(
+        np.zeros(3, np.int64),
+        np.array([0.9, 0.8, 0.7]),
+        np.array([True, False, True]),
+        np.zeros(3, bool),
+        np.array([2]),
+    )
     expect = (51 * 1.0 + 50 * (2 / 3)) / 101  # envelope: 1 up to recall .5, then 2/3
     assert ap[0] == pytest.approx(expect, abs=1e-12) and mean == pytest.approx(expect, abs=1e-12)
-    ap, mean = average_precision(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool), np.zeros(0, bool),
-                                 np.array([0, 3]))
+    ap, mean = average_precision(
+        np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), np.array([0, 3])
+    )
     assert np.isnan(ap[0]) and ap[1] == 0 and mean == 0.0
-    assert average_precision(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool), np.zeros(0, bool),
-                             np.array([0]))[1] == -1.0
+    assert (
+        average_precision(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), np.array([0]))[1]
+        == -1.0
+    )
     assert REC_THRS.size == 101
 
 
@@ -373,11 +412,16 @@ def test_pr_table_against_brute_force(sample):
     kept, tp, ign = _evalimg_flags(ev, len(dets))
     rep = evaluate(ds, dets, per_class=True, conf=0.5)
     names = list(ds.categories["name"])
-    cls = np.array([names.index(next(c["name"] for c in coco["categories"] if c["id"] == d["category_id"]))
-                    for d in dets])
+    cls = np.array(
+        [names.index(next(c["name"] for c in coco["categories"] if c["id"] == d["category_id"])) for d in dets]
+    )
     score = np.array([d["score"] for d in dets])
-    n_gt = np.array([sum(1 for a in coco["annotations"] if not a["iscrowd"] and a["category_id"] == cid)
-                     for cid in ds.categories["category_id"]])
+    n_gt = np.array(
+        [
+            sum(1 for a in coco["annotations"] if not a["iscrowd"] and a["category_id"] == cid)
+            for cid in ds.categories["category_id"]
+        ]
+    )
 
     def table(c):
         rows = []
@@ -422,24 +466,39 @@ def _write(tmp_path, content) -> Path:
 GOOD = {"image_id": None, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
 
 
-@pytest.mark.parametrize("content, match", [
-    ("", "the file is empty"),
-    ("  \n", "the file is empty"),
-    ("[{not json", "invalid JSON"),
-    ({"image_id": 1}, "not a COCO results file"),
-    ([{"image_id": "IMG", "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}], r"not a COCO results file.*image_id"),
-    ([{"category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}], r"missing required field `image_id`"),
-    ([{**GOOD, "bbox": [1, 2, 3]}], r"bbox"),
-    ([{**GOOD, "bbox": [1, 2, -3, 4]}], r"detection 0 in dets.json: bbox must be 4 finite numbers.*-3"),
-    ([{**GOOD, "image_id": 999999999}], (r"detection 0 in dets.json: image_id 999999999 is not an image of "
-                                          r"dataset sample \(1 detection")),
-    ([{**GOOD, "category_id": 12}], r"category_id 12 is not a category of dataset sample"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("", "the file is empty"),
+        ("  \n", "the file is empty"),
+        ("[{not json", "invalid JSON"),
+        ({"image_id": 1}, "not a COCO results file"),
+        (
+            [{"image_id": "IMG", "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}],
+            r"not a COCO results file.*image_id",
+        ),
+        ([{"category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}], r"missing required field `image_id`"),
+        ([{**GOOD, "bbox": [1, 2, 3]}], r"bbox"),
+        ([{**GOOD, "bbox": [1, 2, -3, 4]}], r"detection 0 in dets.json: bbox must be 4 finite numbers.*-3"),
+        (
+            [{**GOOD, "image_id": 999999999}],
+            (
+                r"detection 0 in dets.json: image_id 999999999 is not an image of "
+                r"dataset sample \(1 detection"
+            ),
+        ),
+        ([{**GOOD, "category_id": 12}], r"category_id 12 is not a category of dataset sample"),
+    ],
+)
 def test_bad_detections(sample, tmp_path, content, match):
     ds = sample[1]
     if isinstance(content, list):
-        content = [{**d, "image_id": int(ds.image_id[0]) if d.get("image_id", 0) is None else d["image_id"]}
-                   if "image_id" in d else d for d in content]
+        content = [
+            {**d, "image_id": int(ds.image_id[0]) if d.get("image_id", 0) is None else d["image_id"]}
+            if "image_id" in d
+            else d
+            for d in content
+        ]
     with pytest.raises(DatasetFormatError, match=match):
         load_detections(_write(tmp_path, content), ds)
 
@@ -455,8 +514,7 @@ def test_bad_detections_in_memory_and_missing_file(sample, tmp_path):
     with pytest.raises(DatasetFormatError, match="detection 0 in x: score must be a finite number"):
         make_detections(ds, img, [1, 1, 1], [[1, 2, 3, 4]] * 3, [np.nan, 0.5, 0.5], source="x")
     with pytest.raises(DatasetFormatError, match=r"detection 1 in x: bbox .* \(2 bad box"):
-        make_detections(ds, img, [1, 1, 1], [[1, 2, 3, 4], [1, 2, 3, np.inf], [np.nan, 2, 3, 4]], [0.5] * 3,
-                        source="x")
+        make_detections(ds, img, [1, 1, 1], [[1, 2, 3, 4], [1, 2, 3, np.inf], [np.nan, 2, 3, 4]], [0.5] * 3, source="x")
     with pytest.raises(DatasetFormatError, match="one entry per detection"):
         make_detections(ds, img, [1, 1], [[1, 2, 3, 4]] * 3, [0.5] * 3, source="x")
     with pytest.raises(OptionError, match="^conf must"):
@@ -467,8 +525,14 @@ def test_bad_detections_in_memory_and_missing_file(sample, tmp_path):
 
 def test_numpy_values_and_zero_size_warning(sample):
     ds = sample[1]
-    dets = [{"image_id": np.int64(ds.image_id[0]), "category_id": np.int32(1),
-             "bbox": [np.float64(1.5), 2, 0, 4], "score": np.float32(0.5)}]
+    dets = [
+        {
+            "image_id": np.int64(ds.image_id[0]),
+            "category_id": np.int32(1),
+            "bbox": [np.float64(1.5), 2, 0, 4],
+            "score": np.float32(0.5),
+        }
+    ]
     with pytest.warns(CocostatWarning, match="1 detection.*zero width or height"):
         d = load_detections(dets, ds)
     assert d.bbox.tolist() == [[1.5, 2.0, 0.0, 4.0]] and d.score[0] == 0.5

@@ -44,25 +44,73 @@ def base(real_data, tmp_path_factory):
     ann.parent.mkdir()
     ann.write_text(json.dumps(coco))
     (folder / "detections.json").write_text(json.dumps(fake_detections(coco, seed=7)))
-    res = CliRunner().invoke(main, [
-        "predict", str(ann), "--images", str(real_data / "coco-tiny/val2017"),
-        "--cfg", str(real_data / "models/yolov3-tiny.cfg"), "--weights", str(real_data / "models/yolov3-tiny.weights"),
-        "--size", "128", "--device", "cpu", "--workers", "0", "--no-progress", "-o", str(folder / "preds")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(ann),
+            "--images",
+            str(real_data / "coco-tiny/val2017"),
+            "--cfg",
+            str(real_data / "models/yolov3-tiny.cfg"),
+            "--weights",
+            str(real_data / "models/yolov3-tiny.weights"),
+            "--size",
+            "128",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--no-progress",
+            "-o",
+            str(folder / "preds"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     return coco, folder
 
 
 WEIRD = st.one_of(
-    st.sampled_from([None, True, "x", "", [], {}, [1, 2], 0, -1, -(10**9), 2**63, 2**70, -(2**70), 1e308, -1e308,
-                     math.nan, math.inf, -math.inf, 0.5, 1e-300, [0, 0, 0, 0], [1e308, 1e308, 1, 1],
-                     [math.nan, 0, 1, 1], [0, 0, -5, 3], [0, 0, 1], [0, 0, 1, 1, 1], ["a", 0, 1, 1]]),
+    st.sampled_from(
+        [
+            None,
+            True,
+            "x",
+            "",
+            [],
+            {},
+            [1, 2],
+            0,
+            -1,
+            -(10**9),
+            2**63,
+            2**70,
+            -(2**70),
+            1e308,
+            -1e308,
+            math.nan,
+            math.inf,
+            -math.inf,
+            0.5,
+            1e-300,
+            [0, 0, 0, 0],
+            [1e308, 1e308, 1, 1],
+            [math.nan, 0, 1, 1],
+            [0, 0, -5, 3],
+            [0, 0, 1],
+            [0, 0, 1, 1, 1],
+            ["a", 0, 1, 1],
+        ]
+    ),
     st.integers(-(2**66), 2**66),
     st.floats(allow_nan=True, allow_infinity=True),
 )
 SECTIONS = ("images", "annotations", "categories")
-KEYS = {"images": ("id", "width", "height", "file_name"),
-        "annotations": ("id", "image_id", "category_id", "bbox", "area", "iscrowd"),
-        "categories": ("id", "name", "supercategory")}
+KEYS = {
+    "images": ("id", "width", "height", "file_name"),
+    "annotations": ("id", "image_id", "category_id", "bbox", "area", "iscrowd"),
+    "categories": ("id", "name", "supercategory"),
+}
 
 
 NUMBER = st.one_of(st.integers(-5, 5000), st.floats(-1e4, 1e5), st.sampled_from([0, -1, 1e308, 2**70, 2**63 - 1]))
@@ -83,8 +131,13 @@ PLAUSIBLE = {  # values of the right type and shape, often absurd: most files st
 
 @st.composite
 def mutation(draw):
-    kind = draw(st.sampled_from(["set"] * 12 + ["delete", "duplicate", "same id"] * 2
-                                + ["drop section", "empty section", "set section", "top level"]))
+    kind = draw(
+        st.sampled_from(
+            ["set"] * 12
+            + ["delete", "duplicate", "same id"] * 2
+            + ["drop section", "empty section", "set section", "top level"]
+        )
+    )
     section = draw(st.sampled_from(SECTIONS))
     key = draw(st.sampled_from(KEYS[section]))
     value = draw(st.one_of(PLAUSIBLE[key], PLAUSIBLE[key], PLAUSIBLE[key], WEIRD))
@@ -159,16 +212,23 @@ def check(res, name: str, out: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@settings(max_examples=EXAMPLES or 30, deadline=None, derandomize=not RANDOM, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(mutations=st.lists(mutation(), min_size=1, max_size=3),
-       truncate=st.one_of(*[st.none()] * 5, st.floats(0.0, 0.999)))
+@settings(
+    max_examples=EXAMPLES or 30,
+    deadline=None,
+    derandomize=not RANDOM,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    mutations=st.lists(mutation(), min_size=1, max_size=3), truncate=st.one_of(*[st.none()] * 5, st.floats(0.0, 0.999))
+)
 def test_every_data_command_survives_a_broken_annotation_file(base, mutations, truncate):
     run_every_command(base, mutate(base[0], mutations, truncate))
 
 
-COORD = st.one_of(st.floats(-(2.0**24), 2.0**24), st.sampled_from([0.0, 1e-9, 0.5, 2.0**24, -(2.0**24), 1e7]),
-                  st.integers(-100, 5000))
+COORD = st.one_of(
+    st.floats(-(2.0**24), 2.0**24), st.sampled_from([0.0, 1e-9, 0.5, 2.0**24, -(2.0**24), 1e7]), st.integers(-100, 5000)
+)
 
 
 @st.composite
@@ -177,18 +237,31 @@ def loadable_mutation(draw):
     (zero, tiny, 2**24 px, far outside the image), any area, 1 px or 2**24 px images, crowd flags."""
     section = draw(st.sampled_from(["annotations"] * 4 + ["images"]))
     if section == "images":
-        return ("set", "images", draw(st.integers(0, 10**6)), draw(st.sampled_from(["width", "height"])),
-                draw(st.one_of(st.integers(1, 2**24), st.sampled_from([1, 2, 2**24]))))
+        return (
+            "set",
+            "images",
+            draw(st.integers(0, 10**6)),
+            draw(st.sampled_from(["width", "height"])),
+            draw(st.one_of(st.integers(1, 2**24), st.sampled_from([1, 2, 2**24]))),
+        )
     key = draw(st.sampled_from(["bbox", "bbox", "bbox", "area", "iscrowd"]))
-    value = {"bbox": st.tuples(COORD, COORD, COORD.map(abs), COORD.map(abs)).map(list),
-             "area": st.one_of(st.floats(0, 2.0**48), st.none()), "iscrowd": st.integers(0, 1)}[key]
+    value = {
+        "bbox": st.tuples(COORD, COORD, COORD.map(abs), COORD.map(abs)).map(list),
+        "area": st.one_of(st.floats(0, 2.0**48), st.none()),
+        "iscrowd": st.integers(0, 1),
+    }[key]
     return ("set", "annotations", draw(st.integers(0, 10**6)), key, draw(value))
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@settings(max_examples=EXAMPLES or 25, deadline=None, derandomize=not RANDOM, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES or 25,
+    deadline=None,
+    derandomize=not RANDOM,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(mutations=st.lists(loadable_mutation(), min_size=1, max_size=12))
 def test_every_data_command_survives_edge_values_in_a_loadable_file(base, mutations):
     run_every_command(base, mutate(base[0], mutations, None))

@@ -48,22 +48,40 @@ def quiet(fn, *args, **kwargs):
 
 def square_dataset(boxes, images, size=416):
     """A COCO dataset of size x size images (letterboxing is the identity) holding ``boxes`` (xyxy)."""
-    return from_dict({
-        "images": [{"id": i + 1, "width": size, "height": size, "file_name": f"{i}.jpg"} for i in sorted(set(images))],
-        "categories": [{"id": 1, "name": "thing"}],
-        "annotations": [{"id": g + 1, "image_id": int(images[g]) + 1, "category_id": 1,
-                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]} for g, b in enumerate(boxes)],
-    }, name="square")
+    return from_dict(
+        {
+            "images": [
+                {"id": i + 1, "width": size, "height": size, "file_name": f"{i}.jpg"} for i in sorted(set(images))
+            ],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [
+                {
+                    "id": g + 1,
+                    "image_id": int(images[g]) + 1,
+                    "category_id": 1,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                }
+                for g, b in enumerate(boxes)
+            ],
+        },
+        name="square",
+    )
 
 
 def figures_from_sets(sets, ref_sets):
     """The box figures of one assigner from its positive sets, by plain Python."""
     n = [len(s) for s in sets]
     jac = [len(a & r) / len(a | r) for a, r in zip(sets, ref_sets) if a | r]
-    return {"positives": sum(n), "mean": sum(n) / len(n), "p50": float(np.percentile(n, 50)),
-            "p90": float(np.percentile(n, 90)), "max": max(n), "none": sum(v == 0 for v in n),
-            "jaccard": sum(jac) / len(jac) if jac else None,
-            "disjoint": sum(1 for a, r in zip(sets, ref_sets) if (a | r) and not (a & r))}
+    return {
+        "positives": sum(n),
+        "mean": sum(n) / len(n),
+        "p50": float(np.percentile(n, 50)),
+        "p90": float(np.percentile(n, 90)),
+        "max": max(n),
+        "none": sum(v == 0 for v in n),
+        "jaccard": sum(jac) / len(jac) if jac else None,
+        "disjoint": sum(1 for a, r in zip(sets, ref_sets) if (a | r) and not (a & r)),
+    }
 
 
 def check_box_figures(d, sets, ref_sets):
@@ -99,8 +117,9 @@ def test_box_only_figures_against_reference_sets():
         assert [v["positives"] for v in row["per_level"]] == per_level
         per_anchor = [sum(anchor_of[k] == a for s in sets for k in s) for a in range(9)]
         assert [v["positives"] for v in row["per_anchor"]] == per_anchor
-        assert [v["objects"] for v in row["per_anchor"]] == [sum(any(anchor_of[k] == a for k in s) for s in sets)
-                                                               for a in range(9)]
+        assert [v["objects"] for v in row["per_anchor"]] == [
+            sum(any(anchor_of[k] == a for k in s) for s in sets) for a in range(9)
+        ]
     assert "mean_pred_iou" not in d["assigners"][0]
 
 
@@ -133,8 +152,10 @@ def test_image_blocks_never_split_an_image():
 
 
 def test_empty_dataset_and_bad_options():
-    empty = from_dict({"images": [{"id": 1, "width": 10, "height": 10}], "categories": [{"id": 1, "name": "a"}],
-                       "annotations": []}, name="empty")
+    empty = from_dict(
+        {"images": [{"id": 1, "width": 10, "height": 10}], "categories": [{"id": 1, "name": "a"}], "annotations": []},
+        name="empty",
+    )
     lab = assigner_lab(empty, anchors="yolov3", size=416)
     d = lab.to_dict()
     assert d["objects"] == 0 and all(a["positives"] == 0 for a in d["assigners"])
@@ -174,8 +195,13 @@ def pred_figures(name, arrays, images, grid, sets, iou):
             two += 1
             conf = sorted(pos, key=lambda v: (-v[2], v[1]))[0]
             mism += conf[0] < max(q for q, _, _ in pos)
-    return {"mean_pred_iou": sum(qs) / len(qs) if qs else None, "best": best_pos, "best_share": best_pos / has,
-            "mismatch": mism, "mismatch_share": mism / two if two else None}
+    return {
+        "mean_pred_iou": sum(qs) / len(qs) if qs else None,
+        "best": best_pos,
+        "best_share": best_pos / has,
+        "mismatch": mism,
+        "mismatch_share": mism / two if two else None,
+    }
 
 
 @pytest.mark.parametrize("iou", ["iou", "diou"])
@@ -184,8 +210,14 @@ def test_prediction_figures_against_reference_sets(iou):
     lab = quiet(assigner_lab, t.dataset(), t.predictions(), iou=iou, topk=3, alpha=0.3)
     d = lab.to_dict()
     assert d["predictions"] is True and d["neighborhood"] == 1
-    assert [a["name"] for a in d["assigners"]] == [*BOX_ONLY[:1], "atss", "darknet", "topk-anchor", "yolov5",
-                                                   *sorted(PRED_AWARE)]
+    assert [a["name"] for a in d["assigners"]] == [
+        *BOX_ONLY[:1],
+        "atss",
+        "darknet",
+        "topk-anchor",
+        "yolov5",
+        *sorted(PRED_AWARE),
+    ]
     arrays = to_arrays(t.frame())
     _, images = dense_image_index(arrays.image_id)
     grid = grid_from_manifest(t.manifest())
@@ -217,29 +249,64 @@ def test_prediction_figures_against_reference_sets(iou):
 @pytest.mark.slow
 def test_cli_on_real_predictions(real_data, real_predictions, tmp_path):  # noqa: F811
     root = real_data / "coco-tiny"
-    res = run("assigners", "val2017", "--root", root, "--predictions", real_predictions, "--format", "json",
-              "--plot", tmp_path / "plots", "--per-object", tmp_path / "po.parquet", "--device", "cpu")
+    res = run(
+        "assigners",
+        "val2017",
+        "--root",
+        root,
+        "--predictions",
+        real_predictions,
+        "--format",
+        "json",
+        "--plot",
+        tmp_path / "plots",
+        "--per-object",
+        tmp_path / "po.parquet",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     assert d["objects"] == 804 and d["images"] == 80 and d["predictions"] is True
     names = [a["name"] for a in d["assigners"]]
     assert set(names) == set(BOX_ONLY) | set(PRED_AWARE)
     for a in d["assigners"]:
-        for key in ("name", "positives", "objects_without_positive", "per_anchor", "mean_pred_iou",
-                    "best_pred_positive_share", "score_iou_mismatch", "agreement"):
+        for key in (
+            "name",
+            "positives",
+            "objects_without_positive",
+            "per_anchor",
+            "mean_pred_iou",
+            "best_pred_positive_share",
+            "score_iou_mismatch",
+            "agreement",
+        ):
             assert key in a
         assert {"anchor_index", "positives"} <= set(a["per_anchor"][0])
         assert 0 <= a["mean_pred_iou"] <= 1 and 0 <= a["best_pred_positive_share"] <= 1
     by = {a["name"]: a for a in d["assigners"]}
     # the yolov3 row equals anchor-audit's matched counts on the same predictions
-    audit = json.loads(run("anchor-audit", "val2017", "--root", root, "--predictions", real_predictions,
-                           "--format", "json").stdout)
+    audit = json.loads(
+        run("anchor-audit", "val2017", "--root", root, "--predictions", real_predictions, "--format", "json").stdout
+    )
     assert [a["objects"] for a in by["yolov3"]["per_anchor"]] == [a["matched"] for a in audit["per_anchor"]]
     assert by["yolov3"]["objects_without_positive"] == audit["unmatched_objects"]
     # anchor-audit takes any registered assigner: its matched anchors are the lab's, on the same slots
     for name in ("atss", "tal"):
-        other = json.loads(run("anchor-audit", "val2017", "--root", root, "--predictions", real_predictions,
-                               "--assigner", name, "--format", "json").stdout)
+        other = json.loads(
+            run(
+                "anchor-audit",
+                "val2017",
+                "--root",
+                root,
+                "--predictions",
+                real_predictions,
+                "--assigner",
+                name,
+                "--format",
+                "json",
+            ).stdout
+        )
         assert [a["matched"] for a in other["per_anchor"]] == [a["objects"] for a in by[name]["per_anchor"]]
         assert other["unmatched_objects"] == by[name]["objects_without_positive"]
     assert by["best-pred"]["best_pred_positive_share"] == 1.0 and by["best-pred"]["positives"] == 804
@@ -251,8 +318,20 @@ def test_cli_on_real_predictions(real_data, real_predictions, tmp_path):  # noqa
     assert {"assigner", "ann_id", "positives", "jaccard", "region_slots_outside"} <= set(po.columns)
     tal = po[po["assigner"] == "tal"]
     assert tal["region_slots_outside"].sum() == by["tal"]["region_slots_outside"]["total"]
-    csv = run("assigners", "val2017", "--root", root, "--predictions", real_predictions, "--format", "csv",
-              "--assigners", "yolov3,mixed,tal", "--alpha", "1.0")
+    csv = run(
+        "assigners",
+        "val2017",
+        "--root",
+        root,
+        "--predictions",
+        real_predictions,
+        "--format",
+        "csv",
+        "--assigners",
+        "yolov3,mixed,tal",
+        "--alpha",
+        "1.0",
+    )
     frame = pd.read_csv(__import__("io").StringIO(csv.stdout))
     assert frame["name"].tolist() == ["yolov3", "mixed", "tal"]
     # alpha = 1: mixed is yolov3 on the stored slots (identical positives where predictions are finite)
@@ -278,8 +357,12 @@ def test_cli_box_only_builtin_sample_and_errors():
     assert "crowd annotation(s) left out" in res.stderr
     table = run("assigners", "--anchors", "yolov3", "--assigners", "yolov3,atss")
     assert table.exit_code == 0 and "positives per level" in table.stdout
-    for args, msg in [(["--assigners", "tal"], "need predictions"), (["--assigners", "x"], "--assigners must be"),
-                      (["--topk", "0"], "--topk"), (["--per-object", "a.txt"], "--per-object")]:
+    for args, msg in [
+        (["--assigners", "tal"], "need predictions"),
+        (["--assigners", "x"], "--assigners must be"),
+        (["--topk", "0"], "--topk"),
+        (["--per-object", "a.txt"], "--per-object"),
+    ]:
         bad = run("assigners", *args)
         assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and msg in bad.stderr, bad.output
         assert "Traceback" not in bad.output

@@ -50,13 +50,27 @@ def ref_mismatch(frame, manifest, kind="iou", assigner="yolov3", radius=0):
             q = ref_iou(box, gt, kind)
             left, up, right, down = neigh[int(r.level)]
             cell = (int(r.dx), int(r.dy))
-            side = (cell == (-1, 0) and left) or (cell == (0, -1) and up) or (cell == (1, 0) and right) or \
-                (cell == (0, 1) and down)
+            side = (
+                (cell == (-1, 0) and left)
+                or (cell == (0, -1) and up)
+                or (cell == (1, 0) and right)
+                or (cell == (0, 1) and down)
+            )
             if matched[r.anchor] and (cell == (0, 0) or (assigner == "yolov5" and side)):
                 pos.append(q)
             if abs(r.dx) <= radius and abs(r.dy) <= radius:
-                cands.append({"q": q, "obj": float(r.obj), "score": float(r.obj) * float(r.cls_prob), "box": box,
-                              "stride": float(r.stride), "anchor": int(r.anchor), "dx": int(r.dx), "dy": int(r.dy)})
+                cands.append(
+                    {
+                        "q": q,
+                        "obj": float(r.obj),
+                        "score": float(r.obj) * float(r.cls_prob),
+                        "box": box,
+                        "stride": float(r.stride),
+                        "anchor": int(r.anchor),
+                        "dx": int(r.dx),
+                        "dy": int(r.dy),
+                    }
+                )
         if not cands:
             continue
 
@@ -65,13 +79,22 @@ def ref_mismatch(frame, manifest, kind="iou", assigner="yolov3", radius=0):
         offset = functools.partial(_offset, gt=gt)
 
         out[int(ann_id)] = {
-            "best_iou": best["q"], "obj_iou": conf["q"], "score_iou": sc["q"],
-            "matched_iou": float(np.mean(pos)) if pos else math.nan, "max_obj": conf["obj"],
-            "best_obj": best["obj"], "max_score": sc["score"], "best_score": best["score"],
-            "matched_anchors": float(sum(matched)), "best_area": area(best), "obj_area": area(conf),
+            "best_iou": best["q"],
+            "obj_iou": conf["q"],
+            "score_iou": sc["q"],
+            "matched_iou": float(np.mean(pos)) if pos else math.nan,
+            "max_obj": conf["obj"],
+            "best_obj": best["obj"],
+            "max_score": sc["score"],
+            "best_score": best["score"],
+            "matched_anchors": float(sum(matched)),
+            "best_area": area(best),
+            "obj_area": area(conf),
             "area_ratio": area(conf) / area(best) if area(best) > 0 else math.nan,
-            "best_offset": offset(best), "obj_offset": offset(conf),
-            "best": (best["anchor"], best["dx"], best["dy"]), "conf": (conf["anchor"], conf["dx"], conf["dy"]),
+            "best_offset": offset(best),
+            "obj_offset": offset(conf),
+            "best": (best["anchor"], best["dx"], best["dy"]),
+            "conf": (conf["anchor"], conf["dx"], conf["dy"]),
             "candidates": len(cands),
         }
     return out
@@ -166,8 +189,9 @@ def test_random_tables_match_reference(kind, assigner):
 
 def test_wider_stored_neighbourhood_and_tiny_layout():
     tiny = [(10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)]
-    frame, manifest = synthetic_candidates(60, anchors=tiny, masks=[[3, 4, 5], [0, 1, 2]], strides=[32, 16],
-                                           neighborhood=2, seed=3)
+    frame, manifest = synthetic_candidates(
+        60, anchors=tiny, masks=[[3, 4, 5], [0, 1, 2]], strides=[32, 16], neighborhood=2, seed=3
+    )
     ds = from_dict(synthetic_dataset(frame), name="synthetic")
     rep = mismatch(ds, InMemoryPredictions(frame, manifest), neighborhood=2, iou="diou")
     check_against_reference(rep, ref_mismatch(frame, manifest, "diou", radius=2))
@@ -216,8 +240,10 @@ def test_real_yolov3_tiny_on_coco_tiny(real_data, tmp_path):
     assert 0 < rep.obj_not_best < rep.objects
     check_against_reference(rep, ref_mismatch(preds.candidates, preds.manifest))
     r1 = mismatch(ds, preds, iou="iou", neighborhood=1)
-    assert r1.candidates_per_object == 54 and r1.stats.set_index("statistic").loc["best_iou", "mean"] >= \
-        stats.loc["best_iou", "mean"]
+    assert (
+        r1.candidates_per_object == 54
+        and r1.stats.set_index("statistic").loc["best_iou", "mean"] >= stats.loc["best_iou", "mean"]
+    )
     print(rep.to_dict())
     print(r1.to_dict())
 
@@ -231,8 +257,9 @@ def test_cuda_matches_cpu(tmp_path):
     preds = InMemoryPredictions(frame, manifest)
     for assigner in ASSIGNERS:
         cpu = mismatch(ds, preds, iou="giou", assigner=assigner, neighborhood=1)
-        gpu = mismatch(ds, preds, iou="giou", assigner=assigner, neighborhood=1, device=torch.device("cuda"),
-                       plot=tmp_path)
+        gpu = mismatch(
+            ds, preds, iou="giou", assigner=assigner, neighborhood=1, device=torch.device("cuda"), plot=tmp_path
+        )
         assert (cpu.obj_not_best, cpu.score_not_best) == (gpu.obj_not_best, gpu.score_not_best)
         np.testing.assert_allclose(cpu.stats["mean"], gpu.stats["mean"], rtol=1e-5)
         assert len(gpu.plots) == 2

@@ -127,8 +127,14 @@ anchors=4,5, 8,10, 12,9, 16,20, 30,24, 40,50
 classes=2
 num=6
 """
-TINY_VALUES = (8 * 4 + 8 * 3 * 9) + (16 * 4 + 16 * 8 * 9) + (16 + 16 * 16) + (16 * 4 + 16 * 32 * 9) + (21 + 21 * 16) \
+TINY_VALUES = (
+    (8 * 4 + 8 * 3 * 9)
+    + (16 * 4 + 16 * 8 * 9)
+    + (16 + 16 * 16)
+    + (16 * 4 + 16 * 32 * 9)
+    + (21 + 21 * 16)
     + (21 + 21 * 48)
+)
 
 
 @pytest.fixture
@@ -193,8 +199,9 @@ def _darknet_maxpool(x: np.ndarray, size: int, stride: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("size,stride,side", [(2, 2, 8), (2, 2, 7), (2, 1, 6), (3, 2, 7), (5, 1, 6), (13, 1, 5),
-                                              (3, 1, 4)])
+@pytest.mark.parametrize(
+    "size,stride,side", [(2, 2, 8), (2, 2, 7), (2, 1, 6), (3, 2, 7), (5, 1, 6), (13, 1, 5), (3, 1, 4)]
+)
 def test_maxpool_matches_darknet_loops(size, stride, side):
     x = torch.randn(2, side, side, generator=torch.Generator().manual_seed(side))
     ours = _MaxPool(size, stride, size - 1)(x[None])[0].numpy()
@@ -216,8 +223,13 @@ def test_decode_level_matches_loop():
             for gy in range(4):
                 for gx in range(5):
                     t = r[b, a, gy, gx]
-                    want = [(sig(t[0]) + gx) * 8, (sig(t[1]) + gy) * 8, np.exp(t[2]) * anchors[a, 0].item(),
-                            np.exp(t[3]) * anchors[a, 1].item(), *sig(t[4:])]
+                    want = [
+                        (sig(t[0]) + gx) * 8,
+                        (sig(t[1]) + gy) * 8,
+                        np.exp(t[2]) * anchors[a, 0].item(),
+                        np.exp(t[3]) * anchors[a, 1].item(),
+                        *sig(t[4:]),
+                    ]
                     np.testing.assert_allclose(dec[b, a, gy, gx], want, rtol=1e-5, atol=1e-5)
 
 
@@ -231,33 +243,55 @@ def test_fused_model_gives_the_same_outputs(tiny_cfg):
     assert not model.fused and "BatchNorm2d" in dict(model.module_list[0].named_children())
 
 
-@pytest.mark.parametrize("text,where", [
-    ("[net]\nwidth=64\nheight=64\n\n[region]\nclasses=2\n",
-     r"bad.cfg line 5, section \[region\] \(layer 0\): unsupported layer type"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\nsize=3\nactivation=swish\n",
-     r"line 7, section \[convolutional\] \(layer 0\): unsupported activation 'swish'"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\nbogus=1\n", r"line 6, .*unknown option 'bogus'"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\ndilation=2\n",
-     r"line 6, .*unsupported option dilation=2"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=four\n",
-     r"line 5, .*filters must be an integer, got 'four'"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\n[route]\nlayers=3\n",
-     r"line 7, section \[route\] \(layer 1\): layers refers to layer 3"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\n[convolutional]\nfilters=8\n[shortcut]\nfrom=-2\n",
-     r"line 9, section \[shortcut\] \(layer 2\): from=-2 adds layer 0 \(4 channels\)"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=20\n[yolo]\nmask=0\nanchors=1,2\nclasses=2\n",
-     r"line 6, section \[yolo\] \(layer 1\): expects 1 x \(5 \+ 2\) = 7 input channels, the previous layer gives 20"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=7\n[yolo]\nmask=3\nanchors=1,2\nclasses=2\n",
-     r"line 7, .*mask must be distinct anchor indices in 0..0"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=7\n[yolo]\nanchors=1,2\nclasses=2\nscale_x_y=1.05\n",
-     r"line 9, .*unsupported option scale_x_y=1.05"),
-    ("width=64\n[net]\n", r"bad.cfg line 1: option 'width=64' before the first \[section\]"),
-    ("[convolutional]\nfilters=4\n", r"the first section must be \[net\], got \[convolutional\] at line 1"),
-    ("[net]\nwidth=64\nheight\n", r"line 3, section \[net\]: expected key=value"),
-    ("[net]\nwidth=64\nwidth=32\n", r"line 3, section \[net\]: key 'width' repeated \(first at line 2\)"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\n", r"no \[yolo\] section"),
-    ("[net]\nwidth=64\nheight=64\nchannels=1\n", r"line 4, section \[net\]: channels must be 3"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        (
+            "[net]\nwidth=64\nheight=64\n\n[region]\nclasses=2\n",
+            r"bad.cfg line 5, section \[region\] \(layer 0\): unsupported layer type",
+        ),
+        (
+            "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\nsize=3\nactivation=swish\n",
+            r"line 7, section \[convolutional\] \(layer 0\): unsupported activation 'swish'",
+        ),
+        ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\nbogus=1\n", r"line 6, .*unknown option 'bogus'"),
+        (
+            "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\ndilation=2\n",
+            r"line 6, .*unsupported option dilation=2",
+        ),
+        (
+            "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=four\n",
+            r"line 5, .*filters must be an integer, got 'four'",
+        ),
+        (
+            "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\n[route]\nlayers=3\n",
+            r"line 7, section \[route\] \(layer 1\): layers refers to layer 3",
+        ),
+        (
+            "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\n[convolutional]\nfilters=8\n[shortcut]\nfrom=-2\n",
+            r"line 9, section \[shortcut\] \(layer 2\): from=-2 adds layer 0 \(4 channels\)",
+        ),
+        (
+            "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=20\n[yolo]\nmask=0\nanchors=1,2\nclasses=2\n",
+            r"line 6, section \[yolo\] \(layer 1\): expects 1 x \(5 \+ 2\) = 7 input channels, "
+            r"the previous layer gives 20",
+        ),
+        (
+            "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=7\n[yolo]\nmask=3\nanchors=1,2\nclasses=2\n",
+            r"line 7, .*mask must be distinct anchor indices in 0..0",
+        ),
+        (
+            "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=7\n[yolo]\nanchors=1,2\nclasses=2\nscale_x_y=1.05\n",
+            r"line 9, .*unsupported option scale_x_y=1.05",
+        ),
+        ("width=64\n[net]\n", r"bad.cfg line 1: option 'width=64' before the first \[section\]"),
+        ("[convolutional]\nfilters=4\n", r"the first section must be \[net\], got \[convolutional\] at line 1"),
+        ("[net]\nwidth=64\nheight\n", r"line 3, section \[net\]: expected key=value"),
+        ("[net]\nwidth=64\nwidth=32\n", r"line 3, section \[net\]: key 'width' repeated \(first at line 2\)"),
+        ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=4\n", r"no \[yolo\] section"),
+        ("[net]\nwidth=64\nheight=64\nchannels=1\n", r"line 4, section \[net\]: channels must be 3"),
+    ],
+)
 def test_bad_cfg_names_section_and_line(tmp_path, text, where):
     assert re.search(where, _cfg_error(tmp_path, text))
 
@@ -296,7 +330,7 @@ def test_weights_values_in_darknet_order(tiny_cfg, tmp_path):
     np.testing.assert_array_equal(data[: want.size], want)
     conv3 = model.module_list[3].Conv2d  # no batch norm: bias then weights
     start = (8 * 4 + 8 * 27) + (16 * 4 + 16 * 72)
-    np.testing.assert_array_equal(data[start:start + 16], conv3.bias.detach().numpy())
+    np.testing.assert_array_equal(data[start : start + 16], conv3.bias.detach().numpy())
 
 
 @pytest.mark.parametrize("delta", [-8, -4, 4])
@@ -371,8 +405,9 @@ def test_bad_checkpoints(tiny_cfg, tmp_path):
     sd = build_model(tiny_cfg).state_dict()
     missing = {k: v for k, v in sd.items() if k != "module_list.0.Conv2d.weight"}
     torch.save({"model": missing}, tmp_path / "missing.pt")
-    with pytest.raises(ModelFormatError,
-                       match=r"missing.pt: .*1 key\(s\) of cfg tiny.cfg missing \(e.g. module_list.0.Conv2d.weight\)"):
+    with pytest.raises(
+        ModelFormatError, match=r"missing.pt: .*1 key\(s\) of cfg tiny.cfg missing \(e.g. module_list.0.Conv2d.weight\)"
+    ):
         load_model(tiny_cfg, tmp_path / "missing.pt")
     bad = dict(sd, **{"module_list.0.Conv2d.weight": torch.zeros(8, 3, 1, 1)})
     torch.save({"model": bad}, tmp_path / "shape.pt")
@@ -418,8 +453,12 @@ def test_letterbox_geometry_and_pixels():
 
 
 @settings(max_examples=50, deadline=None)
-@given(w=st.integers(1, 3000), h=st.integers(1, 3000), size=st.sampled_from([64, 320, 416, 608]),
-       box=st.lists(st.floats(0, 1), min_size=4, max_size=4))
+@given(
+    w=st.integers(1, 3000),
+    h=st.integers(1, 3000),
+    size=st.sampled_from([64, 320, 416, 608]),
+    box=st.lists(st.floats(0, 1), min_size=4, max_size=4),
+)
 def test_letterbox_maps_both_ways(w, h, size, box):
     p = Letterbox(size).params(w, h)
     assert (p.new_w <= size).all() and (p.new_h <= size).all() and max(p.new_w[0], p.new_h[0]) == size
@@ -428,8 +467,10 @@ def test_letterbox_maps_both_ways(w, h, size, box):
     assert (inp >= -1e-9).all() and (inp <= size + 1e-9).all()  # image pixels land inside the canvas
     np.testing.assert_allclose(p.to_image(inp), xyxy, rtol=1e-9, atol=1e-6)
     # the image's corners land on the resized area's corners
-    np.testing.assert_allclose(p.to_input(np.array([[0, 0, w, h]])),
-                               [[p.pad_x[0], p.pad_y[0], p.pad_x[0] + p.new_w[0], p.pad_y[0] + p.new_h[0]]])
+    np.testing.assert_allclose(
+        p.to_input(np.array([[0, 0, w, h]])),
+        [[p.pad_x[0], p.pad_y[0], p.pad_x[0] + p.new_w[0], p.pad_y[0] + p.new_h[0]]],
+    )
 
 
 # --------------------------------------------------------------------------------------------------

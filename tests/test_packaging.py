@@ -30,8 +30,7 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # pip wheel builds in an isolated environment from pyproject's [build-system]; --no-build-isolation
     # uses the installed setuptools instead, so the test needs no network.
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, ROOT],
-         cwd=out)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, ROOT], cwd=out)
     (whl,) = out.glob("cocostat-*.whl")
     return whl
 
@@ -39,8 +38,9 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_holds_every_data_file_the_package_reads(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "cocostat/sample/instances_sample.json" in names and "cocostat/sample/LICENSE.md" in names
-    source = {str(p.relative_to(ROOT)) for p in (ROOT / "cocostat").rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts}
+    source = {
+        str(p.relative_to(ROOT)) for p in (ROOT / "cocostat").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
     assert source - names == set()  # every file of the package folder, every subpackage included
     assert not any(n.startswith(("tests/", "benchmarks/", "notebooks/")) for n in names)
 

@@ -42,8 +42,17 @@ REAL = [("coco-tiny", "val2017"), ("coco-tiny", "train2017"), ("coco128", "train
 # --------------------------------------------------------------------------------------------------
 # Brute-force reference
 # --------------------------------------------------------------------------------------------------
-def reference(coco: dict, gap=10.0, iou=0.6, pair_metric="iou", center=10.0, crowd_pairs=7, aspect=4.0,
-              size=None, exclude_crowd=False) -> dict:
+def reference(
+    coco: dict,
+    gap=10.0,
+    iou=0.6,
+    pair_metric="iou",
+    center=10.0,
+    crowd_pairs=7,
+    aspect=4.0,
+    size=None,
+    exclude_crowd=False,
+) -> dict:
     """Every statistic of the report, by a plain loop over images and pairs."""
     images = sorted(coco["images"], key=lambda im: im["id"])
     cat_ids = sorted(c["id"] for c in coco["categories"])
@@ -53,9 +62,22 @@ def reference(coco: dict, gap=10.0, iou=0.6, pair_metric="iou", center=10.0, cro
         if exclude_crowd and a.get("iscrowd", 0):
             continue
         anns_of[a["image_id"]].append(a)
-    out = {"images": 0, "objects": 0, "pairs": 0, "gap": 0, "iou": 0, "center": 0, "gap_images": 0,
-           "iou_images": 0, "center_images": 0, "crowded": 0, "elongated": 0, "elongated_images": 0,
-           "per_image": {}, "cats": {c: Counter() for c in ("all", "gap", "iou", "center")}}
+    out = {
+        "images": 0,
+        "objects": 0,
+        "pairs": 0,
+        "gap": 0,
+        "iou": 0,
+        "center": 0,
+        "gap_images": 0,
+        "iou_images": 0,
+        "center_images": 0,
+        "crowded": 0,
+        "elongated": 0,
+        "elongated_images": 0,
+        "per_image": {},
+        "cats": {c: Counter() for c in ("all", "gap", "iou", "center")},
+    }
     for im in images:
         anns = anns_of[im["id"]]
         n = len(anns)
@@ -70,9 +92,19 @@ def reference(coco: dict, gap=10.0, iou=0.6, pair_metric="iou", center=10.0, cro
             if s is not None:
                 x, y, w, h = x * s, y * s, w * s, h * s
             boxes.append((x, y, x + w, y + h, x + 0.5 * w, y + 0.5 * h, cls_of[a["category_id"]]))
-        row = {"objects": n, "pairs": n * (n - 1) // 2, "gap_pairs": 0, "iou_pairs": 0, "center_pairs": 0,
-               "elongated": n_elong, "max_iou": -math.inf, "max_ioa": -math.inf, "min_gap": math.inf,
-               "min_center": math.inf, "max_aspect": max_aspect}
+        row = {
+            "objects": n,
+            "pairs": n * (n - 1) // 2,
+            "gap_pairs": 0,
+            "iou_pairs": 0,
+            "center_pairs": 0,
+            "elongated": n_elong,
+            "max_iou": -math.inf,
+            "max_ioa": -math.inf,
+            "min_gap": math.inf,
+            "min_center": math.inf,
+            "max_aspect": max_aspect,
+        }
         for i in range(n):
             ax1, ay1, ax2, ay2, acx, acy, ac = boxes[i]
             for j in range(i + 1, n):
@@ -130,8 +162,19 @@ def assert_matches(report, ref, pair_metric="iou"):
     assert report.elongated_images == ref["elongated_images"]
     pi = report.per_image.set_index("image_id")
     assert list(pi.index) == sorted(ref["per_image"])
-    cols = ["objects", "pairs", "gap_pairs", "iou_pairs", "center_pairs", "crowded", "elongated",
-            "max_iou", "min_gap", "min_center", "max_aspect"] + (["max_ioa"] if pair_metric == "ioa" else [])
+    cols = [
+        "objects",
+        "pairs",
+        "gap_pairs",
+        "iou_pairs",
+        "center_pairs",
+        "crowded",
+        "elongated",
+        "max_iou",
+        "min_gap",
+        "min_center",
+        "max_aspect",
+    ] + (["max_ioa"] if pair_metric == "ioa" else [])
     if not ref["per_image"]:
         assert pi.empty
         return
@@ -139,8 +182,9 @@ def assert_matches(report, ref, pair_metric="iou"):
     got = pi[cols]
     for c in cols:
         if c == "min_center":  # torch's vectorised float64 arithmetic may differ from math.sqrt by an ulp
-            np.testing.assert_allclose(got[c].to_numpy(), expected[c].to_numpy(dtype=float), rtol=1e-15,
-                                       atol=0, err_msg=c)
+            np.testing.assert_allclose(
+                got[c].to_numpy(), expected[c].to_numpy(dtype=float), rtol=1e-15, atol=0, err_msg=c
+            )
             continue
         np.testing.assert_array_equal(got[c].to_numpy(), expected[c].to_numpy(dtype=got[c].dtype), err_msg=c)
 
@@ -156,8 +200,7 @@ def _top(counter: Counter, k: int) -> list[tuple[tuple[int, int], int]]:
 @given(counts=st.lists(st.integers(0, 9), max_size=8), chunk=st.integers(1, 12))
 def test_pair_indices_enumerates_every_pair_once(counts, chunk):
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    expected = [(k, offsets[k] + i, offsets[k] + j) for k, n in enumerate(counts)
-                for j in range(n) for i in range(j)]
+    expected = [(k, offsets[k] + i, offsets[k] + j) for k, n in enumerate(counts) for j in range(n) for i in range(j)]
     total = len(expected)
     got = []
     for lo in range(0, total, chunk):
@@ -218,18 +261,23 @@ def test_real_data_matches_reference(real_data, folder, split, opts):
     for crit in ("gap", "iou", "center"):
         got = rep.by_category[rep.by_category["criterion"] == crit]
         top = _top(ref["cats"][crit], BY_CATEGORY_TOP)
-        assert list(zip(got["category_a"], got["category_b"], got["pairs"])) == \
-            [(names[a], names[b], c) for (a, b), c in top]
+        assert list(zip(got["category_a"], got["category_b"], got["pairs"])) == [
+            (names[a], names[b], c) for (a, b), c in top
+        ]
         assert list(got["all_pairs"]) == [ref["cats"]["all"][k] for k, _ in top]
     # examples: most pairs first, then the most extreme value, then the image id
     per = ref["per_image"]
     metric = opts.get("pair_metric", "iou")
-    for crit, count_key, value_key, sign in (("gap", "gap_pairs", "min_gap", 1),
-                                             ("iou", "iou_pairs", f"max_{metric}", -1),
-                                             ("center", "center_pairs", "min_center", 1),
-                                             ("elongated", "elongated", "max_aspect", -1)):
-        want = sorted((iid for iid, r in per.items() if r[count_key] > 0),
-                      key=lambda iid: (-per[iid][count_key], sign * per[iid][value_key], iid))[:4]
+    for crit, count_key, value_key, sign in (
+        ("gap", "gap_pairs", "min_gap", 1),
+        ("iou", "iou_pairs", f"max_{metric}", -1),
+        ("center", "center_pairs", "min_center", 1),
+        ("elongated", "elongated", "max_aspect", -1),
+    ):
+        want = sorted(
+            (iid for iid, r in per.items() if r[count_key] > 0),
+            key=lambda iid: (-per[iid][count_key], sign * per[iid][value_key], iid),
+        )[:4]
         got = rep.examples[rep.examples["criterion"] == crit]
         assert list(got["image_id"]) == want, crit
         assert list(got["count"]) == [per[i][count_key] for i in want]
@@ -265,30 +313,47 @@ def coco_dicts(draw):
     coord = st.integers(0, 12).map(float) | st.sampled_from([0.5, 2.25, 7.75])
     side = st.integers(0, 8).map(float) | st.sampled_from([0.5, 1.5])
     for k in range(n_img):
-        images.append({"id": 10 + k, "width": draw(st.integers(1, 40)), "height": draw(st.integers(1, 40)),
-                       "file_name": f"{k}.jpg"})
+        images.append(
+            {
+                "id": 10 + k,
+                "width": draw(st.integers(1, 40)),
+                "height": draw(st.integers(1, 40)),
+                "file_name": f"{k}.jpg",
+            }
+        )
         boxes = draw(st.lists(st.tuples(coord, coord, side, side), max_size=7))
         if boxes and draw(st.booleans()):  # an identical copy of one box
             boxes.append(boxes[draw(st.integers(0, len(boxes) - 1))])
         for b in boxes:
-            anns.append({"id": 1000 - len(anns), "image_id": 10 + k, "category_id": draw(st.sampled_from([3, 7])),
-                         "bbox": list(b), "iscrowd": int(draw(st.integers(0, 9)) == 0)})
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]}
+            anns.append(
+                {
+                    "id": 1000 - len(anns),
+                    "image_id": 10 + k,
+                    "category_id": draw(st.sampled_from([3, 7])),
+                    "bbox": list(b),
+                    "iscrowd": int(draw(st.integers(0, 9)) == 0),
+                }
+            )
+    return {"images": images, "annotations": anns, "categories": [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(coco=coco_dicts(), chunk=st.integers(1, 9),
-       opts=st.fixed_dictionaries({
-           "gap": st.sampled_from([0.0, 0.5, 1.0, 3.0, 10.0]),
-           "iou": st.sampled_from([0.0, 0.25, 0.5, 0.6, 1.0]),
-           "pair_metric": st.sampled_from(["iou", "ioa"]),
-           "center": st.sampled_from([0.0, 0.5, 2.0, 10.0]),
-           "crowd_pairs": st.integers(1, 4),
-           "aspect": st.sampled_from([1.0, 2.0, 4.0]),
-           "size": st.sampled_from([None, 7, 64.0, 640]),
-           "exclude_crowd": st.booleans(),
-       }))
+@given(
+    coco=coco_dicts(),
+    chunk=st.integers(1, 9),
+    opts=st.fixed_dictionaries(
+        {
+            "gap": st.sampled_from([0.0, 0.5, 1.0, 3.0, 10.0]),
+            "iou": st.sampled_from([0.0, 0.25, 0.5, 0.6, 1.0]),
+            "pair_metric": st.sampled_from(["iou", "ioa"]),
+            "center": st.sampled_from([0.0, 0.5, 2.0, 10.0]),
+            "crowd_pairs": st.integers(1, 4),
+            "aspect": st.sampled_from([1.0, 2.0, 4.0]),
+            "size": st.sampled_from([None, 7, 64.0, 640]),
+            "exclude_crowd": st.booleans(),
+        }
+    ),
+)
 def test_generated_images_match_reference(coco, chunk, opts):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
@@ -302,22 +367,33 @@ def test_generated_images_match_reference(coco, chunk, opts):
 
 
 def _ds(boxes_per_image, sizes=None):
-    images = [{"id": k + 1, "width": (sizes or {}).get(k, (100, 100))[0],
-               "height": (sizes or {}).get(k, (100, 100))[1], "file_name": f"im{k}.jpg"}
-              for k in range(len(boxes_per_image))]
-    anns = [{"id": len(images) * 100 + i + 100 * k, "image_id": k + 1, "category_id": 1, "bbox": b}
-            for k, boxes in enumerate(boxes_per_image) for i, b in enumerate(boxes)]
+    images = [
+        {
+            "id": k + 1,
+            "width": (sizes or {}).get(k, (100, 100))[0],
+            "height": (sizes or {}).get(k, (100, 100))[1],
+            "file_name": f"im{k}.jpg",
+        }
+        for k in range(len(boxes_per_image))
+    ]
+    anns = [
+        {"id": len(images) * 100 + i + 100 * k, "image_id": k + 1, "category_id": 1, "bbox": b}
+        for k, boxes in enumerate(boxes_per_image)
+        for i, b in enumerate(boxes)
+    ]
     return from_dict({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]})
 
 
 def test_special_pairs():
-    ds = _ds([
-        [[0, 0, 10, 10], [0, 0, 10, 10]],  # identical: IoU 1, gap 0, centre 0
-        [[0, 0, 10, 10], [10, 0, 10, 10]],  # touching: IoU 0, gap 0, centre 10 (not < 10)
-        [[0, 0, 0, 5], [0, 0, 0, 5]],  # identical zero-width boxes: IoU 0 (0/0), gap 0, centre 0
-        [[5, 5, 20, 20]],  # one object: no pair
-        [],  # no object
-    ])
+    ds = _ds(
+        [
+            [[0, 0, 10, 10], [0, 0, 10, 10]],  # identical: IoU 1, gap 0, centre 0
+            [[0, 0, 10, 10], [10, 0, 10, 10]],  # touching: IoU 0, gap 0, centre 10 (not < 10)
+            [[0, 0, 0, 5], [0, 0, 0, 5]],  # identical zero-width boxes: IoU 0 (0/0), gap 0, centre 0
+            [[5, 5, 20, 20]],  # one object: no pair
+            [],  # no object
+        ]
+    )
     rep = overlap(ds)
     pi = rep.per_image
     assert rep.images == 4 and rep.objects == 7 and rep.pairs == 3
@@ -353,11 +429,15 @@ def test_size_scales_distances_not_ratios():
 
 
 def test_exclude_crowd_drops_crowd_only_images():
-    coco = {"images": [{"id": 1, "width": 50, "height": 50}, {"id": 2, "width": 50, "height": 50}],
-            "categories": [{"id": 1, "name": "person"}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 1},
-                            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]},
-                            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 1}]}
+    coco = {
+        "images": [{"id": 1, "width": 50, "height": 50}, {"id": 2, "width": 50, "height": 50}],
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 1},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]},
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 1},
+        ],
+    }
     ds = from_dict(coco)
     assert (overlap(ds).images, overlap(ds).objects, overlap(ds).pairs) == (2, 3, 1)
     rep = overlap(ds, exclude_crowd=True)
@@ -366,9 +446,10 @@ def test_exclude_crowd_drops_crowd_only_images():
 
 
 def test_empty_datasets_give_zeros():
-    for coco in ({"images": [], "annotations": [], "categories": []},
-                 {"images": [{"id": 1, "width": 5, "height": 5}], "annotations": [],
-                  "categories": [{"id": 1, "name": "a"}]}):
+    for coco in (
+        {"images": [], "annotations": [], "categories": []},
+        {"images": [{"id": 1, "width": 5, "height": 5}], "annotations": [], "categories": [{"id": 1, "name": "a"}]},
+    ):
         rep = overlap(from_dict(coco), by_category=True, examples=3)
         d = rep.to_dict()
         assert (d["images"], d["objects"], d["pairs"]) == (0, 0, 0)
@@ -384,8 +465,11 @@ def test_empty_datasets_give_zeros():
 def _accumulators(ds, settings, by_category=True):
     from cocostat.pairs import _CategoryPairs, _CriterionCounts, _Extremes, _PairHistograms
 
-    accs = [_CriterionCounts.empty(ds.num_images), _Extremes.empty(ds.num_images, settings.pair_metric == "ioa"),
-            _PairHistograms.empty(800.0)]
+    accs = [
+        _CriterionCounts.empty(ds.num_images),
+        _Extremes.empty(ds.num_images, settings.pair_metric == "ioa"),
+        _PairHistograms.empty(800.0),
+    ]
     return accs + ([_CategoryPairs.empty(ds.class_idx, ds.num_classes)] if by_category else [])
 
 
@@ -418,7 +502,7 @@ def test_accumulators_merge_two_ranges_into_the_one_pass_answer(real_data, split
     whole = _fold(_accumulators(ds, settings), pair_chunks(xyxy, offsets, settings, 10**9))
     if split == "images":  # images 0..k-1 and k..I-1, each range chunked on its own
         k = ds.num_images // 3
-        first = pair_chunks(xyxy, offsets[:k + 1], settings, 997)
+        first = pair_chunks(xyxy, offsets[: k + 1], settings, 997)
         second = pair_chunks(xyxy, np.maximum(offsets, offsets[k]), settings, 997)  # images < k emptied
         a, b = _fold(_accumulators(ds, settings), first), _fold(_accumulators(ds, settings), second)
     else:  # the pair chunks alternate between two accumulators, so many images are split between them
@@ -447,10 +531,14 @@ def crowded_image():
     n = 1500  # 1,124,250 pairs
     xy = rng.uniform(0, 300, (n, 2)).round(1)
     wh = rng.uniform(0, 40, (n, 2)).round(1)
-    coco = {"images": [{"id": 7, "width": 340, "height": 340}],
-            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
-            "annotations": [{"id": i + 1, "image_id": 7, "category_id": 1 + i % 2,
-                             "bbox": [*xy[i].tolist(), *wh[i].tolist()]} for i in range(n)]}
+    coco = {
+        "images": [{"id": 7, "width": 340, "height": 340}],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        "annotations": [
+            {"id": i + 1, "image_id": 7, "category_id": 1 + i % 2, "bbox": [*xy[i].tolist(), *wh[i].tolist()]}
+            for i in range(n)
+        ],
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
         return from_dict(coco)
@@ -533,8 +621,7 @@ def test_write_per_image(sample_report, tmp_path, suffix):
 
 def test_plots_are_png_files(sample_report, tmp_path):
     paths = plot_overlap(sample_report, tmp_path / "plots")
-    assert [p.name for p in paths] == ["overlap_iou.png", "overlap_gap.png", "overlap_center.png",
-                                       "overlap_aspect.png"]
+    assert [p.name for p in paths] == ["overlap_iou.png", "overlap_gap.png", "overlap_center.png", "overlap_aspect.png"]
     for p in paths:
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] >= 400
@@ -542,18 +629,21 @@ def test_plots_are_png_files(sample_report, tmp_path):
     assert plot_overlap(empty, tmp_path / "empty")[0].name == "overlap_ioa.png"
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"gap": -1}, r"^gap must be a finite number >= 0 \(pixels\), got -1"),
-    ({"iou": 1.5}, r"^iou must be a finite number in \[0, 1\], got 1.5"),
-    ({"iou": float("nan")}, r"^iou must be a finite number"),
-    ({"center": float("inf")}, r"^center must be a finite number"),
-    ({"aspect": 0.5}, r"^aspect must be a finite number >= 1, got 0.5"),
-    ({"pair_metric": "giou"}, r"^pair_metric must be one of iou, ioa, got 'giou'"),
-    ({"crowd_pairs": 0}, r"^crowd_pairs must be an integer >= 1, got 0"),
-    ({"size": 0}, r"^size must be a finite number > 0"),
-    ({"examples": -2}, r"^examples must be an integer >= 0, got -2"),
-    ({"chunk_pairs": 0}, r"chunk_pairs must be an integer >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"gap": -1}, r"^gap must be a finite number >= 0 \(pixels\), got -1"),
+        ({"iou": 1.5}, r"^iou must be a finite number in \[0, 1\], got 1.5"),
+        ({"iou": float("nan")}, r"^iou must be a finite number"),
+        ({"center": float("inf")}, r"^center must be a finite number"),
+        ({"aspect": 0.5}, r"^aspect must be a finite number >= 1, got 0.5"),
+        ({"pair_metric": "giou"}, r"^pair_metric must be one of iou, ioa, got 'giou'"),
+        ({"crowd_pairs": 0}, r"^crowd_pairs must be an integer >= 1, got 0"),
+        ({"size": 0}, r"^size must be a finite number > 0"),
+        ({"examples": -2}, r"^examples must be an integer >= 0, got -2"),
+        ({"chunk_pairs": 0}, r"chunk_pairs must be an integer >= 1, got 0"),
+    ],
+)
 def test_bad_options(kwargs, message):
     ds = _ds([[[0, 0, 1, 1]]])
     with pytest.raises(OptionError, match=message):

@@ -30,7 +30,7 @@ from cocostat.errors import CocostatWarning, DatasetFormatError, OptionError
 from cocostat.models import Letterbox, build_model, write_weights
 from cocostat.predict import batched_nms, gather_candidates, predict
 
-TINY_CFG = (Path(__file__).with_name("test_models.py").read_text().split('TINY_CFG = """\\\n')[1].split('"""')[0])
+TINY_CFG = Path(__file__).with_name("test_models.py").read_text().split('TINY_CFG = """\\\n')[1].split('"""')[0]
 SIZE = 64
 N_PER_ANN = 6 * 9  # 6 anchors x 3 x 3 cells
 
@@ -55,8 +55,16 @@ def make_coco(root: Path, n_images: int = 5, seed: int = 0) -> Path:
             x, y = rng.uniform(0, w * 0.7), rng.uniform(0, h * 0.7)
             bw, bh = rng.uniform(3, w - x), rng.uniform(3, h - y)
             draw.rectangle([x, y, x + bw, y + bh], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-            anns.append({"id": aid, "image_id": 10 + i, "category_id": [1, 3][aid % 2], "bbox": [x, y, bw, bh],
-                         "area": bw * bh, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": aid,
+                    "image_id": 10 + i,
+                    "category_id": [1, 3][aid % 2],
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                }
+            )
             aid += 1
         im.save(img_dir / f"{i:04d}.png")
         images.append({"id": 10 + i, "file_name": f"{i:04d}.png", "width": w, "height": h})
@@ -64,8 +72,7 @@ def make_coco(root: Path, n_images: int = 5, seed: int = 0) -> Path:
     anns.append({"id": 900, "image_id": 10, "category_id": 1, "bbox": [5, 5, 30, 20], "area": 600, "iscrowd": 1})
     anns.append({"id": 901, "image_id": 12, "category_id": 3, "bbox": [10, 10, 0, 0], "area": 0, "iscrowd": 0})
     anns.append({"id": 902, "image_id": 10, "category_id": 3, "bbox": [80, 50, 40, 40], "area": 1600, "iscrowd": 0})
-    coco = {"images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": "box"}, {"id": 3, "name": "blob"}]}
+    coco = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "box"}, {"id": 3, "name": "blob"}]}
     path = root / "annotations" / "instances_synth.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(coco))
@@ -125,16 +132,30 @@ def _greedy_nms(boxes, scores, groups, thr) -> list[int]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.data(), n=st.integers(0, 40), thr=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]),
-       max_pairs=st.sampled_from([1 << 22, 5, 1]))
+@given(
+    data=st.data(),
+    n=st.integers(0, 40),
+    thr=st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]),
+    max_pairs=st.sampled_from([1 << 22, 5, 1]),
+)
 def test_batched_nms_matches_greedy_loop(data, n, thr, max_pairs):
-    xy = data.draw(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 12), st.integers(0, 12)),
-                            min_size=n, max_size=n))
+    xy = data.draw(
+        st.lists(
+            st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 12), st.integers(0, 12)),
+            min_size=n,
+            max_size=n,
+        )
+    )
     scores = data.draw(st.lists(st.sampled_from([0.1, 0.2, 0.5, 0.9]), min_size=n, max_size=n))  # many ties
     groups = data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
     boxes = [(float(x), float(y), float(x + w), float(y + h)) for x, y, w, h in xy]
-    keep = batched_nms(torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4), torch.tensor(scores).reshape(-1),
-                       torch.tensor(groups, dtype=torch.int64).reshape(-1), thr, max_pairs=max_pairs)
+    keep = batched_nms(
+        torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4),
+        torch.tensor(scores).reshape(-1),
+        torch.tensor(groups, dtype=torch.int64).reshape(-1),
+        thr,
+        max_pairs=max_pairs,
+    )
     assert keep.tolist() == _greedy_nms(boxes, scores, groups, thr)
 
 
@@ -180,8 +201,12 @@ def test_gather_candidates_matches_loop(tiny_model):
             for dy in range(-n, n + 1):
                 for dx in range(-n, n + 1):
                     gx, gy = cgx + dx, cgy + dy
-                    assert (cols["anchor"][rows], cols["level"][rows], cols["dx"][rows], cols["dy"][rows]) == \
-                        (anchor, level, dx, dy)
+                    assert (cols["anchor"][rows], cols["level"][rows], cols["dx"][rows], cols["dy"][rows]) == (
+                        anchor,
+                        level,
+                        dx,
+                        dy,
+                    )
                     assert (cols["gx"][rows], cols["gy"][rows], cols["stride"][rows]) == (gx, gy, stride)
                     ok = 0 <= gx < side and 0 <= gy < side
                     assert bool(cols["valid"][rows]) == ok
@@ -202,8 +227,9 @@ def test_gather_candidates_matches_loop(tiny_model):
 def test_gather_candidates_no_annotations(tiny_model):
     slots = P._Slots.build(tiny_model, SIZE, "cpu")
     flat = P._flatten([torch.rand(1, 3, s, s, 7) for s in (8, 16)])
-    cols = gather_candidates(flat, slots, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64),
-                             torch.zeros(0, dtype=torch.int64), 1)
+    cols = gather_candidates(
+        flat, slots, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), 1
+    )
     assert all(v.shape == (0,) for v in cols.values())
 
 
@@ -233,11 +259,15 @@ def test_candidates_match_the_model_cell_by_cell(synth, tiny_model):
         for r in sub[sub["valid"]].itertuples():
             k = r.anchor - 3 if r.level == 0 else r.anchor
             v = dec[r.level][k, r.gy, r.gx]
-            np.testing.assert_allclose([r.px1, r.py1, r.px2, r.py2],
-                                       [v[0] - v[2] / 2, v[1] - v[3] / 2, v[0] + v[2] / 2, v[1] + v[3] / 2],
-                                       rtol=1e-4, atol=1e-3)
-            np.testing.assert_allclose([r.obj, r.cls_prob, r.max_cls_prob],
-                                       [v[4], v[5 + r.class_idx], v[5:].max()], rtol=0, atol=1e-4)
+            np.testing.assert_allclose(
+                [r.px1, r.py1, r.px2, r.py2],
+                [v[0] - v[2] / 2, v[1] - v[3] / 2, v[0] + v[2] / 2, v[1] + v[3] / 2],
+                rtol=1e-4,
+                atol=1e-3,
+            )
+            np.testing.assert_allclose(
+                [r.obj, r.cls_prob, r.max_cls_prob], [v[4], v[5 + r.class_idx], v[5:].max()], rtol=0, atol=1e-4
+            )
         # annotation boxes in input pixels
         for a in range(synth.offsets[i], synth.offsets[i + 1]):
             x, y, w, h = synth.bbox[a]
@@ -263,10 +293,21 @@ def _brute_detections(ds, model, conf, nms_iou, max_det):
     out = []
     for i in range(ds.num_images):
         rows = torch.cat([d.reshape(-1, 7) for d in _letterboxed_outputs(ds, model, i)]).numpy().astype(np.float64)
-        cand = [(rows[r, 4] * rows[r, 5 + c], c, r) for r in range(len(rows)) for c in range(2)
-                if rows[r, 4] * rows[r, 5 + c] > conf]
-        boxes = [(rows[r, 0] - rows[r, 2] / 2, rows[r, 1] - rows[r, 3] / 2, rows[r, 0] + rows[r, 2] / 2,
-                  rows[r, 1] + rows[r, 3] / 2) for _, _, r in cand]
+        cand = [
+            (rows[r, 4] * rows[r, 5 + c], c, r)
+            for r in range(len(rows))
+            for c in range(2)
+            if rows[r, 4] * rows[r, 5 + c] > conf
+        ]
+        boxes = [
+            (
+                rows[r, 0] - rows[r, 2] / 2,
+                rows[r, 1] - rows[r, 3] / 2,
+                rows[r, 0] + rows[r, 2] / 2,
+                rows[r, 1] + rows[r, 3] / 2,
+            )
+            for _, _, r in cand
+        ]
         keep = _greedy_nms(boxes, [s for s, _, _ in cand], [c for _, c, _ in cand], nms_iou)[:max_det]
         geo = lb.params(ds.width[i], ds.height[i])
         for j in keep:
@@ -357,8 +398,9 @@ def test_resume_skips_finished_chunks(synth, tiny_model, tmp_path, monkeypatch):
     again = _run(synth, tiny_model, out_dir=out, resume=True)
     assert calls == [] and again.images == 0 and len(again.candidates) == len(clean.candidates)
     # other settings cannot resume
-    with pytest.raises(OptionError,
-                       match=r"cannot resume, the run there used other settings \(conf: 0.001 then, 0.5 now\)"):
+    with pytest.raises(
+        OptionError, match=r"cannot resume, the run there used other settings \(conf: 0.001 then, 0.5 now\)"
+    ):
         _run(synth, tiny_model, out_dir=out, resume=True, conf=0.5)
 
 
@@ -370,8 +412,13 @@ def test_fresh_run_replaces_old_parts(synth, tiny_model, tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.warns(CocostatWarning, match="nothing to resume"):
         _run(synth, tiny_model, out_dir=out, resume=True)
-    assert sorted(p.name for p in out.iterdir()) == ["candidates", "detections", "detections.json",
-                                                    "manifest.json", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "candidates",
+        "detections",
+        "detections.json",
+        "manifest.json",
+        "notes.txt",
+    ]
 
 
 def test_draw_writes_pngs(synth, tiny_model, tmp_path):
@@ -403,16 +450,19 @@ def test_image_file_size_differs_from_json(synth, tiny_model, tmp_path):
     assert xs and max(xs) <= 96 + 1e-6 and max(xs) > 48
 
 
-@pytest.mark.parametrize("kw,msg", [
-    ({"size": 60}, "size must be a multiple of 8"),
-    ({"batch_size": 0}, "batch_size must be a positive integer"),
-    ({"conf": 1.5}, r"conf must lie in \[0, 1\]"),
-    ({"nms_iou": -0.1}, r"nms_iou must lie in \[0, 1\]"),
-    ({"max_det": 0}, "max_det must be a positive integer"),
-    ({"neighborhood": -1}, "neighborhood must be an integer in 0..100"),
-    ({"half": True}, "half needs a CUDA device"),
-    ({"draw": 2}, "^draw and resume need an output folder"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"size": 60}, "size must be a multiple of 8"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"conf": 1.5}, r"conf must lie in \[0, 1\]"),
+        ({"nms_iou": -0.1}, r"nms_iou must lie in \[0, 1\]"),
+        ({"max_det": 0}, "max_det must be a positive integer"),
+        ({"neighborhood": -1}, "neighborhood must be an integer in 0..100"),
+        ({"half": True}, "half needs a CUDA device"),
+        ({"draw": 2}, "^draw and resume need an output folder"),
+    ],
+)
 def test_bad_options(synth, tiny_model, kw, msg):
     with pytest.raises(OptionError, match=msg):
         _run(synth, tiny_model, **kw)
@@ -423,8 +473,9 @@ def test_bad_images_and_datasets(synth, tiny_model, tmp_path):
     with pytest.raises(DatasetFormatError, match=r"image 13 of instances_synth: file .*0003.png not found \(1 of 5"):
         _run(synth, tiny_model)
     (synth.image_dir / "0003.png").write_bytes(b"not an image")
-    with pytest.raises(DatasetFormatError,
-                       match=r"image 13 of instances_synth: cannot decode .*0003.png: UnidentifiedImageError"):
+    with pytest.raises(
+        DatasetFormatError, match=r"image 13 of instances_synth: cannot decode .*0003.png: UnidentifiedImageError"
+    ):
         _run(synth, tiny_model, workers=1)
     no_dir = load_coco(synth.path, cache=False)
     with pytest.raises(OptionError, match="has no image folder; give it with --images DIR"):
@@ -441,12 +492,46 @@ def test_bad_images_and_datasets(synth, tiny_model, tmp_path):
 def test_torchrun_two_processes_match_one(tmp_path, tiny_files):
     ann = make_coco(tmp_path, n_images=5)
     cfg, weights = tiny_files
-    common = ["predict", str(ann), "--cfg", str(cfg), "--weights", str(weights), "--size", str(SIZE),
-              "--device", "cpu", "--workers", "0", "--no-progress", "--batch-size", "2", "--format", "json"]
+    common = [
+        "predict",
+        str(ann),
+        "--cfg",
+        str(cfg),
+        "--weights",
+        str(weights),
+        "--size",
+        str(SIZE),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--batch-size",
+        "2",
+        "--format",
+        "json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COCOSTAT_CACHE": str(tmp_path / "cache")}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "cocostat", *common, "-o", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "cocostat",
+            *common,
+            "-o",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     assert json.loads(two.stdout)["world_size"] == 2  # only rank 0 prints
     summary = json.loads(two.stdout)
@@ -455,9 +540,16 @@ def test_torchrun_two_processes_match_one(tmp_path, tiny_files):
     assert names == ["rank000-chunk000000.parquet", "rank001-chunk000000.parquet"]
     # one COCO results file for `eval -d`, holding both ranks' detections
     assert len(json.loads((tmp_path / "two" / "detections.json").read_text())) == len(
-        read_predictions(tmp_path / "two").detections())
-    one = subprocess.run([sys.executable, "-m", "cocostat", *common, "-o", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
+        read_predictions(tmp_path / "two").detections()
+    )
+    one = subprocess.run(
+        [sys.executable, "-m", "cocostat", *common, "-o", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     a, b = read_predictions(tmp_path / "one"), read_predictions(tmp_path / "two")
     pd.testing.assert_frame_equal(a.candidates, b.candidates, check_exact=False, atol=1e-5)
@@ -497,9 +589,10 @@ def test_yolov3_tiny_ap_at_least_opencv(real_data):
     for d in ours.detections:
         ours_by.setdefault((d["image_id"], d["category_id"]), []).append(d["bbox"])
     strong = [d for d in theirs if d["score"] > 0.3]
-    twins = sum(any(np.abs(np.subtract(b, d["bbox"])).max() < 1.0
-                    for b in ours_by.get((d["image_id"], d["category_id"]), []))
-                for d in strong)
+    twins = sum(
+        any(np.abs(np.subtract(b, d["bbox"])).max() < 1.0 for b in ours_by.get((d["image_id"], d["category_id"]), []))
+        for d in strong
+    )
     assert twins >= 0.95 * len(strong)
 
 

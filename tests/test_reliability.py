@@ -47,8 +47,10 @@ def error_line(res, code: int = 2) -> str:
 def coco(**change) -> dict:
     """A small valid COCO dict: 2 images (640 x 480), 3 annotations, 2 categories."""
     d = {
-        "images": [{"id": 1, "width": 640, "height": 480, "file_name": "a.jpg"},
-                   {"id": 2, "width": 640, "height": 480, "file_name": "b.jpg"}],
+        "images": [
+            {"id": 1, "width": 640, "height": 480, "file_name": "a.jpg"},
+            {"id": 2, "width": 640, "height": 480, "file_name": "b.jpg"},
+        ],
         "annotations": [
             {"id": 5, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600, "iscrowd": 0},
             {"id": 6, "image_id": 1, "category_id": 2, "bbox": [100, 50, 40, 80], "area": 3200, "iscrowd": 0},
@@ -119,8 +121,22 @@ def inputs(tmp_path_factory, real_data):
         "info": [],
         "kmeans": ["--evolve", "0", "--restarts", "1"],
         "overlap": [],
-        "predict": ["--root", root / "data", "mini", "--cfg", cfg, "--weights", weights, "--size", "64",
-                    "--device", "cpu", "--workers", "0", "--no-progress"],
+        "predict": [
+            "--root",
+            root / "data",
+            "mini",
+            "--cfg",
+            cfg,
+            "--weights",
+            weights,
+            "--size",
+            "64",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
         "anchor-audit": [],
         "mismatch": [synth, "--predictions", preds],
         "assigners": [synth, "--predictions", preds],
@@ -158,8 +174,13 @@ CASES = [(name, flag, folder) for name, cmd in main.commands.items() for flag, f
 def test_unwritable_output_one_line_exit_2_nothing_written(inputs, tmp_path, monkeypatch, name, flag, folder, where):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "plain_file").write_text("x")
-    leaf = "out" if folder else ("out.parquet" if flag in ("--per-object", "--per-image") else "out.png"
-                                 if flag == "--plot" else "out.json")
+    leaf = (
+        "out"
+        if folder
+        else (
+            "out.parquet" if flag in ("--per-object", "--per-image") else "out.png" if flag == "--plot" else "out.json"
+        )
+    )
     target = tmp_path / "plain_file" / leaf if where == "under a file" else Path("/proc") / f"cocostat-{leaf}"
     before = tree(tmp_path)
     res = run(name, *inputs[name], flag, target)
@@ -212,8 +233,9 @@ def test_box_far_outside_its_image_is_a_counted_warning(tmp_path):
     assert "far outside" not in run("info", write_json(tmp_path / "ok.json", coco())).stderr
 
 
-@pytest.mark.parametrize("where", ["images.id", "annotations.id", "annotations.image_id", "categories.id",
-                                   "images.width"])
+@pytest.mark.parametrize(
+    "where", ["images.id", "annotations.id", "annotations.image_id", "categories.id", "images.width"]
+)
 def test_ids_beyond_int64_are_one_line(tmp_path, where):
     d = coco()
     key, field = where.split(".")
@@ -244,11 +266,14 @@ def test_nan_outside_a_bbox_is_named(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # 9. empty files get a word
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("case", "data", "words"), [
-    ("empty annotations", coco(annotations=[]), "no annotations"),
-    ("no annotations key", {k: v for k, v in coco().items() if k != "annotations"}, "no annotations"),
-    ("empty images", coco(images=[], annotations=[]), "lists no images"),
-])
+@pytest.mark.parametrize(
+    ("case", "data", "words"),
+    [
+        ("empty annotations", coco(annotations=[]), "no annotations"),
+        ("no annotations key", {k: v for k, v in coco().items() if k != "annotations"}, "no annotations"),
+        ("empty images", coco(images=[], annotations=[]), "lists no images"),
+    ],
+)
 def test_empty_files_warn(tmp_path, case, data, words):
     f = write_json(tmp_path / "empty.json", data)
     res = run("info", f, "--format", "json")
@@ -258,8 +283,7 @@ def test_empty_files_warn(tmp_path, case, data, words):
 
 def test_eval_without_annotations_says_so(tmp_path):
     f = write_json(tmp_path / "empty.json", coco(annotations=[]))
-    dets = write_json(tmp_path / "dets.json", [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4],
-                                                "score": 0.5}])
+    dets = write_json(tmp_path / "dets.json", [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}])
     res = run("eval", f, "-d", dets)
     assert res.exit_code == 0 and "no annotations" in res.stderr, res.output
 
@@ -267,14 +291,17 @@ def test_eval_without_annotations_says_so(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # 10. click's own usage errors are the one `error:` line too
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("args", "words"), [
-    (["overlap", "--iou-t", "foo"], "'foo' is not a valid float"),
-    (["info", "--format", "xml"], "'xml' is not one of"),
-    (["predict", "--weights", "w"], "Missing option '--cfg'"),
-    (["anchor-audit", "--iou", "iox"], "'iox' is not one of"),
-    (["info", "--no-such-option"], "No such option '--no-such-option'"),
-    (["no-such-command"], "No such command 'no-such-command'"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["overlap", "--iou-t", "foo"], "'foo' is not a valid float"),
+        (["info", "--format", "xml"], "'xml' is not one of"),
+        (["predict", "--weights", "w"], "Missing option '--cfg'"),
+        (["anchor-audit", "--iou", "iox"], "'iox' is not one of"),
+        (["info", "--no-such-option"], "No such option '--no-such-option'"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ],
+)
 def test_usage_errors_are_one_line(args, words):
     line = error_line(run(*args))
     assert words in line and "--help" in line
@@ -314,10 +341,16 @@ def test_predict_size_upper_bound(tiny):
 # 12. a write killed outright leaves a findable temporary file, swept by the next write there
 # --------------------------------------------------------------------------------------------------
 def test_killed_write_leaves_a_named_temp_file_that_the_next_write_removes(tmp_path):
-    code = ("import os, sys\nfrom cocostat.atomic import atomic_path\n"
-            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half')\n    os.kill(os.getpid(), 9)\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "result.json")], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    code = (
+        "import os, sys\nfrom cocostat.atomic import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half')\n    os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "result.json")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".result.json" + TMP_TAG) and left[0].endswith(".json")
@@ -352,9 +385,34 @@ def test_sigint_during_predict_exits_130_and_resumes(tmp_path):
     cfg.write_text(TINY_CFG)
     weights = write_weights(build_model(cfg, seed=3), tmp_path / "tiny.weights")
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "cocostat", "predict", "--root", str(root), "mini", "--cfg", str(cfg),
-            "--weights", str(weights), "--size", "64", "--device", "cpu", "--workers", "1", "--no-progress",
-            "--chunk-images", "2", "--batch-size", "1", "-o", str(out), "--format", "json"]
+    args = [
+        sys.executable,
+        "-m",
+        "cocostat",
+        "predict",
+        "--root",
+        str(root),
+        "mini",
+        "--cfg",
+        str(cfg),
+        "--weights",
+        str(weights),
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--chunk-images",
+        "2",
+        "--batch-size",
+        "1",
+        "-o",
+        str(out),
+        "--format",
+        "json",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -423,8 +481,9 @@ def test_skip_bad_images_counts_and_lists_them(tiny):
     assert [s["image_id"] for s in manifest["skipped_images"]] == [2]
     assert manifest["skipped_images"][0]["file"].endswith("1.jpg") and manifest["settings"]["chunk_images"] == 1
     assert set(read_predictions(tmp / "out").candidates["image_id"]) == {1, 3}
-    assert "--chunk-images must be a positive integer" in error_line(run(*args, "-o", tmp / "o2",
-                                                                        "--chunk-images", "0"))
+    assert "--chunk-images must be a positive integer" in error_line(
+        run(*args, "-o", tmp / "o2", "--chunk-images", "0")
+    )
 
 
 def test_skipped_images_survive_a_resume(tiny, monkeypatch):
@@ -484,8 +543,9 @@ def test_corrupt_cache_entry_is_a_miss_and_is_rewritten(tmp_path):
 # --------------------------------------------------------------------------------------------------
 def test_info_csv_has_headline_counts():
     lines = run("info", "--format", "csv").stdout.splitlines()
-    assert lines[0] == ("scope,category_id,name,images,images_with_annotations,annotations,crowd,categories,"
-                        "small,medium,large")
+    assert lines[0] == (
+        "scope,category_id,name,images,images_with_annotations,annotations,crowd,categories,small,medium,large"
+    )
     head = lines[1].split(",")
     assert head[:8] == ["dataset", "", "sample", "128", "126", "939", "10", "80"]
     assert sum(int(v) for v in head[8:]) == 939
@@ -507,11 +567,17 @@ def test_every_written_file_is_named_on_stderr(tmp_path, inputs):
         ("info", [], ["-o", tmp_path / "i.json"]),
         ("kmeans", inputs["kmeans"], ["-o", tmp_path / "k.json", "--plot", tmp_path / "kplots"]),
         ("anchor-audit", [], ["-o", tmp_path / "a.json", "--per-object", tmp_path / "a.parquet"]),
-        ("mismatch", inputs["mismatch"], ["-o", tmp_path / "m.json", "--per-object", tmp_path / "m.csv",
-                                          "--plot", tmp_path / "mplots"]),
+        (
+            "mismatch",
+            inputs["mismatch"],
+            ["-o", tmp_path / "m.json", "--per-object", tmp_path / "m.csv", "--plot", tmp_path / "mplots"],
+        ),
         ("eval", inputs["eval"], ["-o", tmp_path / "e.json"]),
-        ("assigners", inputs["assigners"], ["-o", tmp_path / "s.json", "--per-object", tmp_path / "s.parquet",
-                                            "--plot", tmp_path / "splots"]),
+        (
+            "assigners",
+            inputs["assigners"],
+            ["-o", tmp_path / "s.json", "--per-object", tmp_path / "s.parquet", "--plot", tmp_path / "splots"],
+        ),
         ("convert-predictions", inputs["convert-predictions"], ["-o", tmp_path / "v2"]),
     ]
     for name, args, outs in cases:

@@ -60,11 +60,15 @@ def _md_rows(table: str) -> list[list[str]]:
 # Tables
 # --------------------------------------------------------------------------------------------------
 def test_markdown_table_formats_escapes_and_aligns():
-    frame = pd.DataFrame({"name": ["a|b", "x*y_z", "<b>&", "two\nlines", None],
-                          "count": [1, 22, 333, 4, 5],
-                          "share": [0.5, np.nan, 1e-5, 12345.678, 0.25],
-                          "flag": [True, False, True, False, True],
-                          "mixed": [1, None, pd.NA, 2.5, 3]})
+    frame = pd.DataFrame(
+        {
+            "name": ["a|b", "x*y_z", "<b>&", "two\nlines", None],
+            "count": [1, 22, 333, 4, 5],
+            "share": [0.5, np.nan, 1e-5, 12345.678, 0.25],
+            "flag": [True, False, True, False, True],
+            "mixed": [1, None, pd.NA, 2.5, 3],
+        }
+    )
     md = markdown_table(frame)
     lines = md.splitlines()
     assert lines[0] == "| name | count | share | flag | mixed |"
@@ -144,9 +148,16 @@ def test_sample_report_files_and_sections(sample_report):
     assert res.section("mismatch").reason.startswith("needs predictions")
     assert res.markdown.is_file() and res.html.is_file()
     plots = [p for s in res.analyses for p in s.plots]
-    assert {p.name for p in plots} >= {"info_box_sizes.png", "info_categories.png", "overlap_iou.png",
-                                       "overlap_gap.png", "overlap_center.png", "overlap_aspect.png",
-                                       "kmeans_anchors.png", "anchor_audit.png"}
+    assert {p.name for p in plots} >= {
+        "info_box_sizes.png",
+        "info_categories.png",
+        "overlap_iou.png",
+        "overlap_gap.png",
+        "overlap_center.png",
+        "overlap_aspect.png",
+        "kmeans_anchors.png",
+        "anchor_audit.png",
+    }
     for p in plots:
         assert p.parent == res.out_dir / "plots" and p.read_bytes()[:8] == PNG_MAGIC
     assert set(res.files) == {res.markdown, res.html, *plots}
@@ -341,13 +352,16 @@ def test_cli_report_json_and_dataset_as_typed(tmp_path):
     assert f"wrote {out / 'report.md'} and {out / 'report.html'}" in res.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--cfg", "a.cfg"], "--cfg and --weights go together"),
-    (["--weights", "a.weights"], "--cfg and --weights go together"),
-    (["--predictions", "p", "--cfg", "a.cfg", "--weights", "w.weights"], "not both"),
-    (["--size", "0"], "--size must be an integer >= 1, got 0"),
-    (["--predictions", "nowhere"], "not a predictions folder (no manifest.json)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cfg", "a.cfg"], "--cfg and --weights go together"),
+        (["--weights", "a.weights"], "--cfg and --weights go together"),
+        (["--predictions", "p", "--cfg", "a.cfg", "--weights", "w.weights"], "not both"),
+        (["--size", "0"], "--size must be an integer >= 1, got 0"),
+        (["--predictions", "nowhere"], "not a predictions folder (no manifest.json)"),
+    ],
+)
 def test_cli_bad_inputs(tmp_path, args, message):
     out = tmp_path / "r"
     res = CliRunner().invoke(main, ["report", "-o", str(out), *args])
@@ -379,8 +393,9 @@ def test_real_yolov3_tiny_report(real_data, tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
         ds = load_dataset("val2017", root=root)
-        res = build_report(ds, out_dir="rep", cfg=cfg, weights=weights, progress=False,
-                           dataset_argv=dataset_args("val2017", root))
+        res = build_report(
+            ds, out_dir="rep", cfg=cfg, weights=weights, progress=False, dataset_argv=dataset_args("val2017", root)
+        )
     assert all(s.status == "done" for s in res.analyses), [(s.name, s.reason) for s in res.analyses]
     assert res.section("predict").result.manifest["detections"]["count"] > 1000
     km = res.section("kmeans")
@@ -413,13 +428,42 @@ def test_call_renders_argv_and_kwargs_from_one_description():
 
     from cocostat.report import Call
 
-    call = Call("kmeans", {"size": 416, "k": None, "levels": 2, "compare": ("yolov3", "yolov3-tiny"),
-                           "plot": Path("o/plots/k.png"), "include_crowd": True, "per_image": None})
+    call = Call(
+        "kmeans",
+        {
+            "size": 416,
+            "k": None,
+            "levels": 2,
+            "compare": ("yolov3", "yolov3-tiny"),
+            "plot": Path("o/plots/k.png"),
+            "include_crowd": True,
+            "per_image": None,
+        },
+    )
     assert call.argv(["val2017", "--root", "r"]) == (
-        "kmeans", "val2017", "--root", "r", "--size", "416", "--levels", "2", "--compare", "yolov3",
-        "--compare", "yolov3-tiny", "--plot", "o/plots", "--include-crowd")
-    assert call.kwargs() == {"size": 416, "levels": 2, "compare": ("yolov3", "yolov3-tiny"),
-                             "plot": Path("o/plots/k.png"), "include_crowd": True}
+        "kmeans",
+        "val2017",
+        "--root",
+        "r",
+        "--size",
+        "416",
+        "--levels",
+        "2",
+        "--compare",
+        "yolov3",
+        "--compare",
+        "yolov3-tiny",
+        "--plot",
+        "o/plots",
+        "--include-crowd",
+    )
+    assert call.kwargs() == {
+        "size": 416,
+        "levels": 2,
+        "compare": ("yolov3", "yolov3-tiny"),
+        "plot": Path("o/plots/k.png"),
+        "include_crowd": True,
+    }
     assert Call("eval", {"detections": "d.json"}).argv() == ("eval", "-d", "d.json")
     assert Call("report", {"cfg": None, "out_dir": "o"}).argv() == ("report", "-o", "o")
     assert Call("x", {"predictions": "p", "k": 4}).kwargs(lambda key, v: v * 2) == {"predictions": "pp", "k": 8}
@@ -444,10 +488,21 @@ def test_kmeans_skipped_on_too_few_distinct_boxes_and_only_then(tmp_path, monkey
     from cocostat.errors import TooFewBoxesError
 
     assert issubclass(TooFewBoxesError, OptionError)  # the CLI still exits 2 on it
-    coco = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in range(3)],
-            "annotations": [{"id": j, "image_id": j % 3, "category_id": 1, "bbox": [1, 1, 10 + 10 * (j % 3), 20],
-                             "area": 200.0, "iscrowd": 0} for j in range(12)],
-            "categories": [{"id": 1, "name": "a"}]}
+    coco = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100} for i in range(3)],
+        "annotations": [
+            {
+                "id": j,
+                "image_id": j % 3,
+                "category_id": 1,
+                "bbox": [1, 1, 10 + 10 * (j % 3), 20],
+                "area": 200.0,
+                "iscrowd": 0,
+            }
+            for j in range(12)
+        ],
+        "categories": [{"id": 1, "name": "a"}],
+    }
     ds = from_dict(coco, name="three-sizes")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
@@ -486,8 +541,19 @@ def test_truncated_detections_give_one_line_and_leave_nothing(synth_model, tmp_p
     det = first.predictions / "detections" / "rank000-chunk000000.parquet"  # what the report reads
     det.write_bytes(det.read_bytes()[: len(det.read_bytes()) // 2])  # truncated mid-way
     out = tmp_path / "b"
-    res = CliRunner().invoke(main, ["report", str(ann), "--images", str(tmp_path / "synth"), "--predictions",
-                                    str(first.predictions), "-o", str(out)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(ann),
+            "--images",
+            str(tmp_path / "synth"),
+            "--predictions",
+            str(first.predictions),
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output and str(det) in res.stderr and "cannot read the detection part" in res.stderr
     assert len([ln for ln in res.stderr.splitlines() if ln.startswith("error:")]) == 1
@@ -548,10 +614,13 @@ def test_new_report_replaces_the_old_one_whole_and_keeps_foreign_files(synth_mod
         res = build_report(ds, out_dir=tmp_path / "a", predictions=first.predictions)  # the predictions in OUT
     new = _tree(tmp_path / "a")
     assert new["notes.txt"] == b"mine"  # the user's file
-    assert {k: v for k, v in new.items() if k.startswith("predictions/")} == \
-        {k: v for k, v in old.items() if k.startswith("predictions/")}  # the input folder, carried over
-    assert set(new) - {k for k in new if k.startswith("predictions/")} == \
-        {"notes.txt", *(p.relative_to(res.out_dir).as_posix() for p in res.files)}
+    assert {k: v for k, v in new.items() if k.startswith("predictions/")} == {
+        k: v for k, v in old.items() if k.startswith("predictions/")
+    }  # the input folder, carried over
+    assert set(new) - {k for k in new if k.startswith("predictions/")} == {
+        "notes.txt",
+        *(p.relative_to(res.out_dir).as_posix() for p in res.files),
+    }
     assert str(res.out_dir / "predictions") in res.markdown.read_text()
     assert ".staging-" not in res.markdown.read_text() + res.html.read_text()
     assert ".staging-" not in json.dumps(res.to_dict(), default=str)
@@ -580,8 +649,9 @@ def test_swap_killed_between_renames_is_restored(tmp_path):
 
     from cocostat.staging import StagedFolder
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     pid = int(dead.stdout)
     holder = tmp_path / f".rep.old-{pid}-abc"
     (holder / "rep").mkdir(parents=True)

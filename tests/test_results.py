@@ -32,8 +32,16 @@ def _heavy_dataclasses():
 
 def test_there_are_result_classes_to_check():
     names = {c.__name__ for c in _heavy_dataclasses()}
-    assert {"AnchorAudit", "Mismatch", "DatasetInfo", "OverlapReport", "EvalReport", "ErrorReport",
-            "PredictResult", "Dataset"} <= names
+    assert {
+        "AnchorAudit",
+        "Mismatch",
+        "DatasetInfo",
+        "OverlapReport",
+        "EvalReport",
+        "ErrorReport",
+        "PredictResult",
+        "Dataset",
+    } <= names
 
 
 @pytest.mark.parametrize("cls", _heavy_dataclasses(), ids=lambda c: f"{c.__module__}.{c.__name__}")

@@ -100,8 +100,16 @@ def test_streamed_anchor_audit_equals_the_whole_table(real, iou, assigner):
 
 def test_streamed_mismatch_equals_the_whole_table(real, tmp_path):
     ds, out = real
-    rep = _quiet(mismatch, ds, out, neighborhood=1, examples=5, chunk_objects=CHUNK, plot=tmp_path,
-                 per_object=tmp_path / "mm.parquet")
+    rep = _quiet(
+        mismatch,
+        ds,
+        out,
+        neighborhood=1,
+        examples=5,
+        chunk_objects=CHUNK,
+        plot=tmp_path,
+        per_object=tmp_path / "mm.parquet",
+    )
     one = _quiet(mismatch, ds, out, neighborhood=1, examples=5, chunk_objects=None)
     inp = _quiet(load_inputs, ds, out)
     res = mismatch_tensors(candidate_tensors(inp.candidates, inp.grid), 1)
@@ -115,8 +123,9 @@ def test_streamed_mismatch_equals_the_whole_table(real, tmp_path):
         assert row.objects == v.size
         assert math.isclose(row.mean, v.mean(), rel_tol=1e-12) and math.isclose(row.var, v.var(), rel_tol=1e-9)
     pos = res["best_iou"][keep] > 0
-    assert math.isclose(rep.obj_iou_share, float((res["obj_iou"][keep][pos] / res["best_iou"][keep][pos]).mean()),
-                        rel_tol=1e-12)
+    assert math.isclose(
+        rep.obj_iou_share, float((res["obj_iou"][keep][pos] / res["best_iou"][keep][pos]).mean()), rel_tol=1e-12
+    )
     pd.testing.assert_frame_equal(rep.examples, one.examples)
     # one chunk is numpy's own mean and var, bit for bit
     for row in one.stats.itertuples(index=False):
@@ -125,8 +134,7 @@ def test_streamed_mismatch_equals_the_whole_table(real, tmp_path):
         assert row.mean == v.mean() and row.var == v.var()
     # the per-object table written chunk by chunk is the one held in memory
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "mm.parquet"), one.per_object)
-    assert rep.per_object.empty and {p.rsplit("/", 1)[-1] for p in rep.plots} == {"iou_vs_obj.png",
-                                                                                  "iou_vs_score.png"}
+    assert rep.per_object.empty and {p.rsplit("/", 1)[-1] for p in rep.plots} == {"iou_vs_obj.png", "iou_vs_score.png"}
 
 
 def test_moments_merge_is_chans_formula():
@@ -199,10 +207,26 @@ def test_torchrun_ranks_merge_to_the_single_process_figures(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(_TORCHRUN_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(script), str(tmp_path / "ds.json"), str(tmp_path / "pred"),
-                          str(tmp_path / "po.parquet"), str(tmp_path / "two.json")],
-                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            str(tmp_path / "ds.json"),
+            str(tmp_path / "pred"),
+            str(tmp_path / "po.parquet"),
+            str(tmp_path / "two.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     two = json.loads((tmp_path / "two.json").read_text())
     ds = load_dataset(str(tmp_path / "ds.json"), cache=False)

@@ -52,8 +52,7 @@ def test_counts_match_preset_times_scale(like, scale):
     assert len(d["annotations"]) == round(preset.n_annotations * scale)
     n_crowd = sum(a["iscrowd"] for a in d["annotations"])
     assert n_crowd == round(preset.n_crowd * scale)
-    assert synth.expected_counts(like, scale) == (
-        len(d["images"]), len(d["annotations"]), n_crowd)
+    assert synth.expected_counts(like, scale) == (len(d["images"]), len(d["annotations"]), n_crowd)
     # about 1% of the images have no annotation
     used = {a["image_id"] for a in d["annotations"]}
     n_empty = sum(img["id"] not in used for img in d["images"])
@@ -170,8 +169,7 @@ def test_size_and_frequency_statistics():
     assert crowd_area > 4 * np.median(area)
     n_zero = sum(a["bbox"][2] == 0 or a["bbox"][3] == 0 for a in anns)
     assert n_zero <= 0.002 * len(anns)
-    per_image = np.bincount(
-        np.unique([a["image_id"] for a in anns], return_inverse=True)[1])
+    per_image = np.bincount(np.unique([a["image_id"] for a in anns], return_inverse=True)[1])
     assert 6.0 < len(anns) / len(d["images"]) < 8.5
     assert per_image.max() > 4 * np.median(per_image)  # long tail
     assert per_image.max() <= 900

@@ -36,8 +36,10 @@ def test_valid_predictions_rule():
     boxes = np.array([[0, 0, 1, 1], [0, 0, INF, 1], [0, 0, 1, 1], [0, 0, 1, 1], [np.nan, 0, 1, 1]], float)
     obj = np.array([0.5, 0.5, np.nan, 0.5, 0.5])
     cls = np.array([[0.1, 0.2], [0.1, 0.2], [0.1, 0.2], [0.1, -INF], [0.1, 0.2]])
-    ok = [bool(np.isfinite(b).all() and np.isfinite(o) and np.isfinite(c).all())  # the rule, written out
-          for b, o, c in zip(boxes, obj, cls, strict=True)]
+    ok = [
+        bool(np.isfinite(b).all() and np.isfinite(o) and np.isfinite(c).all())  # the rule, written out
+        for b, o, c in zip(boxes, obj, cls, strict=True)
+    ]
     assert ok == [True, False, False, False, False]
     assert valid_predictions(boxes, obj, cls).tolist() == ok
     assert valid_predictions(boxes).tolist() == [True, False, True, True, False]
@@ -94,16 +96,22 @@ def test_mismatch_nan_objectness_is_left_out():
 
 def test_detect_drops_non_finite_predictions():
     c = 3
-    rows = torch.tensor([
-        [50.0, 50.0, 20.0, 20.0, 0.9, 0.9, 0.1, 0.1],  # an ordinary detection
-        [150.0, 50.0, INF, 20.0, 0.95, 0.9, 0.1, 0.1],  # overflowed width: was clipped to the image
-        [250.0, 50.0, 20.0, 20.0, 0.95, math.nan, 0.9, 0.1],  # NaN class probability
-        [50.0, 250.0, 20.0, 20.0, math.nan, 0.9, 0.1, 0.1],  # NaN objectness
-    ])[None]  # (1, 4, 5 + C)
+    rows = torch.tensor(
+        [
+            [50.0, 50.0, 20.0, 20.0, 0.9, 0.9, 0.1, 0.1],  # an ordinary detection
+            [150.0, 50.0, INF, 20.0, 0.95, 0.9, 0.1, 0.1],  # overflowed width: was clipped to the image
+            [250.0, 50.0, 20.0, 20.0, 0.95, math.nan, 0.9, 0.1],  # NaN class probability
+            [50.0, 250.0, 20.0, 20.0, math.nan, 0.9, 0.1, 0.1],  # NaN objectness
+        ]
+    )[None]  # (1, 4, 5 + C)
     img, cls, box, score = _detect(rows, conf=0.25, nms_iou=0.45, max_det=100)
     # brute force: keep a row when it is finite and clears the threshold
-    want = [(i, j) for i, r in enumerate(rows[0].tolist()) for j in range(c)
-            if all(math.isfinite(v) for v in r) and r[4] > 0.25 and r[4] * r[5 + j] > 0.25]
+    want = [
+        (i, j)
+        for i, r in enumerate(rows[0].tolist())
+        for j in range(c)
+        if all(math.isfinite(v) for v in r) and r[4] > 0.25 and r[4] * r[5 + j] > 0.25
+    ]
     assert want == [(0, 0)]
     assert img.tolist() == [0] and cls.tolist() == [0]
     torch.testing.assert_close(box, torch.tensor([[40.0, 40.0, 60.0, 60.0]]))

@@ -43,7 +43,8 @@ def write_yolo_layout(coco_json: Path, image_dir: Path, root: Path, empty_files:
         x, y, w, h = a["bbox"]
         W, H = im["width"], im["height"]
         lines.setdefault(a["image_id"], []).append(
-            f"{index[a['category_id']]} {(x + w / 2) / W:.12f} {(y + h / 2) / H:.12f} {w / W:.12f} {h / H:.12f}")
+            f"{index[a['category_id']]} {(x + w / 2) / W:.12f} {(y + h / 2) / H:.12f} {w / W:.12f} {h / H:.12f}"
+        )
     (root / "images" / "val2017").mkdir(parents=True)
     (root / "labels" / "val2017").mkdir(parents=True)
     empty = 0
@@ -56,8 +57,7 @@ def write_yolo_layout(coco_json: Path, image_dir: Path, root: Path, empty_files:
             label.write_text("")
             empty += 1
     cfg = root / "coco-tiny.yaml"
-    cfg.write_text(yaml.safe_dump({"path": str(root), "val": "images/val2017",
-                                   "names": [names[c] for c in cats]}))
+    cfg.write_text(yaml.safe_dump({"path": str(root), "val": "images/val2017", "names": [names[c] for c in cats]}))
     return cfg
 
 
@@ -80,11 +80,11 @@ def test_loads_like_the_coco_json_without_crowd(real_data, yolo_val):
     coco = load_coco(_coco_json(real_data), cache=False).without_crowd()
     ds = load_dataset(str(yolo_val), cache=False)
     assert ds.name == "coco-tiny-val" and ds.num_images == coco.num_images == 80
-    np.testing.assert_array_equal(ds.image_id, coco.image_id)          # numeric stems are the COCO ids
-    np.testing.assert_array_equal(ds.width, coco.width)                 # from the JPEG headers
+    np.testing.assert_array_equal(ds.image_id, coco.image_id)  # numeric stems are the COCO ids
+    np.testing.assert_array_equal(ds.width, coco.width)  # from the JPEG headers
     np.testing.assert_array_equal(ds.height, coco.height)
     np.testing.assert_array_equal(ds.offsets, coco.offsets)
-    np.testing.assert_array_equal(ds.class_idx, coco.class_idx)         # same per-image line order
+    np.testing.assert_array_equal(ds.class_idx, coco.class_idx)  # same per-image line order
     np.testing.assert_allclose(ds.bbox, coco.bbox, atol=1e-6 * 640)
     assert not ds.iscrowd.any()
     assert list(ds.categories["name"]) == list(coco.categories["name"])
@@ -109,9 +109,11 @@ def test_info_matches_coco(real_data, yolo_val):
     assert {r["name"]: r["annotations"] for r in y["per_category"]} == by_name
     # size buckets: a YOLO box has no segment area, so they count the box area w * h
     areas = [a["bbox"][2] * a["bbox"][3] for a in raw["annotations"] if not a["iscrowd"]]
-    assert y["size_buckets"] == {"small": sum(a < 32**2 for a in areas),
-                                 "medium": sum(32**2 <= a < 96**2 for a in areas),
-                                 "large": sum(a >= 96**2 for a in areas)}
+    assert y["size_buckets"] == {
+        "small": sum(a < 32**2 for a in areas),
+        "medium": sum(32**2 <= a < 96**2 for a in areas),
+        "large": sum(a >= 96**2 for a in areas),
+    }
     noc = load_coco(coco_json, cache=False).without_crowd()
     from cocostat.summary import info
 
@@ -124,7 +126,7 @@ def test_info_matches_coco(real_data, yolo_val):
 def test_kmeans_matches_coco(real_data, yolo_val):
     args = ["-k", "6", "--evolve", "30", "--restarts", "2", "--device", "cpu"]
     y = _json("kmeans", yolo_val, *args)
-    c = _json("kmeans", _coco_json(real_data), *args)   # kmeans leaves crowd out by default
+    c = _json("kmeans", _coco_json(real_data), *args)  # kmeans leaves crowd out by default
     assert y["boxes"] == c["boxes"] == 804 and y["excluded"] == {"crowd": 0, "zero_size": 0}
     assert c["excluded"]["crowd"] == 11
     assert y["anchors"] == c["anchors"] and y["best_for"] == c["best_for"] and y["masks"] == c["masks"]
@@ -152,8 +154,9 @@ def test_darknet_data_and_names(yolo_val, tmp_path):
     lst = tmp_path / "val.txt"
     lst.write_text("\n".join(str(p) for p in sorted((root / "images" / "val2017").iterdir())) + "\n")
     data = tmp_path / "coco.data"
-    data.write_text(f"classes = 80\ntrain = {lst}\nvalid = val.txt  # relative to this file\nnames = coco.names\n"
-                    "backup = backup/\n")
+    data.write_text(
+        f"classes = 80\ntrain = {lst}\nvalid = val.txt  # relative to this file\nnames = coco.names\nbackup = backup/\n"
+    )
     ds = load_dataset(str(data), cache=False)
     ref = load_dataset(str(yolo_val), cache=False)
     assert ds.name == "coco-val"
@@ -284,11 +287,12 @@ def test_empty_folder_is_an_empty_dataset(tmp_path):
 
 
 def test_clipping_is_counted(tmp_path):
-    cfg = _mini(tmp_path, {"a": "0 0.9 0.5 0.4 0.2\n1 0.5 0.5 0.2 0.2\n2 0.9950004 0.5 0.01 0.1\n"
-                                "1 -0.1 0.1 0.5 0.5 0.5 0.9\n"})
+    cfg = _mini(
+        tmp_path, {"a": "0 0.9 0.5 0.4 0.2\n1 0.5 0.5 0.2 0.2\n2 0.9950004 0.5 0.01 0.1\n1 -0.1 0.1 0.5 0.5 0.5 0.9\n"}
+    )
     with pytest.warns(CocostatWarning, match=r"2 label\(s\) have coordinates outside \[0, 1\], clipped"):
         ds = load_dataset(str(cfg), cache=False)
-    np.testing.assert_allclose(ds.bbox[0], [140, 40, 60, 20])          # x2 = 1.1 -> 1.0
+    np.testing.assert_allclose(ds.bbox[0], [140, 40, 60, 20])  # x2 = 1.1 -> 1.0
     np.testing.assert_allclose(ds.bbox[2], [198, 45, 2, 10], atol=1e-3)  # x2 1 + 4e-7: clipped, not counted
     np.testing.assert_allclose(ds.bbox[3], [0, 10, 100, 80])
 
@@ -303,26 +307,32 @@ def test_segments_become_boxes_with_polygon_area(tmp_path):
     for row, p in enumerate(polys, start=1):
         xs, ys = [x * W for x in p[0::2]], [y * H for y in p[1::2]]
         area = 0.0
-        for k in range(len(xs)):                                       # shoelace, plain loop
+        for k in range(len(xs)):  # shoelace, plain loop
             area += xs[k] * ys[(k + 1) % len(xs)] - xs[(k + 1) % len(xs)] * ys[k]
         x0, y0 = min(xs), min(ys)
         np.testing.assert_allclose(ds.bbox[row], [x0, y0, max(xs) - x0, max(ys) - y0], atol=1e-6)
         assert ds.area[row] == pytest.approx(abs(area) / 2, abs=1e-6)
-    assert ds.area[0] == pytest.approx(40 * 40)                        # a box's area is w * h
+    assert ds.area[0] == pytest.approx(40 * 40)  # a box's area is w * h
     np.testing.assert_array_equal(ds.class_idx, [1, 0, 1, 2])
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ("0 0.5 0.5 0.5 0.5\n0 0.5 0.5 0.5\n", 2, "expected 5 fields (class cx cy w h) or a class and 3 or more x y "
-                                              "points, found 4, got '0 0.5 0.5 0.5'"),
-    ("0 0.1 0.1 0.2 0.2 0.3 0.3 0.4\n", 1, "found 8"),
-    ("\n\n3 0.5 0.5 0.1 0.1\n", 3, "class must be an integer in 0..2, got '3 0.5 0.5 0.1 0.1'"),
-    ("1.5 0.5 0.5 0.1 0.1\n", 1, "class must be an integer in 0..2"),
-    ("-1 0.5 0.5 0.1 0.1\n", 1, "class must be an integer in 0..2"),
-    ("0 0.5 0.5 0.1 0.1\n0 0.5 abc 0.1 0.1\n", 2, "value 'abc' is not a number"),
-    ("0 0.5 nan 0.1 0.1\n", 1, "values must be finite"),
-    ("0 0.5 0.5 -0.1 0.1\n", 1, "width and height must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        (
+            "0 0.5 0.5 0.5 0.5\n0 0.5 0.5 0.5\n",
+            2,
+            "expected 5 fields (class cx cy w h) or a class and 3 or more x y points, found 4, got '0 0.5 0.5 0.5'",
+        ),
+        ("0 0.1 0.1 0.2 0.2 0.3 0.3 0.4\n", 1, "found 8"),
+        ("\n\n3 0.5 0.5 0.1 0.1\n", 3, "class must be an integer in 0..2, got '3 0.5 0.5 0.1 0.1'"),
+        ("1.5 0.5 0.5 0.1 0.1\n", 1, "class must be an integer in 0..2"),
+        ("-1 0.5 0.5 0.1 0.1\n", 1, "class must be an integer in 0..2"),
+        ("0 0.5 0.5 0.1 0.1\n0 0.5 abc 0.1 0.1\n", 2, "value 'abc' is not a number"),
+        ("0 0.5 nan 0.1 0.1\n", 1, "values must be finite"),
+        ("0 0.5 0.5 -0.1 0.1\n", 1, "width and height must be >= 0"),
+    ],
+)
 def test_bad_label_lines_name_file_and_line(tmp_path, text, line, message):
     cfg = _mini(tmp_path, {"000001": "0 0.5 0.5 0.5 0.5\n", "000002": text})
     res = CliRunner().invoke(main, ["info", str(cfg)])
@@ -363,7 +373,7 @@ def test_exif_orientation_swaps_width_and_height(tmp_path, orientation, order):
         raw = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01" + bytes([0, orientation, 0, 0]) + b"\0\0\0\0"
     Image.new("RGB", (30, 20)).save(tmp_path / "rot.jpg", exif=raw)
     with Image.open(tmp_path / "rot.jpg") as im:
-        assert im.getexif().get(0x0112) == orientation          # the file says what the test means
+        assert im.getexif().get(0x0112) == orientation  # the file says what the test means
     want = (20, 30) if orientation in (6, 8) else (30, 20)
     assert yolo.image_size(str(tmp_path / "rot.jpg")) == want == yolo._pillow_size(str(tmp_path / "rot.jpg"))
 
@@ -392,14 +402,16 @@ def test_cache_hit_replays_warnings_and_sees_label_edits(tmp_path, monkeypatch):
     cfg = _mini(tmp_path, {"a": "0 0.5 0.5 0.5 0.5\n", "b": None})
     with pytest.warns(CocostatWarning, match="no label file"):
         first = load_dataset(str(cfg))
+
     def boom(*a, **k):
         raise AssertionError("cache missed")
+
     monkeypatch.setattr(yolo, "_read_all", boom)
     with pytest.warns(CocostatWarning, match="1 of 2 image"):
         again = load_dataset(str(cfg))
     np.testing.assert_array_equal(first.bbox, again.bbox)
     monkeypatch.undo()
-    (tmp_path / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.25 0.5\n")   # different size
+    (tmp_path / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.25 0.5\n")  # different size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CocostatWarning)
         edited = load_dataset(str(cfg))
@@ -427,9 +439,11 @@ def test_convert_round_trip_real(real_data, tmp_path):
     got = json.loads(back.read_text())
     size = {i["id"]: (i["width"], i["height"]) for i in raw["images"]}
     assert sorted((i["id"], i["width"], i["height"]) for i in got["images"]) == sorted(
-        (i["id"], i["width"], i["height"]) for i in raw["images"])
-    assert [(c["id"], c["name"]) for c in got["categories"]] == [(c["id"], c["name"]) for c in
-                                                                 sorted(raw["categories"], key=lambda c: c["id"])]
+        (i["id"], i["width"], i["height"]) for i in raw["images"]
+    )
+    assert [(c["id"], c["name"]) for c in got["categories"]] == [
+        (c["id"], c["name"]) for c in sorted(raw["categories"], key=lambda c: c["id"])
+    ]
     want = sorted((a["image_id"], a["category_id"], *a["bbox"]) for a in raw["annotations"] if not a["iscrowd"])
     have = sorted((a["image_id"], a["category_id"], *a["bbox"]) for a in got["annotations"])
     assert len(want) == len(have) == 804

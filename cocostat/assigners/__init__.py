@@ -37,12 +37,22 @@ from dataclasses import fields
 from cocostat.errors import OptionError
 
 #: every assigner, in the registry's order (module file names, ``_`` -> ``-``, sorted).
-NAMES: tuple[str, ...] = tuple(sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__)
-                                      if not m.name.startswith("_")))
+NAMES: tuple[str, ...] = tuple(
+    sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+)
 
 #: what :mod:`cocostat.assigners._protocol` exports here, imported on first use (it imports torch).
-_LAZY = ("Assigner", "Slots", "grid_slots", "candidate_slots", "slot_count", "matched_anchors",
-         "positive_keys", "resolve_conflicts", "topk_mask")
+_LAZY = (
+    "Assigner",
+    "Slots",
+    "grid_slots",
+    "candidate_slots",
+    "slot_count",
+    "matched_anchors",
+    "positive_keys",
+    "resolve_conflicts",
+    "topk_mask",
+)
 
 __all__ = ["NAMES", "check_name", "create", "load", *_LAZY]
 

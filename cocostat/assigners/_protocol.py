@@ -201,8 +201,7 @@ def centre_cells(boxes: Tensor, grid) -> Tensor:
     return torch.minimum(gxy.floor().clamp(min=0), side[None, :, None] - 1).long()
 
 
-def grid_slots(boxes: Tensor, grid, radius: int, image: Tensor | None = None,
-               class_idx: Tensor | None = None) -> Slots:
+def grid_slots(boxes: Tensor, grid, radius: int, image: Tensor | None = None, class_idx: Tensor | None = None) -> Slots:
     """Every slot within ``radius`` cells (Chebyshev) of each object's centre cell, at every level.
 
     Args:
@@ -221,12 +220,21 @@ def grid_slots(boxes: Tensor, grid, radius: int, image: Tensor | None = None,
     inside = (gx >= 0) & (gy >= 0) & (gx < side) & (gy < side)
     if image is None:
         image = torch.arange(G, device=dev)
-    return Slots(grid, b, image.to(dev), anchor, level, dx, dy, gx, gy, inside,
-                 None if class_idx is None else class_idx.to(dev))
+    return Slots(
+        grid, b, image.to(dev), anchor, level, dx, dy, gx, gy, inside, None if class_idx is None else class_idx.to(dev)
+    )
 
 
-def candidate_slots(boxes: Tensor, grid, arrays, image: Tensor, *, iou: str = "iou", q: Tensor | None = None,
-                    plain: Tensor | None = None) -> Slots:
+def candidate_slots(
+    boxes: Tensor,
+    grid,
+    arrays,
+    image: Tensor,
+    *,
+    iou: str = "iou",
+    q: Tensor | None = None,
+    plain: Tensor | None = None,
+) -> Slots:
     """The stored candidate layout of a predictions table as :class:`Slots`.
 
     Args:
@@ -256,11 +264,26 @@ def candidate_slots(boxes: Tensor, grid, arrays, image: Tensor, *, iou: str = "i
         q = plain if iou == "iou" else matched_iou(pred, gt32, iou)
     has_pred = inside & valid_predictions(pred, obj, cls_prob)  # the one validity rule
     neg = torch.tensor(-math.inf, dtype=torch.float32, device=dev)
-    return Slots(grid, b, image.to(dev), t(arrays.anchor, torch.int64), t(arrays.level, torch.int64),
-                 t(arrays.dx, torch.int64), t(arrays.dy, torch.int64), t(arrays.gx, torch.int64),
-                 t(arrays.gy, torch.int64), inside, t(arrays.class_idx, torch.int64), pred,
-                 torch.where(has_pred, plain, neg), torch.where(has_pred, q, neg),
-                 torch.where(has_pred, obj * cls_prob, torch.zeros_like(obj)), obj, cls_prob, has_pred)
+    return Slots(
+        grid,
+        b,
+        image.to(dev),
+        t(arrays.anchor, torch.int64),
+        t(arrays.level, torch.int64),
+        t(arrays.dx, torch.int64),
+        t(arrays.dy, torch.int64),
+        t(arrays.gx, torch.int64),
+        t(arrays.gy, torch.int64),
+        inside,
+        t(arrays.class_idx, torch.int64),
+        pred,
+        torch.where(has_pred, plain, neg),
+        torch.where(has_pred, q, neg),
+        torch.where(has_pred, obj * cls_prob, torch.zeros_like(obj)),
+        obj,
+        cls_prob,
+        has_pred,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,8 +317,7 @@ def topk_mask(score: Tensor, k, allowed: Tensor, order: Tensor, then: Tensor | N
     out = sure | (tie & (tie.sum(1) <= need)[:, None])
     hard = torch.nonzero((tie.sum(1) > need) & (need > 0)).reshape(-1)  # rows whose tie must be broken
     if hard.numel():
-        out[hard] = _topk_sorted(score[hard], kk[hard], allowed[hard], order,
-                                 None if then is None else then[hard])
+        out[hard] = _topk_sorted(score[hard], kk[hard], allowed[hard], order, None if then is None else then[hard])
     return out & (kk > 0)[:, None]
 
 
@@ -421,8 +443,9 @@ class Assigner:
 
     def _need_predictions(self, slots: Slots) -> None:
         if not slots.has_predictions:
-            raise OptionError(f"the {self.name} assigner needs predictions: give --predictions DIR "
-                              f"or --cfg FILE --weights FILE")
+            raise OptionError(
+                f"the {self.name} assigner needs predictions: give --predictions DIR or --cfg FILE --weights FILE"
+            )
 
 
 def check_unit(value: float, option: str, *, closed: bool = True) -> float:

@@ -33,8 +33,7 @@ class Darknet(Assigner):
         per_anchor = torch.zeros(slots.num_objects, A, dtype=torch.float64, device=slots.device)  # (G, A)
         per_anchor[:, slots.anchor] = slots.wh_iou  # every column of an anchor has the same wh-IoU
         best, arg = per_anchor.max(dim=1)  # (G,); max returns the first index among ties
-        return ((slots.anchor[None, :] == arg[:, None]) & (best > 0)[:, None] & slots.is_centre[None, :]
-                & slots.valid())
+        return (slots.anchor[None, :] == arg[:, None]) & (best > 0)[:, None] & slots.is_centre[None, :] & slots.valid()
 
 
 ASSIGNER = Darknet

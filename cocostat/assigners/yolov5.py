@@ -48,8 +48,9 @@ def ratio_metric(slots: Slots) -> Tensor:
 
     ``min(w/w_a, w_a/w, h/h_a, h_a/h)``; YOLOv5's ``max(r, 1/r) < ratio_t`` is ``side ratio > 1 / ratio_t``.
     """
-    per_anchor = pairwise_side_ratio(slots.object_wh, torch.as_tensor(slots.grid.wh, dtype=torch.float64,
-                                                                      device=slots.device))  # (G, A)
+    per_anchor = pairwise_side_ratio(
+        slots.object_wh, torch.as_tensor(slots.grid.wh, dtype=torch.float64, device=slots.device)
+    )  # (G, A)
     return per_anchor[:, slots.anchor]
 
 
@@ -72,8 +73,9 @@ class YoloV5(Assigner):
     def positives(self, slots: Slots) -> Tensor:
         nb = neighbour_cells(slots.boxes, slots.grid)[:, slots.level, :]  # (G, N, 4)
         dx, dy = slots.dx, slots.dy
-        side = torch.stack([(dx == -1) & (dy == 0), (dx == 0) & (dy == -1),
-                            (dx == 1) & (dy == 0), (dx == 0) & (dy == 1)], dim=1)  # (N, 4)
+        side = torch.stack(
+            [(dx == -1) & (dy == 0), (dx == 0) & (dy == -1), (dx == 1) & (dy == 0), (dx == 0) & (dy == 1)], dim=1
+        )  # (N, 4)
         near = (nb & side[None]).any(-1)  # (G, N)
         cell = slots.is_centre[None, :] | near
         return (ratio_metric(slots) > 1.0 / self.ratio_t) & cell & slots.valid()
