@@ -889,6 +889,16 @@ def predict(
     left = {c: len(chunks[c]) for c in todo}
     counts = np.zeros(3, np.int64)  # this rank's objects, detections, chunks stored
     n_done = 0
+
+    def close_chunk(c: int) -> None:
+        """Write chunk ``c``'s parts once every one of its images is done (decoded or skipped)."""
+        tw = time.perf_counter()
+        arrays, dets = _finish_chunk(pending.pop(c), layout, chunk_files[c], skipped[c])
+        counts[:] += (len(arrays), len(dets["score"]), 1)
+        if out is None:
+            kept[c] = (arrays, dets)
+        timings["writing"] += time.perf_counter() - tw
+
     with _progress_bar(progress and rank == 0, len(positions), sum(len(chunks[c]) for c in done_chunks)) as bar:
         t0 = time.perf_counter()
         for idx, imgs, wh, errors in loader:
@@ -901,10 +911,7 @@ def predict(
             if not len(idx_np):  # every image of the batch was bad
                 left[c] -= len(errors)
                 if left[c] == 0:
-                    arrays, dets = _finish_chunk(pending.pop(c), layout, chunk_files[c], skipped[c])
-                    counts += (len(arrays), len(dets["score"]), 1)
-                    if out is None:
-                        kept[c] = (arrays, dets)
+                    close_chunk(c)
                 bar(len(errors))
                 t0 = time.perf_counter()
                 continue
@@ -936,12 +943,7 @@ def predict(
             pending[c].append(batch_out)
             left[c] -= len(idx_np) + len(errors)
             if left[c] == 0:
-                tw = time.perf_counter()
-                arrays, dets = _finish_chunk(pending.pop(c), layout, chunk_files[c], skipped[c])
-                counts += (len(arrays), len(dets["score"]), 1)
-                if out is None:
-                    kept[c] = (arrays, dets)
-                timings["writing"] += time.perf_counter() - tw
+                close_chunk(c)
             n_done += len(idx_np)
             bar(len(idx_np) + len(errors))
             t0 = time.perf_counter()
