@@ -2,8 +2,9 @@
 
 Examples (as sqlite-utils tests its docs): every fenced ```` ```console ```` block in ``docs/`` and
 in ``README.md`` is executed. Its ``$ cocostat ...`` lines are commands, run in-process with click's ``CliRunner`` in
-one scratch folder per page (so a page's later commands see what its earlier ones wrote), with
-``../shared/data`` replaced by the real data folder; each must exit 0. The lines under a command,
+one scratch folder per page (so a page's later commands see what its earlier ones wrote). The scratch folder
+has the layout of a checkout, its ``../shared/data`` a link to the real data folder, so the commands run
+verbatim and print the paths, and table widths, a user sees; each must exit 0. The lines under a command,
 up to the next ``$`` line, are its output as shown: they must appear in the command's stdout, in
 order and contiguous, where a line ``...`` stands for any number of lines left out. Examples that
 need data a fresh machine lacks (a full COCO, a GPU) are written as ```` ```bash ```` blocks
@@ -29,7 +30,6 @@ from cocostat.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-DATA = "../shared/data"
 
 _FENCE = re.compile(r"^```console\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
@@ -100,6 +100,14 @@ def test_console_parsing_and_matching():
     assert shown_in(["b", "...", "a"], ["a", "b"]) == "a"  # in order
 
 
+def checkout_layout(tmp: Path, real_data: Path) -> Path:
+    """A scratch folder where ``../shared/data`` is the real data folder, as it is from a checkout."""
+    (tmp / "shared").mkdir()
+    (tmp / "shared" / "data").symlink_to(real_data, target_is_directory=True)
+    (tmp / "work").mkdir()
+    return tmp / "work"
+
+
 PREDS = "coco-tiny-preds"  # the folder the predict page's example writes; other pages' examples read it
 
 
@@ -108,8 +116,8 @@ def coco_tiny_preds(real_data, tmp_path_factory) -> Path:
     """The predictions folder of the predict page's example, made once for the pages that read it."""
     page = DOCS / "commands" / "predict.md"
     command = next(c for c, _ in console_examples(page) if c.startswith("cocostat predict") and PREDS in c)
-    cwd = tmp_path_factory.mktemp("docs-preds")
-    argv = [a.replace(DATA, str(real_data)) for a in shlex.split(command, comments=True)[1:]]
+    cwd = checkout_layout(tmp_path_factory.mktemp("docs-preds"), real_data)
+    argv = shlex.split(command, comments=True)[1:]
     here = Path.cwd()
     try:
         os.chdir(cwd)
@@ -126,10 +134,11 @@ def coco_tiny_preds(real_data, tmp_path_factory) -> Path:
 @pytest.mark.realdata
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_console_examples_run(page, real_data, tmp_path, monkeypatch, request):
-    monkeypatch.chdir(tmp_path)
+    cwd = checkout_layout(tmp_path, real_data)
+    monkeypatch.chdir(cwd)
     commands = " ".join(c for c, _ in console_examples(page))
     if PREDS in commands and f"-o {PREDS}" not in commands:
-        (tmp_path / PREDS).symlink_to(request.getfixturevalue("coco_tiny_preds"), target_is_directory=True)
+        (cwd / PREDS).symlink_to(request.getfixturevalue("coco_tiny_preds"), target_is_directory=True)
     monkeypatch.setenv("COLUMNS", "200")
     runner = CliRunner()
     for command, shown in console_examples(page):
@@ -138,12 +147,11 @@ def test_console_examples_run(page, real_data, tmp_path, monkeypatch, request):
         assert not any(a.startswith("~") for a in argv), (
             f"{page.name}: {command!r} needs data a fresh machine lacks: write it in a ```bash block"
         )
-        argv = [a.replace(DATA, str(real_data)) for a in argv[1:]]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = runner.invoke(main, argv, catch_exceptions=False)
+            res = runner.invoke(main, argv[1:], catch_exceptions=False)
         assert res.exit_code == 0, f"{page.name}: `{command}` exited {res.exit_code}:\n{res.output}"
-        actual = [line.rstrip() for line in res.stdout.replace(str(real_data), DATA).splitlines()]
+        actual = [line.rstrip() for line in res.stdout.splitlines()]
         missing = shown_in(shown, actual)
         assert missing is None, (
             f"{page.name}: `{command}` no longer prints what the page shows; missing:\n"
