@@ -67,6 +67,7 @@ import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -149,6 +150,7 @@ MANIFEST_KEYS = (
 
 
 ORDER = ("image_id", "ann_id", "anchor", "dy", "dx")
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -165,8 +167,10 @@ class CandidateArrays:
         anchor_wh: (N, 2) float32, input pixels. stride: (N,) float32.
         gx, gy: (G, N) int64. valid: (G, N) bool.
         pred: (G, N, 4) float32, xyxy, input pixels (NaN where not valid).
-        obj, cls_prob, max_cls_prob: (G, N) float32.
-        max_cls_idx: (G, N) int16, -1 where not valid (None when the source lacks it).
+        obj, cls_prob: (G, N) float32.
+        max_cls_prob: (G, N) float32; max_cls_idx: (G, N) int16, -1 where not valid. Either is
+            None when the source lacks it or the reader was asked for other columns only
+            (``columns`` of :meth:`Predictions.iter_chunks`).
     """
 
     ann_id: np.ndarray
@@ -186,7 +190,7 @@ class CandidateArrays:
     pred: np.ndarray
     obj: np.ndarray
     cls_prob: np.ndarray
-    max_cls_prob: np.ndarray
+    max_cls_prob: np.ndarray | None = None
     max_cls_idx: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -460,6 +464,7 @@ def to_table(arrays: CandidateArrays) -> pd.DataFrame:
         return np.tile(x, g)
 
     mci = arrays.max_cls_idx if arrays.max_cls_idx is not None else np.full((g, n), -1, np.int16)
+    mcp = arrays.max_cls_prob if arrays.max_cls_prob is not None else np.full((g, n), np.nan, np.float32)
     frame = pd.DataFrame(
         {
             "ann_id": per_row(arrays.ann_id),
@@ -480,7 +485,7 @@ def to_table(arrays: CandidateArrays) -> pd.DataFrame:
             **{c: arrays.pred[..., k].reshape(-1) for k, c in enumerate(("px1", "py1", "px2", "py2"))},
             "obj": arrays.obj.reshape(-1),
             "cls_prob": arrays.cls_prob.reshape(-1),
-            "max_cls_prob": arrays.max_cls_prob.reshape(-1),
+            "max_cls_prob": mcp.reshape(-1),
             "max_cls_idx": mci.reshape(-1),
         }
     )
@@ -536,6 +541,7 @@ def arrays_to_arrow(arrays: CandidateArrays, layout: Layout):
     cell[:, ok, 0] = arrays.gx[:, centre[ok]]
     cell[:, ok, 1] = arrays.gy[:, centre[ok]]
     mci = arrays.max_cls_idx if arrays.max_cls_idx is not None else np.full((g, n), -1, np.int16)
+    mcp = arrays.max_cls_prob if arrays.max_cls_prob is not None else np.full((g, n), np.nan, np.float32)
     columns = {
         "ann_id": pa.array(np.asarray(arrays.ann_id, np.int64)),
         "image_id": pa.array(np.asarray(arrays.image_id, np.int64)),
@@ -547,7 +553,7 @@ def arrays_to_arrow(arrays: CandidateArrays, layout: Layout):
         "pred": _fsl(np.asarray(arrays.pred, np.float32), 4 * n),
         "obj": _fsl(np.asarray(arrays.obj, np.float32), n),
         "cls_prob": _fsl(np.asarray(arrays.cls_prob, np.float32), n),
-        "max_cls_prob": _fsl(np.asarray(arrays.max_cls_prob, np.float32), n),
+        "max_cls_prob": _fsl(np.asarray(mcp, np.float32), n),
         "max_cls_idx": _fsl(np.asarray(mci, np.int16), n),
     }
     schema = pa.schema([pa.field(k, v.type, nullable=False) for k, v in columns.items()])
@@ -583,27 +589,50 @@ def _values(column, width: int, dtype) -> np.ndarray:
     return flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, width)
 
 
-def arrow_to_arrays(table, layout: Layout, where: str = "candidate part") -> CandidateArrays:
-    """Dense arrays of a candidate part read with pyarrow (see :func:`arrays_to_arrow`)."""
+#: every column of a candidate part; the per-candidate ones a reader may leave out (``columns``).
+PART_COLUMNS = (
+    "ann_id",
+    "image_id",
+    "class_idx",
+    "iscrowd",
+    "gt",
+    "cell",
+    "valid",
+    "pred",
+    "obj",
+    "cls_prob",
+    "max_cls_prob",
+    "max_cls_idx",
+)
+CANDIDATE_VALUE_COLUMNS = ("valid", "pred", "obj", "cls_prob", "max_cls_prob", "max_cls_idx")
+#: the per-candidate columns the analyses read (anchor-audit, mismatch, errors, the assigners lab):
+#: the class arg-max columns are for the table view and for users' own code only.
+ANALYSIS_COLUMNS = ("valid", "pred", "obj", "cls_prob")
+
+
+def _wanted(columns: Iterable[str] | None) -> tuple[str, ...]:
+    """The part columns to read for ``columns`` (per-candidate names; None: all); checked."""
+    if columns is None:
+        return PART_COLUMNS
+    columns = tuple(columns)
+    unknown = [c for c in columns if c not in CANDIDATE_VALUE_COLUMNS]
+    if unknown:
+        raise ValueError(f"columns must be among {', '.join(CANDIDATE_VALUE_COLUMNS)}, got {', '.join(unknown)}")
+    keep = {"valid", "pred", "obj", "cls_prob", *columns}  # CandidateArrays requires these four
+    return tuple(c for c in PART_COLUMNS if c not in CANDIDATE_VALUE_COLUMNS or c in keep)
+
+
+def arrow_to_arrays(
+    table, layout: Layout, where: str = "candidate part", columns: Iterable[str] | None = None
+) -> CandidateArrays:
+    """Dense arrays of a candidate part read with pyarrow (see :func:`arrays_to_arrow`).
+
+    ``columns``: the per-candidate columns wanted (:data:`CANDIDATE_VALUE_COLUMNS`; ``valid``,
+    ``pred``, ``obj`` and ``cls_prob`` always come); the others are None. Default: all.
+    """
     n, lv = layout.size, layout.num_levels
-    missing = [
-        c
-        for c in (
-            "ann_id",
-            "image_id",
-            "class_idx",
-            "iscrowd",
-            "gt",
-            "cell",
-            "valid",
-            "pred",
-            "obj",
-            "cls_prob",
-            "max_cls_prob",
-            "max_cls_idx",
-        )
-        if c not in table.column_names
-    ]
+    wanted = _wanted(columns)
+    missing = [c for c in wanted if c not in table.column_names]
     if missing:
         raise DatasetFormatError(f"{where}: missing column(s) {', '.join(missing)}")
     g = table.num_rows
@@ -636,20 +665,42 @@ def arrow_to_arrays(table, layout: Layout, where: str = "candidate part") -> Can
         pred=col("pred", 4 * n, np.float32).reshape(g, n, 4),
         obj=col("obj", n, np.float32),
         cls_prob=col("cls_prob", n, np.float32),
-        max_cls_prob=col("max_cls_prob", n, np.float32),
-        max_cls_idx=col("max_cls_idx", n, np.int16),
+        max_cls_prob=col("max_cls_prob", n, np.float32) if "max_cls_prob" in wanted else None,
+        max_cls_idx=col("max_cls_idx", n, np.int16) if "max_cls_idx" in wanted else None,
     )
 
 
-def read_part(path: str | Path, layout: Layout) -> CandidateArrays:
-    """One candidate part as dense arrays."""
+def read_part(path: str | Path, layout: Layout, columns: Iterable[str] | None = None) -> CandidateArrays:
+    """One candidate part as dense arrays (``columns``: see :func:`arrow_to_arrays`; only those are decoded)."""
     import pyarrow.parquet as pq
 
+    wanted = _wanted(columns)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=list(wanted) if columns is not None else None)
     except Exception as exc:
         raise DatasetFormatError(f"{path}: cannot read the candidate part: {exc}") from None
-    return arrow_to_arrays(table, layout, str(path))
+    return arrow_to_arrays(table, layout, str(path), columns)
+
+
+def read_ahead(items: Iterable[T]) -> Iterator[T]:
+    """``items`` in order, each one produced in a background thread while the caller works on the previous.
+
+    At most two items exist at a time (the caller's and the next); reading and decoding parquet
+    (which release the GIL) overlap with the caller's torch work. Exceptions of the producer are
+    raised in the caller at the item where they happened.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(items)
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="cocostat-read-ahead") as pool:
+        ahead = pool.submit(next, it, done)
+        while True:
+            item = ahead.result()
+            if item is done:
+                return
+            ahead = pool.submit(next, it, done)
+            yield item
 
 
 def write_detection_part(columns: dict[str, np.ndarray], path: str | Path) -> Path:
@@ -787,10 +838,17 @@ class Predictions:
 
     # ---- candidates ---------------------------------------------------------------------------------
     def iter_chunks(
-        self, max_objects: int | None = CHUNK_OBJECTS, *, rank: int | None = None
+        self,
+        max_objects: int | None = CHUNK_OBJECTS,
+        *,
+        rank: int | None = None,
+        columns: Iterable[str] | None = None,
     ) -> Iterator[CandidateArrays]:
         """Dense candidate blocks of whole images, about ``max_objects`` objects each (None: one block
-        per stored part), in store order. ``rank``: only the parts written by that predict rank."""
+        per stored part), in store order. ``rank``: only the parts written by that predict rank.
+        ``columns``: the per-candidate columns to decode (:data:`CANDIDATE_VALUE_COLUMNS`, e.g.
+        :data:`ANALYSIS_COLUMNS`); ``valid``, ``pred``, ``obj``, ``cls_prob`` always come, the
+        others left out are None. Default: all."""
         if self.version == 1:
             yield from self._v1_chunks(max_objects)
             return
@@ -801,7 +859,7 @@ class Predictions:
                 self.parts if rank is None else tuple(p for p in self.parts if p.name.startswith(f"rank{rank:03d}-"))
             )
             layout = self.layout
-            source = (read_part(p, layout) for p in parts)
+            source = (read_part(p, layout, columns) for p in parts)
         yield from _coalesce(source, max_objects)
 
     def _v1_chunks(self, max_objects: int | None) -> Iterator[CandidateArrays]:
@@ -920,10 +978,12 @@ def _coalesce(blocks: Iterable[CandidateArrays], max_objects: int | None) -> Ite
         yield concat_arrays(pending)
 
 
-def iter_chunks(predictions, max_objects: int | None = CHUNK_OBJECTS) -> Iterator[CandidateArrays]:
+def iter_chunks(
+    predictions, max_objects: int | None = CHUNK_OBJECTS, *, columns: Iterable[str] | None = None
+) -> Iterator[CandidateArrays]:
     """Image-aligned dense candidate blocks of a predictions folder (path) or :class:`Predictions`."""
     pred = predictions if isinstance(predictions, Predictions) else read_predictions(predictions)
-    return pred.iter_chunks(max_objects)
+    return pred.iter_chunks(max_objects, columns=columns)
 
 
 def read_manifest(folder: str | Path) -> dict:

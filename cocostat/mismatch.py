@@ -56,6 +56,7 @@ from cocostat.audit import (
     _Sums,
     candidate_tensors,
     check_options,
+    compute_threads,
     open_inputs,
     rerank,
 )
@@ -370,7 +371,7 @@ def mismatch(
     moments = {k: Moments() for k in [*STATS, "obj_share", "score_share"]}
     counts = _Sums(objects=0, obj_not_best=0, score_not_best=0, most=0)
     frames, tops = [], []
-    with sink if sink is not None else contextlib.nullcontext():
+    with sink if sink is not None else contextlib.nullcontext(), compute_threads(dev):
         for inp in _rank_chunks(src, chunk_objects):
             ct = candidate_tensors(
                 inp.candidates, inp.grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t, device=dev
