@@ -366,24 +366,29 @@ def suppressed_objects(
     Raises:
         DatasetFormatError: a missing column, or an ``ann_id`` the dataset does not have.
     """
-    from cocostat.candidates import Predictions
+    from cocostat.candidates import ANALYSIS_COLUMNS, Predictions
 
+    order = np.argsort(dataset.ann_id, kind="stable")  # the annotation index, sorted once
+    lost = ~dataset.iscrowd & ~found  # (G,) over the dataset's annotations
+    if covered is not None:
+        lost &= ~covered
     if isinstance(candidates, Predictions):
         parts = [
             _good_candidates(
                 dataset,
                 c.pred.reshape(-1, 4),
-                np.repeat(c.gt, c.pred.shape[1], axis=0),
+                c.gt,
                 c.obj.reshape(-1),
                 c.cls_prob.reshape(-1),
                 c.valid.reshape(-1),
                 conf,
                 iou,
-                found,
-                covered,
-                np.repeat(c.ann_id, c.pred.shape[1]),
+                lost,
+                c.ann_id,
+                order,
+                c.pred.shape[1],
             )
-            for c in candidates.iter_chunks()
+            for c in candidates.iter_chunks(columns=ANALYSIS_COLUMNS)
         ]
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"g": [], "conf": [], "iou": []})
         return _suppressed_frame(dataset, frame)
@@ -401,20 +406,28 @@ def suppressed_objects(
         candidates["valid"].to_numpy(bool),
         conf,
         iou,
-        found,
-        covered,
+        lost,
         candidates["ann_id"].to_numpy(np.int64),
+        order,
     )
     return _suppressed_frame(dataset, frame)
 
 
-def _good_candidates(dataset: Dataset, pred, gt, obj, cls_prob, valid, conf, iou, found, covered, ann) -> pd.DataFrame:
+def _good_candidates(
+    dataset: Dataset, pred, gt, obj, cls_prob, valid, conf, iou, lost, ann, order, per_object: int = 1
+) -> pd.DataFrame:
     """Rows ``g`` (dataset annotation index), ``conf``, ``iou`` of the good candidates of lost objects.
 
-    pred, gt: (R, 4) xyxy input pixels; obj, cls_prob: (R,); valid: (R,) bool; ann: (R,) int64 ann ids.
+    pred: (R, 4) xyxy input pixels; obj, cls_prob: (R,); valid: (R,) bool; the candidates of one
+    object are ``per_object`` consecutive rows: gt (R / per_object, 4) xyxy input pixels and ann
+    (R / per_object,) int64 ann ids, one per object. lost: (A,) bool over the dataset's
+    annotations; order: ``argsort(dataset.ann_id)``.
+
+    Cheap tests first: only the rows of lost objects are looked at, and IoU (float64, as for the
+    whole table) is computed only for their valid rows with ``score >= conf``: the same rows and
+    values as testing every row, in memory of about the lost objects' rows.
     """
     ann = np.asarray(ann, np.int64)
-    order = np.argsort(dataset.ann_id, kind="stable")
     pos = np.searchsorted(dataset.ann_id[order], ann)
     ok = pos < order.size
     ok[ok] = dataset.ann_id[order][pos[ok]] == ann[ok]
@@ -422,20 +435,23 @@ def _good_candidates(dataset: Dataset, pred, gt, obj, cls_prob, valid, conf, iou
         bad = np.flatnonzero(~ok)
         raise DatasetFormatError(
             f"candidate table: ann_id {int(ann[bad[0]])} is not an annotation of dataset "
-            f"{dataset.name} ({bad.size} row(s) affected); was it written for another "
+            f"{dataset.name} ({bad.size * per_object} row(s) affected); was it written for another "
             f"dataset?"
         )
-    gi = order[pos] if ann.size else np.zeros(0, np.int64)
-    pred = np.asarray(pred, np.float64)
-    gt = np.asarray(gt, np.float64)
-    score = np.asarray(obj, np.float64) * np.asarray(cls_prob, np.float64)
-    ious = np.asarray(matched_iou(pred, gt), dtype=np.float64) if ann.size else np.zeros(0)
-    good = np.asarray(valid, bool) & (score >= conf) & (ious >= iou)  # NaN boxes compare False
-    lost = ~dataset.iscrowd & ~found
-    if covered is not None:
-        lost &= ~covered
-    good &= lost[gi]
-    return pd.DataFrame({"g": gi[good], "conf": score[good], "iou": ious[good]})
+    gi = order[pos] if ann.size else np.zeros(0, np.int64)  # (R / per_object,)
+    objects = np.flatnonzero(lost[gi])  # the lost objects of this block
+    rows = (objects[:, None] * per_object + np.arange(per_object)).reshape(-1)  # their rows
+    score = np.asarray(obj[rows], np.float64) * np.asarray(cls_prob[rows], np.float64)
+    keep = np.asarray(valid[rows], bool) & (score >= conf)
+    rows, score = rows[keep], score[keep]
+    owner = rows // per_object  # (K,) the object of each row
+    ious = (
+        np.asarray(matched_iou(np.asarray(pred[rows], np.float64), np.asarray(gt[owner], np.float64)), np.float64)
+        if rows.size
+        else np.zeros(0)
+    )
+    good = ious >= iou  # NaN boxes compare False
+    return pd.DataFrame({"g": gi[owner[good]], "conf": score[good], "iou": ious[good]})
 
 
 def _suppressed_frame(dataset: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
