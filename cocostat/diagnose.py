@@ -524,9 +524,9 @@ class ErrorReport:
     suppressed: pd.DataFrame | None
     hard: pd.DataFrame
     drawn: tuple[str, ...] = ()
-    det_error: np.ndarray = field(default=None, repr=False)
-    det_target: np.ndarray = field(default=None, repr=False)
-    missed: np.ndarray = field(default=None, repr=False)
+    det_error: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8), repr=False)
+    det_target: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    missed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
 
     @property
     def objects_lost_to_merging(self) -> int:

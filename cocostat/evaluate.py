@@ -126,7 +126,7 @@ class Detections:
 
     def boxes_xyxy(self) -> np.ndarray:
         """(P, 4) float64, xyxy, pixels."""
-        return xywh_to_xyxy(self.bbox)
+        return np.asarray(xywh_to_xyxy(self.bbox))  # numpy in, numpy out
 
     def to_array(self) -> np.ndarray:
         """(P, 7) float64 ``[image_id, x, y, w, h, score, category_id]``, what pycocotools' and
@@ -255,7 +255,7 @@ def load_detections(source, dataset: Dataset) -> Detections:
     from cocostat.candidates import Predictions, read_predictions
 
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        source = read_predictions(source)
+        source = read_predictions(Path(source))
     if isinstance(source, Predictions):  # columnar: no Python object per detection
         cols = source.detection_columns()
         return make_detections(
