@@ -455,10 +455,13 @@ def sliced_matched_iou(pred: Tensor, gt: Tensor, iou: str) -> Tensor:
     The kernel runs on slices of :data:`_IOU_SLICE` objects, each copied coordinate-planar first
     (``pred[..., k]`` contiguous, so every elementwise op is a vectorised pass over memory that
     stays in cache): about twice as fast as one call on the interleaved (G, N, 4) block (measured on a
-    50,000-object chunk, one thread). Elementwise ops only, so every value is bit for bit the same.
-    Other devices get the one call.
+    50,000-object chunk, one thread). IoU, GIoU and DIoU are elementwise IEEE arithmetic, so every
+    value is bit for bit the same; CIoU's ``atan2`` differs in the last bits between torch's
+    vectorised and scalar paths, so CIoU (and other devices) get the one call as before.
     """
-    if pred.device.type != "cpu" or pred.shape[0] <= _IOU_SLICE:
+    if pred.device.type != "cpu" or iou == "ciou":
+        return matched_iou(pred, gt[:, None, :], iou)
+    if pred.shape[0] <= _IOU_SLICE:
         return matched_iou(pred.permute(2, 0, 1).contiguous().permute(1, 2, 0), gt[:, None, :], iou)
     out = torch.empty(pred.shape[:2], dtype=pred.dtype)
     for lo in range(0, pred.shape[0], _IOU_SLICE):

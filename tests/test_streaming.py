@@ -237,3 +237,147 @@ def test_torchrun_ranks_merge_to_the_single_process_figures(tmp_path):
     # each rank wrote the per-object rows of its own chunks; together they are every object once
     rows = pd.concat([pd.read_parquet(tmp_path / f"po.rank{r}.parquet") for r in (0, 1)])
     assert sorted(rows["ann_id"]) == sorted(one_a.per_object["ann_id"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The chunk loops' faster forms give the same values as the plain ones
+# --------------------------------------------------------------------------------------------------
+def _stored_slots(inp, asg, image):
+    from cocostat.assigners import Slots
+
+    a = inp.candidates
+
+    def t(x, dtype=torch.int64):
+        return torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+
+    return Slots(
+        inp.grid, asg.boxes, image, t(a.anchor), t(a.level), t(a.dx), t(a.dy), t(a.gx), t(a.gy), t(a.valid, torch.bool)
+    )
+
+
+def test_stored_positives_by_column_equal_in_positives(real, monkeypatch):
+    """Every box-only assigner on the real store: the column gather (taken, no fallback) is in_positives."""
+    import cocostat.audit as audit_mod
+    from cocostat import assigners
+    from cocostat.assign import assign, in_positives
+
+    ds, out = real
+    inp = _quiet(load_inputs, ds, out)
+    image = torch.from_numpy(dense_image_index(inp.image_id)[1])
+    gt = torch.from_numpy(inp.candidates.gt).double()
+
+    def no_fallback(*a):
+        raise AssertionError("the real store's cells are the assigner's: no fallback expected")
+
+    tried = 0
+    for name in assigners.NAMES:
+        kind = assigners.create(name)
+        if kind.needs_predictions:
+            continue
+        asg = assign(gt, inp.grid, kind, image=image)
+        stored = _stored_slots(inp, asg, image)
+        want = in_positives(asg.slots, asg.positives, stored)
+        with monkeypatch.context() as m:
+            m.setattr(audit_mod, "in_positives", no_fallback)
+            got = audit_mod.stored_positives(asg, stored)
+        assert torch.equal(got, want) and int(want.sum()) > 0, name
+        tried += 1
+    assert tried >= 4
+    # a stored cell that is not the assigner's (one object moved by a cell): the fallback, same answer
+    asg = assign(gt, inp.grid, "yolov5", image=image)
+    stored = _stored_slots(inp, asg, image)
+    gx = stored.gx.clone()
+    gx[3] += 1
+    from dataclasses import replace
+
+    moved = replace(stored, gx=gx)
+    assert torch.equal(audit_mod.stored_positives(asg, moved), in_positives(asg.slots, asg.positives, moved))
+
+
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_sliced_matched_iou_is_matched_iou_bit_for_bit(real, monkeypatch, kind):
+    import cocostat.audit as audit_mod
+    from cocostat.boxes import matched_iou
+
+    ds, out = real
+    a = _quiet(load_inputs, ds, out).candidates
+    pred, gt = torch.from_numpy(a.pred.copy()), torch.from_numpy(a.gt.copy())
+    want = matched_iou(pred, gt[:, None, :], kind)
+    monkeypatch.setattr(audit_mod, "_IOU_SLICE", 100)  # 815 objects in 9 slices, the last one short
+    got = audit_mod.sliced_matched_iou(pred, gt, kind)  # ciou: the one call (atan2's last bits)
+    assert got.dtype == want.dtype and torch.isnan(want).any()
+    assert torch.equal(torch.nan_to_num(got, nan=-7.0), torch.nan_to_num(want, nan=-7.0))
+
+
+def test_read_ahead_keeps_order_two_items_at_most_and_raises_in_place():
+    from cocostat.candidates import read_ahead
+
+    made, taken = [], []
+
+    def items(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"item {i}")
+            made.append(i)
+            assert len(made) - len(taken) <= 2  # the caller's item and the one ahead
+            yield i
+
+    for i in read_ahead(items(6)):
+        taken.append(i)
+    assert taken == list(range(6))
+    made.clear()
+    taken.clear()
+    with pytest.raises(ValueError, match="item 3"):
+        for i in read_ahead(items(6, fail_at=3)):
+            taken.append(i)
+    assert taken == [0, 1, 2]
+    assert list(read_ahead(iter(()))) == []
+
+
+def test_analysis_columns_read_the_same_values_and_leave_the_rest_out(real):
+    from cocostat.candidates import ANALYSIS_COLUMNS
+
+    _, out = real
+    pred = read_predictions(out)
+    for full, part in zip(pred.iter_chunks(CHUNK), pred.iter_chunks(CHUNK, columns=ANALYSIS_COLUMNS), strict=True):
+        for f in ("ann_id", "image_id", "class_idx", "iscrowd", "gt", "gx", "gy", "valid", "pred", "obj", "cls_prob"):
+            np.testing.assert_array_equal(getattr(part, f), getattr(full, f))
+        assert part.max_cls_prob is None and part.max_cls_idx is None and full.max_cls_prob is not None
+    with pytest.raises(ValueError, match="columns must be among"):
+        next(pred.iter_chunks(CHUNK, columns=["gt"]))
+
+
+def test_suppressed_objects_equal_a_loop_over_every_candidate_row(real):
+    """errors' streamed suppressed objects against a plain loop over the whole candidate table."""
+    from cocostat.diagnose import covered_objects, found_objects, suppressed_objects
+    from cocostat.evaluate import load_detections, match_detections
+
+    ds, out = real
+    pred = read_predictions(out)
+    dets = load_detections(pred, ds)
+    m = match_detections(ds, dets, 0.5, 100)
+    conf = 0.01
+    found = found_objects(ds, dets, m, conf)
+    covered = covered_objects(ds, dets, m, conf, 0.5)
+    got = suppressed_objects(ds, pred, found, conf, 0.5, covered)
+    index = {int(a): k for k, a in enumerate(ds.ann_id)}
+    best: dict[int, list[float]] = {}
+    table = pred.candidates
+    cols = [table[c].to_numpy(np.float64) for c in ("px1", "py1", "px2", "py2", "gt_x1", "gt_y1", "gt_x2", "gt_y2")]
+    obj, cls_prob = table["obj"].to_numpy(np.float64), table["cls_prob"].to_numpy(np.float64)
+    for r, (ann, ok) in enumerate(zip(table["ann_id"].tolist(), table["valid"].tolist(), strict=True)):
+        g = index[ann]
+        score = obj[r] * cls_prob[r]
+        if not ok or ds.iscrowd[g] or found[g] or covered[g] or not score >= conf:
+            continue
+        x1, y1, x2, y2, a1, b1, a2, b2 = (c[r] for c in cols)
+        iw, ih = min(x2, a2) - max(x1, a1), min(y2, b2) - max(y1, b1)
+        inter = max(iw, 0.0) * max(ih, 0.0)
+        union = (x2 - x1) * (y2 - y1) + (a2 - a1) * (b2 - b1) - inter
+        iou = min(inter / union, 1.0) if union > 0 else 0.0
+        if iou >= 0.5:
+            b = best.setdefault(ann, [-1.0, -1.0])
+            best[ann] = [max(b[0], score), max(b[1], iou)]
+    assert len(best) > 5 and sorted(best) == sorted(got["ann_id"].tolist())
+    ref = np.array([best[a] for a in got["ann_id"].tolist()])
+    np.testing.assert_allclose(got[["best_conf", "best_iou"]].to_numpy(), ref, rtol=1e-12)
