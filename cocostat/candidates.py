@@ -30,13 +30,15 @@ chunk, never by the dataset. A predictions folder (version 2) holds::
 Why parquet, one row per object with fixed-size list columns (measured in
 ``benchmarks/bench_scale.py``, ``reports/bench_scale.md``): it stores the per-candidate float32
 values once each, with no per-row repetition of ids, layout or boxes; parquet's byte-stream-split
-encoding plus zstd shrinks the float mantissas' predictable bytes, which makes it the smallest of
-the layouts measured (about 68 % of version 1's bytes on synthetic predictions, 60 % on real
-yolov3-tiny ones); a part reads straight into (G, N) numpy blocks; any parquet tool can read it;
+encoding plus zstd (level 9) shrinks the float mantissas' predictable bytes, which makes it the
+smallest of the layouts measured (about 68 % of version 1's bytes on synthetic random predictions,
+56 % on real yolov3-tiny ones; the float values alone are 44.5 % even under ``xz -9e``, so 40 % is
+out of reach losslessly); a part reads straight into (G, N) numpy blocks; any parquet tool can read it;
 and one file per chunk is the unit of atomic writing, of ``--resume`` and of distribution (each
 ``torchrun`` rank writes only ``rankR-*`` files). Arrow IPC (feather) reads several times faster
-but is 12 % (zstd) to 27 % (lz4) larger; ``.npz`` chunks are more than twice as large. Reading is
-about a third of an audit's time on two busy cores; the analyses stay faster than version 1.
+but is 12 % (zstd) to 27 % (lz4) larger; ``.npz`` chunks are more than twice as large. The
+analyses decode only the columns they use (:data:`ANALYSIS_COLUMNS`) and read the next chunk in a
+background thread (:func:`read_ahead`) while they reduce the current one.
 
 Coordinates are network-input pixels (after letterboxing), boxes xyxy. ``level`` indexes the
 ``[yolo]`` layers in cfg order (for yolov3 level 0 is stride 32), ``anchor`` indexes the cfg's
