@@ -273,13 +273,9 @@ def image_blocks(image_index: np.ndarray, max_objects: int) -> list[tuple[int, i
 
 
 def _block_arrays(arr, rows: np.ndarray):
-    """The candidate arrays of objects ``rows`` (per-object fields sliced, the layout kept)."""
-    from cocostat.candidates import CandidateArrays
-
-    layout = {"level", "anchor", "dx", "dy", "anchor_wh", "stride"}
-    return CandidateArrays(
-        **{f: (getattr(arr, f) if f in layout else getattr(arr, f)[rows]) for f in CandidateArrays.__dataclass_fields__}
-    )
+    """The candidate arrays of objects ``rows`` (per-object fields sliced, the layout kept; fields
+    the reader left out stay None)."""
+    return arr.select(rows)
 
 
 # --------------------------------------------------------------------------------------------------
