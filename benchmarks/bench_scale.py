@@ -339,21 +339,7 @@ def bench_formats(work: Path, objects: int = 50_000, repeat: int = 3) -> list[tu
     d = work / "formats"
     d.mkdir(parents=True, exist_ok=True)
     table = C.arrays_to_arrow(arr, layout)
-    fields = [
-        "ann_id",
-        "image_id",
-        "class_idx",
-        "iscrowd",
-        "gt",
-        "valid",
-        "pred",
-        "obj",
-        "cls_prob",
-        "max_cls_prob",
-        "max_cls_idx",
-        "gx",
-        "gy",
-    ]
+    fields = [c for c in C.PART_COLUMNS if c != "cell"] + ["gx", "gy"]  # CandidateArrays' stored fields
     writers = {
         "v1: candidates.parquet, one row per candidate (today)": (
             "v1.parquet",
