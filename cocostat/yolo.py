@@ -58,6 +58,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -83,6 +84,9 @@ _DATA_KEYS = {"train": ("train",), "val": ("valid", "val"), "test": ("test",)}  
 CLIP_TOLERANCE = 1e-6
 #: Bump when the cached YOLO parse changes.
 YOLO_CACHE_VERSION = 1
+#: A label file or image folder modified less than this long before the cache key is taken may still
+#: change within its timestamp tick (FAT's is 2 s) without a new mtime: no cache entry is written then.
+SETTLE_NS = 2_000_000_000
 #: Below this many images the files are read in this process (a pool costs ~0.1 s to start).
 POOL_MIN_IMAGES = 4096
 
@@ -712,43 +716,86 @@ def _image_ids(paths: tuple[str, ...]) -> np.ndarray:
     return np.arange(1, len(paths) + 1, dtype=np.int64)
 
 
-def _stats(images: list[str]) -> bytes:
-    """(n, 4) int64 as bytes: each image's size and mtime_ns, then its label file's; -1 where absent."""
+def _label_stats(images: tuple[str, ...]) -> np.ndarray:
+    """(I, 2) int64: each image's label file's size in bytes and mtime in ns, (-1, -1) where it has none."""
     out: list[int] = []
     add, stat = out.extend, os.stat
     for p in images:
-        for q in (p, label_path(p)):
-            try:
-                s = stat(q)
-                add((s.st_size, s.st_mtime_ns))
-            except OSError:
-                add((-1, -1))
-    return np.array(out, np.int64).tobytes()
+        try:
+            s = stat(label_path(p))
+            add((s.st_size, s.st_mtime_ns))
+        except OSError:
+            add((-1, -1))
+    return np.array(out, np.int64).reshape(-1, 2)
 
 
-def cache_key(src: YoloSource, workers: int | None = None) -> str:
-    """A hex digest over everything the parsed arrays depend on.
+def _folder_mtimes(images: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """The distinct folders holding the images (sorted) and each one's mtime in ns (symlinked folders
+    followed), -1 where it cannot be read."""
+    folders = sorted({p[: p.rfind(os.sep)] for p in images})
+    mtimes = []
+    for d in folders:
+        try:
+            mtimes.append(os.stat(d).st_mtime_ns)
+        except OSError:
+            mtimes.append(-1)
+    return folders, np.array(mtimes, np.int64)
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What :func:`cache_key` found.
+
+    Attributes:
+        digest: 16 hex digits, the cache entry's name.
+        settled: every label file and image folder was last modified at least :data:`SETTLE_NS` before
+            the key was taken, so none can change again within its timestamp tick unseen; an entry
+            is written only under a settled key.
+    """
+
+    digest: str
+    settled: bool
+
+
+def cache_key(src: YoloSource) -> CacheKey:
+    """The cache key of one split: a digest over everything the parsed arrays depend on, cheap to take.
 
     It covers: the cache layout versions; the resolved config (names, category ids, split, config
-    path); every image path in order; and each image's and label file's (size, mtime_ns), or its
-    absence. It detects any added, removed or renamed image or label file, and any edit that changes
-    a file's size or modification time. It cannot detect an edit that keeps both size and mtime_ns
-    (a tool that restores timestamps, such as ``rsync -t`` of a same-size file, or a filesystem with
-    coarse timestamps rewritten within one tick); use ``--no-cache`` after such a change.
-    The stat calls (two per image) are spread over the same pool as the cold read (``workers``).
+    path); every image path in order (the listing, which :func:`resolve_yolo` has just made); each
+    image's label file's (size, mtime_ns), or its absence; and the mtime_ns of every folder holding an
+    image. Taking it costs one ``stat`` per label file and one per image folder, no ``stat`` per image.
+
+    Detected: a label file edited, added, removed or renamed; an image added, removed or renamed (the
+    listing); an image replaced through a rename or a delete and create (``mv``, ``os.replace``,
+    ``rsync``, ``git checkout``, editors and tools that write a new file: its folder's mtime changes);
+    a changed config, names file or image list.
+    Missed (use ``--no-cache`` once after one of these): an image overwritten in place, keeping its
+    inode (``cp`` onto an existing name, pillow's ``save`` to the same path) with new pixel dimensions
+    (its cached width and height stay; same-size re-encodes change nothing that is cached); an image
+    changed behind a symlink to a file (the layout ``convert`` writes: the link's folder does not
+    change when the original does); a label file edited so that both its size and its mtime_ns are as
+    before (a tool that restores timestamps, ``touch -r``, ``rsync -t`` of a same-size file).
+    An edit within the same timestamp tick as the key (coarse-timestamp filesystems: FAT's 2 s,
+    ext3's 1 s) is not missed: a key is not ``settled`` while anything it covers is younger than
+    :data:`SETTLE_NS`, and no entry is written under it (the next load writes it).
     """
     from cocostat.data import CACHE_VERSION
 
+    taken = time.time_ns()
+    paths = src.image_paths
+    labels = _label_stats(paths)
+    folders, folder_mtimes = _folder_mtimes(paths)
     h = hashlib.sha256(
         json.dumps(
             [CACHE_VERSION, YOLO_CACHE_VERSION, str(src.annotations.absolute()), src.split, src.names, src.category_ids]
         ).encode()
     )
-    paths = src.image_paths
     h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
-    for part in _map_chunks(_stats, paths, (), workers):  # in order, so the digest does not depend on workers
-        h.update(part)
-    return h.hexdigest()[:16]
+    h.update(labels.tobytes())
+    h.update("\0".join(folders).encode("utf-8", "surrogateescape"))
+    h.update(folder_mtimes.tobytes())
+    newest = max(int(labels[:, 1].max(initial=-1)), int(folder_mtimes.max(initial=-1)))
+    return CacheKey(h.hexdigest()[:16], newest <= taken - SETTLE_NS)
 
 
 def _warn(src_name: str, counts: dict) -> None:
@@ -788,9 +835,10 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
     """
     from cocostat.data import _assemble, _load_cache, _save_cache, _warn_quality, cache_dir
 
-    file = side = None
+    file = side = key = None
     if cache:
-        file = cache_dir() / f"{src.name}-yolo-{cache_key(src, workers if pool == 'process' else 1)}.npz"
+        key = cache_key(src)
+        file = cache_dir() / f"{src.name}-yolo-{key.digest}.npz"
         side = file.with_suffix(".json")
         if file.is_file() and side.is_file():
             ds = _load_cache(file, src.name, src.annotations, src.image_dir)
@@ -851,7 +899,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
         "example": label_path(src.image_paths[0]) if src.image_paths else "",
     }
     _warn(src.name, counts)
-    if file is not None and side is not None:
+    if file is not None and side is not None and key is not None and key.settled:
         from cocostat.atomic import write_text
 
         _save_cache(ds, file)
@@ -896,6 +944,31 @@ class ConvertResult:
         return [("convert", self.to_frame())]
 
 
+def _check_images(names: list[str], image_dir: Path, dataset: str) -> None:
+    """Every image of a dataset about to be linked is a file in ``image_dir`` (one ``stat`` each)."""
+    missing = [n for n in names if not os.path.isfile(os.path.join(image_dir, n))]
+    if missing:
+        raise DatasetNotFoundError(
+            f"converting {dataset} to YOLO: {len(missing):,} of {len(names):,} image(s) are not in {image_dir} "
+            f"(first: {missing[0]}); the YOLO layout links to them: pass the folder that holds them with --images"
+        )
+
+
+def _check_label_clash(names: list[str], labels: list[str], dataset: str) -> None:
+    """No two images map to one label file (``a.jpg`` and ``a.png`` both to ``a.txt``)."""
+    if len(set(labels)) == len(labels):
+        return
+    first: dict[str, str] = {}
+    for name, lab in zip(names, labels, strict=True):
+        if lab in first:
+            raise DatasetFormatError(
+                f"converting {dataset} to YOLO: images {first[lab]} and {name} would share the label file "
+                f"{os.path.basename(lab)} (a YOLO label is found by the image path without its extension); "
+                "rename one of them"
+            )
+        first[lab] = name
+
+
 def write_yolo(
     dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT, folder: str | None = None
 ) -> ConvertResult:
@@ -911,7 +984,12 @@ def write_yolo(
     The folder is built beside ``out_dir`` and renamed into place, so a failure leaves no half layout.
 
     Raises:
-        DatasetNotFoundError: the dataset has no image folder (a YOLO layout needs its images).
+        DatasetNotFoundError: the dataset has no image folder, or an image of it is not in that folder
+            (a YOLO layout needs its images: the links would dangle, and the image sizes are read from
+            them); the message names the first missing image and counts them. Checked before anything
+            is written.
+        DatasetFormatError: two images would share a label file (``a.jpg`` and ``a.png``: the label
+            is found by the image's path without its extension); both are named.
     """
     out = Path(out_dir)
     if split not in SPLITS:
@@ -920,23 +998,28 @@ def write_yolo(
     if dataset.image_dir is None:
         raise DatasetNotFoundError(f"converting {dataset.name} to YOLO needs its images: pass --images DIR")
     image_dir = Path(os.path.abspath(dataset.image_dir))
+    names = dataset.file_name.tolist()
+    _check_images(names, image_dir, dataset.name)
     keep = ~dataset.iscrowd
     ds = dataset.select_annotations(keep)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        img_root, lab_root = tmp / "images" / folder, tmp / "labels" / folder
+        img_root = tmp / "images" / folder
+        # label files by the loader's own rule, so that reading the layout back finds every one
+        labels = [label_path(os.path.join(img_root, name)) for name in names]
+        _check_label_clash(names, labels, dataset.name)
         wh = np.stack([ds.width, ds.height], axis=1)[ds.image_index].astype(np.float64)  # (G, 2)
         c = ds.bbox[:, :2] + ds.bbox[:, 2:] / 2
         rows = np.concatenate([ds.class_idx[:, None].astype(np.float64), c / wh, ds.bbox[:, 2:] / wh], axis=1)
         offsets = ds.offsets
-        for i, name in enumerate(ds.file_name.tolist()):
+        for i, name in enumerate(names):
             link = img_root / name
             link.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(image_dir / name, link)
             n = int(offsets[i + 1] - offsets[i])
             if n:
-                lab = lab_root / (os.path.splitext(name)[0] + ".txt")
+                lab = Path(labels[i])
                 lab.parent.mkdir(parents=True, exist_ok=True)
                 lab.write_text(("%d %.10g %.10g %.10g %.10g\n" * n) % tuple(rows[offsets[i] : offsets[i + 1]].ravel()))
         import yaml
