@@ -46,9 +46,30 @@ Speed: reading the label files and the image headers is spread over a process po
 workers, from :data:`POOL_MIN_IMAGES` images on (a thread pool loses: the header walk and the parse
 hold the GIL; on 2 busy cores the pool only breaks even with one process, see
 reports/bench_yolo.md); the lines of a chunk of files are parsed in one C pass (pandas' CSV reader)
-when every line is a plain box, else in one vectorised numpy pass that also finds the bad line. The
-parsed arrays go to the same cache as COCO files (:func:`cocostat.data.cache_dir`); see
-:func:`cache_key` for what makes the key.
+when every line is a plain box, else in one vectorised numpy pass that also finds the bad line.
+
+Cache: the parsed arrays go to the same cache as COCO files (:func:`cocostat.data.cache_dir`). A COCO
+file's key hashes its bytes; hashing 118k label files would cost as much as parsing them, so the YOLO
+key (:func:`cache_key`) is taken from file metadata instead, chosen so that a cached train2017-size
+load stays under 1 s (reports/bench_yolo.md):
+
+- every label file: its (size, mtime_ns), or its absence. One ``stat`` each, the bulk of the key's time;
+- every folder holding an image: its mtime_ns (a file added, removed or renamed in a folder changes
+  it), not each image: a ``stat`` per image would double the key's cost, and what the cache holds of
+  an image is only its width and height;
+- the image listing itself, and the resolved config (split, names, category ids).
+
+Detected: a label file edited (in place too, at any size), added, removed or renamed; an image
+added, removed or renamed; an image replaced by a new file (written beside it and renamed over it,
+or deleted and recreated: ``mv``, ``rsync``, ``git checkout``); a changed YAML, ``.data``, names
+file or image list. Missed (``--no-cache`` once after one of these): an image overwritten in place
+(``cp`` onto an existing name, pillow's ``save`` to the same path) with other pixel dimensions; an
+image changed behind a symlink to a file (``convert`` links to the original images: a replaced
+original is not seen); a label file given new content of the same size and then its old mtime back
+(``touch -r``; rsync's quick check would skip such a file too). A file edited twice within one
+timestamp tick (1-2 s on FAT, HFS+, ext3) cannot hide behind an unchanged mtime: no entry is written
+while a label file or image folder is younger than :data:`SETTLE_NS` (2 s), or dated in the future;
+that load reads the files and a later one writes the entry.
 """
 
 from __future__ import annotations
@@ -134,19 +155,19 @@ def _locate(entry: str, base: Path) -> Path:
 
 
 def _list_folder(folder: str) -> list[str]:
-    """Image files under ``folder``, recursively (symlinked folders followed). An entry with an image
-    suffix is taken as a file without a stat: on a folder of 118k image symlinks a stat each would
-    cost more than the rest of the listing."""
+    """Image files under ``folder``, recursively (symlinked folders followed). A name with an image
+    suffix is taken as a file without a stat (on a folder of 118k image symlinks a stat each would
+    cost more than the rest of the listing); only the other names are looked at, for subfolders."""
     out, dirs = [], [folder]
     while dirs:
         d = dirs.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                name = e.name
-                if name[name.rfind(".") :].lower() in IMAGE_SUFFIXES and name.rfind(".") > 0:
-                    out.append(e.path)
-                elif e.is_dir():
-                    dirs.append(e.path)
+        pre = os.path.join(d, "")
+        for name in os.listdir(d):
+            dot = name.rfind(".")
+            if dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES:
+                out.append(pre + name)
+            elif os.path.isdir(pre + name):
+                dirs.append(pre + name)
     return out
 
 
@@ -631,7 +652,7 @@ def _read_chunk(images: list[str], num_classes: int | None) -> _Parsed:
     sizes = np.array([image_size(p) for p in images], dtype=np.int64).reshape(-1, 2)
     state = np.zeros(len(images), np.int8)
     parts, starts, have, nlines = [], [], [], []
-    labels = [label_path(p) for p in images]
+    labels = _label_paths(images)[0]
     pos = 0
     for i, p in enumerate(labels):
         try:
@@ -716,30 +737,40 @@ def _image_ids(paths: tuple[str, ...]) -> np.ndarray:
     return np.arange(1, len(paths) + 1, dtype=np.int64)
 
 
-def _label_stats(images: tuple[str, ...]) -> np.ndarray:
-    """(I, 2) int64: each image's label file's size in bytes and mtime in ns, (-1, -1) where it has none."""
+def _label_paths(images: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """:func:`label_path` of every image, and the distinct folders holding the images (sorted).
+
+    The same rule as :func:`label_path`, applied once per folder (the ``/images/`` -> ``/labels/``
+    part never reaches into the file name), so that each image costs a few string operations.
+    """
+    out: list[str] = []
+    label_dirs: dict[str, str] = {}
+    sep, add = os.sep, out.append
+    folder, cut, label_dir = "", -2, ""  # -2: no rfind result, so the first path sets them
+    for p in images:
+        k = p.rfind(sep)
+        if k != cut or not p.startswith(folder):
+            folder, cut = p[: k + 1], k
+            if folder not in label_dirs:
+                label_dirs[folder] = label_path(folder + "x")[:-5]  # strip "x.txt"
+            label_dir = label_dirs[folder]
+        dot = p.rfind(".", k + 2)  # an extension, not a leading dot: as label_path
+        add(label_dir + (p[k + 1 : dot] if dot > 0 else p[k + 1 :]) + ".txt")
+    return out, sorted(f[:-1] if len(f) > 1 else f for f in label_dirs)
+
+
+def _stats(paths: list[str]) -> np.ndarray:
+    """(n, 2) int64: each file's size in bytes and mtime in ns (symlinks followed), (-1, -1) where
+    there is none."""
     out: list[int] = []
     add, stat = out.extend, os.stat
-    for p in images:
+    for p in paths:
         try:
-            s = stat(label_path(p))
+            s = stat(p)
             add((s.st_size, s.st_mtime_ns))
         except OSError:
             add((-1, -1))
     return np.array(out, np.int64).reshape(-1, 2)
-
-
-def _folder_mtimes(images: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
-    """The distinct folders holding the images (sorted) and each one's mtime in ns (symlinked folders
-    followed), -1 where it cannot be read."""
-    folders = sorted({p[: p.rfind(os.sep)] for p in images})
-    mtimes = []
-    for d in folders:
-        try:
-            mtimes.append(os.stat(d).st_mtime_ns)
-        except OSError:
-            mtimes.append(-1)
-    return folders, np.array(mtimes, np.int64)
 
 
 @dataclass(frozen=True)
@@ -761,30 +792,18 @@ def cache_key(src: YoloSource) -> CacheKey:
     """The cache key of one split: a digest over everything the parsed arrays depend on, cheap to take.
 
     It covers: the cache layout versions; the resolved config (names, category ids, split, config
-    path); every image path in order (the listing, which :func:`resolve_yolo` has just made); each
-    image's label file's (size, mtime_ns), or its absence; and the mtime_ns of every folder holding an
-    image. Taking it costs one ``stat`` per label file and one per image folder, no ``stat`` per image.
-
-    Detected: a label file edited, added, removed or renamed; an image added, removed or renamed (the
-    listing); an image replaced through a rename or a delete and create (``mv``, ``os.replace``,
-    ``rsync``, ``git checkout``, editors and tools that write a new file: its folder's mtime changes);
-    a changed config, names file or image list.
-    Missed (use ``--no-cache`` once after one of these): an image overwritten in place, keeping its
-    inode (``cp`` onto an existing name, pillow's ``save`` to the same path) with new pixel dimensions
-    (its cached width and height stay; same-size re-encodes change nothing that is cached); an image
-    changed behind a symlink to a file (the layout ``convert`` writes: the link's folder does not
-    change when the original does); a label file edited so that both its size and its mtime_ns are as
-    before (a tool that restores timestamps, ``touch -r``, ``rsync -t`` of a same-size file).
-    An edit within the same timestamp tick as the key (coarse-timestamp filesystems: FAT's 2 s,
-    ext3's 1 s) is not missed: a key is not ``settled`` while anything it covers is younger than
-    :data:`SETTLE_NS`, and no entry is written under it (the next load writes it).
+    path); every image path in order (the listing :func:`resolve_yolo` has just made); each image's
+    label file's (size, mtime_ns), or its absence; and the mtime_ns of every folder holding an image
+    (symlinked folders followed). It costs one ``stat`` per label file and one per image folder, none
+    per image. What that detects and what it misses: the module docstring ("Cache").
     """
     from cocostat.data import CACHE_VERSION
 
     taken = time.time_ns()
     paths = src.image_paths
-    labels = _label_stats(paths)
-    folders, folder_mtimes = _folder_mtimes(paths)
+    label_files, folders = _label_paths(paths)
+    labels = _stats(label_files)  # (I, 2)
+    folder_mtimes = _stats(folders)[:, 1]  # (F,)
     h = hashlib.sha256(
         json.dumps(
             [CACHE_VERSION, YOLO_CACHE_VERSION, str(src.annotations.absolute()), src.split, src.names, src.category_ids]

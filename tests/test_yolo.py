@@ -393,6 +393,26 @@ def test_label_path_rule():
     assert yolo.label_path("/d/imgs/x.png") == "/d/imgs/x.txt"
 
 
+def test_label_paths_per_folder_follow_the_rule():
+    """The per-folder shortcut of the cache key and the cold read gives label_path's answer for every
+    path, in any order (folders revisited, nested, named images, leading dots, no extension)."""
+    paths = [
+        "/d/images/val/a.jpg",
+        "/d/images/val/sub/b.x.png",
+        "/d/images/val/c.jpeg",
+        "/d/images/a/images/x.y.jpg",
+        "/d/imgs/.hidden.jpg",
+        "/d/imgs/.jpg",
+        "/d/imgs/noext",
+        "/d/images/val/d.JPG",
+        "/images/e.jpg",
+        "/f.jpg",
+    ]
+    labels, folders = yolo._label_paths(paths)
+    assert labels == [yolo.label_path(p) for p in paths]
+    assert folders == sorted({os.path.dirname(p) for p in paths})
+
+
 # --------------------------------------------------------------------------------------------------
 # convert
 # --------------------------------------------------------------------------------------------------
