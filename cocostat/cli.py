@@ -115,9 +115,10 @@ def _for_the_cli(exc: OptionError, command: click.Command | None) -> str:
     """An OptionError's message with its Python parameter name (``iou_t must ...``) spelt as the
     command's flag (``--iou-t must ...``); unchanged when it names no parameter of the command."""
     message = str(exc)
-    flag = _flag_of(command, exc.param) if exc.param else None
-    if flag and message.startswith(exc.param):
-        return flag + message[len(exc.param) :]
+    param = exc.param
+    flag = _flag_of(command, param) if param else None
+    if param and flag and message.startswith(param):
+        return flag + message[len(param) :]
     return message
 
 
