@@ -155,19 +155,22 @@ def _locate(entry: str, base: Path) -> Path:
 
 
 def _list_folder(folder: str) -> list[str]:
-    """Image files under ``folder``, recursively (symlinked folders followed). A name with an image
-    suffix is taken as a file without a stat (on a folder of 118k image symlinks a stat each would
-    cost more than the rest of the listing); only the other names are looked at, for subfolders."""
+    """Image files under ``folder``, recursively (symlinked folders followed). An entry with an image
+    suffix is taken as a file without a stat: on a folder of 118k image symlinks a stat each would
+    cost more than the rest of the listing. Other entries are asked whether they are folders, which
+    the directory entry's type answers without a stat (Darknet layouts keep a ``.txt`` per image
+    beside it)."""
     out, dirs = [], [folder]
     while dirs:
         d = dirs.pop()
-        pre = os.path.join(d, "")
-        for name in os.listdir(d):
-            dot = name.rfind(".")
-            if dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES:
-                out.append(pre + name)
-            elif os.path.isdir(pre + name):
-                dirs.append(pre + name)
+        with os.scandir(d) as it:
+            for e in it:
+                name = e.name
+                dot = name.rfind(".")
+                if dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES:
+                    out.append(e.path)
+                elif e.is_dir():
+                    dirs.append(e.path)
     return out
 
 
