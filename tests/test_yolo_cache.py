@@ -235,3 +235,26 @@ def test_key_covers_config_names_and_listing(tmp_path):
     only_a = yolo.cache_key(yolo.resolve_yolo(lst)).digest
     lst.write_text("images/val/a.jpg\nimages/val/b.jpg\n")
     assert yolo.cache_key(yolo.resolve_yolo(lst)).digest != only_a
+
+
+def test_darknet_layout_labels_beside_images_and_subfolders(tmp_path, monkeypatch):
+    """A folder DATASET with each label beside its image (no ``/images/`` in the path) and a
+    subfolder: both folders are in the key, the .txt files are not taken for images."""
+    monkeypatch.setenv("COCOSTAT_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "obj"
+    (root / "more").mkdir(parents=True)
+    for stem, folder in (("a", root), ("b", root), ("c", root / "more")):
+        Image.new("RGB", (64, 32)).save(folder / f"{stem}.jpg")
+        (folder / f"{stem}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    age(root)
+    reads = Reads(monkeypatch)
+    src = yolo.resolve_yolo(root)
+    assert [Path(p).relative_to(root).as_posix() for p in src.image_paths] == ["a.jpg", "b.jpg", "more/c.jpg"]
+    assert yolo._label_paths(src.image_paths)[1] == [str(root), str(root / "more")]
+    assert load(root).num_annotations == 3 and load(root).num_annotations == 3 and reads.n == 1
+    Image.new("RGB", (64, 32)).save(root / "more" / "d.jpg")  # an image added in the subfolder
+    age(root)
+    assert load(root).num_images == 4 and reads.n == 2
+    (root / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n0 0.25 0.25 0.5 0.5\n")  # a label edited beside its image
+    age(root)
+    assert load(root).num_annotations == 4 and reads.n == 3
