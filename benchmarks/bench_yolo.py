@@ -13,12 +13,15 @@ process (files in the OS page cache, cocostat's array cache off unless named "ca
 - yolo-cold-process: ``load_dataset(yaml, split="train", cache=False)``, the default process pool;
 - yolo-cold-thread: the same with a thread pool of as many workers;
 - yolo-cold-serial: the same with ``workers=1`` (everything in the main process);
-- yolo-cached: ``load_dataset(yaml, split="train")`` after one load has written the cache.
+- yolo-cached: ``load_dataset(yaml, split="train")`` after one load has written the cache;
+- yolo-cached-before (with ``--before DIR``): the same with the cocostat of the checkout DIR, interleaved
+  with yolo-cached, to measure a change against the revision before it in the same run.
 
 Peak memory is each process's ``VmHWM`` (main process, and the largest pool worker's, which each
 worker writes to a file when it finishes a chunk).
 
-    python -m benchmarks.bench_yolo [--dir DIR] [--scale 1.0] [--repeat 1] [--only coco-cached,yolo-cached]
+    python -m benchmarks.bench_yolo [--dir DIR] [--scale 1.0] [--repeat 1]
+        [--only coco-cached,yolo-cached] [--before DIR]
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ def generate(folder: Path, scale: float) -> None:
     print(f"generated the YOLO layout in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
 
-def run_child(which: str, folder: Path) -> dict:
+def run_child(which: str, folder: Path, src: Path | None = None) -> dict:
+    """One load in a fresh process; ``src``: the checkout whose cocostat it imports (default this one)."""
     peaks = folder / PEAKS_DIR / which
     peaks.mkdir(parents=True, exist_ok=True)
     for p in peaks.iterdir():
@@ -123,7 +127,9 @@ def run_child(which: str, folder: Path) -> dict:
         **os.environ,
         "COCOSTAT_CACHE": str(folder / "cache"),
         "BENCH_YOLO_PEAKS": str(peaks),
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(src or Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
     }
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, which, str(folder)], capture_output=True, text=True, env=env, check=True
@@ -156,6 +162,13 @@ def main(argv=None) -> int:
         help="comma-separated loaders to run (the report needs coco-cold for the cold ratios and coco-cached "
         "for the cached one) [default: all]",
     )
+    ap.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of another revision (git worktree add /tmp/before main): its cached YOLO load runs "
+        "interleaved with this one's, as the row yolo-cached-before",
+    )
     ap.add_argument("--report", type=Path, default=Path("reports/bench_yolo.md"))
     args = ap.parse_args(argv)
     only = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -170,12 +183,21 @@ def main(argv=None) -> int:
     results = {}
     load_before = os.getloadavg()
     for which in (w for w in LOADERS if w in only):
+        before = which == "yolo-cached" and args.before is not None
         if which.endswith("-cached"):
             run_child(which, args.dir)  # the first cached load writes the cache
-        runs = [run_child(which, args.dir) for _ in range(args.repeat)]
-        results[which] = min(runs, key=lambda r: r["seconds"])
-        results[which]["all_seconds"] = [r["seconds"] for r in runs]
-        print(which, results[which], file=sys.stderr)
+            if before:
+                run_child(which, args.dir, args.before)  # its key differs: its own entry
+        runs, runs_before = [], []
+        for _ in range(args.repeat):  # interleaved, so that both meet the same load
+            runs.append(run_child(which, args.dir))
+            if before:
+                runs_before.append(run_child(which, args.dir, args.before))
+        for name, rs in ((which, runs), ("yolo-cached-before", runs_before)):
+            if rs:
+                results[name] = min(rs, key=lambda r: r["seconds"])
+                results[name]["all_seconds"] = [r["seconds"] for r in rs]
+                print(name, results[name], file=sys.stderr)
     load_after = os.getloadavg()
     any_run = next(iter(results.values()))
     labels = args.dir / "yolo" / "labels" / "train2017"
@@ -225,11 +247,29 @@ def main(argv=None) -> int:
             f"(`cocostat.yolo.cache_key`) takes one `stat` per label file and one per image folder: "
             f"{any_run['images'] + 1:,} calls, after the listing of the image folder that every load makes."
         )
+    if "yolo-cached-before" in results and "yolo-cached" in results:
+        rev = _revision(args.before)
+        lines.append(
+            f"yolo-cached-before is the same load with the cocostat of {rev}, interleaved with this one's: "
+            f"{results['yolo-cached-before']['seconds']:.2f} s, so this revision takes "
+            f"{results['yolo-cached']['seconds'] / results['yolo-cached-before']['seconds']:.2f}x its time."
+        )
     from cocostat.atomic import write_text
 
     write_text(args.report, "\n".join(lines) + "\n")
     print(args.report.read_text())
     return 0
+
+
+def _revision(src: Path) -> str:
+    """``<commit> (<subject>)`` of a checkout, or its path when git cannot say."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(src), "log", "-1", "--format=%h (%s)"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()[:100] or str(src)
+    except (OSError, subprocess.CalledProcessError):
+        return str(src)
 
 
 def _load(avg: tuple[float, float, float]) -> str:
