@@ -132,7 +132,12 @@ def run_child(which: str, folder: Path, src: Path | None = None) -> dict:
         ),
     }
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, which, str(folder)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", _CHILD, which, str(folder)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=src,  # python -c puts the working folder first on sys.path, before PYTHONPATH
     )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     worker = [float(p.read_text()) for p in peaks.iterdir()]
