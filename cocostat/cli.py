@@ -19,6 +19,7 @@ import click
 from cocostat import __version__
 from cocostat.assigners import NAMES as ASSIGNER_NAMES
 from cocostat.errors import CocostatError, CocostatWarning, OptionError
+from cocostat.plots import KMEANS_PLOT
 from cocostat.render import FORMATS, emit
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -350,10 +351,6 @@ def info_cmd(dataset, fmt, output):
     from cocostat.summary import info
 
     emit(info(dataset), fmt, output)
-
-
-#: file name of kmeans' plot inside --plot DIR (the name cocostat report links to).
-KMEANS_PLOT = "kmeans_anchors.png"
 
 
 @main.command("kmeans")
