@@ -270,9 +270,9 @@ def _revision(src: Path) -> str:
     """``<commit> (<subject>)`` of a checkout, or its path when git cannot say."""
     try:
         out = subprocess.run(
-            ["git", "-C", str(src), "log", "-1", "--format=%h (%s)"], capture_output=True, text=True, check=True
+            ["git", "-C", str(src), "log", "-1", "--format=%h"], capture_output=True, text=True, check=True
         )
-        return out.stdout.strip()[:100] or str(src)
+        return f"commit {out.stdout.strip()}" if out.stdout.strip() else str(src)
     except (OSError, subprocess.CalledProcessError):
         return str(src)
 
