@@ -74,6 +74,7 @@ that load reads the files and a later one writes the entry.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -868,7 +869,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
                 try:
                     _warn(src.name, json.loads(side.read_text()))
                     _warn_quality(ds, src.name)
-                    return ds
+                    return dataclasses.replace(ds, split=src.split)
                 except (OSError, ValueError, KeyError):
                     pass
     num_classes = len(src.names) if src.names is not None else None
@@ -929,7 +930,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
             write_text(side, json.dumps(counts))
         except OSError:
             pass
-    return ds
+    return dataclasses.replace(ds, split=src.split)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -512,3 +514,22 @@ def test_library_errors_are_cocostat_errors(tmp_path):
         load_dataset(str(cfg), cache=False)
     with pytest.raises(OptionError, match="^split must be one of"):
         yolo.resolve_yolo(cfg, "dev")
+
+
+def test_a_report_of_a_yaml_split_reproduces_that_split(yolo_val, tmp_path):
+    # the library call (no dataset_argv) must name the split in its reproducing commands: `train`
+    # and `val` are different images, and commands default to different splits
+    from cocostat.report import build_report
+
+    cfg = yaml.safe_load(yolo_val.read_text())
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump({**cfg, "train": cfg["val"]}))
+    ds = load_dataset(str(two), split="train", cache=False)
+    assert ds.split == "train" and load_dataset(str(yolo_val), cache=False).split == "val"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = build_report(ds, out_dir=tmp_path / "rep", progress=False)
+    command = res.section("info").command
+    assert shlex.split(command)[1:4] == ["info", str(two), "--split"] and "--split train" in command
+    out = _json(*shlex.split(command)[1:])
+    assert out["annotations"] == ds.num_annotations
