@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -352,7 +353,19 @@ def test_folder_is_readable_and_complete(synth, tiny_model, tmp_path):
     assert per_image["image_id"].tolist() == synth.image_id.tolist()  # image 11 has no annotations: a row of 0
     assert per_image["annotations"].tolist() == synth.counts.tolist()
     assert per_image["detections"].sum() == len(res.detections)
-    assert {"inference", "candidates", "detections", "total"} <= set(res.to_dict()["timings"])
+    timings = res.to_dict()["timings"]
+    assert list(timings) == [*P.STAGES, "total"]
+    # the stages cover the call: laps are taken back to back, so only the last lap's remainder is missed
+    assert sum(timings[s] for s in P.STAGES) == pytest.approx(timings["total"], abs=0.05)
+    sp = res.to_dict()["speed"]
+    ms = 1000 / res.images
+    assert sp["inference"] == pytest.approx((res.timings["forward"] + res.timings["decode"]) * ms, abs=1e-3)
+    assert sp["nms"] == pytest.approx(res.timings["detections"] * ms, abs=1e-3)
+    assert sp["total"] == pytest.approx(res.timings["total"] * ms, abs=1e-3) and sp["total"] > sp["inference"]
+    assert re.fullmatch(
+        rf"Speed: [\d.]+/[\d.]+/[\d.]+ ms inference/NMS/total per {SIZE}x{SIZE} image at batch-size 2", sp["line"]
+    )
+    assert m["speed"]["batch_size"] == 2 and m["speed"]["total"] <= sp["total"]  # the manifest's: before its own write
 
 
 def test_workers_give_the_same_result(synth, tiny_model):
@@ -370,7 +383,7 @@ def test_resume_skips_finished_chunks(synth, tiny_model, tmp_path, monkeypatch):
     real = P._run_batch
 
     def crash_on_third(*a, **k):
-        calls.append(len(a[2]))
+        calls.append(len(a[1].idx))
         if len(calls) == 3:
             raise KeyboardInterrupt  # the user presses ctrl-c in the second chunk
         return real(*a, **k)
@@ -385,7 +398,7 @@ def test_resume_skips_finished_chunks(synth, tiny_model, tmp_path, monkeypatch):
     assert [p.name for p in (out / "detections").iterdir()] == ["rank000-chunk000000.parquet"]
     first_part = (out / "candidates" / "rank000-chunk000000.parquet").stat()
     calls.clear()
-    monkeypatch.setattr(P, "_run_batch", lambda *a, **k: (calls.append(len(a[2])), real(*a, **k))[1])
+    monkeypatch.setattr(P, "_run_batch", lambda *a, **k: (calls.append(len(a[1].idx)), real(*a, **k))[1])
     res = _run(synth, tiny_model, out_dir=out, batch_size=1, resume=True)
     assert sum(calls) == 3 and res.images == 3 and res.resumed_images == 2  # chunk 0 (2 images) was kept
     assert (out / "candidates" / "rank000-chunk000000.parquet").stat().st_mtime_ns == first_part.st_mtime_ns
