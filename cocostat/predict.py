@@ -96,6 +96,7 @@ __all__ = [
     "default_workers",
     "distributed",
     "gather_candidates",
+    "image_loader",
     "predict",
     "speed",
 ]
@@ -514,6 +515,23 @@ def _collate(items):
     errors = [(it[0], it[4]) for it in items if it[4]]
     imgs = torch.from_numpy(np.stack([it[1] for it in good])) if good else None  # (B, S, S, 3) uint8
     return idx, imgs, wh, errors
+
+
+def image_loader(
+    paths: Sequence[str], letterbox: Letterbox, batches: list[list[int]], workers: int, device: torch.device
+) -> torch.utils.data.DataLoader:
+    """The loader :func:`predict` decodes with: ``workers`` processes (0: this one) decode and letterbox
+    ``paths[i]`` for each batch of positions in ``batches``, in order; items are :func:`_collate`'s
+    ``(idx, imgs, wh, errors)``, ``imgs`` in pinned memory when ``device`` is CUDA (so the copy to the
+    device can be asynchronous). Worker processes are forked (Linux's default start method), which
+    starts them in milliseconds instead of re-importing torch in each."""
+    return torch.utils.data.DataLoader(
+        ImageFiles(paths, letterbox),
+        batch_sampler=batches,
+        num_workers=workers if batches else 0,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def _bad_images(errors: list[tuple[int, str]], dataset: Dataset, paths: Sequence[str], skip: bool) -> list[dict]:
@@ -1107,14 +1125,8 @@ def _predict_batches(
     Returns:
         (images processed, images whose file size differs from the JSON's width/height).
     """
-    opts, ds, device = inf.settings, inf.dataset, inf.device
-    loader = torch.utils.data.DataLoader(
-        ImageFiles(paths, inf.letterbox),
-        batch_sampler=plan.batches,
-        num_workers=(opts.workers or 0) if plan.batches else 0,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-    )
+    opts, ds = inf.settings, inf.dataset
+    loader = image_loader(paths, inf.letterbox, plan.batches, opts.workers or 0, inf.device)
     chunk_of = plan.chunk_of()
     n_done = size_mismatch = 0
     rank = _dist_info()[0]
