@@ -51,7 +51,6 @@ import numpy as np
 
 DATA = Path(os.environ.get("COCOSTAT_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 REPO = Path(__file__).resolve().parents[1]
-STAGE_NAMES = ("setup", "loading", "copy", "forward", "decode", "candidates", "detections", "writing")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -305,19 +304,26 @@ def e2e_vs_forward(ds, model, batch: int, size: int, work: Path, fwd_images: int
     }
 
 
-def _stage_table(rows: list[tuple[str, dict]]) -> list[str]:
+def _stage_table(rows: list[tuple[str, dict]], digits: int = 1, bound: bool = False) -> list[str]:
+    """Markdown rows: images/s end to end and forward-only, their ratio, every stage's ms per image
+    (:data:`cocostat.predict.STAGES`); with ``bound``, the decode-only images/s and the share of it reached."""
+    from cocostat.predict import STAGES
+
+    extra = " decode-only images/s | end to end / decode-only |" if bound else ""
     lines = [
         "| run | images | batch | end to end images/s | forward-only images/s | ratio | "
-        + " | ".join(STAGE_NAMES)
-        + " | total |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * (len(STAGE_NAMES) + 1),
+        + " | ".join(STAGES)
+        + " | total |"
+        + extra,
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * (len(STAGES) + 1 + 2 * bound),
     ]
     for name, r in rows:
         st = r["stages"]
         lines.append(
             f"| {name} | {r['images']} | {r['batch']} | {r['e2e']:.1f} | {r['fwd']:.1f} | {r['ratio']:.2f}x | "
-            + " | ".join(f"{st.get(k, 0.0):.1f}" for k in STAGE_NAMES)
-            + f" | {st['total']:.1f} |"
+            + " | ".join(f"{st.get(k, 0.0):.{digits}f}" for k in STAGES)
+            + f" | {st['total']:.{digits}f} |"
+            + (f" {r['bound']:.0f} | {r['e2e'] / r['bound']:.2f}x |" if bound else "")
         )
     return lines
 
@@ -354,7 +360,8 @@ def scale_section(args, work: Path) -> list[str]:
         f"- yolov3-tiny: `{tiny['speed']}` ({tiny['detections']} detections)",
         f"- yolov3-spp: `{spp['speed']}` ({spp['detections']} detections: random weights with an untrained "
         f"detector's prior head biases, see `_spp_model`) — only {spp['images']} images: on these 2 shared "
-        f"cores yolov3-spp runs at about {spp['fwd']:.1f} images/s, so 5,000 images would take over an hour.",
+        f"cores yolov3-spp runs at about {spp['fwd']:.1f} images/s (forward only), so 5,000 images would take "
+        f"{5000 / spp['fwd'] / 60:.0f} minutes.",
         "",
         f"End to end / forward-only for yolov3-tiny: **{tiny['ratio']:.2f}x** (target 0.8x; decoding shares "
         f"the two cores with the forward pass, so its CPU time is lost to the model).",
@@ -543,7 +550,11 @@ def opencv_section(args) -> list[str]:
 
     runs: dict[str, list[float]] = {"cocostat": [], "opencv": [], "passive": []}
     shares, stages, det_c, det_o, fwd_passive = [], [], None, None, []
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
+    # the child runs under the other wait policy than this process (which has the CLI's PASSIVE unless told)
+    here_policy = os.environ.get("OMP_WAIT_POLICY") or "OpenMP's default (spin-wait)"
+    other = "" if os.environ.get("OMP_WAIT_POLICY") == "PASSIVE" else "PASSIVE"
+    other_policy = other or "OpenMP's default (spin-wait)"
+    env = {**os.environ, "OMP_WAIT_POLICY": other, "PYTHONPATH": str(REPO)}
     child_cmd = [sys.executable, "-m", "benchmarks.bench_predict", "--child", "--scale", str(args.scale)]
     child_cmd += ["--size", str(args.size), "--batch-size", str(batch)]
     for r in range(args.rounds):
@@ -562,7 +573,7 @@ def opencv_section(args) -> list[str]:
         runs["opencv"].append(time.perf_counter() - t)
         print(
             f"round {r + 1}: cocostat {n / runs['cocostat'][-1]:.1f} img/s, "
-            f"(OMP_WAIT_POLICY=PASSIVE: {n / runs['passive'][-1]:.1f}), "
+            f"(OMP_WAIT_POLICY={other_policy}: {n / runs['passive'][-1]:.1f}), "
             f"opencv {n / runs['opencv'][-1]:.1f} img/s",
             file=sys.stderr,
         )
@@ -586,19 +597,24 @@ def opencv_section(args) -> list[str]:
         "| pipeline | images/s (median of rounds) | images/s (best round) | time vs OpenCV (median) |",
         "|---|---:|---:|---:|",
     ]
-    names = {"cocostat": "cocostat", "passive": "cocostat, OMP_WAIT_POLICY=PASSIVE", "opencv": "OpenCV DNN"}
+    names = {
+        "cocostat": f"cocostat, OMP_WAIT_POLICY={here_policy}",
+        "passive": f"cocostat, OMP_WAIT_POLICY={other_policy} (a child process)",
+        "opencv": "OpenCV DNN",
+    }
     for k in ("cocostat", "passive", "opencv"):
         lines.append(f"| {names[k]} | {n / med[k]:.1f} | {n / best[k]:.1f} | {med[k] / med['opencv']:.2f}x |")
     lines += [
         "",
         "cocostat's stages (median ms per image): "
-        + ", ".join(f"{k} {1000 * statistics.median(t[k] for t in stages) / n:.1f}" for k in (*STAGE_NAMES, "total"))
+        + ", ".join(f"{k} {1000 * statistics.median(t[k] for t in stages) / n:.1f}" for k in stages[0])
         + ". `detections` thresholds at conf 0.001 (hundreds of boxes per image, where OpenCV keeps only "
         "scores above 0.2) and runs NMS.",
         "",
         "Model only (same letterboxed input, forward + YOLO decoding; best of rounds):",
         "",
-        "| batch | torch ms/image | torch ms/image, OMP_WAIT_POLICY=PASSIVE | OpenCV ms/image | torch time vs OpenCV |",
+        f"| batch | torch ms/image ({here_policy}) | torch ms/image ({other_policy}) | OpenCV ms/image "
+        "| torch time vs OpenCV |",
         "|---:|---:|---:|---:|---:|",
     ]
     for b, (tt, tc) in fwd.items():
@@ -616,7 +632,7 @@ def opencv_section(args) -> list[str]:
 
 
 def _child(args) -> dict:
-    """End-to-end seconds and model-only seconds per image in this process (started with OMP_WAIT_POLICY=PASSIVE)."""
+    """End-to-end seconds and model-only seconds per image in this process (started with the other wait policy)."""
     from cocostat.predict import predict
 
     ds = _inputs(args)[2]
@@ -715,7 +731,9 @@ def gpu_main(args) -> int:
             model = make(device)
             for half in (False, True) if dev.type == "cuda" else (False,):
                 for b in args.gpu_batches:
-                    r = e2e_vs_forward(ds, model, b, args.size, work, max(256, 4 * b), device=device, half=half)
+                    r = e2e_vs_forward(
+                        ds, model, b, args.size, work, max(args.fwd_images, 16 * b), device=device, half=half
+                    )
                     r["bound"] = bound[b]
                     rows.append((f"{model_name}, {'--half' if half else 'float32'}", r))
                     print(f"{rows[-1][0]} batch {b}: {r['e2e']:.0f} img/s, {r['speed']}", file=sys.stderr)
@@ -732,18 +750,8 @@ def gpu_main(args) -> int:
         f"at the end. decode-only = the same loader and workers without the model (the bound when JPEG "
         f"decoding is the limit). Stage columns: ms per image.",
         "",
-        "| run | images | batch | end to end images/s | forward-only images/s | ratio | "
-        + " | ".join(STAGE_NAMES)
-        + " | total | decode-only images/s | end to end / decode-only |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * (len(STAGE_NAMES) + 3),
+        *_stage_table(rows, digits=2, bound=True),
     ]
-    for name_, r in rows:
-        st = r["stages"]
-        lines.append(
-            f"| {name_} | {r['images']} | {r['batch']} | {r['e2e']:.0f} | {r['fwd']:.0f} | {r['ratio']:.2f}x | "
-            + " | ".join(f"{st.get(k, 0.0):.2f}" for k in STAGE_NAMES)
-            + f" | {st['total']:.2f} | {r['bound']:.0f} | {r['e2e'] / r['bound']:.2f}x |"
-        )
     lines += ["", "Speed lines:", ""] + [f"- {n_}, batch {r['batch']}: `{r['speed']}`" for n_, r in rows]
     lines += ["", f"CPU float32 vs CUDA float32 (yolov3-tiny, 16 images): {agree}."]
     text = "\n".join(lines) + "\n"

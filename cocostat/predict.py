@@ -1328,8 +1328,9 @@ def predict(
         dataset: a loaded dataset with an image folder (``dataset.image_dir``).
         model: a :class:`~cocostat.models.DarknetModel` (see :func:`cocostat.models.load_model`); it
             is not modified (inference runs on a batch-norm-fused copy).
-        size, batch_size, conf, nms_iou, max_det, neighborhood, workers, half, draw, skip_bad_images,
-            chunk_images: the run's settings, see :class:`RunSettings` (None: the device's default).
+        size: S, letterbox side in pixels. The settings ``batch_size``, ``conf``, ``nms_iou``,
+            ``max_det``, ``neighborhood``, ``workers``, ``half``, ``draw``, ``skip_bad_images`` and
+            ``chunk_images`` are those of :class:`RunSettings` (None: the device's default).
         device: where inference runs; None follows the model's device.
         progress: a progress bar on stderr (rank 0 only).
         out_dir: write the predictions folder there (see :mod:`cocostat.candidates`).

@@ -3,6 +3,7 @@ and against OpenCV DNN's detections on the real yolov3-tiny."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from cocostat.data import from_dict, load_coco
 from cocostat.errors import CocostatWarning, DatasetFormatError, OptionError
 from cocostat.models import Letterbox, build_model, write_weights
 from cocostat.predict import batched_nms, gather_candidates, predict
+from cocostat.render import render
 
 TINY_CFG = Path(__file__).with_name("test_models.py").read_text().split('TINY_CFG = """\\\n')[1].split('"""')[0]
 SIZE = 64
@@ -415,6 +417,83 @@ def test_resume_skips_finished_chunks(synth, tiny_model, tmp_path, monkeypatch):
         OptionError, match=r"cannot resume, the run there used other settings \(conf: 0.001 then, 0.5 now\)"
     ):
         _run(synth, tiny_model, out_dir=out, resume=True, conf=0.5)
+
+
+def test_a_failed_background_write_fails_the_run_and_leaves_it_resumable(synth, tiny_model, tmp_path, monkeypatch):
+    # chunks are written by a background thread: an error there must reach the caller, with the
+    # chunks written before it kept and no manifest (the folder is unfinished, so --resume continues it)
+    monkeypatch.setattr(P, "CHUNK_IMAGES", 2)
+    real = P.write_detection_part
+    written = []
+
+    def full_disk_on_second(cols, path):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        return real(cols, path)
+
+    monkeypatch.setattr(P, "write_detection_part", full_disk_on_second)
+    out = tmp_path / "pred"
+    with pytest.raises(OSError, match="No space left"):
+        _run(synth, tiny_model, out_dir=out, batch_size=1)
+    assert not (out / "manifest.json").exists()
+    assert [p.name for p in (out / "detections").iterdir()] == ["rank000-chunk000000.parquet"]
+    monkeypatch.setattr(P, "write_detection_part", real)
+    res = _run(synth, tiny_model, out_dir=out, batch_size=1, resume=True)
+    assert res.resumed_images == 2 and res.images == 3
+    clean = _run(synth, tiny_model)
+    pd.testing.assert_frame_equal(res.candidates, clean.candidates)
+    assert res.detections == clean.detections
+
+
+def test_run_settings_defaults_follow_the_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    asked = P.RunSettings(size=320)
+    assert asked.batch_size is None and asked.workers is None and asked.chunk_images is None
+    on_cpu, on_cuda = asked.for_device(cpu), asked.for_device(cuda)
+    assert (on_cpu.batch_size, on_cuda.batch_size) == (4, 32)
+    cores = os.cpu_count() or 1
+    assert on_cpu.workers == max(1, min(4, cores // 4)) and on_cuda.workers == min(8, cores)
+    assert on_cpu.chunk_images == P.CHUNK_IMAGES and on_cpu.size == 320
+    assert P.RunSettings(batch_size=7, workers=0).for_device(cpu) == P.RunSettings(
+        batch_size=7, workers=0, chunk_images=P.CHUNK_IMAGES
+    )  # what the user gave is kept
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        on_cpu.conf = 0.5  # type: ignore[misc]
+
+
+def test_speed_line_definition():
+    # 10 images; forward 0.2 s + decode 0.05 s = 25 ms inference per image, 0.1 s NMS = 10 ms, 1.234 s in all
+    t = {"forward": 0.2, "decode": 0.05, "detections": 0.1, "candidates": 0.3, "total": 1.234}
+    sp = P.speed(t, 10, 416, 32)
+    assert (sp["inference"], sp["nms"], sp["total"]) == (25.0, 10.0, 123.4)
+    assert sp["line"] == "Speed: 25.0/10.0/123.4 ms inference/NMS/total per 416x416 image at batch-size 32"
+    assert P.speed(t, 0, 416, 32) is None  # nothing processed (a resumed, complete folder)
+
+
+def test_default_batch_size_and_the_speed_line_in_the_summary(synth, tiny_model):
+    res = predict(synth, tiny_model, size=SIZE, workers=0, progress=False)
+    assert res.settings.batch_size == 4 and res.manifest["speed"]["batch_size"] == 4
+    shown = render(res, "table").decode()
+    assert re.search(
+        rf"^Speed: [\d.]+/[\d.]+/[\d.]+ ms inference/NMS/total per {SIZE}x{SIZE} image at batch-size 4$", shown, re.M
+    )
+    assert re.search(r"stage\s*┃\s*seconds\s*┃\s*ms per image\s*┃\s*share of total", shown)
+
+
+def test_the_cli_makes_openmp_wait_passively_unless_told(monkeypatch):
+    from cocostat.cli import _passive_omp_wait
+
+    seen = []
+    probe = _passive_omp_wait(lambda: seen.append(os.environ.get("OMP_WAIT_POLICY")))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    probe()  # torch is already imported in this process: setting it now would change nothing
+    assert seen == [None]
+    monkeypatch.delitem(sys.modules, "torch")
+    probe()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    probe()
+    assert seen == [None, "PASSIVE", "ACTIVE"]
 
 
 def test_fresh_run_replaces_old_parts(synth, tiny_model, tmp_path):
