@@ -224,8 +224,13 @@ def _anchor_pairs(vals: np.ndarray, text: str, where: str, err=ModelFormatError)
     return vals.reshape(-1, 2)
 
 
-# Reads only the [yolo] anchors/mask lines, not models.parse_cfg: --compare must accept the anchors of
-# cfgs whose other layers cocostat cannot build.
+# Deliberately a second, lenient reader rather than models.parse_cfg (decided in issue #11): --compare
+# must accept the anchors of cfgs whose other layers cocostat cannot build, so this one reads only the
+# [yolo] anchors/mask lines, ignores every other line it cannot parse (as Darknet's own parser skips
+# unparsable lines with a warning) and strips comments after '#' or ';' anywhere on a line. parse_cfg is
+# strict (a malformed line or a repeated key is an error naming its line), because it builds the network.
+# Sharing one tokenizer would make one of the two change its messages or what it accepts, so they stay
+# two readers; both are tested on the same real cfgs (tests/test_anchors.py, tests/test_models.py).
 def parse_darknet_anchors(path: str | Path) -> AnchorSet:
     """Anchors and masks of a Darknet cfg file, from its ``[yolo]`` sections only.
 

@@ -26,6 +26,7 @@ from cocostat import assigners
 from cocostat.anchors import default_strides  # re-exported; defined once in anchors
 from cocostat.assigners import NAMES
 from cocostat.assigners._protocol import (
+    GIVE_PREDICTIONS,
     Assigner,
     Slots,
     centre_cells,
@@ -221,9 +222,7 @@ def assign(
     """
     asg = assigners.create(assigner, iou_t=iou_t, ratio_t=ratio_t, **options)
     if asg.needs_predictions:
-        raise OptionError(
-            f"the {asg.name} assigner needs predictions: give --predictions DIR or --cfg FILE --weights FILE"
-        )
+        raise OptionError(f"the {asg.name} assigner needs predictions: {GIVE_PREDICTIONS}")
     b = _as_float_tensor(boxes)
     if b.ndim == 1 and b.numel() == 0:
         b = b.reshape(0, 4)

@@ -18,6 +18,10 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 #: marks cocostat's temporary files; see the module docstring for the whole name.
 TMP_TAG = ".cocostat-tmp."
@@ -151,9 +155,10 @@ class FrameWriter:
         self.fmt = FRAME_FORMATS.get(self.path.suffix.lower())
         if self.fmt is None:
             raise OptionError(f"a table file must end in .csv, .parquet or .pq, got {str(path)!r}")
-        self._ctx = None
-        self._writer = None
+        self._ctx: contextlib.AbstractContextManager[Path] | None = None
         self._tmp: Path | None = None
+        self._csv_started = False  # the CSV header is written
+        self._parquet: pq.ParquetWriter | None = None  # opened with the first chunk's schema
         self.rows = 0
 
     def __enter__(self) -> FrameWriter:
@@ -163,22 +168,26 @@ class FrameWriter:
 
     def write(self, frame) -> None:
         """Append a pandas DataFrame (same columns as the first one)."""
+        if self._tmp is None:
+            raise RuntimeError("FrameWriter.write() outside its `with` block")
         if self.fmt == "csv":
-            frame.to_csv(self._tmp, mode="a" if self._writer else "w", header=self._writer is None, index=False)
-            self._writer = True
+            frame.to_csv(self._tmp, mode="a" if self._csv_started else "w", header=not self._csv_started, index=False)
+            self._csv_started = True
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            if self._writer is None:
+            if self._parquet is None:
                 table = pa.Table.from_pandas(frame, preserve_index=False)
-                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
             else:
-                table = pa.Table.from_pandas(frame, schema=self._writer.schema, preserve_index=False)
-            self._writer.write_table(table)
+                table = pa.Table.from_pandas(frame, schema=self._parquet.schema, preserve_index=False)
+            self._parquet.write_table(table)
         self.rows += len(frame)
 
-    def __exit__(self, *exc):
-        if self._writer is not None and self._writer is not True:
-            self._writer.close()
+    def __exit__(self, *exc) -> bool | None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._ctx is None:
+            return None
         return self._ctx.__exit__(*exc)

@@ -16,28 +16,9 @@ both in network-input pixels; ties go to the first candidate in the table's (anc
 - *neighbourhood*: every stored cell of every anchor ((2n+1)^2 cells per anchor, n the radius the
   predictions were extracted with), cells outside the grid left out.
 
-Figures (``key``: definition):
-
-- ``objects``: non-crowd objects audited. ``images``: images holding at least one of them.
-- ``feature_maps``: ``images x levels``.
-- ``unmatched_objects``: objects the assigner matches to no anchor at all.
-- ``feature_maps_unmatched_better``: (image, level) pairs in which at least one object has an
-  unmatched prediction of that level with a higher IoU than one of its matched predictions of that
-  level (``max unmatched(level) > min matched(level)``).
-- ``objects_compared``: objects with at least one matched and one unmatched prediction.
-- ``objects_unmatched_beats_worst_matched``: objects with ``max(unmatched) > min(matched)``.
-- ``objects_unmatched_beats_best_matched``: objects with ``max(unmatched) > max(matched)``.
-- ``objects_best_from_neighbor``: objects whose highest-IoU prediction in the whole neighbourhood
-  lies in a neighbouring cell: ``max(neighbour cells) > max(centre cell)`` (null when the table
-  holds only centre cells).
-- per anchor (``level``, ``anchor`` [w, h] in input pixels):
-  ``matched``: objects matched to it; ``match_wh_iou``: mean wh-IoU of anchor and object over
-  those objects; ``pred_iou_matched``: mean IoU of its matched predictions (one per object; for yolov5
-  usually three, up to five); ``pred_iou_all``: mean IoU of its centre-cell prediction over all objects,
-  matched or not; ``best_when_unmatched``: objects counted in
-  ``objects_unmatched_beats_best_matched`` whose best unmatched prediction is this anchor's (the
-  column sums to that count); ``worst_matched``: among objects with at least two matched
-  predictions, those whose lowest-IoU matched prediction is this anchor's.
+Figures: every figure's JSON key, table label and exact definition is in
+:data:`cocostat.figures.FIGURES` (analysis ``anchor-audit``; the docs' Figures page is generated from
+it), and the tables here take their labels from there.
 
 Without predictions only ``objects``, ``images``, ``feature_maps``, ``unmatched_objects`` and
 per anchor ``matched`` and ``match_wh_iou`` are computed; object boxes are then letterboxed to
@@ -71,9 +52,9 @@ from cocostat.assign import (
     in_positives,
 )
 from cocostat.assigners import Slots, candidate_slots, matched_anchors
-from cocostat.assigners._protocol import centre_cells
+from cocostat.assigners._protocol import GIVE_PREDICTIONS, centre_cells
 from cocostat.atomic import FrameWriter
-from cocostat.boxes import IOU_KINDS, matched_iou, valid_predictions
+from cocostat.boxes import iou_kind, matched_iou, valid_predictions
 from cocostat.candidates import (
     CHUNK_OBJECTS,
     CandidateArrays,
@@ -88,23 +69,21 @@ from cocostat.candidates import (
 )
 from cocostat.data import Dataset
 from cocostat.errors import CocostatWarning, OptionError
+from cocostat.figures import figures, labels, needs_predictions, overview_rows
+from cocostat.render import json_records
 from cocostat.sources import check_frame_path, write_frame
 
 DEFAULT_ANCHORS = "yolov3-spp"
 DEFAULT_SIZE = 416
 
-#: figures that need predictions (null without them).
-NEEDS_PREDICTIONS = (
-    "feature_maps_unmatched_better",
-    "objects_compared",
-    "objects_unmatched_beats_worst_matched",
-    "objects_unmatched_beats_best_matched",
-    "objects_best_from_neighbor",
-    "per_anchor.pred_iou_matched",
-    "per_anchor.pred_iou_all",
-    "per_anchor.best_when_unmatched",
-    "per_anchor.worst_matched",
-)
+#: the analysis' name in :mod:`cocostat.figures` (every figure's key, table label and definition).
+FIGURES = "anchor-audit"
+
+#: figures that need predictions (null without them): ``NAME`` and ``per_anchor.NAME``.
+NEEDS_PREDICTIONS = needs_predictions(FIGURES)
+#: the overview figures, and the per-anchor columns, that need predictions.
+_PRED_FIGURES = tuple(f.name for f in figures(FIGURES, "") if f.needs_predictions)
+_PRED_COLUMNS = tuple(f.name for f in figures(FIGURES, "per_anchor[]") if f.needs_predictions)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,6 +116,12 @@ class AuditInputs:
     @property
     def has_predictions(self) -> bool:
         return self.candidates is not None
+
+    def need_candidates(self, needed_by: str) -> CandidateArrays:
+        """:attr:`candidates`; an :class:`OptionError` naming ``needed_by`` when there are none (boxes only)."""
+        if self.candidates is None:
+            raise OptionError(f"{needed_by} needs predictions: {GIVE_PREDICTIONS}")
+        return self.candidates
 
 
 def letterbox_boxes(dataset: Dataset, size: int) -> np.ndarray:
@@ -214,6 +199,8 @@ class AuditSource:
         candidates. Raises OptionError for annotation ids the dataset does not have.
         """
         if self.predictions is None:
+            if self.boxes_only is None:
+                raise OptionError("an audit needs a dataset or predictions")
             yield self.boxes_only
             return
         ds = self.dataset
@@ -222,7 +209,7 @@ class AuditSource:
         first = True
         layout_checked = False
         for block in self.predictions.iter_chunks(max_objects):
-            if ann_sorted is not None and len(block):
+            if ds is not None and ann_sorted is not None and len(block):
                 pos = np.searchsorted(ann_sorted, block.ann_id).clip(max=max(ann_sorted.size - 1, 0))
                 unknown = ann_sorted[pos] != block.ann_id if ann_sorted.size else np.ones(len(block), bool)
                 if unknown.all() and first:
@@ -360,7 +347,7 @@ def load_inputs(dataset: Dataset | None, predictions=None, *, anchors=None, size
     parts = list(src.chunks(None))
     if src.predictions is None:
         return parts[0]
-    blocks = [p.candidates for p in parts if len(p.candidates)]
+    blocks = [p.candidates for p in parts if p.candidates is not None and len(p.candidates)]
     arrays = concat_arrays(blocks) if blocks else _empty_arrays(src.grid, src.neighborhood or 0)
     return AuditInputs(
         src.grid,
@@ -448,11 +435,10 @@ def candidate_tensors(
     device=None,
 ) -> CandidateTensors:
     """Move candidate arrays to ``device`` (default CPU), score them and run the assigner."""
-    if iou not in IOU_KINDS:
-        raise OptionError(f"iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}", param="iou")
+    kind_of_iou = iou_kind(iou, "iou")
     dev = torch.device(device) if device is not None else torch.device("cpu")
 
-    def t(a, dtype=torch.float32):
+    def t(a: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
         a = np.ascontiguousarray(a)
         if not a.flags.writeable:  # views of pandas columns are read-only; torch wants its own copy
             a = a.copy()
@@ -460,7 +446,7 @@ def candidate_tensors(
 
     gt = t(arrays.gt)  # (G, 4)
     pred = t(arrays.pred)  # (G, N, 4)
-    q = matched_iou(pred, gt[:, None, :], iou)  # (G, N)
+    q = matched_iou(pred, gt[:, None, :], kind_of_iou)  # (G, N)
     valid = t(arrays.valid, torch.bool) & valid_predictions(pred, t(arrays.obj), t(arrays.cls_prob))  # (G, N)
     q = q.masked_fill_(~valid, -math.inf)
     anchor, level = t(arrays.anchor, torch.int64), t(arrays.level, torch.int64)
@@ -472,7 +458,7 @@ def candidate_tensors(
     image = torch.from_numpy(dense_image_index(arrays.image_id)[1]).to(dev)  # (G,)
     kind = assigners.create(assigner, iou_t=iou_t, ratio_t=ratio_t)
     if kind.needs_predictions:  # positives among the stored slots, matched anchors from them
-        slots = candidate_slots(gt.double(), grid, arrays, image, iou=iou, q=q)
+        slots = candidate_slots(gt.double(), grid, arrays, image, iou=kind_of_iou, q=q)
         pos_all = kind.positives(slots)  # (G, N)
         asg = Assignment(
             kind,
@@ -521,13 +507,22 @@ def candidate_tensors(
     )
 
 
-def _masked_max(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Row-wise max and argmax of ``x`` (G, M) over ``mask``; -inf and 0 where a row is empty."""
+def masked_max(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Row-wise max and argmax over the masked columns: the per-object reducer of candidate tensors.
+
+    Args:
+        x: (G, M) float, one value per object and candidate column (IoU, objectness, score).
+        mask: (G, M) bool, the columns that count (a valid candidate, a matched prediction).
+
+    Returns:
+        (G,) float max and (G,) int64 argmax (a column index of ``x``; the first of equal maxima);
+        -inf and 0 where a row has no masked column.
+    """
     return x.masked_fill(~mask, -math.inf).max(dim=1)
 
 
-def _masked_min(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Row-wise min and argmin of ``x`` (G, M) over ``mask``; +inf and 0 where a row is empty."""
+def masked_min(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Row-wise min and argmin over the masked columns, as :func:`masked_max`; +inf and 0 where a row is empty."""
     return x.masked_fill(~mask, math.inf).min(dim=1)
 
 
@@ -555,9 +550,9 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
     qp = q[:, ct.pcols]  # (G, S), matched-candidate columns
     qc = q[:, ct.cidx]  # (G, A), centre cells
     p_anchor = anchor[ct.pcols]  # (S,)
-    m_min, m_arg = _masked_min(qp, pos)  # (G,)
-    m_max, _ = _masked_max(qp, pos)  # (G,)
-    u_max, u_arg = _masked_max(qc, unm)  # (G,); u_arg is the anchor index (columns of qc are anchors)
+    m_min, m_arg = masked_min(qp, pos)  # (G,)
+    m_max, _ = masked_max(qp, pos)  # (G,)
+    u_max, u_arg = masked_max(qc, unm)  # (G,); u_arg is the anchor index (columns of qc are anchors)
     n_pos = pos.sum(1)  # (G,)
     beats_worst = u_max > m_min  # (G,); false when either side is empty (-inf > x, x > +inf)
     beats_best = (n_pos > 0) & (u_max > m_max)  # (G,); m_max is -inf without matched predictions
@@ -584,7 +579,7 @@ def audit_tensors(ct: CandidateTensors, image_index: Tensor, num_levels: int, nu
     p_level = ct.level[ct.pcols]  # (S,)
     for lv in range(num_levels):  # a handful of levels, each vectorised over objects
         bad = (
-            _masked_max(qc, unm & (c_level == lv)[None, :])[0] > _masked_min(qp, pos & (p_level == lv)[None, :])[0]
+            masked_max(qc, unm & (c_level == lv)[None, :])[0] > masked_min(qp, pos & (p_level == lv)[None, :])[0]
         )  # (G,)
         keys.append(image_index[bad] * num_levels + lv)
     fm = torch.unique(torch.cat(keys)) if keys else torch.zeros(0, dtype=torch.int64)
@@ -627,7 +622,7 @@ def _none_if_nan(v):
 
 @dataclass(frozen=True, eq=False)
 class AnchorAudit:
-    """The anchor-audit report; see the module docstring for every definition.
+    """The anchor-audit report; every definition is in :data:`cocostat.figures.FIGURES`.
 
     Prediction-based figures are None without predictions. ``per_anchor`` has one row per anchor
     (columns ``anchor`` index, ``level``, ``stride``, ``w``, ``h``, ``matched``, ``match_wh_iou``,
@@ -698,7 +693,7 @@ class AnchorAudit:
             "objects_best_from_neighbor": self.objects_best_from_neighbor,
             "per_anchor": pa,
             "needs_predictions": [] if self.has_predictions else list(NEEDS_PREDICTIONS),
-            "examples": _records(self.examples),
+            "examples": json_records(self.examples),
             "notes": list(self.notes),
         }
 
@@ -706,41 +701,7 @@ class AnchorAudit:
         return self.per_anchor.copy()
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
-        def share(n, d):
-            return None if n is None or not d else n / d
-
-        rows = [
-            ("objects (non-crowd)", self.objects, None),
-            ("images", self.images, None),
-            ("feature maps (images x levels)", self.feature_maps, None),
-            ("objects with no matched anchor", self.unmatched_objects, share(self.unmatched_objects, self.objects)),
-            (
-                "feature maps where an unmatched anchor beats a matched one",
-                self.feature_maps_unmatched_better,
-                share(self.feature_maps_unmatched_better, self.feature_maps),
-            ),
-            (
-                "objects with matched and unmatched predictions",
-                self.objects_compared,
-                share(self.objects_compared, self.objects),
-            ),
-            (
-                "objects: best unmatched > worst matched",
-                self.objects_unmatched_beats_worst_matched,
-                share(self.objects_unmatched_beats_worst_matched, self.objects_compared),
-            ),
-            (
-                "objects: best unmatched > best matched",
-                self.objects_unmatched_beats_best_matched,
-                share(self.objects_unmatched_beats_best_matched, self.objects_compared),
-            ),
-            (
-                "objects: best prediction from a neighbour cell",
-                self.objects_best_from_neighbor,
-                share(self.objects_best_from_neighbor, self.objects),
-            ),
-        ]
-        overview = pd.DataFrame(rows, columns=["statistic", "value", "share"])
+        overview = pd.DataFrame(overview_rows(self, FIGURES), columns=["statistic", "value", "share"])
         title = (
             f"anchor audit: {self.source}; anchors {self.anchors}; assigner {self.assigner} "
             f"(iou_t {self.iou_t:g}, ratio_t {self.ratio_t:g}); IoU = {self.iou}; size {self.size}"
@@ -749,7 +710,7 @@ class AnchorAudit:
         pa.insert(1, "size", [f"{w:g}x{h:g}" for w, h in zip(pa.pop("w"), pa.pop("h"), strict=False)])
         pa = pa.drop(columns=["stride"])
         if not self.has_predictions:
-            pa = pa.drop(columns=["pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"])
+            pa = pa.drop(columns=list(_PRED_COLUMNS))
         pa = pa.rename(columns=_SHORT)
         legend = ", ".join(f"{v} = {k}" for k, v in _SHORT.items() if v in pa.columns)
         out: list[tuple[str, pd.DataFrame | str]] = [
@@ -767,21 +728,8 @@ class AnchorAudit:
         return write_frame(self.per_object, path)
 
 
-#: short table headers of the per-anchor columns (JSON keys on the left).
-_SHORT = {
-    "match_wh_iou": "wh_iou",
-    "pred_iou_matched": "iou_m",
-    "pred_iou_all": "iou_all",
-    "best_when_unmatched": "best_unm",
-    "worst_matched": "worst_m",
-}
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return [
-        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-        for row in frame.to_dict(orient="records")
-    ]
+#: short table headers of the per-anchor columns (JSON keys on the left), where they differ.
+_SHORT = {name: short for name, short in labels(FIGURES, "per_anchor[]").items() if short != name}
 
 
 def dense_image_index(image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -792,8 +740,7 @@ def dense_image_index(image_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def check_options(iou: str, assigner, iou_t: float, ratio_t: float, examples: int) -> Assigner:
     """Check the options both audits share (before any work); return the assigner."""
-    if iou not in IOU_KINDS:
-        raise OptionError(f"iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}", param="iou")
+    iou_kind(iou, "iou")
     kind = assigners.create(assigner, iou_t=iou_t, ratio_t=ratio_t)
     if not 0.0 <= iou_t < 1.0:
         raise OptionError(f"iou_t must lie in [0, 1), got {iou_t}", param="iou_t")
@@ -990,7 +937,7 @@ def anchor_audit(
             per_anchor["pred_iou_all"] = totals["sum_a"] / totals["cnt_a"]
         per_anchor["best_when_unmatched"] = totals["best_when_unmatched"].astype(np.int64)
         per_anchor["worst_matched"] = totals["worst_matched"].astype(np.int64)
-        figures = {
+        pred_figures = {
             "feature_maps_unmatched_better": int(totals["feature_maps_unmatched_better"]),
             "objects_compared": int(totals["compared"]),
             "objects_unmatched_beats_worst_matched": int(totals["beats_worst"]),
@@ -998,17 +945,9 @@ def anchor_audit(
             "objects_best_from_neighbor": int(totals["from_neighbor"]) if src.neighborhood else None,
         }
     else:
-        for col in ("pred_iou_matched", "pred_iou_all", "best_when_unmatched", "worst_matched"):
+        for col in _PRED_COLUMNS:
             per_anchor[col] = None
-        figures = dict.fromkeys(
-            (
-                "feature_maps_unmatched_better",
-                "objects_compared",
-                "objects_unmatched_beats_worst_matched",
-                "objects_unmatched_beats_best_matched",
-                "objects_best_from_neighbor",
-            )
-        )
+        pred_figures = dict.fromkeys(_PRED_FIGURES)
     unmatched = int(totals["unmatched"])
     if G and unmatched:
         warnings.warn(
@@ -1030,7 +969,7 @@ def anchor_audit(
         images=n_images,
         feature_maps=n_images * L,
         unmatched_objects=unmatched,
-        **figures,
+        **pred_figures,
         per_anchor=per_anchor,
         per_object=per_object,
         examples=ex,

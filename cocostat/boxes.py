@@ -78,7 +78,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, NamedTuple
+from typing import Generic, Literal, NamedTuple, TypeVar, cast, overload
 
 import numpy as np
 import torch
@@ -94,6 +94,7 @@ __all__ = [
     "cpu_threads",
     "cxcywh_to_xywh",
     "cxcywh_to_xyxy",
+    "iou_kind",
     "matched_center_distance",
     "matched_gap",
     "matched_ioa",
@@ -116,8 +117,14 @@ __all__ = [
     "xyxy_to_xywh",
 ]
 
-ArrayLike = Tensor | np.ndarray | Sequence
-"""A torch tensor, a numpy array or a nested list of numbers."""
+NumpyLike = np.ndarray | Sequence
+"""A numpy array or a nested list of numbers: what a kernel hands back as numpy."""
+
+ArrayLike = Tensor | NumpyLike
+"""A torch tensor, a numpy array or a nested list of numbers.
+
+The kernels are typed with overloads to match the module docs: a tensor among the inputs gives a
+tensor, numpy arrays and lists alone give numpy."""
 
 IouKind = Literal["iou", "giou", "diou", "ciou"]
 IOU_KINDS: tuple[str, ...] = ("iou", "giou", "diou", "ciou")
@@ -205,11 +212,21 @@ def _from_numpy(arr: np.ndarray) -> Tensor:
     return torch.from_numpy(arr)
 
 
+def _cast(t: Tensor, back: _Back) -> Tensor:
+    """A result in the caller's dtype (bools stay bool)."""
+    return t.to(back.dtype) if t.is_floating_point() else t
+
+
 def _out(t: Tensor, back: _Back) -> Tensor | np.ndarray:
     """Hand a result back in the caller's array type and dtype (bools stay bool)."""
-    if t.is_floating_point():
-        t = t.to(back.dtype)
-    return t.numpy() if back.to_numpy else t
+    return _cast(t, back).numpy() if back.to_numpy else _cast(t, back)
+
+
+def _out_all(results: dict[str, Tensor], back: _Back) -> dict[str, Tensor] | dict[str, np.ndarray]:
+    """:func:`_out` of every value of a dict of results."""
+    if back.to_numpy:
+        return {name: _cast(t, back).numpy() for name, t in results.items()}
+    return {name: _cast(t, back) for name, t in results.items()}
 
 
 def _check_pairwise(name1: str, t1: Tensor, name2: str, t2: Tensor, fmt: str) -> None:
@@ -228,13 +245,23 @@ def _check_matched(name1: str, t1: Tensor, name2: str, t2: Tensor) -> None:
         ) from None
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in IOU_KINDS:
-        raise OptionError(f"kind must be one of {', '.join(IOU_KINDS)}; got {kind!r}")
+def iou_kind(value: str, option: str = "kind") -> IouKind:
+    """``value`` as an :data:`IouKind` if it is one of :data:`IOU_KINDS`, else an :class:`OptionError`.
+
+    ``option`` is the Python parameter the message names (``"iou"`` in the audits)."""
+    if value not in IOU_KINDS:
+        raise OptionError(f"{option} must be one of {', '.join(IOU_KINDS)}, got {value!r}", param=option)
+    return cast(IouKind, value)  # checked just above
 
 
 # --------------------------------------------------------------------------------------------
 # format conversions
+
+
+@overload
+def xywh_to_xyxy(boxes: Tensor) -> Tensor: ...
+@overload
+def xywh_to_xyxy(boxes: NumpyLike) -> np.ndarray: ...
 
 
 def xywh_to_xyxy(boxes: ArrayLike) -> Tensor | np.ndarray:
@@ -251,6 +278,12 @@ def xywh_to_xyxy(boxes: ArrayLike) -> Tensor | np.ndarray:
     return _out(torch.stack((x, y, x + w, y + h), dim=-1), back)
 
 
+@overload
+def xyxy_to_xywh(boxes: Tensor) -> Tensor: ...
+@overload
+def xyxy_to_xywh(boxes: NumpyLike) -> np.ndarray: ...
+
+
 def xyxy_to_xywh(boxes: ArrayLike) -> Tensor | np.ndarray:
     """Corners ``[x1, y1, x2, y2]`` to COCO ``[x, y, w, h]`` (top-left corner).
 
@@ -263,6 +296,12 @@ def xyxy_to_xywh(boxes: ArrayLike) -> Tensor | np.ndarray:
     (b,), back = _as_tensors({"boxes": boxes}, 4)
     x1, y1, x2, y2 = b.unbind(-1)
     return _out(torch.stack((x1, y1, x2 - x1, y2 - y1), dim=-1), back)
+
+
+@overload
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor: ...
+@overload
+def cxcywh_to_xyxy(boxes: NumpyLike) -> np.ndarray: ...
 
 
 def cxcywh_to_xyxy(boxes: ArrayLike) -> Tensor | np.ndarray:
@@ -280,6 +319,12 @@ def cxcywh_to_xyxy(boxes: ArrayLike) -> Tensor | np.ndarray:
     return _out(torch.stack((cx - hw, cy - hh, cx + hw, cy + hh), dim=-1), back)
 
 
+@overload
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor: ...
+@overload
+def xyxy_to_cxcywh(boxes: NumpyLike) -> np.ndarray: ...
+
+
 def xyxy_to_cxcywh(boxes: ArrayLike) -> Tensor | np.ndarray:
     """Corners ``[x1, y1, x2, y2]`` to centre ``[cx, cy, w, h]``.
 
@@ -293,6 +338,12 @@ def xyxy_to_cxcywh(boxes: ArrayLike) -> Tensor | np.ndarray:
     x1, y1, x2, y2 = b.unbind(-1)
     out = torch.stack((0.5 * (x1 + x2), 0.5 * (y1 + y2), x2 - x1, y2 - y1), dim=-1)
     return _out(out, back)
+
+
+@overload
+def xywh_to_cxcywh(boxes: Tensor) -> Tensor: ...
+@overload
+def xywh_to_cxcywh(boxes: NumpyLike) -> np.ndarray: ...
 
 
 def xywh_to_cxcywh(boxes: ArrayLike) -> Tensor | np.ndarray:
@@ -309,6 +360,12 @@ def xywh_to_cxcywh(boxes: ArrayLike) -> Tensor | np.ndarray:
     return _out(torch.stack((x + 0.5 * w, y + 0.5 * h, w, h), dim=-1), back)
 
 
+@overload
+def cxcywh_to_xywh(boxes: Tensor) -> Tensor: ...
+@overload
+def cxcywh_to_xywh(boxes: NumpyLike) -> np.ndarray: ...
+
+
 def cxcywh_to_xywh(boxes: ArrayLike) -> Tensor | np.ndarray:
     """Centre ``[cx, cy, w, h]`` to COCO ``[x, y, w, h]`` (top-left corner).
 
@@ -321,6 +378,12 @@ def cxcywh_to_xywh(boxes: ArrayLike) -> Tensor | np.ndarray:
     (b,), back = _as_tensors({"boxes": boxes}, 4)
     cx, cy, w, h = b.unbind(-1)
     return _out(torch.stack((cx - 0.5 * w, cy - 0.5 * h, w, h), dim=-1), back)
+
+
+@overload
+def box_area(boxes: Tensor) -> Tensor: ...
+@overload
+def box_area(boxes: NumpyLike) -> np.ndarray: ...
 
 
 def box_area(boxes: ArrayLike) -> Tensor | np.ndarray:
@@ -549,6 +612,14 @@ def _matched(
 # public overlap and distance kernels
 
 
+@overload
+def pairwise_iou(boxes1: Tensor, boxes2: ArrayLike, kind: IouKind = ...) -> Tensor: ...
+@overload
+def pairwise_iou(boxes1: NumpyLike, boxes2: Tensor, kind: IouKind = ...) -> Tensor: ...
+@overload
+def pairwise_iou(boxes1: NumpyLike, boxes2: NumpyLike, kind: IouKind = ...) -> np.ndarray: ...
+
+
 def pairwise_iou(boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou") -> Tensor | np.ndarray:
     """IoU, GIoU, DIoU or CIoU of every box in ``boxes1`` with every box in ``boxes2``.
 
@@ -564,8 +635,16 @@ def pairwise_iou(boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou") ->
     Raises:
         OptionError: ``kind`` is unknown, or a shape is not (N, 4).
     """
-    _check_kind(kind)
+    iou_kind(kind)
     return _pairwise(_iou_kernel, boxes1, boxes2, kind)
+
+
+@overload
+def matched_iou(boxes1: Tensor, boxes2: ArrayLike, kind: IouKind = ...) -> Tensor: ...
+@overload
+def matched_iou(boxes1: NumpyLike, boxes2: Tensor, kind: IouKind = ...) -> Tensor: ...
+@overload
+def matched_iou(boxes1: NumpyLike, boxes2: NumpyLike, kind: IouKind = ...) -> np.ndarray: ...
 
 
 def matched_iou(boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou") -> Tensor | np.ndarray:
@@ -582,8 +661,16 @@ def matched_iou(boxes1: ArrayLike, boxes2: ArrayLike, kind: IouKind = "iou") -> 
     Raises:
         OptionError: ``kind`` is unknown, or the shapes do not broadcast.
     """
-    _check_kind(kind)
+    iou_kind(kind)
     return _matched(_iou_kernel, boxes1, boxes2, kind)
+
+
+@overload
+def pairwise_ioa(boxes1: Tensor, boxes2: ArrayLike) -> Tensor: ...
+@overload
+def pairwise_ioa(boxes1: NumpyLike, boxes2: Tensor) -> Tensor: ...
+@overload
+def pairwise_ioa(boxes1: NumpyLike, boxes2: NumpyLike) -> np.ndarray: ...
 
 
 def pairwise_ioa(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
@@ -601,6 +688,14 @@ def pairwise_ioa(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
     return _pairwise(_ioa_kernel, boxes1, boxes2)
 
 
+@overload
+def matched_ioa(boxes1: Tensor, boxes2: ArrayLike) -> Tensor: ...
+@overload
+def matched_ioa(boxes1: NumpyLike, boxes2: Tensor) -> Tensor: ...
+@overload
+def matched_ioa(boxes1: NumpyLike, boxes2: NumpyLike) -> np.ndarray: ...
+
+
 def matched_ioa(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
     """Intersection over the area of the smaller box, for matched pairs.
 
@@ -612,6 +707,14 @@ def matched_ioa(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
         (N,) float in [0, 1]; ``out[i] = IoA(boxes1[i], boxes2[i])``.
     """
     return _matched(_ioa_kernel, boxes1, boxes2)
+
+
+@overload
+def pairwise_wh_iou(wh1: Tensor, wh2: ArrayLike) -> Tensor: ...
+@overload
+def pairwise_wh_iou(wh1: NumpyLike, wh2: Tensor) -> Tensor: ...
+@overload
+def pairwise_wh_iou(wh1: NumpyLike, wh2: NumpyLike) -> np.ndarray: ...
 
 
 def pairwise_wh_iou(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
@@ -628,6 +731,14 @@ def pairwise_wh_iou(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
     return _pairwise(wh_iou, wh1, wh2, last_dim=2, fmt="wh")
 
 
+@overload
+def matched_wh_iou(wh1: Tensor, wh2: ArrayLike) -> Tensor: ...
+@overload
+def matched_wh_iou(wh1: NumpyLike, wh2: Tensor) -> Tensor: ...
+@overload
+def matched_wh_iou(wh1: NumpyLike, wh2: NumpyLike) -> np.ndarray: ...
+
+
 def matched_wh_iou(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
     """Anchor-style IoU of matched pairs of sizes, centres aligned.
 
@@ -639,6 +750,14 @@ def matched_wh_iou(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
         (N,) float in [0, 1]; ``out[i] = wh_iou(wh1[i], wh2[i])``.
     """
     return _matched(wh_iou, wh1, wh2, last_dim=2)
+
+
+@overload
+def pairwise_gap(boxes1: Tensor, boxes2: ArrayLike) -> Tensor: ...
+@overload
+def pairwise_gap(boxes1: NumpyLike, boxes2: Tensor) -> Tensor: ...
+@overload
+def pairwise_gap(boxes1: NumpyLike, boxes2: NumpyLike) -> np.ndarray: ...
 
 
 def pairwise_gap(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
@@ -655,6 +774,14 @@ def pairwise_gap(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
     return _pairwise(_gap_kernel, boxes1, boxes2)
 
 
+@overload
+def matched_gap(boxes1: Tensor, boxes2: ArrayLike) -> Tensor: ...
+@overload
+def matched_gap(boxes1: NumpyLike, boxes2: Tensor) -> Tensor: ...
+@overload
+def matched_gap(boxes1: NumpyLike, boxes2: NumpyLike) -> np.ndarray: ...
+
+
 def matched_gap(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
     """Distance between the closest points of matched pairs of boxes.
 
@@ -666,6 +793,14 @@ def matched_gap(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
         (N,) float, pixels, >= 0; ``out[i] = gap(boxes1[i], boxes2[i])``.
     """
     return _matched(_gap_kernel, boxes1, boxes2)
+
+
+@overload
+def pairwise_center_distance(boxes1: Tensor, boxes2: ArrayLike) -> Tensor: ...
+@overload
+def pairwise_center_distance(boxes1: NumpyLike, boxes2: Tensor) -> Tensor: ...
+@overload
+def pairwise_center_distance(boxes1: NumpyLike, boxes2: NumpyLike) -> np.ndarray: ...
 
 
 def pairwise_center_distance(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
@@ -681,6 +816,14 @@ def pairwise_center_distance(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | n
     return _pairwise(_center_distance_kernel, boxes1, boxes2)
 
 
+@overload
+def matched_center_distance(boxes1: Tensor, boxes2: ArrayLike) -> Tensor: ...
+@overload
+def matched_center_distance(boxes1: NumpyLike, boxes2: Tensor) -> Tensor: ...
+@overload
+def matched_center_distance(boxes1: NumpyLike, boxes2: NumpyLike) -> np.ndarray: ...
+
+
 def matched_center_distance(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np.ndarray:
     """Euclidean distance between the centres of matched pairs of boxes.
 
@@ -692,6 +835,14 @@ def matched_center_distance(boxes1: ArrayLike, boxes2: ArrayLike) -> Tensor | np
         (N,) float, pixels, >= 0; ``out[i] = |centre(boxes1[i]) - centre(boxes2[i])|``.
     """
     return _matched(_center_distance_kernel, boxes1, boxes2)
+
+
+@overload
+def pairwise_side_ratio(wh1: Tensor, wh2: ArrayLike) -> Tensor: ...
+@overload
+def pairwise_side_ratio(wh1: NumpyLike, wh2: Tensor) -> Tensor: ...
+@overload
+def pairwise_side_ratio(wh1: NumpyLike, wh2: NumpyLike) -> np.ndarray: ...
 
 
 def pairwise_side_ratio(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
@@ -707,6 +858,14 @@ def pairwise_side_ratio(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
         ``out > 1 / ratio_t``.
     """
     return _pairwise(side_ratio, wh1, wh2, last_dim=2, fmt="wh")
+
+
+@overload
+def matched_side_ratio(wh1: Tensor, wh2: ArrayLike) -> Tensor: ...
+@overload
+def matched_side_ratio(wh1: NumpyLike, wh2: Tensor) -> Tensor: ...
+@overload
+def matched_side_ratio(wh1: NumpyLike, wh2: NumpyLike) -> np.ndarray: ...
 
 
 def matched_side_ratio(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
@@ -726,9 +885,17 @@ def matched_side_ratio(wh1: ArrayLike, wh2: ArrayLike) -> Tensor | np.ndarray:
 OVERLAP_STATS: tuple[str, ...] = ("iou", "ioa", "gap", "center")
 
 
+@overload
+def matched_overlaps(boxes1: Tensor, boxes2: ArrayLike, stats: Sequence[str] = ...) -> dict[str, Tensor]: ...
+@overload
+def matched_overlaps(boxes1: NumpyLike, boxes2: Tensor, stats: Sequence[str] = ...) -> dict[str, Tensor]: ...
+@overload
+def matched_overlaps(boxes1: NumpyLike, boxes2: NumpyLike, stats: Sequence[str] = ...) -> dict[str, np.ndarray]: ...
+
+
 def matched_overlaps(
     boxes1: ArrayLike, boxes2: ArrayLike, stats: Sequence[str] = OVERLAP_STATS
-) -> dict[str, Tensor | np.ndarray]:
+) -> dict[str, Tensor] | dict[str, np.ndarray]:
     """Several pair statistics of matched pairs from one intersection pass.
 
     The same kernels as :func:`matched_iou` (plain IoU), :func:`matched_ioa`,
@@ -746,7 +913,7 @@ def matched_overlaps(
     _check_stats(stats)
     (b1, b2), back = _as_tensors({"boxes1": boxes1, "boxes2": boxes2}, 4)
     _check_matched("boxes1", b1, "boxes2", b2)
-    return {name: _out(t, back) for name, t in _overlap_stats(b1, b2, _overlap(b1, b2), stats).items()}
+    return _out_all(_overlap_stats(b1, b2, _overlap(b1, b2), stats), back)
 
 
 def _check_stats(stats: Sequence[str]) -> None:
@@ -766,7 +933,11 @@ def _overlap_stats(b1: Tensor, b2: Tensor, ov: _Overlap, stats: Sequence[str], t
     return {name: run[name]() for name in stats}
 
 
-class BoxSet:
+#: what a :class:`BoxSet` hands back: tensors when built from a tensor, numpy arrays otherwise.
+_Result = TypeVar("_Result", Tensor, np.ndarray)
+
+
+class BoxSet(Generic[_Result]):
     """One set of boxes whose pairs are given by index, for statistics of many pairs of few boxes.
 
     ``BoxSet(boxes).pair_overlaps(first, second, stats)`` is
@@ -785,6 +956,11 @@ class BoxSet:
         OptionError: ``boxes`` is not (G, 4) numbers.
     """
 
+    @overload
+    def __init__(self: BoxSet[Tensor], boxes: Tensor) -> None: ...
+    @overload
+    def __init__(self: BoxSet[np.ndarray], boxes: NumpyLike) -> None: ...
+
     def __init__(self, boxes: ArrayLike) -> None:
         (b,), self._back = _as_tensors({"boxes": boxes}, 4)
         _check_pairwise("boxes", b, "boxes", b, "xyxy")
@@ -798,7 +974,7 @@ class BoxSet:
 
     def pair_overlaps(
         self, first: ArrayLike, second: ArrayLike, stats: Sequence[str] = OVERLAP_STATS
-    ) -> dict[str, Tensor | np.ndarray]:
+    ) -> dict[str, _Result]:
         """Statistics of the pairs ``(boxes[first[k]], boxes[second[k]])``.
 
         Args:
@@ -813,13 +989,21 @@ class BoxSet:
         i1, i2 = (torch.as_tensor(i, device=self._rows.device) for i in (first, second))
         b1, b2 = self._gather(i1), self._gather(i2)  # (n, 4) views of (4, n)
         ov = _overlap(b1, b2, self._area.index_select(0, i1), self._area.index_select(0, i2), self.tame)
-        return {name: _out(t, self._back) for name, t in _overlap_stats(b1, b2, ov, stats, self.tame).items()}
+        out = _out_all(_overlap_stats(b1, b2, ov, stats, self.tame), self._back)
+        # the __init__ overloads tie _Result to self._back: numpy input, numpy results
+        return cast("dict[str, _Result]", out)
 
     def _gather(self, idx: Tensor) -> Tensor:
         out = self._rows.new_empty((4, idx.numel()))
         for k in range(4):
             torch.index_select(self._rows[k], 0, idx, out=out[k])
         return out.T
+
+
+@overload
+def valid_predictions(boxes: Tensor, *scores: ArrayLike) -> Tensor: ...
+@overload
+def valid_predictions(boxes: NumpyLike, *scores: ArrayLike) -> np.ndarray: ...
 
 
 def valid_predictions(boxes: ArrayLike, *scores: ArrayLike) -> Tensor | np.ndarray:

@@ -19,6 +19,7 @@ import click
 from cocostat import __version__
 from cocostat.assigners import NAMES as ASSIGNER_NAMES
 from cocostat.errors import CocostatError, CocostatWarning, OptionError
+from cocostat.plots import KMEANS_PLOT
 from cocostat.render import FORMATS, emit
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -115,9 +116,10 @@ def _for_the_cli(exc: OptionError, command: click.Command | None) -> str:
     """An OptionError's message with its Python parameter name (``iou_t must ...``) spelt as the
     command's flag (``--iou-t must ...``); unchanged when it names no parameter of the command."""
     message = str(exc)
-    flag = _flag_of(command, exc.param) if exc.param else None
-    if flag and message.startswith(exc.param):
-        return flag + message[len(exc.param) :]
+    param = exc.param
+    flag = _flag_of(command, param) if param else None
+    if param and flag and message.startswith(param):
+        return flag + message[len(param) :]
     return message
 
 
@@ -349,10 +351,6 @@ def info_cmd(dataset, fmt, output):
     from cocostat.summary import info
 
     emit(info(dataset), fmt, output)
-
-
-#: file name of kmeans' plot inside --plot DIR (the name cocostat report links to).
-KMEANS_PLOT = "kmeans_anchors.png"
 
 
 @main.command("kmeans")

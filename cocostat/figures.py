@@ -1,9 +1,10 @@
 """Every figure of the audit-like analyses, defined once: its JSON key, its table label, its definition.
 
-The docs' definition tables are generated from :data:`FIGURES` (``docs/hooks.py``), and
-``tests/test_docs.py`` checks that the JSON keys (``to_dict()``) and the table labels
-(``sections()``) of the real outputs are exactly the figures listed here, so the code, the tables and
-the docs cannot drift apart. A new figure is one :class:`Figure` here plus its code.
+The docs' definition tables are generated from :data:`FIGURES` (``docs/hooks.py``); the analyses take
+their table labels, share columns and printed definitions from here (:func:`label`, :func:`labels`,
+:attr:`Figure.text`), and ``tests/test_docs.py`` checks that the JSON keys (``to_dict()``) and the
+table labels (``sections()``) of the real outputs are exactly the figures listed here, so the code,
+the tables and the docs cannot drift apart. A new figure is one :class:`Figure` here plus its code.
 
 Keys are JSON paths: ``objects`` is a top-level key of ``to_dict()``; ``per_anchor[].matched`` a key
 of each entry of the ``per_anchor`` list; ``stats.best_iou`` an entry of the ``stats`` dict.
@@ -42,6 +43,8 @@ class Figure:
         label: its label in the table view (``sections()``); None for a figure only the JSON holds.
         definition: the exact definition (markdown).
         needs_predictions: null without predictions (``anchor-audit`` on box sizes alone).
+        share_of: the figure (key) the overview table's ``share`` column divides this one by; None:
+            no share. The docs add "share: of ``share_of``" to the definition.
     """
 
     analysis: str
@@ -49,6 +52,12 @@ class Figure:
     label: str | None
     definition: str
     needs_predictions: bool = False
+    share_of: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The definition as plain text, for tables: markdown's code marks removed."""
+        return self.definition.replace("`", "")
 
     @property
     def name(self) -> str:
@@ -77,46 +86,50 @@ FIGURES: tuple[Figure, ...] = (
         _A,
         "unmatched_objects",
         "objects with no matched anchor",
-        "objects the assigner matches to no anchor at all; share: of `objects`",
+        "objects the assigner matches to no anchor at all",
+        share_of="objects",
     ),
     Figure(
         _A,
         "feature_maps_unmatched_better",
         "feature maps where an unmatched anchor beats a matched one",
         "(image, level) pairs where some object has an unmatched prediction of that level with a higher "
-        "IoU than one of its matched predictions of that level (`max unmatched(level) > min matched(level)`); "
-        "share: of `feature_maps`",
+        "IoU than one of its matched predictions of that level (`max unmatched(level) > min matched(level)`)",
         True,
+        share_of="feature_maps",
     ),
     Figure(
         _A,
         "objects_compared",
         "objects with matched and unmatched predictions",
-        "objects with at least one matched and one unmatched prediction; share: of `objects`",
+        "objects with at least one matched and one unmatched prediction",
         True,
+        share_of="objects",
     ),
     Figure(
         _A,
         "objects_unmatched_beats_worst_matched",
         "objects: best unmatched > worst matched",
-        "objects with `max IoU(unmatched) > min IoU(matched)`; share: of `objects_compared`",
+        "objects with `max IoU(unmatched) > min IoU(matched)`",
         True,
+        share_of="objects_compared",
     ),
     Figure(
         _A,
         "objects_unmatched_beats_best_matched",
         "objects: best unmatched > best matched",
-        "objects with `max IoU(unmatched) > max IoU(matched)`; share: of `objects_compared`",
+        "objects with `max IoU(unmatched) > max IoU(matched)`",
         True,
+        share_of="objects_compared",
     ),
     Figure(
         _A,
         "objects_best_from_neighbor",
         "objects: best prediction from a neighbour cell",
         "objects whose highest-IoU prediction in the whole neighbourhood lies in a neighbouring cell "
-        "(`max over neighbour cells > max over centre cells`); null when the table holds centre cells "
-        "only; share: of `objects`",
+        "(`max over neighbour cells > max over centre cells`); null when the table holds centre cells only",
         True,
+        share_of="objects",
     ),
     # ---------------------------------------------------------------- anchor-audit: per anchor
     Figure(_A, "per_anchor[].matched", "matched", "objects matched to this anchor"),
@@ -160,13 +173,15 @@ FIGURES: tuple[Figure, ...] = (
         "obj_not_best",
         "highest objectness is not the best IoU",
         "objects whose highest-objectness candidate has a lower IoU than their best candidate (a tie in "
-        "IoU is no mismatch); `obj_not_best_share`: that over `objects`",
+        "IoU is no mismatch); the JSON holds the share as `obj_not_best_share`",
+        share_of="objects",
     ),
     Figure(
         _M,
         "score_not_best",
         "highest class-aware score is not the best IoU",
-        "the same with the class-aware score; `score_not_best_share`: that over `objects`",
+        "the same with the class-aware score; the JSON holds the share as `score_not_best_share`",
+        share_of="objects",
     ),
     Figure(
         _M,
@@ -189,7 +204,7 @@ FIGURES: tuple[Figure, ...] = (
         _M,
         "stats.matched_iou",
         "matched_iou",
-        "mean IoU of the object's matched predictions, as in `anchor-audit` (objects with at least one)",
+        "mean IoU of the object's matched predictions (as in `anchor-audit`)",
     ),
     Figure(_M, "stats.max_obj", "max_obj", "highest objectness"),
     Figure(_M, "stats.best_obj", "best_obj", "objectness of the highest-IoU candidate"),
@@ -197,26 +212,26 @@ FIGURES: tuple[Figure, ...] = (
     Figure(_M, "stats.best_score", "best_score", "class-aware score of the highest-IoU candidate"),
     Figure(_M, "stats.matched_anchors", "matched_anchors", "anchors matched by the assigner"),
     Figure(
-        _M, "stats.best_area", "best_area", "area of the highest-IoU box in grid cells of its level, `w h / stride²`"
+        _M, "stats.best_area", "best_area", "area of the highest-IoU box in grid cells of its level (`w h / stride²`)"
     ),
     Figure(
         _M,
         "stats.obj_area",
         "obj_area",
-        "area of the highest-objectness box in grid cells of its level, `w h / stride²`",
+        "area of the highest-objectness box in grid cells of its level (`w h / stride²`)",
     ),
     Figure(_M, "stats.area_ratio", "area_ratio", "`obj_area / best_area`"),
     Figure(
         _M,
         "stats.best_offset",
         "best_offset",
-        "distance from the highest-IoU box's centre to the object's, in grid cells of the box's level",
+        "centre offset of the highest-IoU box from the object, in grid cells of its level",
     ),
     Figure(
         _M,
         "stats.obj_offset",
         "obj_offset",
-        "distance from the highest-objectness box's centre to the object's, in grid cells of the box's level",
+        "centre offset of the highest-objectness box from the object, in grid cells of its level",
     ),
     # ---------------------------------------------------------------- assigners: per entry of assigners[]
     # "positive": one (object, slot) pair; labels are the overview table's column headers, in order,
@@ -391,6 +406,36 @@ def figures(analysis: str, group: str | None = None) -> tuple[Figure, ...]:
     return found
 
 
+def label(analysis: str, key: str) -> str:
+    """The table label of figure ``key`` of ``analysis`` (a KeyError if it has none)."""
+    for f in figures(analysis):
+        if f.key == key:
+            if f.label is None:
+                raise KeyError(f"figure {key!r} of {analysis!r} has no table label")
+            return f.label
+    raise KeyError(f"no figure {key!r} in {analysis!r}")
+
+
+def labels(analysis: str, group: str) -> dict[str, str]:
+    """Figure path in ``group`` (:attr:`Figure.path`) -> table label, for the labelled figures, in order."""
+    return {f.path: f.label for f in figures(analysis, group) if f.label is not None}
+
+
+def overview_rows(result: object, analysis: str) -> list[tuple[str, object, float | None]]:
+    """The overview table of ``result``: ``(label, value, share)`` of each labelled top-level figure.
+
+    ``value`` is the result's attribute of the figure's name; ``share`` is it over the attribute
+    :attr:`Figure.share_of` names (None without one, for a null value or a zero denominator)."""
+    rows: list[tuple[str, object, float | None]] = []
+    for f in figures(analysis, ""):
+        if f.label is None:
+            continue
+        value = getattr(result, f.name)
+        of = getattr(result, f.share_of) if f.share_of is not None else None
+        rows.append((f.label, value, value / of if value is not None and of else None))
+    return rows
+
+
 def needs_predictions(analysis: str = _A) -> tuple[str, ...]:
     """Keys (``per_anchor.NAME`` for per-anchor ones) of the figures that are null without predictions."""
     return tuple(f.key.replace("[]", "") for f in figures(analysis) if f.needs_predictions)
@@ -405,6 +450,7 @@ def markdown_table(analysis: str, group: str | None = None) -> str:
     lines = ["| JSON key | table label | definition |", "|---|---|---|"]
     for f in figures(analysis, group):
         mark = " *(needs predictions)*" if f.needs_predictions else ""
-        label = "-" if f.label is None else esc(f.label)
-        lines.append(f"| `{f.key}` | {label} | {esc(f.definition)}{mark} |")
+        shown = "-" if f.label is None else esc(f.label)
+        share = "" if f.share_of is None else f"; share: of `{f.share_of}`"
+        lines.append(f"| `{f.key}` | {shown} | {esc(f.definition)}{share}{mark} |")
     return "\n".join(lines) + "\n"

@@ -14,34 +14,11 @@ Where each assigner looks:
   every anchor): ``region_slots_outside`` says how many slots of the region they would choose from
   on the whole grid are not stored.
 
-Figures per assigner (``key``: definition; "positive" is one (object, slot) pair):
-
-- ``positives``: positives in all. ``positives_per_object``: ``mean``, ``p50``, ``p90`` (numpy's
-  linear-interpolation percentiles) and ``max`` of positives per object, over every object.
-- ``objects_without_positive``: objects with no positive.
-- ``per_anchor[].positives`` (``anchor_index`` in cfg order; ``per_anchor[].objects``: objects with
-  at least one positive at that anchor, which for yolov3, darknet and yolov5 is ``anchor-audit``'s
-  ``matched``) and ``per_level[].positives``.
-- ``mean_anchor_wh_iou``: mean wh-IoU of object and anchor over the positives.
-- ``agreement``: with the ``reference`` assigner (default yolov3), comparing the positive sets of
-  each object as sets of slots (level, cell, anchor): ``mean_jaccard`` = mean over objects with at
-  least one positive in either set of ``|A & R| / |A | R|``; ``disjoint_objects`` = objects with a
-  positive in either set and none in common (Jaccard 0).
-
-With predictions also (IoU of a prediction = the ``--iou`` kind between decoded box and object;
-only positives in the stored neighbourhood that have a finite prediction count):
-
-- ``mean_pred_iou``: mean prediction IoU over those positives.
-- ``best_pred_positive``: objects whose best prediction (highest IoU over their stored slots, ties
-  to the lower slot index) is one of their positives; ``best_pred_positive_share`` over the
-  objects with a finite stored prediction.
-- ``score_iou_mismatch``: objects with at least two such positives whose most confident positive
-  (highest objectness x class probability) has a lower IoU than their best-localised positive;
-  ``score_iou_mismatch_share`` over the objects with at least two.
-- ``positives_not_stored`` (box-only assigners): positives outside the stored neighbourhood, which
-  have no prediction to score.
-- ``region_slots_outside`` (prediction-aware): ``mean`` per object and ``total`` of the slots of
-  the assigner's region (:meth:`~cocostat.assigners.Assigner.region_size`) that are not stored.
+Figures: every figure's JSON key (per entry of ``assigners[]``), table label and exact definition is
+in :data:`cocostat.figures.FIGURES` (analysis ``assigners``; the docs' Figures page is generated from
+it), and the tables here take their labels from there. With predictions, a prediction's IoU is the
+``--iou`` kind between decoded box and object, and only positives in the stored neighbourhood that
+have a finite prediction count.
 
 The predictions store is read in image-aligned chunks (:func:`cocostat.audit.open_inputs`), and the
 computation runs in image-aligned blocks of objects (:func:`lab_block`), each returning mergeable
@@ -71,13 +48,36 @@ from cocostat.assigners import (
     slot_count,
     topk_mask,
 )
-from cocostat.assigners._protocol import member
+from cocostat.assigners._protocol import GIVE_PREDICTIONS, member
 from cocostat.audit import dense_image_index, open_inputs
-from cocostat.boxes import IOU_KINDS
+from cocostat.boxes import IouKind, iou_kind
 from cocostat.errors import CocostatWarning, OptionError
+from cocostat.figures import figures, label
 
 DEFAULT_REFERENCE = "yolov3"
 DEFAULT_CHUNK = 4096
+
+#: the analysis' name in :mod:`cocostat.figures` (every figure's key, table label and definition).
+FIGURES = "assigners"
+
+#: column of the overview table (:attr:`AssignerLab.table`) -> its figure's path in ``assigners[]``,
+#: in table order; the table shows each under its figure's label.
+_COLUMNS = {
+    "positives": "positives",
+    "per_object_mean": "positives_per_object.mean",
+    "per_object_p50": "positives_per_object.p50",
+    "per_object_p90": "positives_per_object.p90",
+    "per_object_max": "positives_per_object.max",
+    "objects_without_positive": "objects_without_positive",
+    "mean_anchor_wh_iou": "mean_anchor_wh_iou",
+    "mean_jaccard": "agreement.mean_jaccard",
+    "disjoint_objects": "agreement.disjoint_objects",
+    "mean_pred_iou": "mean_pred_iou",
+    "best_pred_positive_share": "best_pred_positive_share",
+    "score_iou_mismatch_share": "score_iou_mismatch_share",
+    "positives_not_stored": "positives_not_stored",
+    "region_outside_mean": "region_slots_outside.mean",
+}
 
 #: per-object columns of a :class:`LabPartial` (each (G,) numpy), NaN where not defined.
 OBJECT_COLUMNS = (
@@ -159,7 +159,7 @@ def lab_block(
     configured: list[Assigner],
     reference: Assigner,
     arrays=None,
-    iou: str = "iou",
+    iou: IouKind = "iou",
     rows: np.ndarray | None = None,
 ) -> LabPartial:
     """Every assigner on one image-aligned block of objects.
@@ -179,13 +179,17 @@ def lab_block(
     K = slot_count(grid)
     stored = candidate_slots(boxes, grid, arrays, image, iou=iou) if arrays is not None else None
     if stored is not None:
-        best = topk_mask(stored.q, 1, stored.valid(), stored.order)  # (G, N), each object's best prediction
+        stored_pred = stored.predictions()
+        best = topk_mask(stored_pred.q, 1, stored.valid(), stored.order)  # (G, N), each object's best prediction
         has_pred = stored.valid().any(1)  # (G,)
     results: dict[str, dict] = {}
     codes: dict[str, torch.Tensor] = {}
     run = list(configured) + ([reference] if reference.name not in {a.name for a in configured} else [])
     for asg in run:
+        pos_st: torch.Tensor | None
         if asg.needs_predictions:
+            if stored is None:
+                raise OptionError(f"the {asg.name} assigner needs predictions: {GIVE_PREDICTIONS}")
             slots = stored
             pos = asg.positives(stored)  # (G, N)
             pos_st = pos
@@ -202,11 +206,11 @@ def lab_block(
             "anchor_objects": matched_anchors(slots, pos).sum(0),
             "per_level": torch.bincount(slots.level.expand_as(pos)[pos], minlength=grid.num_levels),
         }
-        if stored is not None:
+        if stored is not None and pos_st is not None:
             pp = pos_st & stored.valid()  # positives with a finite stored prediction
-            q = stored.q.to(torch.float64)
+            q = stored_pred.q.to(torch.float64)
             npp = pp.sum(1)
-            conf = topk_mask(stored.score, 1, pp, stored.order)  # the most confident positive
+            conf = topk_mask(stored_pred.score, 1, pp, stored.order)  # the most confident positive
             q_conf = torch.where(conf, q, -math.inf).amax(1)
             q_best = torch.where(pp, q, -math.inf).amax(1)
             two = npp >= 2
@@ -287,7 +291,7 @@ def _f(v):
 
 @dataclass(frozen=True, eq=False)
 class AssignerLab:
-    """The assigner laboratory's figures; see the module docstring for every definition.
+    """The assigner laboratory's figures; every definition is in :data:`cocostat.figures.FIGURES`.
 
     ``table`` has one row per assigner (the figures as columns); ``per_anchor`` one row per
     (assigner, anchor); ``per_level`` one row per (assigner, level); ``per_object`` one row per
@@ -388,49 +392,16 @@ class AssignerLab:
         return self.table.copy()
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
-        cols = [
-            "name",
-            "where",
-            "positives",
-            "per_object_mean",
-            "per_object_p50",
-            "per_object_p90",
-            "per_object_max",
-            "objects_without_positive",
-            "mean_anchor_wh_iou",
-            "mean_jaccard",
-            "disjoint_objects",
-        ]
-        if self.has_predictions:
-            cols += [
-                "mean_pred_iou",
-                "best_pred_positive_share",
-                "score_iou_mismatch_share",
-                "positives_not_stored",
-                "region_outside_mean",
-            ]
-        short = {
-            "per_object_mean": "per_obj",
-            "per_object_p50": "p50",
-            "per_object_p90": "p90",
-            "per_object_max": "max",
-            "objects_without_positive": "no_pos",
-            "mean_anchor_wh_iou": "wh_iou",
-            "mean_jaccard": "jaccard",
-            "disjoint_objects": "disjoint",
-            "mean_pred_iou": "pred_iou",
-            "best_pred_positive_share": "best_pos",
-            "score_iou_mismatch_share": "mismatch",
-            "positives_not_stored": "not_stored",
-            "region_outside_mean": "outside",
-        }
-        overview = self.table[cols].rename(columns=short)
+        figs = {f.path: f for f in figures(FIGURES, "assigners[]")}
+        cols = [c for c, path in _COLUMNS.items() if self.has_predictions or not figs[path].needs_predictions]
+        short = {c: label(FIGURES, f"assigners[].{_COLUMNS[c]}") for c in cols}
+        overview = self.table[["name", "where", *cols]].rename(columns=short)
         title = (
             f"assigners: {self.source}; anchors {self.anchors}; size {self.size}; "
             f"{self.objects} objects in {self.images} images; reference {self.reference}"
             + (f"; IoU = {self.iou}; stored neighbourhood {self.neighborhood}" if self.has_predictions else "")
         )
-        legend = ", ".join(f"{v} = {k}" for k, v in short.items() if v in overview.columns)
+        legend = ", ".join(f"{v} = {k}" for k, v in short.items() if v != k)
         by_level = self.per_level.pivot(index="assigner", columns="level", values="positives")
         by_level = by_level.loc[self.table["name"]].rename(columns=lambda lv: f"level {lv}").reset_index()
         by_anchor = self.per_anchor.pivot(index="assigner", columns="anchor_index", values="positives")
@@ -438,8 +409,8 @@ class AssignerLab:
         out: list[tuple[str, pd.DataFrame | str]] = [
             (title, overview),
             (f"legend: {legend}", self.table[["name", "definition"]]),
-            ("positives per level", by_level),
-            ("positives per anchor (cfg order)", by_anchor),
+            (label(FIGURES, "assigners[].per_level[].positives"), by_level),
+            (label(FIGURES, "assigners[].per_anchor[].positives"), by_anchor),
         ]
         if self.notes:
             out.append(("notes", "\n".join(self.notes)))
@@ -573,8 +544,7 @@ def assigner_lab(
     Raises:
         OptionError: unknown names or options, or a prediction-aware assigner without predictions.
     """
-    if iou not in IOU_KINDS:
-        raise OptionError(f"iou must be one of {', '.join(IOU_KINDS)}, got {iou!r}", param="iou")
+    kind_of_iou = iou_kind(iou, "iou")
     if int(chunk_objects) < 1:
         raise OptionError(f"chunk_objects must be >= 1, got {chunk_objects}")
     opts = {"topk": topk, "alpha": alpha, "iou_t": iou_t, "ratio_t": ratio_t}
@@ -585,10 +555,7 @@ def assigner_lab(
     configured = [registry.create(n, **opts) for n in names]  # options checked before any work
     need = [a.name for a in [*configured, ref] if a.needs_predictions]
     if need and predictions is None:
-        raise OptionError(
-            f"assigner(s) {', '.join(dict.fromkeys(need))} need predictions: give --predictions DIR "
-            f"or --cfg FILE --weights FILE"
-        )
+        raise OptionError(f"assigner(s) {', '.join(dict.fromkeys(need))} need predictions: {GIVE_PREDICTIONS}")
     src = open_inputs(dataset, predictions, anchors=anchors, size=size)  # only the manifest is read here
     dev = torch.device(device) if device is not None else torch.device("cpu")
     grid = src.grid
@@ -607,7 +574,7 @@ def assigner_lab(
             boxes = torch.from_numpy(np.ascontiguousarray(inp.boxes[rows])).to(dev)
             image = torch.from_numpy(img_idx[rows]).to(dev)
             arrays = _block_arrays(inp.candidates, rows) if inp.candidates is not None else None
-            part = lab_block(boxes, image, grid, configured, ref, arrays, iou, rows + offset)
+            part = lab_block(boxes, image, grid, configured, ref, arrays, kind_of_iou, rows + offset)
             partial = part if partial is None else partial.merge(part)
         offset += int(inp.boxes.shape[0])
     if partial is None:  # no objects

@@ -8,28 +8,10 @@ network-input pixels). *Confidence* is the sigmoid objectness; the *class-aware 
 objectness x sigmoid probability of the object's class. Argmax ties go to the first candidate in
 the table's (anchor, dy, dx) order.
 
-Figures (``key``: definition):
-
-- ``objects``: objects with at least one candidate. ``candidates_per_object``: the most candidates
-  any object has (anchors x cells).
-- ``obj_not_best``: objects where the IoU of the highest-objectness candidate is below the highest
-  IoU among the candidates (so a tie in IoU is not a mismatch); ``obj_not_best_share`` = that /
-  ``objects``. ``score_not_best``, ``score_not_best_share``: the same with the class-aware score.
-- ``obj_iou_share``: mean over objects with best IoU > 0 of ``IoU(highest objectness) / best IoU``;
-  ``score_iou_share``: the same with the class-aware score.
-- ``stats``: mean and population variance (ddof 0) over the objects where a value is defined
-  (``objects`` says how many) of:
-
-  ``best_iou`` highest IoU; ``obj_iou`` IoU of the highest-objectness candidate; ``score_iou`` IoU
-  of the highest-score candidate; ``matched_iou`` mean IoU of the object's matched predictions (the
-  assigner's positives in the whole stored table, as in ``anchor-audit``; objects with at least
-  one); ``max_obj`` highest objectness; ``best_obj`` objectness of the highest-IoU candidate;
-  ``max_score`` highest class-aware score; ``best_score`` score of the highest-IoU candidate;
-  ``matched_anchors`` anchors the assigner matches; ``best_area`` and ``obj_area`` area of the
-  highest-IoU and of the highest-objectness box in grid cells of their level (``w h / stride^2``);
-  ``area_ratio`` = ``obj_area / best_area`` (objects with ``best_area > 0``); ``best_offset`` and
-  ``obj_offset`` distance between the centre of that box and the object's centre, in grid cells of
-  the box's level (pixels / stride).
+Figures: every figure's JSON key, table label and exact definition is in
+:data:`cocostat.figures.FIGURES` (analysis ``mismatch``; the docs' Figures page is generated from it);
+:data:`STATS` and the tables take their definitions and labels from there. ``stats.NAME`` holds the
+mean and population variance (ddof 0) over the objects where NAME is defined (``objects`` says how many).
 """
 
 from __future__ import annotations
@@ -44,18 +26,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cocostat.assigners._protocol import GIVE_PREDICTIONS
 from cocostat.atomic import atomic_path
 from cocostat.audit import (
     AuditInputs,
     CandidateTensors,
     _gather_examples,
-    _masked_max,
     _per_object_sink,
     _rank_chunks,
-    _records,
     _Sums,
     candidate_tensors,
     check_options,
+    masked_max,
     open_inputs,
     rerank,
 )
@@ -63,25 +45,17 @@ from cocostat.boxes import matched_center_distance
 from cocostat.candidates import CHUNK_OBJECTS
 from cocostat.data import Dataset
 from cocostat.errors import OptionError
+from cocostat.figures import figures, labels, overview_rows
+from cocostat.render import json_records
 from cocostat.sources import write_frame
 
-#: statistic -> what it is (the ``stats`` rows, in order).
-STATS: dict[str, str] = {
-    "best_iou": "highest IoU among the candidates",
-    "obj_iou": "IoU of the highest-objectness candidate",
-    "score_iou": "IoU of the highest class-aware-score candidate",
-    "matched_iou": "mean IoU of the matched predictions",
-    "max_obj": "highest objectness",
-    "best_obj": "objectness of the highest-IoU candidate",
-    "max_score": "highest class-aware score",
-    "best_score": "class-aware score of the highest-IoU candidate",
-    "matched_anchors": "anchors matched by the assigner",
-    "best_area": "area of the highest-IoU box (grid cells)",
-    "obj_area": "area of the highest-objectness box (grid cells)",
-    "area_ratio": "obj_area / best_area",
-    "best_offset": "centre offset of the highest-IoU box (grid cells)",
-    "obj_offset": "centre offset of the highest-objectness box (grid cells)",
-}
+#: the analysis' name in :mod:`cocostat.figures` (every figure's key, table label and definition).
+FIGURES = "mismatch"
+
+#: statistic -> what it is (the ``stats`` rows, in order), from :mod:`cocostat.figures`.
+STATS: dict[str, str] = {f.name: f.text for f in figures(FIGURES, "stats")}
+#: statistic -> its label in the statistics table.
+_STAT_LABELS = labels(FIGURES, "stats")
 
 
 def mismatch_tensors(ct: CandidateTensors, radius: int) -> dict:
@@ -103,8 +77,8 @@ def mismatch_tensors(ct: CandidateTensors, radius: int) -> dict:
     obj = ct.obj[:, cols]  # (G, R)
     score = obj * ct.cls_prob[:, cols]  # (G, R)
     best_iou, best_r = q.max(dim=1)  # (G,)
-    max_obj, obj_r = _masked_max(obj, ok)  # (G,)
-    max_score, score_r = _masked_max(score, ok)  # (G,)
+    max_obj, obj_r = masked_max(obj, ok)  # (G,)
+    max_score, score_r = masked_max(score, ok)  # (G,)
 
     def at(x, r):  # (G, R) gathered at (G,) positions -> (G,)
         return x.gather(1, r[:, None])[:, 0]
@@ -154,7 +128,7 @@ def mismatch_tensors(ct: CandidateTensors, radius: int) -> dict:
 
 @dataclass(frozen=True, eq=False)
 class Mismatch:
-    """The mismatch report; see the module docstring for every definition.
+    """The mismatch report; every definition is in :data:`cocostat.figures.FIGURES`.
 
     ``stats`` has columns ``statistic``, ``objects``, ``mean``, ``var``, ``definition``;
     ``per_object`` one row per object; ``examples`` the worst images; ``plots`` the PNGs written.
@@ -210,7 +184,7 @@ class Mismatch:
                 r.statistic: {"objects": int(r.objects), "mean": f(r.mean), "var": f(r.var)}
                 for r in self.stats.itertuples(index=False)
             },
-            "examples": _records(self.examples),
+            "examples": json_records(self.examples),
             "plots": list(self.plots),
         }
 
@@ -218,24 +192,14 @@ class Mismatch:
         return self.stats.copy()
 
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]:
-        overview = pd.DataFrame(
-            [
-                ("objects", self.objects, None),
-                ("candidates per object (at most)", self.candidates_per_object, None),
-                ("highest objectness is not the best IoU", self.obj_not_best, self.obj_not_best_share),
-                ("highest class-aware score is not the best IoU", self.score_not_best, self.score_not_best_share),
-                ("IoU of highest objectness / best IoU (mean)", self.obj_iou_share, None),
-                ("IoU of highest score / best IoU (mean)", self.score_iou_share, None),
-            ],
-            columns=["statistic", "value", "share"],
-        )
+        overview = pd.DataFrame(overview_rows(self, FIGURES), columns=["statistic", "value", "share"])
         title = (
             f"mismatch: {self.source}; anchors {self.anchors}; assigner {self.assigner}; IoU = {self.iou}; "
             f"neighborhood {self.neighborhood}"
         )
         out: list[tuple[str, pd.DataFrame | str]] = [
             (title, overview),
-            ("per object: mean and variance over objects", self.stats),
+            ("per object: mean and variance over objects", self.stats.replace({"statistic": _STAT_LABELS})),
         ]
         if len(self.examples):
             out.append(("worst images (IoU lost by trusting objectness)", self.examples))
@@ -352,7 +316,7 @@ def mismatch(
         A :class:`Mismatch`.
     """
     if predictions is None:
-        raise OptionError("mismatch needs predictions: give --predictions DIR or --cfg FILE --weights FILE")
+        raise OptionError(f"mismatch needs predictions: {GIVE_PREDICTIONS}")
     kind = check_options(iou, assigner, iou_t, ratio_t, examples)
     if neighborhood < 0:
         raise OptionError(f"neighborhood must be >= 0, got {neighborhood}", param="neighborhood")
@@ -372,9 +336,8 @@ def mismatch(
     frames, tops = [], []
     with sink if sink is not None else contextlib.nullcontext():
         for inp in _rank_chunks(src, chunk_objects):
-            ct = candidate_tensors(
-                inp.candidates, inp.grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t, device=dev
-            )
+            arrays = inp.need_candidates("mismatch")
+            ct = candidate_tensors(arrays, inp.grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t, device=dev)
             res = mismatch_tensors(ct, neighborhood)
             if hist is not None:
                 hist += _histograms(ct, res["cols"], L, xbins, ybins)
@@ -401,9 +364,9 @@ def mismatch(
             if examples:
                 tops.append(_examples(frame, src.file_name, examples))
             del frame, res
-        most = counts.values.pop("most")
+        most_here = int(counts.values.pop("most"))
         counts.all_reduce()
-        most = int(_all_max(int(most)))
+        most = _all_max(most_here)
         if hist is not None:
             hist = _Sums(h=hist).all_reduce()["h"]
         _merge_moments_across_ranks(moments)
@@ -421,7 +384,9 @@ def mismatch(
         return moments[key].mean if moments[key].n else None
 
     plots: tuple[str, ...] = ()
-    if plot is not None and _rank() == 0:  # every rank holds the summed histograms; rank 0 draws them
+    if (
+        plot is not None and hist is not None and _rank() == 0
+    ):  # every rank holds the summed histograms; rank 0 draws them
         plots = tuple(str(p) for p in plot_histogram_counts(hist, xbins, ybins, src.grid, src.source, Path(plot), iou))
     ex = rerank(tops, ["iou_lost", "image_id"], [False, True], examples)
     if not len(ex):
@@ -470,7 +435,7 @@ def _all_max(value: int) -> int:
 def _per_object_rows(inp: AuditInputs, res: dict) -> pd.DataFrame:
     """The per-object table of one chunk (objects with at least one candidate)."""
     keep = res["candidates"] > 0
-    arr = inp.candidates
+    arr = inp.need_candidates("mismatch")
     anchor, dx, dy = arr.anchor, arr.dx, arr.dy
     per_object = pd.DataFrame(
         {

@@ -585,7 +585,7 @@ class _Extremes:
 
     def merge(self, other: _Extremes) -> None:
         np.maximum(self.max_iou, other.max_iou, out=self.max_iou)
-        if self.max_ioa is not None:
+        if self.max_ioa is not None and other.max_ioa is not None:  # both or neither (one pair_metric)
             np.maximum(self.max_ioa, other.max_ioa, out=self.max_ioa)
         np.minimum(self.min_gap, other.min_gap, out=self.min_gap)
         np.minimum(self.min_center, other.min_center, out=self.min_center)
@@ -593,11 +593,12 @@ class _Extremes:
     def result(self, objects: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
         """max_iou, max_ioa (or None), min_gap, min_center; NaN for images with fewer than 2 objects."""
         few = objects < 2
-        out = tuple(
-            None if a is None else np.where(few, np.nan, a)
-            for a in (self.max_iou, self.max_ioa, self.min_gap, self.min_center)
-        )
-        return out  # type: ignore[return-value]
+
+        def per_image(a: np.ndarray) -> np.ndarray:
+            return np.where(few, np.nan, a)
+
+        max_ioa = None if self.max_ioa is None else per_image(self.max_ioa)
+        return per_image(self.max_iou), max_ioa, per_image(self.min_gap), per_image(self.min_center)
 
 
 @dataclass(eq=False)
@@ -825,7 +826,6 @@ def overlap(
                 acc.update(chunk)
     img_gap, img_iou, img_center = (counts_acc.counts[c] for c in CRITERIA)
     img_max_iou, img_max_ioa, img_min_gap, img_min_center = extremes.result(counts)
-    cat_all, cat_hit = cats.result() if cats is not None else (None, None)
 
     # --- per-image frame
     crowded = img_center >= settings.crowd_pairs  # (I,) bool
@@ -860,7 +860,7 @@ def overlap(
         "aspect": Histogram("aspect", a_edges, a_counts, int(n_obj - finite_aspect.size), n_obj),
     }
 
-    by_cat = _by_category(ds, cat_all, cat_hit) if by_category else None
+    by_cat = _by_category(ds, *cats.result()) if cats is not None else None
     ex = _examples(per_image, examples, pair_metric) if examples else None
     return OverlapReport(
         name=ds.name,

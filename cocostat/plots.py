@@ -14,14 +14,29 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from cocostat.atomic import atomic_path
-from cocostat.data import Dataset
 
-__all__ = ["plot_audit", "plot_box_sizes", "plot_categories", "plot_errors", "plot_eval_classes", "plot_eval_summary"]
+if TYPE_CHECKING:  # the CLI imports this module for KMEANS_PLOT; it need not pay for cocostat.data
+    from cocostat.data import Dataset
+
+__all__ = [
+    "KMEANS_PLOT",
+    "plot_audit",
+    "plot_box_sizes",
+    "plot_categories",
+    "plot_errors",
+    "plot_eval_classes",
+    "plot_eval_summary",
+]
+
+#: file name of kmeans' plot inside a plot folder: ``cocostat kmeans --plot DIR`` writes
+#: ``DIR/kmeans_anchors.png`` (:func:`cocostat.anchors.plot_anchors`), and ``cocostat report`` links it.
+KMEANS_PLOT = "kmeans_anchors.png"
 
 _BLUE, _RED, _GREY, _ORANGE, _GREEN = "#4c72b0", "#c44e52", "#8c8c8c", "#dd8452", "#55a868"
 _IOU_NAMES = {"iou": "IoU", "giou": "GIoU", "diou": "DIoU", "ciou": "CIoU"}

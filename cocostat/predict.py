@@ -1402,7 +1402,7 @@ def predict(
 
 
 def _parquet_rows(path: Path) -> int:
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq
 
     return int(pq.ParquetFile(path).metadata.num_rows)
 

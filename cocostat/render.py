@@ -38,6 +38,14 @@ class Report(Protocol):
     def sections(self) -> list[tuple[str, pd.DataFrame | str]]: ...
 
 
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """The rows of ``frame`` as a list of dicts of plain Python values (numpy scalars unwrapped), for ``to_dict()``."""
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
+
+
 def to_json(obj) -> bytes:
     """JSON bytes (indented, newline-terminated); numpy scalars and arrays allowed, NaN -> null."""
     return (

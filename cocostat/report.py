@@ -48,6 +48,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,7 @@ from cocostat.atomic import write_bytes, write_text
 from cocostat.data import SAMPLE_NAME, Dataset, resolve_dataset, sample_path
 from cocostat.errors import CocostatWarning, DatasetFormatError, OptionError, TooFewBoxesError, check_int
 from cocostat.plots import (
+    KMEANS_PLOT,
     plot_audit,
     plot_box_sizes,
     plot_categories,
@@ -64,9 +66,15 @@ from cocostat.plots import (
     plot_eval_classes,
     plot_eval_summary,
 )
-from cocostat.render import format_value
+from cocostat.render import Report, format_value
 from cocostat.sources import check_model_source
 from cocostat.staging import StagedFolder
+
+if TYPE_CHECKING:  # torch and the model and predictions modules are imported when a section runs
+    import torch
+
+    from cocostat.candidates import Predictions
+    from cocostat.models import DarknetModel
 
 __all__ = [
     "ANALYSES",
@@ -102,7 +110,7 @@ PLOT_FILES = frozenset(
         "overlap_gap.png",
         "overlap_center.png",
         "overlap_aspect.png",
-        "kmeans_anchors.png",
+        KMEANS_PLOT,
         "anchor_audit.png",
         "iou_vs_obj.png",
         "iou_vs_score.png",
@@ -139,7 +147,7 @@ class ReportSection:
     reason: str = ""
     argv: tuple[str, ...] = ()
     plots: tuple[Path, ...] = ()
-    result: object | None = field(default=None, repr=False)
+    result: Report | None = field(default=None, repr=False)
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
 
@@ -367,8 +375,10 @@ def _default_dataset_args(ds: Dataset) -> list[str]:
 _FLAGS = {"k": "-k", "detections": "-d", "out_dir": "-o"}
 
 #: (command, library keyword) -> the command-line value of a library value, where they differ: the
-#: library's kmeans(plot=FILE.png) is the CLI's ``--plot DIR`` (it writes DIR/kmeans_anchors.png).
-_CLI_VALUES: dict[tuple[str, str], Callable[[object], object]] = {("kmeans", "plot"): lambda v: Path(v).parent}
+#: library's kmeans(plot=FILE.png) is the CLI's ``--plot DIR`` (it writes DIR/KMEANS_PLOT).
+_CLI_VALUES: dict[tuple[str, str], Callable[[str | os.PathLike[str]], object]] = {
+    ("kmeans", "plot"): lambda v: Path(v).parent
+}
 
 
 @dataclass(frozen=True)
@@ -423,8 +433,8 @@ def _repoint(obj, fix: Callable[[str], str]):
     if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
         if not all(isinstance(v, (str, Path)) for v in obj):
             return obj
-        new = [_repoint(v, fix) for v in obj]
-        return obj if all(a is b for a, b in zip(new, obj, strict=False)) else type(obj)(new)
+        items = [_repoint(v, fix) for v in obj]
+        return obj if all(a is b for a, b in zip(items, obj, strict=False)) else type(obj)(items)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         changed = {}
         for f in dataclasses.fields(obj):
@@ -455,7 +465,7 @@ class _Runner:
         self,
         name: str,
         call: Call,
-        work: Callable[[dict], tuple[object, Sequence]],
+        work: Callable[[dict], tuple[Report, Sequence]],
         *,
         resolve: Callable[[str, object], object] | None = None,
         skip_on: tuple[type[Exception], ...] = (),
@@ -516,15 +526,29 @@ class _Inputs:
     out: Path
     plots: Path
     size: int | None
-    device: object
-    model: object | None
+    device: torch.device
+    model: DarknetModel | None
     cfg: Path | None
     weights: Path | None
     batch_size: int
     progress: bool
     pred_dir: Path | None
-    pred: object | None
+    pred: Predictions | None
     detections: int | None  # how many the predictions hold
+
+    def predictions(self) -> tuple[Predictions, Path]:
+        """(the predictions folder read, its path as shown), for the sections that run only with one."""
+        return _given(self.pred, "predictions"), _given(self.pred_dir, "a predictions folder")
+
+
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None, what: str) -> _T:
+    """``value``, known not to be None: a section runs only when its input exists (else a RuntimeError)."""
+    if value is None:
+        raise RuntimeError(f"a report section that needs {what} ran without it")
+    return value
 
 
 def _read_detections(pred) -> int:
@@ -613,12 +637,13 @@ def _predict_section(inp: _Inputs, run: _Runner) -> _Inputs:
     from cocostat.candidates import read_predictions
     from cocostat.predict import predict
 
+    model, pred_dir = inp.model, _given(inp.pred_dir, "the folder the model writes into")
     call = Call(
         "predict",
         {
             "cfg": inp.cfg,
             "weights": inp.weights,
-            "out_dir": inp.pred_dir,
+            "out_dir": pred_dir,
             "size": DEFAULT_SIZE if inp.size is None else inp.size,
         },
     )
@@ -628,7 +653,7 @@ def _predict_section(inp: _Inputs, run: _Runner) -> _Inputs:
         lambda kw: (
             predict(
                 inp.dataset,
-                inp.model,
+                model,
                 size=kw["size"],
                 out_dir=kw["out_dir"],
                 batch_size=inp.batch_size,
@@ -639,7 +664,7 @@ def _predict_section(inp: _Inputs, run: _Runner) -> _Inputs:
         ),
     )
     # read from the stage, shown (in every analysis' source and plot titles) as OUT/predictions
-    pred = dataclasses.replace(read_predictions(run.stage.real(inp.pred_dir)), folder=inp.pred_dir)
+    pred = dataclasses.replace(read_predictions(run.stage.real(pred_dir)), folder=pred_dir)
     return dataclasses.replace(inp, pred=pred, detections=_read_detections(pred))
 
 
@@ -699,17 +724,19 @@ def _eval_section(inp: _Inputs, run: _Runner) -> None:
     distributed run are joined into OUT/detections.json first (``cocostat eval`` takes one file)."""
     from cocostat.evaluate import evaluate
 
-    files = inp.pred.detection_files
+    pred, pred_dir = inp.predictions()
+    files = pred.detection_files
     source = None
-    if inp.pred.version >= 2:
-        det_file, real_file, source = inp.pred_dir / "detections.json", inp.pred.folder / "detections.json", inp.pred
+    if pred.version >= 2:
+        folder = _given(pred.folder, "a predictions folder")
+        det_file, real_file, source = pred_dir / "detections.json", folder / "detections.json", pred
     elif len(files) == 1:
-        det_file, real_file = inp.pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
+        det_file, real_file = pred_dir / files[0].name, files[0]  # (read where it is, even when staged)
     else:
         import json
 
         det_file = inp.out / "detections.json"
-        real_file = write_text(run.stage.real(det_file), json.dumps(inp.pred.detections()) + "\n")
+        real_file = write_text(run.stage.real(det_file), json.dumps(pred.detections()) + "\n")
 
     def work(kw):
         rep = evaluate(inp.dataset, source if source is not None else kw["detections"])
@@ -768,7 +795,7 @@ def _kmeans_section(inp: _Inputs, run: _Runner, size: int) -> None:
             "k": k if k != 9 else None,
             "levels": levels,
             "compare": KMEANS_COMPARE,
-            "plot": inp.plots / "kmeans_anchors.png",
+            "plot": inp.plots / KMEANS_PLOT,
         },
     )
 
@@ -897,7 +924,8 @@ def _write_pages(inp: _Inputs, run: _Runner, report_call: Call, compact_plots: b
     write_text(stage.real(html_path), render_html(res, header, files_at=stage.path))
     files = [md_path, html_path, *plots]
     if inp.model is not None:
-        files += sorted(inp.pred_dir / p.name for p in stage.real(inp.pred_dir).iterdir() if p.is_file())
+        pred_dir = _given(inp.pred_dir, "the folder the model wrote into")
+        files += sorted(pred_dir / p.name for p in stage.real(pred_dir).iterdir() if p.is_file())
     if inp.pred is not None and inp.pred.version == 1 and len(inp.pred.detection_files) > 1:
         files.append(out / "detections.json")
     return dataclasses.replace(res, files=tuple(files))
@@ -953,7 +981,7 @@ def _header(ds: Dataset, res: ReportResult, pred) -> list[tuple[str, str]]:
 def _blocks(section: ReportSection):
     """The (title, block) pairs of a section's result, without text blocks that only list its plots."""
     plot_names = {str(p) for p in section.plots}
-    for title, block in section.result.sections():
+    for title, block in _given(section.result, "a result").sections():
         if isinstance(block, str) and block.strip() and set(block.strip().splitlines()) <= plot_names:
             continue
         yield title, block

@@ -552,3 +552,18 @@ def test_design_anchors_leaves_torch_threads_as_it_found_them():
     finally:
         A._lloyd = real
         torch.set_num_threads(before)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "cfg", ["cfg/yolov3.cfg", "cfg/yolov3-spp.cfg", "cfg/yolov3-tiny.cfg", "models/yolov3-tiny.cfg"]
+)
+def test_lenient_anchor_reader_agrees_with_the_model_parser(real_data, cfg):
+    # two cfg readers by design (see anchors.parse_darknet_anchors); on every real cfg they must read
+    # the same anchors and the same masks
+    from cocostat.models import parse_cfg
+
+    lenient = A.parse_darknet_anchors(real_data / cfg)
+    strict = parse_cfg(real_data / cfg)
+    np.testing.assert_array_equal(lenient.wh, np.asarray(strict.anchors, dtype=np.float64))
+    assert [lvl.tolist() for lvl in lenient.levels] == [list(y.mask) for y in strict.yolo_layers]

@@ -446,8 +446,23 @@ def test_prediction_aware_needs_predictions():
     grid = yolov3_grid()
     slots = grid_slots(torch.tensor([[0.0, 0, 10, 10]]), grid, 1)
     for name in PRED_AWARE:
-        with pytest.raises(OptionError, match="needs predictions"):
+        with pytest.raises(OptionError, match=f"^the {name} assigner needs predictions: give --predictions DIR"):
             assigners.create(name).positives(slots)
+    # the per-slot figures of the prediction-aware assigners say so too (before: AttributeError on None)
+    for name, figure in (("mixed", "quality"), ("simota", "cost"), ("tal", "alignment")):
+        with pytest.raises(OptionError, match=f"^the {name} assigner needs predictions"):
+            getattr(assigners.create(name), figure)(slots)
+    with pytest.raises(OptionError, match="^this analysis needs predictions"):
+        slots.predictions()
+
+
+def test_slot_predictions_are_the_slots_fields():
+    arrays, images, grid = hand_arrays()
+    slots = candidate_slots(torch.from_numpy(arrays.gt.astype(np.float64)), grid, arrays, torch.from_numpy(images))
+    p = slots.predictions()
+    for name in p._fields:
+        assert getattr(p, name) is getattr(slots, name), name
+    assert p.pred.shape == (*p.q.shape, 4) and p.has_pred.dtype == torch.bool
 
 
 def test_region_sizes_count_the_whole_grid():

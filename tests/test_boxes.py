@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import typing
 
 import numpy as np
 import pytest
@@ -702,3 +704,53 @@ def test_box_set_with_a_non_finite_or_huge_box_is_not_tame(bad):
         box_set.pair_overlaps(first, second, ("ciou",))
     with pytest.raises(OptionError, match=r"shape \(N, 4\)"):
         B.BoxSet(np.zeros((2, 3, 4)))
+
+
+# --------------------------------------------------------------------------------------------------
+# the declared types: a tensor among the inputs gives a tensor, numpy arrays and lists give numpy
+# --------------------------------------------------------------------------------------------------
+OVERLOADED = [n for n in B.__all__ if inspect.isfunction(getattr(B, n)) and typing.get_overloads(getattr(B, n))]
+
+
+def _argument(hint, name: str):
+    """A real input of the declared type: 3 boxes (or sizes, for the wh kernels) as a tensor or as numpy."""
+    boxes = [[0.0, 0.0, 10.0, 8.0], [2.0, 1.0, 12.0, 9.0], [20.0, 20.0, 21.0, 40.0]]
+    value = [row[2:] for row in boxes] if name.startswith("wh") else boxes
+    return torch.tensor(value) if hint is torch.Tensor else np.array(value)
+
+
+@pytest.mark.parametrize("name", OVERLOADED)
+def test_overloads_declare_what_the_kernels_return(name):
+    """Each overload of a public kernel, called with inputs of its parameter types, returns its return type."""
+    assert len(OVERLOADED) >= 20, OVERLOADED  # every conversion, overlap and distance kernel
+    func = getattr(B, name)
+    for stub in typing.get_overloads(func):
+        hints = typing.get_type_hints(stub, globalns=vars(B))
+        required = [
+            p.name
+            for p in inspect.signature(stub).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty
+        ]
+        out = func(*(_argument(hints[p], p) for p in required))
+        want = hints["return"]
+        if typing.get_origin(want) is dict:
+            want = typing.get_args(want)[1]
+            assert isinstance(out, dict) and out and all(type(v) is want for v in out.values()), (name, hints)
+        else:
+            assert type(out) is want, (name, hints, type(out))
+
+
+def test_box_set_returns_the_array_type_it_was_built_from():
+    boxes = [[0.0, 0.0, 10.0, 8.0], [2.0, 1.0, 12.0, 9.0]]
+    idx = np.array([0]), np.array([1])
+    assert all(isinstance(v, torch.Tensor) for v in B.BoxSet(torch.tensor(boxes)).pair_overlaps(*idx).values())
+    assert all(isinstance(v, np.ndarray) for v in B.BoxSet(np.array(boxes)).pair_overlaps(*idx).values())
+
+
+def test_iou_kind_checks_and_narrows():
+    assert B.iou_kind("ciou") == "ciou"
+    with pytest.raises(OptionError, match=r"^iou must be one of iou, giou, diou, ciou, got 'eiou'$") as err:
+        B.iou_kind("eiou", "iou")
+    assert err.value.param == "iou"
+    with pytest.raises(OptionError, match=r"^kind must be one of iou, giou, diou, ciou, got 'eiou'$"):
+        B.pairwise_iou([[0.0, 0.0, 1.0, 1.0]], [[0.0, 0.0, 1.0, 1.0]], "eiou")

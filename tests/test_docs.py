@@ -16,6 +16,7 @@ real ``anchor-audit``, ``mismatch`` and ``assigners`` outputs (yolov3-tiny on co
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -171,8 +172,48 @@ def test_figure_table_is_well_formed():
     assert all(f.definition.strip() and (f.label is None or f.label.strip()) for f in F.FIGURES)
     table = F.markdown_table("anchor-audit")
     assert table.count("\n") == len(F.figures("anchor-audit")) + 2
+    # a figure's share column is documented from the same field the table divides by
+    assert "| objects the assigner matches to no anchor at all; share: of `objects` |" in table
+    with pytest.raises(KeyError, match="has no table label"):
+        F.label("assigners", "assigners[].best_pred_positive")
     with pytest.raises(KeyError):
         F.figures("no-such-analysis")
+
+
+def _renamed(analysis: str, key: str, **changes) -> tuple[F.Figure, ...]:
+    """FIGURES with figure ``key`` of ``analysis`` changed (``label``, ``share_of``)."""
+    out = tuple(dataclasses.replace(f, **changes) if (f.analysis, f.key) == (analysis, key) else f for f in F.FIGURES)
+    assert out != F.FIGURES
+    return out
+
+
+def test_a_label_changed_in_the_figures_changes_the_tables(monkeypatch):
+    """The tables read their labels and share columns from cocostat.figures (one place to change them)."""
+    from cocostat.audit import anchor_audit
+    from cocostat.data import load_dataset
+    from cocostat.lab import assigner_lab
+
+    ds = load_dataset("sample")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        audit = anchor_audit(ds, anchors="yolov3-tiny")
+        lab = assigner_lab(ds, anchors="yolov3-tiny", assigners="yolov3,atss")
+    a = "anchor-audit"
+    monkeypatch.setattr(
+        F, "FIGURES", _renamed(a, "unmatched_objects", label="objects nobody matches", share_of="images")
+    )
+    overview = audit.sections()[0][1].set_index("statistic")
+    assert "objects with no matched anchor" not in overview.index
+    assert overview.loc["objects nobody matches", "value"] == audit.unmatched_objects
+    assert overview.loc["objects nobody matches", "share"] == audit.unmatched_objects / audit.images
+    monkeypatch.setattr(F, "FIGURES", _renamed("assigners", "assigners[].agreement.mean_jaccard", label="J"))
+    sections = lab.sections()
+    assert "J" in sections[0][1].columns and "jaccard" not in sections[0][1].columns
+    assert "J = mean_jaccard" in sections[1][0]
+    monkeypatch.setattr(
+        F, "FIGURES", _renamed("assigners", "assigners[].per_level[].positives", label="per level, renamed")
+    )
+    assert "per level, renamed" in [title for title, _ in lab.sections()]
 
 
 def test_docs_hook_expands_every_marker():
@@ -278,6 +319,12 @@ def test_mismatch_keys_and_labels_are_the_figures(real_audits):
     (_, overview), (_, stats) = rep.sections()[:2]
     assert overview["statistic"].tolist() == _labels(m, "")
     assert stats["statistic"].tolist() == _labels(m, "stats")
+    # the definitions the table prints are the figures' own (markdown code marks dropped)
+    assert stats["definition"].tolist() == [f.definition.replace("`", "") for f in F.figures(m, "stats")]
+    assert (
+        rep.to_dict()["obj_not_best_share"]
+        == dict(zip(overview["statistic"], overview["share"]))[F.label(m, "obj_not_best")]
+    )
     for f in F.figures(m, ""):
         assert d[f.name] is not None, f.key
 

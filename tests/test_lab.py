@@ -377,3 +377,20 @@ def test_lab_on_cuda_matches_cpu():
         assert a["positives"] == b["positives"] and a["per_anchor"] == b["per_anchor"]
         assert a["agreement"]["disjoint_objects"] == b["agreement"]["disjoint_objects"]
         assert math.isclose(a["mean_anchor_wh_iou"], b["mean_anchor_wh_iou"], rel_tol=1e-9)
+
+
+def test_lab_block_without_predictions_names_the_assigner_that_needs_them():
+    """A prediction-aware assigner on a box-only block: the one-line error (before: AttributeError on None)."""
+    from test_assign import yolov3_grid
+
+    from cocostat import assigners
+    from cocostat.assign import assign
+    from cocostat.lab import lab_block
+
+    grid = yolov3_grid()
+    boxes, image = torch.tensor([[10.0, 10.0, 60.0, 90.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.int64)
+    ref = assigners.create("yolov3")
+    with pytest.raises(OptionError, match="^the tal assigner needs predictions: give --predictions DIR"):
+        lab_block(boxes, image, grid, [ref, assigners.create("tal")], ref)
+    positives = lab_block(boxes, image, grid, [ref], ref).objects["yolov3"]["positives"]
+    assert positives.tolist() == [float(assign(boxes, grid, "yolov3").positives.sum())]

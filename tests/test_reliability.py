@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from benchmarks.bench_audit import synthetic_candidates, synthetic_dataset
-from cocostat.atomic import TMP_TAG, atomic_path, write_text
+from cocostat.atomic import TMP_TAG, FrameWriter, atomic_path, write_text
 from cocostat.candidates import read_predictions, write_candidates, write_manifest
 from cocostat.cli import OutputPath, main
 from cocostat.data import cache_dir, load_coco, sample_path
@@ -361,6 +361,27 @@ def test_killed_write_leaves_a_named_temp_file_that_the_next_write_removes(tmp_p
         write_text(tmp_path / "third.json", "y")
         assert mine.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json", "third.json"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_frame_writer_writes_chunks_atomically(tmp_path, suffix):
+    import pandas as pd
+
+    chunks = [pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]}), pd.DataFrame({"a": [3], "b": [2.5]})]
+    path = tmp_path / f"rows{suffix}"
+    with FrameWriter(path) as w:
+        for c in chunks:
+            w.write(c)
+        assert not path.exists()  # only the temporary file until the block ends
+    back = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, pd.concat(chunks, ignore_index=True))
+    assert w.rows == 3
+    with pytest.raises(RuntimeError, match="outside its `with` block"):
+        FrameWriter(tmp_path / f"never{suffix}").write(chunks[0])
+    with pytest.raises(ValueError, match="boom"), FrameWriter(tmp_path / f"failed{suffix}") as w:
+        w.write(chunks[0])
+        raise ValueError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # a failed block leaves nothing
 
 
 # --------------------------------------------------------------------------------------------------

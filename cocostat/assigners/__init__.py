@@ -33,28 +33,46 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from cocostat.errors import OptionError
+
+if TYPE_CHECKING:  # the names of _LAZY as the type checker sees them; at run time __getattr__ imports them
+    from cocostat.assigners._protocol import (
+        Assigner,
+        Slots,
+        candidate_slots,
+        grid_slots,
+        matched_anchors,
+        positive_keys,
+        resolve_conflicts,
+        slot_count,
+        topk_mask,
+    )
 
 #: every assigner, in the registry's order (module file names, ``_`` -> ``-``, sorted).
 NAMES: tuple[str, ...] = tuple(
     sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 )
 
-#: what :mod:`cocostat.assigners._protocol` exports here, imported on first use (it imports torch).
-_LAZY = (
+__all__ = [
+    "NAMES",
     "Assigner",
     "Slots",
-    "grid_slots",
     "candidate_slots",
-    "slot_count",
+    "check_name",
+    "create",
+    "grid_slots",
+    "load",
     "matched_anchors",
     "positive_keys",
     "resolve_conflicts",
+    "slot_count",
     "topk_mask",
-)
+]
 
-__all__ = ["NAMES", "check_name", "create", "load", *_LAZY]
+#: what :mod:`cocostat.assigners._protocol` exports here, imported on first use (it imports torch).
+_LAZY = tuple(name for name in __all__ if name not in {"NAMES", "check_name", "create", "load"})
 
 
 def __getattr__(name: str):
@@ -72,13 +90,13 @@ def check_name(name: str, option: str = "assigner") -> str:
     return name
 
 
-def load(name: str):
+def load(name: str) -> type[Assigner]:
     """The :class:`Assigner` subclass registered as ``name`` (imports its module)."""
     module = importlib.import_module(f"{__name__}.{check_name(name).replace('-', '_')}")
     return module.ASSIGNER
 
 
-def create(name, **options):
+def create(name: str | Assigner, **options: object) -> Assigner:
     """An assigner configured from the command line's shared options.
 
     The commands pass every option they have (``iou_t``, ``ratio_t``, ``topk``, ``alpha``); each

@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from cocostat.boxes import matched_iou, pairwise_wh_iou, valid_predictions
+from cocostat.boxes import IouKind, matched_iou, pairwise_wh_iou, valid_predictions
 from cocostat.errors import OptionError
 
 if TYPE_CHECKING:  # cocostat.assign imports the assigners
@@ -51,6 +51,26 @@ def slot_count(grid) -> int:
 # --------------------------------------------------------------------------------------------------
 # The layout
 # --------------------------------------------------------------------------------------------------
+class SlotPredictions(NamedTuple):
+    """The prediction fields of :class:`Slots`, all present (see :meth:`Slots.predictions`).
+
+    Attributes: as those of :class:`Slots`: ``pred`` (G, N, 4) float32; ``iou``, ``q``, ``score``,
+    ``obj``, ``cls_prob`` (G, N) float32; ``has_pred`` (G, N) bool.
+    """
+
+    pred: Tensor
+    iou: Tensor
+    q: Tensor
+    score: Tensor
+    obj: Tensor
+    cls_prob: Tensor
+    has_pred: Tensor
+
+
+#: how to give an analysis the predictions it needs (the end of its error message).
+GIVE_PREDICTIONS = "give --predictions DIR or --cfg FILE --weights FILE"
+
+
 @dataclass(frozen=True, eq=False)
 class Slots:
     """N slots of each of G objects, and what an assigner may look at, on one device.
@@ -103,6 +123,25 @@ class Slots:
     @property
     def has_predictions(self) -> bool:
         return self.pred is not None
+
+    def predictions(self, needed_by: str = "this analysis") -> SlotPredictions:
+        """The prediction fields, all present (the candidate layout, :func:`candidate_slots`).
+
+        Raises:
+            OptionError: the slots are box-only (:func:`grid_slots`): "``needed_by`` needs predictions: give
+                --predictions DIR or --cfg FILE --weights FILE".
+        """
+        if (
+            self.pred is None
+            or self.iou is None
+            or self.q is None
+            or self.score is None
+            or self.obj is None
+            or self.cls_prob is None
+            or self.has_pred is None
+        ):
+            raise OptionError(f"{needed_by} needs predictions: {GIVE_PREDICTIONS}")
+        return SlotPredictions(self.pred, self.iou, self.q, self.score, self.obj, self.cls_prob, self.has_pred)
 
     def _t(self, a, dtype=torch.int64) -> Tensor:
         return torch.as_tensor(np.asarray(a), dtype=dtype, device=self.device)
@@ -231,7 +270,7 @@ def candidate_slots(
     arrays,
     image: Tensor,
     *,
-    iou: str = "iou",
+    iou: IouKind = "iou",
     q: Tensor | None = None,
     plain: Tensor | None = None,
 ) -> Slots:
@@ -441,11 +480,9 @@ class Assigner:
         opts = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.options().items())
         return f"{self.name}({opts})"
 
-    def _need_predictions(self, slots: Slots) -> None:
-        if not slots.has_predictions:
-            raise OptionError(
-                f"the {self.name} assigner needs predictions: give --predictions DIR or --cfg FILE --weights FILE"
-            )
+    def _need_predictions(self, slots: Slots) -> SlotPredictions:
+        """The slots' prediction fields; an :class:`OptionError` naming this assigner if they have none."""
+        return slots.predictions(f"the {self.name} assigner")
 
 
 def check_unit(value: float, option: str, *, closed: bool = True) -> float:

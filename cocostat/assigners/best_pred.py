@@ -29,8 +29,8 @@ class BestPred(Assigner):
     needs_predictions = True
 
     def positives(self, slots: Slots) -> Tensor:
-        self._need_predictions(slots)
-        return topk_mask(slots.q, 1, slots.valid(), slots.order)
+        p = self._need_predictions(slots)
+        return topk_mask(p.q, 1, slots.valid(), slots.order)
 
 
 ASSIGNER = BestPred

@@ -39,7 +39,7 @@ class Mixed(Assigner):
 
     def quality(self, slots: Slots) -> Tensor:
         """(G, N) float64: the mixed matching quality (-inf where there is no finite prediction)."""
-        q = slots.q.to(torch.float64)
+        q = self._need_predictions(slots).q.to(torch.float64)
         mix = self.alpha * slots.wh_iou + (1.0 - self.alpha) * torch.where(torch.isfinite(q), q, 0.0)
         return torch.where(slots.valid(), mix, -torch.inf)
 

@@ -89,17 +89,18 @@ class SimOTA(Assigner):
 
     def cost(self, slots: Slots) -> Tensor:
         """(G, N) float64: the SimOTA cost of every slot (inf where there is no finite prediction)."""
+        pred = self._need_predictions(slots)
         in_box, in_centre = self.in_regions(slots)
-        p = (slots.obj.to(torch.float64) * slots.cls_prob.to(torch.float64)).clamp(min=0).sqrt()
+        p = (pred.obj.to(torch.float64) * pred.cls_prob.to(torch.float64)).clamp(min=0).sqrt()
         cls_cost = -torch.log(p).clamp(min=-100.0)
-        iou = slots.iou.to(torch.float64).clamp(min=0)
+        iou = pred.iou.to(torch.float64).clamp(min=0)
         cost = cls_cost + self.iou_weight * -torch.log(iou + 1e-8) + self.penalty * ~(in_box & in_centre)
         return torch.where(slots.valid(), cost, torch.inf)
 
     def positives(self, slots: Slots) -> Tensor:
-        self._need_predictions(slots)
+        pred = self._need_predictions(slots)
         cand = self.region(slots) & slots.valid()  # (G, N)
-        iou = torch.where(cand, slots.iou.to(torch.float64).clamp(min=0), 0.0)
+        iou = torch.where(cand, pred.iou.to(torch.float64).clamp(min=0), 0.0)
         top = topk_mask(iou, self.candidate_topk, cand, slots.order)  # (G, N)
         k = torch.where(top, iou, 0.0).sum(1).floor().long().clamp(min=1)  # (G,), dynamic k
         cost = self.cost(slots)

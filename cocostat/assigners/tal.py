@@ -67,15 +67,16 @@ class TAL(Assigner):
 
     def alignment(self, slots: Slots) -> Tensor:
         """(G, N) float64: ``s^alpha x u^beta`` (0 where there is no finite prediction)."""
-        s = slots.score.to(torch.float64).clamp(min=0)
-        u = slots.iou.to(torch.float64).clamp(min=0)
+        p = self._need_predictions(slots)
+        s = p.score.to(torch.float64).clamp(min=0)
+        u = p.iou.to(torch.float64).clamp(min=0)
         return torch.where(slots.valid(), s.pow(self.alpha) * u.pow(self.beta), 0.0)
 
     def positives(self, slots: Slots) -> Tensor:
-        self._need_predictions(slots)
+        p = self._need_predictions(slots)
         cand = self.region(slots) & slots.valid()
         pos = topk_mask(self.alignment(slots), self.topk, cand, slots.order)
-        return resolve_conflicts(slots, pos, slots.iou, higher=True)
+        return resolve_conflicts(slots, pos, p.iou, higher=True)
 
 
 ASSIGNER = TAL

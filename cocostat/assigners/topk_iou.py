@@ -34,8 +34,8 @@ class TopkIou(Assigner):
         check_count(self.topk, "topk")
 
     def positives(self, slots: Slots) -> Tensor:
-        self._need_predictions(slots)
-        return topk_mask(slots.q, self.topk, slots.valid(), slots.order)
+        p = self._need_predictions(slots)
+        return topk_mask(p.q, self.topk, slots.valid(), slots.order)
 
 
 ASSIGNER = TopkIou
