@@ -428,6 +428,8 @@ def yardstick_section(args, work: Path) -> list[str]:
     }
     if args.before and Path(args.before, "cocostat").is_dir():  # the code before this change, its defaults
         variants["before (" + args.before + ", batch 16, spin-wait)"] = ({**base_env, "PYTHONPATH": args.before}, [])
+    if args.no_spin_variant:
+        del variants["this branch, OMP_WAIT_POLICY= (OpenMP's spin-wait default)"]
     walls: dict[str, list[float]] = {k: [] for k in [*variants, "opencv"]}
     startup: dict[str, list[float]] = {k: [] for k in variants}
     summaries: dict[str, dict] = {}
@@ -788,6 +790,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--before", default="", help="a checkout of the code before (e.g. /work/main): its CLI joins the yardstick"
     )
+    ap.add_argument("--no-spin-variant", action="store_true", help="yardstick without the spin-wait run")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
