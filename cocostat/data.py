@@ -116,6 +116,8 @@ class Dataset:
         iscrowd: (G,) bool.
         categories: (C,) table with columns ``category_id``, ``name``, ``supercategory``, sorted by id.
         offsets: (I + 1,) int64; image i's annotations are rows ``offsets[i]:offsets[i + 1]``.
+        split: the split of a YOLO dataset YAML or ``.data`` file it was read from (``train``, ``val``,
+            ``test``), else ``None`` (COCO JSON, an image list or folder, a dataset built in memory).
     """
 
     name: str
@@ -134,6 +136,7 @@ class Dataset:
     iscrowd: np.ndarray
     categories: pd.DataFrame
     offsets: np.ndarray = field(repr=False)
+    split: str | None = None
 
     @property
     def num_images(self) -> int:

@@ -360,12 +360,15 @@ def dataset_args(
 
 def _default_dataset_args(ds: Dataset) -> list[str]:
     """What to type to load ``ds`` again: nothing for the built-in sample, else its annotation file
-    (and ``--images`` when its image folder is not the one found from that file)."""
+    (and ``--split`` for a split of a YOLO YAML or ``.data`` file, ``--images`` when its image folder
+    is not the one found from that file)."""
     if ds.path is None:
         return [ds.name]
     if ds.name == SAMPLE_NAME and Path(ds.path) == sample_path():
         return [] if ds.image_dir is None else ["--images", str(ds.image_dir)]
     out = [str(ds.path)]
+    if ds.split is not None:  # a YOLO YAML or .data file: which split, since commands default differently
+        return [*out, "--split", ds.split]
     if ds.image_dir is not None and resolve_dataset(str(ds.path)).image_dir != ds.image_dir:
         out += ["--images", str(ds.image_dir)]
     return out

@@ -46,18 +46,41 @@ Speed: reading the label files and the image headers is spread over a process po
 workers, from :data:`POOL_MIN_IMAGES` images on (a thread pool loses: the header walk and the parse
 hold the GIL; on 2 busy cores the pool only breaks even with one process, see
 reports/bench_yolo.md); the lines of a chunk of files are parsed in one C pass (pandas' CSV reader)
-when every line is a plain box, else in one vectorised numpy pass that also finds the bad line. The
-parsed arrays go to the same cache as COCO files (:func:`cocostat.data.cache_dir`); see
-:func:`cache_key` for what makes the key.
+when every line is a plain box, else in one vectorised numpy pass that also finds the bad line.
+
+Cache: the parsed arrays go to the same cache as COCO files (:func:`cocostat.data.cache_dir`). A COCO
+file's key hashes its bytes; hashing 118k label files would cost as much as parsing them, so the YOLO
+key (:func:`cache_key`) is taken from file metadata instead, chosen so that a cached train2017-size
+load stays under 1 s (reports/bench_yolo.md):
+
+- every label file: its (size, mtime_ns), or its absence. One ``stat`` each, the bulk of the key's time;
+- every folder holding an image: its mtime_ns (a file added, removed or renamed in a folder changes
+  it), not each image: a ``stat`` per image would double the key's cost, and what the cache holds of
+  an image is only its width and height;
+- the image listing itself, and the resolved config (split, names, category ids).
+
+Detected: a label file edited (in place too, at any size), added, removed or renamed; an image
+added, removed or renamed; an image replaced by a new file (written beside it and renamed over it,
+or deleted and recreated: ``mv``, ``rsync``, ``git checkout``); a changed YAML, ``.data``, names
+file or image list. Missed (``--no-cache`` once after one of these): an image overwritten in place
+(``cp`` onto an existing name, pillow's ``save`` to the same path) with other pixel dimensions; an
+image changed behind a symlink to a file (``convert`` links to the original images: a replaced
+original is not seen); a label file given new content of the same size and then its old mtime back
+(``touch -r``; rsync's quick check would skip such a file too). A file edited twice within one
+timestamp tick (1-2 s on FAT, HFS+, ext3) cannot hide behind an unchanged mtime: no entry is written
+while a label file or image folder is younger than :data:`SETTLE_NS` (2 s), or dated in the future;
+that load reads the files and a later one writes the entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -83,6 +106,9 @@ _DATA_KEYS = {"train": ("train",), "val": ("valid", "val"), "test": ("test",)}  
 CLIP_TOLERANCE = 1e-6
 #: Bump when the cached YOLO parse changes.
 YOLO_CACHE_VERSION = 1
+#: A label file or image folder modified less than this long before the cache key is taken may still
+#: change within its timestamp tick (FAT's is 2 s) without a new mtime: no cache entry is written then.
+SETTLE_NS = 2_000_000_000
 #: Below this many images the files are read in this process (a pool costs ~0.1 s to start).
 POOL_MIN_IMAGES = 4096
 
@@ -132,14 +158,17 @@ def _locate(entry: str, base: Path) -> Path:
 def _list_folder(folder: str) -> list[str]:
     """Image files under ``folder``, recursively (symlinked folders followed). An entry with an image
     suffix is taken as a file without a stat: on a folder of 118k image symlinks a stat each would
-    cost more than the rest of the listing."""
+    cost more than the rest of the listing. Other entries are asked whether they are folders, which
+    the directory entry's type answers without a stat (Darknet layouts keep a ``.txt`` per image
+    beside it)."""
     out, dirs = [], [folder]
     while dirs:
         d = dirs.pop()
         with os.scandir(d) as it:
             for e in it:
                 name = e.name
-                if name[name.rfind(".") :].lower() in IMAGE_SUFFIXES and name.rfind(".") > 0:
+                dot = name.rfind(".")
+                if dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES:
                     out.append(e.path)
                 elif e.is_dir():
                     dirs.append(e.path)
@@ -627,7 +656,7 @@ def _read_chunk(images: list[str], num_classes: int | None) -> _Parsed:
     sizes = np.array([image_size(p) for p in images], dtype=np.int64).reshape(-1, 2)
     state = np.zeros(len(images), np.int8)
     parts, starts, have, nlines = [], [], [], []
-    labels = [label_path(p) for p in images]
+    labels = _label_paths(images)[0]
     pos = 0
     for i, p in enumerate(labels):
         try:
@@ -712,43 +741,84 @@ def _image_ids(paths: tuple[str, ...]) -> np.ndarray:
     return np.arange(1, len(paths) + 1, dtype=np.int64)
 
 
-def _stats(images: list[str]) -> bytes:
-    """(n, 4) int64 as bytes: each image's size and mtime_ns, then its label file's; -1 where absent."""
+def _label_paths(images: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """:func:`label_path` of every image, and the distinct folders holding the images (sorted).
+
+    The same rule as :func:`label_path`, applied once per folder (the ``/images/`` -> ``/labels/``
+    part never reaches into the file name), so that each image costs a few string operations.
+    """
+    out: list[str] = []
+    label_dirs: dict[str, str] = {}
+    sep, add = os.sep, out.append
+    folder, cut, label_dir = "", -2, ""  # -2: no rfind result, so the first path sets them
+    for p in images:
+        k = p.rfind(sep)
+        if k != cut or not p.startswith(folder):
+            folder, cut = p[: k + 1], k
+            if folder not in label_dirs:
+                label_dirs[folder] = label_path(folder + "x")[:-5]  # strip "x.txt"
+            label_dir = label_dirs[folder]
+        dot = p.rfind(".", k + 2)  # an extension, not a leading dot: as label_path
+        add(label_dir + (p[k + 1 : dot] if dot > 0 else p[k + 1 :]) + ".txt")
+    return out, sorted(f[:-1] if len(f) > 1 else f for f in label_dirs)
+
+
+def _stats(paths: list[str]) -> np.ndarray:
+    """(n, 2) int64: each file's size in bytes and mtime in ns (symlinks followed), (-1, -1) where
+    there is none."""
     out: list[int] = []
     add, stat = out.extend, os.stat
-    for p in images:
-        for q in (p, label_path(p)):
-            try:
-                s = stat(q)
-                add((s.st_size, s.st_mtime_ns))
-            except OSError:
-                add((-1, -1))
-    return np.array(out, np.int64).tobytes()
+    for p in paths:
+        try:
+            s = stat(p)
+            add((s.st_size, s.st_mtime_ns))
+        except OSError:
+            add((-1, -1))
+    return np.array(out, np.int64).reshape(-1, 2)
 
 
-def cache_key(src: YoloSource, workers: int | None = None) -> str:
-    """A hex digest over everything the parsed arrays depend on.
+@dataclass(frozen=True)
+class CacheKey:
+    """What :func:`cache_key` found.
+
+    Attributes:
+        digest: 16 hex digits, the cache entry's name.
+        settled: every label file and image folder was last modified at least :data:`SETTLE_NS` before
+            the key was taken, so none can change again within its timestamp tick unseen; an entry
+            is written only under a settled key.
+    """
+
+    digest: str
+    settled: bool
+
+
+def cache_key(src: YoloSource) -> CacheKey:
+    """The cache key of one split: a digest over everything the parsed arrays depend on, cheap to take.
 
     It covers: the cache layout versions; the resolved config (names, category ids, split, config
-    path); every image path in order; and each image's and label file's (size, mtime_ns), or its
-    absence. It detects any added, removed or renamed image or label file, and any edit that changes
-    a file's size or modification time. It cannot detect an edit that keeps both size and mtime_ns
-    (a tool that restores timestamps, such as ``rsync -t`` of a same-size file, or a filesystem with
-    coarse timestamps rewritten within one tick); use ``--no-cache`` after such a change.
-    The stat calls (two per image) are spread over the same pool as the cold read (``workers``).
+    path); every image path in order (the listing :func:`resolve_yolo` has just made); each image's
+    label file's (size, mtime_ns), or its absence; and the mtime_ns of every folder holding an image
+    (symlinked folders followed). It costs one ``stat`` per label file and one per image folder, none
+    per image. What that detects and what it misses: the module docstring ("Cache").
     """
     from cocostat.data import CACHE_VERSION
 
+    taken = time.time_ns()
+    paths = src.image_paths
+    label_files, folders = _label_paths(paths)
+    labels = _stats(label_files)  # (I, 2)
+    folder_mtimes = _stats(folders)[:, 1]  # (F,)
     h = hashlib.sha256(
         json.dumps(
             [CACHE_VERSION, YOLO_CACHE_VERSION, str(src.annotations.absolute()), src.split, src.names, src.category_ids]
         ).encode()
     )
-    paths = src.image_paths
     h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
-    for part in _map_chunks(_stats, paths, (), workers):  # in order, so the digest does not depend on workers
-        h.update(part)
-    return h.hexdigest()[:16]
+    h.update(labels.tobytes())
+    h.update("\0".join(folders).encode("utf-8", "surrogateescape"))
+    h.update(folder_mtimes.tobytes())
+    newest = max(int(labels[:, 1].max(initial=-1)), int(folder_mtimes.max(initial=-1)))
+    return CacheKey(h.hexdigest()[:16], newest <= taken - SETTLE_NS)
 
 
 def _warn(src_name: str, counts: dict) -> None:
@@ -788,9 +858,10 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
     """
     from cocostat.data import _assemble, _load_cache, _save_cache, _warn_quality, cache_dir
 
-    file = side = None
+    file = side = key = None
     if cache:
-        file = cache_dir() / f"{src.name}-yolo-{cache_key(src, workers if pool == 'process' else 1)}.npz"
+        key = cache_key(src)
+        file = cache_dir() / f"{src.name}-yolo-{key.digest}.npz"
         side = file.with_suffix(".json")
         if file.is_file() and side.is_file():
             ds = _load_cache(file, src.name, src.annotations, src.image_dir)
@@ -798,7 +869,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
                 try:
                     _warn(src.name, json.loads(side.read_text()))
                     _warn_quality(ds, src.name)
-                    return ds
+                    return dataclasses.replace(ds, split=src.split)
                 except (OSError, ValueError, KeyError):
                     pass
     num_classes = len(src.names) if src.names is not None else None
@@ -851,7 +922,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
         "example": label_path(src.image_paths[0]) if src.image_paths else "",
     }
     _warn(src.name, counts)
-    if file is not None and side is not None:
+    if file is not None and side is not None and key is not None and key.settled:
         from cocostat.atomic import write_text
 
         _save_cache(ds, file)
@@ -859,7 +930,7 @@ def load_yolo(src: YoloSource, *, cache: bool = True, workers: int | None = None
             write_text(side, json.dumps(counts))
         except OSError:
             pass
-    return ds
+    return dataclasses.replace(ds, split=src.split)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -896,6 +967,31 @@ class ConvertResult:
         return [("convert", self.to_frame())]
 
 
+def _check_images(names: list[str], image_dir: Path, dataset: str) -> None:
+    """Every image of a dataset about to be linked is a file in ``image_dir`` (one ``stat`` each)."""
+    missing = [n for n in names if not os.path.isfile(os.path.join(image_dir, n))]
+    if missing:
+        raise DatasetNotFoundError(
+            f"converting {dataset} to YOLO: {len(missing):,} of {len(names):,} image(s) are not in {image_dir} "
+            f"(first: {missing[0]}); the YOLO layout links to them: pass the folder that holds them with --images"
+        )
+
+
+def _check_label_clash(names: list[str], labels: list[str], dataset: str) -> None:
+    """No two images map to one label file (``a.jpg`` and ``a.png`` both to ``a.txt``)."""
+    if len(set(labels)) == len(labels):
+        return
+    first: dict[str, str] = {}
+    for name, lab in zip(names, labels, strict=True):
+        if lab in first:
+            raise DatasetFormatError(
+                f"converting {dataset} to YOLO: images {first[lab]} and {name} would share the label file "
+                f"{os.path.basename(lab)} (a YOLO label is found by the image path without its extension); "
+                "rename one of them"
+            )
+        first[lab] = name
+
+
 def write_yolo(
     dataset, out_dir: str | os.PathLike, split: str = DEFAULT_SPLIT, folder: str | None = None
 ) -> ConvertResult:
@@ -911,7 +1007,12 @@ def write_yolo(
     The folder is built beside ``out_dir`` and renamed into place, so a failure leaves no half layout.
 
     Raises:
-        DatasetNotFoundError: the dataset has no image folder (a YOLO layout needs its images).
+        DatasetNotFoundError: the dataset has no image folder, or an image of it is not in that folder
+            (a YOLO layout needs its images: the links would dangle, and the image sizes are read from
+            them); the message names the first missing image and counts them. Checked before anything
+            is written.
+        DatasetFormatError: two images would share a label file (``a.jpg`` and ``a.png``: the label
+            is found by the image's path without its extension); both are named.
     """
     out = Path(out_dir)
     if split not in SPLITS:
@@ -920,23 +1021,28 @@ def write_yolo(
     if dataset.image_dir is None:
         raise DatasetNotFoundError(f"converting {dataset.name} to YOLO needs its images: pass --images DIR")
     image_dir = Path(os.path.abspath(dataset.image_dir))
+    names = dataset.file_name.tolist()
+    _check_images(names, image_dir, dataset.name)
     keep = ~dataset.iscrowd
     ds = dataset.select_annotations(keep)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        img_root, lab_root = tmp / "images" / folder, tmp / "labels" / folder
+        img_root = tmp / "images" / folder
+        # label files by the loader's own rule, so that reading the layout back finds every one
+        labels = [label_path(os.path.join(img_root, name)) for name in names]
+        _check_label_clash(names, labels, dataset.name)
         wh = np.stack([ds.width, ds.height], axis=1)[ds.image_index].astype(np.float64)  # (G, 2)
         c = ds.bbox[:, :2] + ds.bbox[:, 2:] / 2
         rows = np.concatenate([ds.class_idx[:, None].astype(np.float64), c / wh, ds.bbox[:, 2:] / wh], axis=1)
         offsets = ds.offsets
-        for i, name in enumerate(ds.file_name.tolist()):
+        for i, name in enumerate(names):
             link = img_root / name
             link.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(image_dir / name, link)
             n = int(offsets[i + 1] - offsets[i])
             if n:
-                lab = lab_root / (os.path.splitext(name)[0] + ".txt")
+                lab = Path(labels[i])
                 lab.parent.mkdir(parents=True, exist_ok=True)
                 lab.write_text(("%d %.10g %.10g %.10g %.10g\n" * n) % tuple(rows[offsets[i] : offsets[i + 1]].ravel()))
         import yaml

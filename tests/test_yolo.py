@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import warnings
 from pathlib import Path
 
@@ -244,7 +245,6 @@ def test_pool_reads_the_same(yolo_val):
     two = yolo.load_yolo(src, cache=False, workers=2)
     for k in ("image_id", "width", "height", "bbox", "area", "class_idx", "offsets"):
         np.testing.assert_array_equal(getattr(one, k), getattr(two, k))
-    assert yolo.cache_key(src, workers=1) == yolo.cache_key(src, workers=3)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -395,30 +395,24 @@ def test_label_path_rule():
     assert yolo.label_path("/d/imgs/x.png") == "/d/imgs/x.txt"
 
 
-# --------------------------------------------------------------------------------------------------
-# Cache
-# --------------------------------------------------------------------------------------------------
-def test_cache_hit_replays_warnings_and_sees_label_edits(tmp_path, monkeypatch):
-    cfg = _mini(tmp_path, {"a": "0 0.5 0.5 0.5 0.5\n", "b": None})
-    with pytest.warns(CocostatWarning, match="no label file"):
-        first = load_dataset(str(cfg))
-
-    def boom(*a, **k):
-        raise AssertionError("cache missed")
-
-    monkeypatch.setattr(yolo, "_read_all", boom)
-    with pytest.warns(CocostatWarning, match="1 of 2 image"):
-        again = load_dataset(str(cfg))
-    np.testing.assert_array_equal(first.bbox, again.bbox)
-    monkeypatch.undo()
-    (tmp_path / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.25 0.5\n")  # different size
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CocostatWarning)
-        edited = load_dataset(str(cfg))
-        (tmp_path / "labels" / "val" / "b.txt").write_text("1 0.5 0.5 0.5 0.5\n")  # a new label file
-        added = load_dataset(str(cfg))
-    np.testing.assert_allclose(edited.bbox, [[75, 25, 50, 50]])
-    assert added.num_annotations == 2
+def test_label_paths_per_folder_follow_the_rule():
+    """The per-folder shortcut of the cache key and the cold read gives label_path's answer for every
+    path, in any order (folders revisited, nested, named images, leading dots, no extension)."""
+    paths = [
+        "/d/images/val/a.jpg",
+        "/d/images/val/sub/b.x.png",
+        "/d/images/val/c.jpeg",
+        "/d/images/a/images/x.y.jpg",
+        "/d/imgs/.hidden.jpg",
+        "/d/imgs/.jpg",
+        "/d/imgs/noext",
+        "/d/images/val/d.JPG",
+        "/images/e.jpg",
+        "/f.jpg",
+    ]
+    labels, folders = yolo._label_paths(paths)
+    assert labels == [yolo.label_path(p) for p in paths]
+    assert folders == sorted({os.path.dirname(p) for p in paths})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -467,9 +461,75 @@ def test_convert_bad_targets(real_data, yolo_val, tmp_path):
     assert not (tmp_path / "y").exists() and list(tmp_path.iterdir()) == []
 
 
+def test_convert_needs_every_image(real_data, tmp_path):
+    """A source image that is missing: one line naming it and the count, exit 2, nothing written."""
+    coco_json = _coco_json(real_data)
+    raw = json.loads(coco_json.read_text())
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for im in raw["images"][:-2]:  # the last two left out
+        os.symlink(real_data / "coco-tiny" / "val2017" / im["file_name"], images / im["file_name"])
+    res = run("convert", coco_json, "--images", images, "-o", tmp_path / "out")
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+    assert f"2 of 80 image(s) are not in {images}" in res.stderr
+    assert any(f"(first: {im['file_name']})" in res.stderr for im in raw["images"][-2:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
+
+
+def test_convert_refuses_two_images_sharing_a_label_file(tmp_path):
+    """a.jpg and a.png would both be labelled by a.txt: the error names both, nothing is written."""
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.new("RGB", (40, 20)).save(images / "a.jpg")
+    Image.new("RGB", (40, 20)).save(images / "a.png")
+    Image.new("RGB", (40, 20)).save(images / "b.jpg")
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 40, "height": 20},
+            {"id": 2, "file_name": "b.jpg", "width": 40, "height": 20},
+            {"id": 3, "file_name": "a.png", "width": 40, "height": 20},
+        ],
+        "annotations": [{"id": 1, "image_id": 3, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "x"}],
+    }
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    res = run("convert", tmp_path / "c.json", "--images", images, "-o", tmp_path / "out")
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+    assert "images a.jpg and a.png would share the label file a.txt" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "imgs"]
+    # the same stem in two folders is two label files
+    (images / "x").mkdir()
+    os.replace(images / "a.png", images / "x" / "a.png")
+    coco["images"][2]["file_name"] = "x/a.png"
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    res = run("convert", tmp_path / "c.json", "--images", images, "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "labels" / "val" / "x" / "a.txt").read_text() == "0 0.0625 0.2 0.075 0.2\n"
+    assert load_dataset(str(tmp_path / "out" / "out.yaml"), cache=False).num_annotations == 1
+
+
 def test_library_errors_are_cocostat_errors(tmp_path):
     cfg = _mini(tmp_path, {"a": "5 0.5 0.5 0.5 0.5\n"})
     with pytest.raises(DatasetFormatError, match="a.txt line 1"):
         load_dataset(str(cfg), cache=False)
     with pytest.raises(OptionError, match="^split must be one of"):
         yolo.resolve_yolo(cfg, "dev")
+
+
+def test_a_report_of_a_yaml_split_reproduces_that_split(yolo_val, tmp_path):
+    # the library call (no dataset_argv) must name the split in its reproducing commands: `train`
+    # and `val` are different images, and commands default to different splits
+    from cocostat.report import build_report
+
+    cfg = yaml.safe_load(yolo_val.read_text())
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump({**cfg, "train": cfg["val"]}))
+    ds = load_dataset(str(two), split="train", cache=False)
+    assert ds.split == "train" and load_dataset(str(yolo_val), cache=False).split == "val"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = build_report(ds, out_dir=tmp_path / "rep", progress=False)
+    command = res.section("info").command
+    assert shlex.split(command)[1:4] == ["info", str(two), "--split"] and "--split train" in command
+    out = _json(*shlex.split(command)[1:])
+    assert out["annotations"] == ds.num_annotations
