@@ -466,29 +466,15 @@ def bench_real_store(work: Path) -> tuple[int, int, list[tuple[str, int]]]:
 
 def bench_predict(work: Path, sizes=(500, 5000), size: int = 320, src: Path = REPO) -> list[tuple]:
     """Peak RSS and speed of ``cocostat predict`` (yolov3-tiny) on N cycled coco-tiny images."""
-    data = Path(os.environ.get("COCOSTAT_TEST_DATA", REPO.parent / "shared" / "data"))
-    base = json.loads((data / "coco-tiny/annotations/instances_val2017.json").read_text())
-    cfg, weights = data / "models/yolov3-tiny.cfg", data / "models/yolov3-tiny.weights"
+    from benchmarks.bench_predict import DATA, cycled_coco
+
+    cfg, weights = DATA / "models/yolov3-tiny.cfg", DATA / "models/yolov3-tiny.weights"
     rows = []
     for n in sizes:
         folder = work / f"predict{n}"
-        img_dir = folder / "images"
-        img_dir.mkdir(parents=True, exist_ok=True)
-        images, anns = [], []
-        by_image: dict[int, list] = {}
-        for a in base["annotations"]:
-            by_image.setdefault(a["image_id"], []).append(a)
-        for k in range(n):
-            src_img = base["images"][k % len(base["images"])]
-            name = f"{k:08d}.jpg"
-            link = img_dir / name
-            if not link.exists():
-                link.symlink_to(data / "coco-tiny/val2017" / src_img["file_name"])
-            images.append({**src_img, "id": k + 1, "file_name": name})
-            for a in by_image.get(src_img["id"], []):
-                anns.append({**a, "id": len(anns) + 1, "image_id": k + 1})
-        ann_file = folder / "instances.json"
-        ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": base["categories"]}))
+        root, name = cycled_coco(folder, n)  # the 80 real coco-tiny val2017 JPEGs cycled, symlinked
+        ann_file, img_dir = root / "annotations" / f"instances_{name}.json", root / name
+        anns = json.loads(ann_file.read_text())["annotations"]
         out = folder / "pred"
         res = run_cli(
             [

@@ -640,7 +640,23 @@ def overlap_cmd(
     emit(report, fmt, output)
 
 
+def _passive_omp_wait(func):
+    """``OMP_WAIT_POLICY=PASSIVE`` unless the user set it, before torch is first imported (OpenMP reads
+    it once, when torch loads it): torch's threads then sleep at the end of a parallel region instead of
+    spinning, which on the CPU hands the cores to the image-decoding workers and to other programs
+    (``reports/bench_predict.md`` measures it). ``OMP_WAIT_POLICY=`` (empty) keeps OpenMP's own default."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if "torch" not in sys.modules:  # in a process that already has torch it would change nothing
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
 @main.command("predict")
+@_passive_omp_wait
 @dataset_options
 @click.option("--cfg", "cfg", required=True, type=click.Path(dir_okay=False), help="Darknet .cfg file.")
 @click.option(
@@ -664,7 +680,12 @@ def overlap_cmd(
     show_default=True,
     help="Letterbox side in pixels: a multiple of the model's largest stride (32), at most 4096.",
 )
-@click.option("--batch-size", default=16, show_default=True, help="Images per forward pass.")
+@click.option(
+    "--batch-size",
+    default=None,
+    type=int,
+    help="Images per forward pass [default: 32 on CUDA, 4 on the CPU, where small batches run fastest].",
+)
 @device_option
 @click.option("--half", is_flag=True, help="float16 inference (CUDA only).")
 @click.option(

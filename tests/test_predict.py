@@ -3,8 +3,10 @@ and against OpenCV DNN's detections on the real yolov3-tiny."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -29,6 +31,7 @@ from cocostat.data import from_dict, load_coco
 from cocostat.errors import CocostatWarning, DatasetFormatError, OptionError
 from cocostat.models import Letterbox, build_model, write_weights
 from cocostat.predict import batched_nms, gather_candidates, predict
+from cocostat.render import render
 
 TINY_CFG = Path(__file__).with_name("test_models.py").read_text().split('TINY_CFG = """\\\n')[1].split('"""')[0]
 SIZE = 64
@@ -352,7 +355,19 @@ def test_folder_is_readable_and_complete(synth, tiny_model, tmp_path):
     assert per_image["image_id"].tolist() == synth.image_id.tolist()  # image 11 has no annotations: a row of 0
     assert per_image["annotations"].tolist() == synth.counts.tolist()
     assert per_image["detections"].sum() == len(res.detections)
-    assert {"inference", "candidates", "detections", "total"} <= set(res.to_dict()["timings"])
+    timings = res.to_dict()["timings"]
+    assert list(timings) == [*P.STAGES, "total"]
+    # the stages cover the call: laps are taken back to back, so only the last lap's remainder is missed
+    assert sum(timings[s] for s in P.STAGES) == pytest.approx(timings["total"], abs=0.05)
+    sp = res.to_dict()["speed"]
+    ms = 1000 / res.images
+    assert sp["inference"] == pytest.approx((res.timings["forward"] + res.timings["decode"]) * ms, abs=1e-3)
+    assert sp["nms"] == pytest.approx(res.timings["detections"] * ms, abs=1e-3)
+    assert sp["total"] == pytest.approx(res.timings["total"] * ms, abs=1e-3) and sp["total"] > sp["inference"]
+    assert re.fullmatch(
+        rf"Speed: [\d.]+/[\d.]+/[\d.]+ ms inference/NMS/total per {SIZE}x{SIZE} image at batch-size 2", sp["line"]
+    )
+    assert m["speed"]["batch_size"] == 2 and m["speed"]["total"] <= sp["total"]  # the manifest's: before its own write
 
 
 def test_workers_give_the_same_result(synth, tiny_model):
@@ -370,7 +385,7 @@ def test_resume_skips_finished_chunks(synth, tiny_model, tmp_path, monkeypatch):
     real = P._run_batch
 
     def crash_on_third(*a, **k):
-        calls.append(len(a[2]))
+        calls.append(len(a[1].idx))
         if len(calls) == 3:
             raise KeyboardInterrupt  # the user presses ctrl-c in the second chunk
         return real(*a, **k)
@@ -385,7 +400,7 @@ def test_resume_skips_finished_chunks(synth, tiny_model, tmp_path, monkeypatch):
     assert [p.name for p in (out / "detections").iterdir()] == ["rank000-chunk000000.parquet"]
     first_part = (out / "candidates" / "rank000-chunk000000.parquet").stat()
     calls.clear()
-    monkeypatch.setattr(P, "_run_batch", lambda *a, **k: (calls.append(len(a[2])), real(*a, **k))[1])
+    monkeypatch.setattr(P, "_run_batch", lambda *a, **k: (calls.append(len(a[1].idx)), real(*a, **k))[1])
     res = _run(synth, tiny_model, out_dir=out, batch_size=1, resume=True)
     assert sum(calls) == 3 and res.images == 3 and res.resumed_images == 2  # chunk 0 (2 images) was kept
     assert (out / "candidates" / "rank000-chunk000000.parquet").stat().st_mtime_ns == first_part.st_mtime_ns
@@ -402,6 +417,83 @@ def test_resume_skips_finished_chunks(synth, tiny_model, tmp_path, monkeypatch):
         OptionError, match=r"cannot resume, the run there used other settings \(conf: 0.001 then, 0.5 now\)"
     ):
         _run(synth, tiny_model, out_dir=out, resume=True, conf=0.5)
+
+
+def test_a_failed_background_write_fails_the_run_and_leaves_it_resumable(synth, tiny_model, tmp_path, monkeypatch):
+    # chunks are written by a background thread: an error there must reach the caller, with the
+    # chunks written before it kept and no manifest (the folder is unfinished, so --resume continues it)
+    monkeypatch.setattr(P, "CHUNK_IMAGES", 2)
+    real = P.write_detection_part
+    written = []
+
+    def full_disk_on_second(cols, path):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        return real(cols, path)
+
+    monkeypatch.setattr(P, "write_detection_part", full_disk_on_second)
+    out = tmp_path / "pred"
+    with pytest.raises(OSError, match="No space left"):
+        _run(synth, tiny_model, out_dir=out, batch_size=1)
+    assert not (out / "manifest.json").exists()
+    assert [p.name for p in (out / "detections").iterdir()] == ["rank000-chunk000000.parquet"]
+    monkeypatch.setattr(P, "write_detection_part", real)
+    res = _run(synth, tiny_model, out_dir=out, batch_size=1, resume=True)
+    assert res.resumed_images == 2 and res.images == 3
+    clean = _run(synth, tiny_model)
+    pd.testing.assert_frame_equal(res.candidates, clean.candidates)
+    assert res.detections == clean.detections
+
+
+def test_run_settings_defaults_follow_the_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    asked = P.RunSettings(size=320)
+    assert asked.batch_size is None and asked.workers is None and asked.chunk_images is None
+    on_cpu, on_cuda = asked.for_device(cpu), asked.for_device(cuda)
+    assert (on_cpu.batch_size, on_cuda.batch_size) == (4, 32)
+    cores = os.cpu_count() or 1
+    assert on_cpu.workers == max(1, min(4, cores // 4)) and on_cuda.workers == min(8, cores)
+    assert on_cpu.chunk_images == P.CHUNK_IMAGES and on_cpu.size == 320
+    assert P.RunSettings(batch_size=7, workers=0).for_device(cpu) == P.RunSettings(
+        batch_size=7, workers=0, chunk_images=P.CHUNK_IMAGES
+    )  # what the user gave is kept
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        on_cpu.conf = 0.5  # type: ignore[misc]
+
+
+def test_speed_line_definition():
+    # 10 images; forward 0.2 s + decode 0.05 s = 25 ms inference per image, 0.1 s NMS = 10 ms, 1.234 s in all
+    t = {"forward": 0.2, "decode": 0.05, "detections": 0.1, "candidates": 0.3, "total": 1.234}
+    sp = P.speed(t, 10, 416, 32)
+    assert (sp["inference"], sp["nms"], sp["total"]) == (25.0, 10.0, 123.4)
+    assert sp["line"] == "Speed: 25.0/10.0/123.4 ms inference/NMS/total per 416x416 image at batch-size 32"
+    assert P.speed(t, 0, 416, 32) is None  # nothing processed (a resumed, complete folder)
+
+
+def test_default_batch_size_and_the_speed_line_in_the_summary(synth, tiny_model):
+    res = predict(synth, tiny_model, size=SIZE, workers=0, progress=False)
+    assert res.settings.batch_size == 4 and res.manifest["speed"]["batch_size"] == 4
+    shown = render(res, "table").decode()
+    assert re.search(
+        rf"^Speed: [\d.]+/[\d.]+/[\d.]+ ms inference/NMS/total per {SIZE}x{SIZE} image at batch-size 4$", shown, re.M
+    )
+    assert re.search(r"stage\s*┃\s*seconds\s*┃\s*ms per image\s*┃\s*share of total", shown)
+
+
+def test_the_cli_makes_openmp_wait_passively_unless_told(monkeypatch):
+    from cocostat.cli import _passive_omp_wait
+
+    seen = []
+    probe = _passive_omp_wait(lambda: seen.append(os.environ.get("OMP_WAIT_POLICY")))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    probe()  # torch is already imported in this process: setting it now would change nothing
+    assert seen == [None]
+    monkeypatch.delitem(sys.modules, "torch")
+    probe()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    probe()
+    assert seen == [None, "PASSIVE", "ACTIVE"]
 
 
 def test_fresh_run_replaces_old_parts(synth, tiny_model, tmp_path):
