@@ -125,6 +125,19 @@ class AuditInputs:
             raise OptionError(f"{needed_by} needs predictions: {GIVE_PREDICTIONS}")
         return self.candidates
 
+    def object_columns(self) -> dict[str, np.ndarray]:
+        """The leading columns of every per-object table: ids, class and the xyxy box (network pixels)."""
+        x1, y1, x2, y2 = self.boxes.T
+        return {
+            "ann_id": self.ann_id,
+            "image_id": self.image_id,
+            "class_idx": self.class_idx,
+            "x1": x1,
+            "y1": y1,
+            "x2": x2,
+            "y2": y2,
+        }
+
 
 def letterbox_boxes(dataset: Dataset, size: int) -> np.ndarray:
     """Annotation boxes in network-input pixels, letterboxed as ``cocostat predict`` does.
@@ -1098,13 +1111,7 @@ def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float,
     best_wh_anchor = wh_iou.argmax(1) if A and G else np.zeros(G, np.int64)
     per_object = pd.DataFrame(
         {
-            "ann_id": inp.ann_id,
-            "image_id": inp.image_id,
-            "class_idx": inp.class_idx,
-            "x1": inp.boxes[:, 0],
-            "y1": inp.boxes[:, 1],
-            "x2": inp.boxes[:, 2],
-            "y2": inp.boxes[:, 3],
+            **inp.object_columns(),
             "matched_anchors": n_matched,
             "best_wh_anchor": best_wh_anchor,
             "best_wh_iou": wh_iou.max(1) if A and G else np.zeros(G),

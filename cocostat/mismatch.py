@@ -440,13 +440,7 @@ def _per_object_rows(inp: AuditInputs, res: dict) -> pd.DataFrame:
     anchor, dx, dy = arr.anchor, arr.dx, arr.dy
     per_object = pd.DataFrame(
         {
-            "ann_id": inp.ann_id,
-            "image_id": inp.image_id,
-            "class_idx": inp.class_idx,
-            "x1": inp.boxes[:, 0],
-            "y1": inp.boxes[:, 1],
-            "x2": inp.boxes[:, 2],
-            "y2": inp.boxes[:, 3],
+            **inp.object_columns(),
             "candidates": res["candidates"],
             "best_anchor": anchor[res["best_col"]],
             "best_dx": dx[res["best_col"]],
