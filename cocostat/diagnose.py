@@ -62,12 +62,14 @@ from cocostat.data import Dataset
 from cocostat.draw import draw_examples
 from cocostat.errors import DatasetFormatError, OptionError
 from cocostat.evaluate import (
+    PAIR_BLOCK,
     Detections,
     Matching,
     average_precision,
     group_pairs,
     load_detections,
     match_detections,
+    pair_blocks,
     targets_per_class,
 )
 
@@ -136,34 +138,45 @@ def _segment_best(n: int, seg: np.ndarray, gt: np.ndarray, val: np.ndarray, mask
     return best, arg
 
 
-def classify_errors(dataset: Dataset, detections: Detections, matching: Matching, bg_iou: float = 0.1):
+def classify_errors(
+    dataset: Dataset, detections: Detections, matching: Matching, bg_iou: float = 0.1, pair_block: int = PAIR_BLOCK
+):
     """TIDE error type of every false positive, and its target object (see the module docs).
 
     Returns:
         ``(det_error, det_target, missed)``: (P,) int8 index into ``list(ErrorType)``, -1 for a
         detection that is not a false positive; (P,) int64 annotation index a ``Cls`` / ``Loc``
         error targets, else -1; (G,) bool, the ``Miss`` objects.
+
+    ``pair_block``: (false positive, object) pairs held at once (:func:`~cocostat.evaluate.pair_blocks`;
+    the result does not depend on it).
     """
     fg = matching.iou_threshold
     p, g = len(detections), dataset.num_annotations
     fp_idx = np.flatnonzero(matching.fp)
     f = fp_idx.size
-    # pairs (false positive, non-crowd object of its image); crowd objects get a key no image has
+    # pairs (false positive, non-crowd object of its image), in blocks of false positives so that
+    # memory is bounded by PAIR_BLOCK pairs (a false positive's figures use its own pairs only);
+    # crowd objects get a key no image has
     gt_key = np.where(dataset.iscrowd, -1, dataset.image_index)
-    seg, pg = group_pairs(detections.image_index[fp_idx], gt_key)
-    iou = (
-        np.asarray(matched_iou(detections.boxes_xyxy()[fp_idx[seg]], dataset.boxes_xyxy()[pg]), dtype=np.float64)
-        if seg.size
-        else np.zeros(0)
-    )
-    same = detections.class_idx[fp_idx[seg]] == dataset.class_idx[pg]
-    used = matching.gt_det[pg] >= 0
-    everything = np.ones(seg.shape, bool)
-    s_same, a_same = _segment_best(f, seg, pg, iou, same)
-    s_other, a_other = _segment_best(f, seg, pg, iou, ~same)
-    s_dupe, _ = _segment_best(f, seg, pg, iou, same & used)
-    s_all, _ = _segment_best(f, seg, pg, iou, everything)
-    has_gt = np.bincount(seg, minlength=f) > 0
+    gt_xyxy = dataset.boxes_xyxy()
+    used = matching.gt_det >= 0
+    s_same, s_other, s_dupe, s_all = (np.full(f, -np.inf) for _ in range(4))
+    a_same, a_other = np.full(f, -1, np.int64), np.full(f, -1, np.int64)
+    has_gt = np.zeros(f, bool)
+    for lo, hi, seg, pg in pair_blocks(detections.image_index[fp_idx], gt_key, pair_block):
+        if seg.size == 0:
+            continue
+        d = fp_idx[seg]
+        seg = seg - lo
+        iou = np.asarray(matched_iou(detections.boxes_xyxy(d), gt_xyxy[pg]), dtype=np.float64)
+        same = detections.class_idx[d] == dataset.class_idx[pg]
+        n = hi - lo
+        s_same[lo:hi], a_same[lo:hi] = _segment_best(n, seg, pg, iou, same)
+        s_other[lo:hi], a_other[lo:hi] = _segment_best(n, seg, pg, iou, ~same)
+        s_dupe[lo:hi] = _segment_best(n, seg, pg, iou, same & used[pg])[0]
+        s_all[lo:hi] = _segment_best(n, seg, pg, iou, np.ones(seg.shape, bool))[0]
+        has_gt[lo:hi] = np.bincount(seg, minlength=n) > 0
 
     err = np.full(f, -1, np.int8)
     target = np.full(f, -1, np.int64)
@@ -294,7 +307,7 @@ def merged_detections(
     cols = ["image_id", "file_name", "detection", "category", "score", "objects", "found", "ann_ids"]
     if seg.size == 0:
         return pd.DataFrame({k: [] for k in cols})
-    iou = np.asarray(matched_iou(detections.boxes_xyxy()[cand[seg]], dataset.boxes_xyxy()[pg]), dtype=np.float64)
+    iou = np.asarray(matched_iou(detections.boxes_xyxy(cand[seg]), dataset.boxes_xyxy()[pg]), dtype=np.float64)
     over = iou > merge_iou
     found = found_objects(dataset, detections, matching, conf)
     n_over = np.bincount(seg[over], minlength=cand.size)
@@ -330,7 +343,7 @@ def covered_objects(
     )
     out = np.zeros(dataset.num_annotations, bool)
     if seg.size:
-        ious = np.asarray(matched_iou(detections.boxes_xyxy()[cand[seg]], dataset.boxes_xyxy()[pg]), np.float64)
+        ious = np.asarray(matched_iou(detections.boxes_xyxy(cand[seg]), dataset.boxes_xyxy()[pg]), np.float64)
         out[pg[ious >= iou]] = True
     return out
 

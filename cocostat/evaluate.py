@@ -124,9 +124,9 @@ class Detections:
     def __len__(self) -> int:
         return int(self.score.shape[0])
 
-    def boxes_xyxy(self) -> np.ndarray:
-        """(P, 4) float64, xyxy, pixels."""
-        return np.asarray(xywh_to_xyxy(self.bbox))  # numpy in, numpy out
+    def boxes_xyxy(self, index: np.ndarray | None = None) -> np.ndarray:
+        """(P, 4) float64, xyxy, pixels; with ``index`` ((N,) ints), only those detections' (N, 4)."""
+        return np.asarray(xywh_to_xyxy(self.bbox if index is None else self.bbox[index]))  # numpy in, numpy out
 
     def to_array(self) -> np.ndarray:
         """(P, 7) float64 ``[image_id, x, y, w, h, score, category_id]``, what pycocotools' and
@@ -425,6 +425,29 @@ def group_pairs(det_key: np.ndarray, gt_key: np.ndarray) -> tuple[np.ndarray, np
     return pd_, pg
 
 
+#: pairs per block of :func:`pair_blocks` (a pair kernel holds ~150 bytes per pair: ids, two boxes, IoU, masks).
+PAIR_BLOCK = 4_000_000
+
+
+def pair_blocks(det_key: np.ndarray, gt_key: np.ndarray, max_pairs: int = PAIR_BLOCK):
+    """:func:`group_pairs` over consecutive ranges of detections, about ``max_pairs`` pairs each.
+
+    A range holds at most ``max_pairs`` pairs plus those of its first detection (a detection is never
+    split). Yields ``(lo, hi, pd_, pg)``: detections ``lo:hi``; ``pd_`` (N,) int64 indexes
+    ``det_key`` (not the range), ``pg`` (N,) int64 the annotations, in :func:`group_pairs`' order.
+    Concatenated, the blocks are :func:`group_pairs` ``(det_key, gt_key)``.
+    """
+    n = det_key.shape[0]
+    gsorted = np.sort(gt_key)
+    count = np.searchsorted(gsorted, det_key, "right") - np.searchsorted(gsorted, det_key, "left")
+    cum = np.cumsum(count)
+    total = int(cum[-1]) if n else 0
+    cuts = np.unique(np.r_[0, np.searchsorted(cum, np.arange(max_pairs, total, max_pairs), "right"), n])
+    for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+        pd_, pg = group_pairs(det_key[lo:hi], gt_key)
+        yield lo, hi, pd_ + lo, pg
+
+
 def _crowd_iou(det_xyxy: np.ndarray, gt_xyxy: np.ndarray) -> np.ndarray:
     """(N,) intersection over the detection's own area, COCOeval's IoU with a crowd annotation.
 
@@ -442,7 +465,7 @@ def pair_iou(dataset: Dataset, detections: Detections, pd_: np.ndarray, pg: np.n
     """(N,) float64 COCO IoU of each pair: IoU with a normal annotation, crowd-IoU with a crowd one."""
     if pd_.size == 0:
         return np.zeros(0)
-    d = detections.boxes_xyxy()[pd_]  # (N, 4)
+    d = detections.boxes_xyxy(pd_)  # (N, 4)
     g = dataset.boxes_xyxy()[pg]  # (N, 4)
     out = np.asarray(matched_iou(d, g), dtype=np.float64)
     crowd = dataset.iscrowd[pg]
@@ -485,13 +508,19 @@ class Matching:
 
 
 def match_detections(
-    dataset: Dataset, detections: Detections, iou_threshold: float = 0.5, max_dets: int = 100
+    dataset: Dataset,
+    detections: Detections,
+    iou_threshold: float = 0.5,
+    max_dets: int = 100,
+    *,
+    pair_block: int = PAIR_BLOCK,
 ) -> Matching:
     """COCOeval's greedy matching at one IoU threshold, vectorised over every image and category.
 
     The greedy order only matters inside one (image, category); the r-th best detections of all
     groups never compete with each other, so the loop runs over the rank r (at most ``max_dets``
-    steps), each step a numpy operation over all groups at once.
+    steps), each step a numpy operation over all groups at once. ``pair_block``: (detection,
+    annotation) pairs held at once (:func:`pair_blocks`; the result does not depend on it).
     """
     p, g = len(detections), dataset.num_annotations
     c = max(dataset.num_classes, 1)
@@ -507,19 +536,28 @@ def match_detections(
     kept = rank < max_dets
 
     kept_idx = np.flatnonzero(kept)
-    pd_, pg = group_pairs(det_key[kept_idx], gt_key)
-    pd_ = kept_idx[pd_]
-    iou = pair_iou(dataset, detections, pd_, pg)
     thr = min(iou_threshold, 1 - 1e-10)
-    crowd = dataset.iscrowd[pg]
+    # pairs with IoU >= thr only, found block by block (memory bounded by PAIR_BLOCK pairs):
+    # with a non-crowd annotation (match candidates) and with a crowd one (ignored if unmatched)
+    blocks = []
+    for _, _, pd_, pg in pair_blocks(det_key[kept_idx], gt_key, pair_block):
+        pd_ = kept_idx[pd_]
+        iou = pair_iou(dataset, detections, pd_, pg)
+        hit, crowd = iou >= thr, dataset.iscrowd[pg]
+        ok = hit & ~crowd
+        blocks.append((pd_[ok], pg[ok], iou[ok], pd_[hit & crowd]))
+    c_pd, c_pg, c_iou, on_crowd = (
+        np.concatenate([b[k] for b in blocks]) if blocks else np.zeros(0, np.float64 if k == 2 else np.int64)
+        for k in range(4)
+    )
+    del blocks
 
     det_gt = np.full(p, -1, np.int64)
     gt_det = np.full(g, -1, np.int64)
-    cand = np.flatnonzero(~crowd & (iou >= thr))
-    if cand.size:
+    if c_pd.size:
         # preference of each detection: higher IoU first, on ties the later annotation
-        srt = cand[np.lexsort((-pg[cand], -iou[cand], pd_[cand], rank[pd_[cand]]))]
-        c_det, c_gt, c_rank = pd_[srt], pg[srt], rank[pd_[srt]]
+        srt = np.lexsort((-c_pg, -c_iou, c_pd, rank[c_pd]))
+        c_det, c_gt, c_rank = c_pd[srt], c_pg[srt], rank[c_pd[srt]]
         bounds = np.searchsorted(c_rank, np.arange(int(c_rank[-1]) + 2))
         taken = np.zeros(g, bool)
         for r in range(int(c_rank[-1]) + 1):
@@ -533,9 +571,8 @@ def match_detections(
             gt_det[gg[head]] = d[head]
             taken[gg[head]] = True
     ignored = np.zeros(p, bool)
-    on_crowd = crowd & (iou >= thr)
-    if on_crowd.any():
-        ignored[pd_[on_crowd]] = True
+    if on_crowd.size:
+        ignored[on_crowd] = True
         ignored &= det_gt < 0
     order = kept_idx[
         np.lexsort(

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cocostat.boxes import matched_iou
 from cocostat.data import from_dict, load_dataset, sample_path
 from cocostat.diagnose import (
     CANDIDATE_COLUMNS,
@@ -311,6 +312,49 @@ def test_real_base_ap_is_cocoeval_ap50_and_errors_add_up(tiny):
     assert counts["Miss"] <= unmatched and rep.special.set_index("type").loc["FalseNeg", "count"] == unmatched
     assert (counts > 0).all() and (rep.errors["dAP"] >= 0).all()
     assert rep.errors.set_index("type").loc["Cls", "dAP"] > 1  # 10 % class swaps cost AP
+
+
+@pytest.mark.realdata
+def test_real_error_types_in_small_pair_blocks_equal_a_loop(tiny):
+    """classify_errors over blocks of 7 (false positive, object) pairs equals the module's rules
+    written as a loop over false positives (IoU from the same matched_iou, one object at a time)."""
+    _, coco, ds = tiny
+    d = load_detections(fake_detections(coco, seed=1), ds)
+    m = match_detections(ds, d, pair_block=5)
+    assert m.det_gt.tolist() == match_detections(ds, d).det_gt.tolist()
+    err, target, missed = classify_errors(ds, d, m, 0.1, pair_block=7)
+    objects: dict[int, list[int]] = {}
+    for j in range(ds.num_annotations):
+        if not ds.iscrowd[j]:
+            objects.setdefault(int(ds.image_index[j]), []).append(j)
+    gt, det = ds.boxes_xyxy(), d.boxes_xyxy()
+    expect_err, expect_target = [-1] * len(d), [-1] * len(d)
+    for i in np.flatnonzero(m.fp).tolist():
+        best = {"same": (-np.inf, -1), "other": (-np.inf, -1), "dupe": (-np.inf, -1), "all": (-np.inf, -1)}
+        for j in objects.get(int(d.image_index[i]), []):
+            v = float(matched_iou(det[i : i + 1], gt[j : j + 1])[0])
+            same = d.class_idx[i] == ds.class_idx[j]
+            for key, ok in (("same", same), ("other", not same), ("dupe", same and m.gt_det[j] >= 0), ("all", True)):
+                if ok and v > best[key][0]:  # objects in index order: the first one on ties
+                    best[key] = (v, j)
+        if not objects.get(int(d.image_index[i])):
+            e, t = "Bkg", -1
+        elif 0.1 <= best["same"][0] <= 0.5:
+            e, t = "Loc", best["same"][1]
+        elif best["other"][0] >= 0.5:
+            e, t = "Cls", best["other"][1]
+        elif best["dupe"][0] >= 0.5:
+            e, t = "Dupe", -1
+        elif best["all"][0] <= 0.1:
+            e, t = "Bkg", -1
+        else:
+            e, t = "Both", -1
+        expect_err[i], expect_target[i] = T[e], t
+    assert err.tolist() == expect_err and target.tolist() == expect_target
+    assert len(set(expect_err)) == 6  # every type occurs (-1 and five error types)
+    targeted = set(t for t in expect_target if t >= 0)
+    expect_missed = [not ds.iscrowd[j] and m.gt_det[j] < 0 and j not in targeted for j in range(ds.num_annotations)]
+    assert missed.tolist() == expect_missed
 
 
 @pytest.mark.realdata

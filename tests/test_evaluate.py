@@ -27,6 +27,7 @@ from cocostat.errors import (
 )
 from cocostat.evaluate import (
     CONF_GRID,
+    PAIR_BLOCK,
     REC_THRS,
     STAT_NAMES,
     average_precision,
@@ -35,6 +36,7 @@ from cocostat.evaluate import (
     load_detections,
     make_detections,
     match_detections,
+    pair_blocks,
     summary_lines,
     targets_per_class,
 )
@@ -305,6 +307,19 @@ def test_group_pairs_is_every_equal_key_pair(det_key, gt_key):
     assert list(zip(pd_.tolist(), pg.tolist())) == expect
 
 
+@given(st.lists(st.integers(0, 4), max_size=12), st.lists(st.integers(0, 4), max_size=12), st.integers(1, 6))
+def test_pair_blocks_are_group_pairs_in_pieces(det_key, gt_key, max_pairs):
+    det, gt = np.array(det_key, np.int64), np.array(gt_key, np.int64)
+    blocks = list(pair_blocks(det, gt, max_pairs))
+    pd_, pg = group_pairs(det, gt)
+    assert [b[0] for b in blocks[1:]] == [b[1] for b in blocks[:-1]]  # consecutive detection ranges
+    for lo, hi, bd, _ in blocks:
+        assert ((bd >= lo) & (bd < hi)).all()
+        assert bd.size <= max_pairs + (bd == lo).sum()  # the first detection's pairs may overflow
+    assert np.concatenate([b[2] for b in blocks] or [pd_]).tolist() == pd_.tolist()
+    assert np.concatenate([b[3] for b in blocks] or [pg]).tolist() == pg.tolist()
+
+
 def _brute_match(gts, dets, thr, max_dets):
     """COCOeval's evaluateImg matching written as plain loops (per image and class)."""
     det_gt = [-1] * len(dets)
@@ -360,8 +375,9 @@ _box = st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(1, 30), st.
     dets=st.lists(st.tuples(st.integers(1, 2), st.integers(1, 2), _box, st.integers(0, 4)), max_size=12),
     thr=st.sampled_from([0.1, 0.5, 0.75]),
     max_dets=st.sampled_from([2, 100]),
+    pair_block=st.sampled_from([1, 3, PAIR_BLOCK]),
 )
-def test_matching_equals_brute_force_loop(gts, dets, thr, max_dets):
+def test_matching_equals_brute_force_loop(gts, dets, thr, max_dets, pair_block):
     coco = {
         "images": [{"id": 1, "width": 80, "height": 80}, {"id": 2, "width": 80, "height": 80}],
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
@@ -375,7 +391,7 @@ def test_matching_equals_brute_force_loop(gts, dets, thr, max_dets):
         ds = from_dict(coco)
         res = [{"image_id": i, "category_id": c, "bbox": list(b), "score": s / 4} for i, c, b, s in dets]
         d = load_detections(res, ds)
-    m = match_detections(ds, d, thr, max_dets)
+    m = match_detections(ds, d, thr, max_dets, pair_block=pair_block)
     # the dataset sorts annotations by (image, id); map brute-force indices (file order) to it
     pos = {int(a): k for k, a in enumerate(ds.ann_id)}
     det_gt, ignored, kept = _brute_match(coco["annotations"], res, thr, max_dets)
