@@ -234,6 +234,34 @@ def _read_results(path: Path) -> list[_Det]:
         raise DatasetFormatError(f"{path}: invalid JSON ({len(raw)} bytes; truncated or not JSON?): {exc}") from None
 
 
+def _store_columns(pred) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """image_id, category_id (P,) int64, bbox (P, 4) float64 xywh, score (P,) float64 of a store's
+    detections, in store order: each part copied into arrays of the manifest's count, so memory holds
+    the result and one part (where the parts disagree with the count, their concatenation)."""
+    n = pred.num_detections
+    image_id, category_id, bbox, score = np.empty(n, np.int64), np.empty(n, np.int64), np.empty((n, 4)), np.empty(n)
+    at = 0
+    for part in pred.iter_detections():
+        k = len(part["score"])
+        if at + k > n:
+            break
+        image_id[at : at + k], category_id[at : at + k], score[at : at + k] = (
+            part["image_id"],
+            part["category_id"],
+            part["score"],
+        )
+        for j, c in enumerate(("x", "y", "w", "h")):
+            bbox[at : at + k, j] = part[c]
+        at += k
+    else:
+        if at == n:
+            return image_id, category_id, bbox, score
+    del image_id, category_id, bbox, score
+    cols = pred.detection_columns()
+    bbox = np.stack([cols[c] for c in ("x", "y", "w", "h")], axis=1)
+    return cols["image_id"], cols["category_id"], bbox, cols["score"]
+
+
 def load_detections(source, dataset: Dataset) -> Detections:
     """Read COCO results (a JSON list of ``{image_id, category_id, bbox, score}``) and validate them.
 
@@ -257,15 +285,7 @@ def load_detections(source, dataset: Dataset) -> Detections:
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         source = read_predictions(Path(source))
     if isinstance(source, Predictions):  # columnar: no Python object per detection
-        cols = source.detection_columns()
-        return make_detections(
-            dataset,
-            cols["image_id"],
-            cols["category_id"],
-            np.stack([cols["x"], cols["y"], cols["w"], cols["h"]], axis=1),
-            cols["score"],
-            source=str(source.folder or "predictions"),
-        )
+        return make_detections(dataset, *_store_columns(source), source=str(source.folder or "predictions"))
     if isinstance(source, (str, os.PathLike)):
         where = Path(source).name
         dets = _read_results(Path(source))
@@ -373,6 +393,7 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
         with contextlib.redirect_stdout(io.StringIO()):
             gt = fce.COCO(gt_dict, print_function=quiet)
             dt = gt.loadRes(records) if records is not None else _empty_results(fce.COCO(print_function=quiet), gt_dict)
+            del records  # loadRes has made its own objects from it
             ev = fce.COCOeval_faster(gt, dt, iouType="bbox", print_function=quiet)
             ev.evaluate()
             ev.accumulate()
@@ -387,6 +408,7 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
         gt.createIndex()
         # loadRes cannot take an empty list; an empty results object is evaluable.
         dt = gt.loadRes(records) if records is not None else _empty_results(COCO(), gt_dict)
+        del records  # loadRes has made its own objects from it
         ev = COCOeval(gt, dt, iouType="bbox")
         ev.evaluate()
         ev.accumulate()
@@ -793,6 +815,7 @@ def evaluate(
     ev = run_cocoeval(dataset, dets, backend)
     stats = tuple(float(s) for s in np.asarray(ev.stats)[:12])
     prec = np.asarray(ev.eval["precision"])[0, :, :, 0, -1]  # (R, K): IoU 0.5, area all, 100 detections
+    del ev  # the evaluator's objects (one per detection) go before the matching below
     with np.errstate(invalid="ignore"):
         ap50 = np.where((prec > -1).all(axis=0), prec.mean(axis=0), np.nan)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -29,7 +30,7 @@ from cocostat.candidates import read_predictions
 from cocostat.data import load_dataset
 from cocostat.diagnose import diagnose
 from cocostat.errors import CocostatWarning
-from cocostat.evaluate import evaluate
+from cocostat.evaluate import evaluate, load_detections
 from cocostat.mismatch import Moments, mismatch, mismatch_tensors
 from cocostat.models import load_model
 from cocostat.predict import predict
@@ -161,6 +162,23 @@ def test_errors_and_eval_from_the_store_equal_the_json(real):
     ev_dicts = _quiet(evaluate, ds, json.loads((out / "detections.json").read_text()))
     assert ev_folder.stats == ev_json.stats == ev_dicts.stats and ev_folder.stats[1] > 0.1
     pd.testing.assert_frame_equal(ev_folder.table, ev_json.table)
+
+
+@pytest.mark.parametrize("off", [0, -3, 3])
+def test_store_detections_are_the_json_ones_whatever_the_manifest_count(real, tmp_path, off):
+    """The store's detections, copied part by part into arrays of the manifest's count, equal the
+    JSON file's; a manifest count the parts disagree with falls back to concatenating them."""
+    ds, out = real
+    folder = tmp_path / "pred"
+    shutil.copytree(out, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["detections"]["count"] += off
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    from_store = _quiet(load_detections, folder, ds)
+    from_json = _quiet(load_detections, out / "detections.json", ds)
+    assert len(from_json) > 1000
+    for name in ("image_id", "category_id", "bbox", "score", "image_index", "class_idx"):
+        np.testing.assert_array_equal(getattr(from_store, name), getattr(from_json, name))
 
 
 _TORCHRUN_SCRIPT = r"""
