@@ -439,16 +439,20 @@ def group_pairs(det_key: np.ndarray, gt_key: np.ndarray) -> tuple[np.ndarray, np
     gorder = np.argsort(gt_key, kind="stable")
     gsorted = gt_key[gorder]
     start = np.searchsorted(gsorted, det_key, "left")
-    count = np.searchsorted(gsorted, det_key, "right") - start
+    return _pairs(gorder, start, np.searchsorted(gsorted, det_key, "right") - start)
+
+
+def _pairs(gorder: np.ndarray, start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`group_pairs` from the annotations' key order and each detection's (start, count) in it."""
     total = int(count.sum())
-    pd_ = np.repeat(np.arange(det_key.shape[0], dtype=np.int64), count)
+    pd_ = np.repeat(np.arange(count.shape[0], dtype=np.int64), count)
     within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
     pg = gorder[np.repeat(start, count) + within]
     return pd_, pg
 
 
 #: pairs per block of :func:`pair_blocks` (a pair kernel holds ~150 bytes per pair: ids, two boxes, IoU, masks).
-PAIR_BLOCK = 4_000_000
+PAIR_BLOCK = 1_000_000
 
 
 def pair_blocks(det_key: np.ndarray, gt_key: np.ndarray, max_pairs: int = PAIR_BLOCK):
@@ -460,13 +464,16 @@ def pair_blocks(det_key: np.ndarray, gt_key: np.ndarray, max_pairs: int = PAIR_B
     Concatenated, the blocks are :func:`group_pairs` ``(det_key, gt_key)``.
     """
     n = det_key.shape[0]
-    gsorted = np.sort(gt_key)
-    count = np.searchsorted(gsorted, det_key, "right") - np.searchsorted(gsorted, det_key, "left")
+    gorder = np.argsort(gt_key, kind="stable")
+    gsorted = gt_key[gorder]
+    start = np.searchsorted(gsorted, det_key, "left")
+    count = np.searchsorted(gsorted, det_key, "right") - start
     cum = np.cumsum(count)
     total = int(cum[-1]) if n else 0
     cuts = np.unique(np.r_[0, np.searchsorted(cum, np.arange(max_pairs, total, max_pairs), "right"), n])
+    del cum
     for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-        pd_, pg = group_pairs(det_key[lo:hi], gt_key)
+        pd_, pg = _pairs(gorder, start[lo:hi], count[lo:hi])
         yield lo, hi, pd_ + lo, pg
 
 
@@ -556,6 +563,7 @@ def match_detections(
     rank = np.empty(p, np.int64)
     rank[by_group] = np.arange(p) - first
     kept = rank < max_dets
+    del by_group, sorted_key, first, json_idx
 
     kept_idx = np.flatnonzero(kept)
     thr = min(iou_threshold, 1 - 1e-10)
@@ -572,7 +580,7 @@ def match_detections(
         np.concatenate([b[k] for b in blocks]) if blocks else np.zeros(0, np.float64 if k == 2 else np.int64)
         for k in range(4)
     )
-    del blocks
+    del blocks, det_key
 
     det_gt = np.full(p, -1, np.int64)
     gt_det = np.full(g, -1, np.int64)
@@ -596,10 +604,11 @@ def match_detections(
     if on_crowd.size:
         ignored[on_crowd] = True
         ignored &= det_gt < 0
+    del c_pd, c_pg, c_iou, on_crowd
     order = kept_idx[
         np.lexsort(
             (
-                json_idx[kept_idx],
+                kept_idx,  # file order
                 detections.image_index[kept_idx],
                 -detections.score[kept_idx],
                 detections.class_idx[kept_idx],
