@@ -661,7 +661,7 @@ def diagnose(
         if detections is None:
             if not pred.has_detections:
                 raise DatasetFormatError(f"{pred.folder}: no detections; pass --detections FILE")
-            # format 2: read as columns, no dict per detection; format 1: its JSON files, which
+            # formats 2 and 3: read as columns, no dict per detection; format 1: its JSON files, which
             # load_detections names when one is broken
             detections = pred if pred.version >= 2 else tuple(pred.detection_files)
     if detections is None:
