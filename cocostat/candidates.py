@@ -215,6 +215,20 @@ class CandidateArrays:
     def __len__(self) -> int:
         return int(self.ann_id.shape[0])
 
+    @staticmethod
+    def of(layout: Layout, **fields: Any) -> CandidateArrays:
+        """Arrays of ``layout``'s slots: its ``level``, ``anchor``, ``dx``, ``dy``, ``anchor_wh`` and
+        ``stride``, and the per-object and per-candidate ``fields``."""
+        return CandidateArrays(
+            level=layout.level,
+            anchor=layout.anchor,
+            dx=layout.dx,
+            dy=layout.dy,
+            anchor_wh=layout.anchor_wh,
+            stride=layout.stride,
+            **fields,
+        )
+
     def select(self, rows: np.ndarray) -> CandidateArrays:
         """The objects ``rows`` ((G,) bool mask or int indices), layout unchanged."""
         per_obj = {f: getattr(self, f)[rows] for f in _PER_OBJECT + _PER_CANDIDATE if getattr(self, f) is not None}
@@ -358,18 +372,13 @@ def empty_arrays(layout: Layout) -> CandidateArrays:
     def z(*shape, dtype=np.float32):
         return np.zeros(shape, dtype=dtype)
 
-    return CandidateArrays(
+    return CandidateArrays.of(
+        layout,
         ann_id=z(0, dtype=np.int64),
         image_id=z(0, dtype=np.int64),
         class_idx=z(0, dtype=np.int64),
         iscrowd=z(0, dtype=bool),
         gt=z(0, 4),
-        level=layout.level,
-        anchor=layout.anchor,
-        dx=layout.dx,
-        dy=layout.dy,
-        anchor_wh=layout.anchor_wh,
-        stride=layout.stride,
         gx=z(0, n, dtype=np.int64),
         gy=z(0, n, dtype=np.int64),
         valid=z(0, n, dtype=bool),
@@ -921,15 +930,7 @@ def arrow_to_arrays(
             fields["max_cls_prob"] = col("max_cls_prob", n, np.float32)
         if "max_cls_idx" in wanted:
             fields["max_cls_idx"] = col("max_cls_idx", n, np.int16)
-    return CandidateArrays(
-        level=layout.level,
-        anchor=layout.anchor,
-        dx=layout.dx,
-        dy=layout.dy,
-        anchor_wh=layout.anchor_wh,
-        stride=layout.stride,
-        **fields,
-    )
+    return CandidateArrays.of(layout, **fields)
 
 
 def read_part(path: str | Path, layout: Layout, columns: Iterable[str] | None = None) -> CandidateArrays:
