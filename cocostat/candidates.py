@@ -557,23 +557,25 @@ class SlotIndex:
 
     A *slot* is one (image, anchor, cell): the network predicts one box, one objectness, one class
     vector there, whichever objects' neighbourhoods include it. An *entry* is one (slot, class of an
-    object whose neighbourhood includes it): the class probability stored per candidate.
+    object whose neighbourhood includes it): the class probability stored per candidate. Slots and
+    entries are numbered in ascending key order (image by first row, anchor, gy, gx; then class).
 
     Attributes:
         valid: (G, N) bool; the V valid candidates are taken in row-major order (``x[valid]``).
-        cls: (V,) int64, the class of each valid candidate's object.
-        slot: (V,) int32, the slot of each valid candidate, slots numbered in ascending key order
-            (image by first row, anchor, gy, gx). entry: (V,) int32, the same for entries.
-        slot_first, entry_first: (S,) / (E,) int64, one valid candidate (index into the V) of each
-            slot / entry.
+        class_idx: (G,) int64, each object's class.
+        slot_at, entry_at: (G * N,) intp, the slot / entry of every candidate, S / E where not
+            valid: a table of the S (E) values with one fill row appended, gathered by them, is the
+            dense block.
+        slot_first, entry_first: (S,) / (E,) int64, one valid candidate (index into the V, the first
+            in row-major order) of each slot / entry.
         image_rank: (G,) int64, each row's image numbered by its first row; first_rows: (I,) int64,
             the first row of each image in that numbering.
     """
 
     valid: np.ndarray
-    cls: np.ndarray
-    slot: np.ndarray
-    entry: np.ndarray
+    class_idx: np.ndarray
+    slot_at: np.ndarray
+    entry_at: np.ndarray
     slot_first: np.ndarray
     entry_first: np.ndarray
     image_rank: np.ndarray
@@ -586,6 +588,21 @@ class SlotIndex:
     @property
     def num_entries(self) -> int:
         return int(self.entry_first.shape[0])
+
+    @functools.cached_property
+    def slot(self) -> np.ndarray:
+        """(V,) intp, the slot of each valid candidate."""
+        return self.slot_at[self.valid.reshape(-1)]
+
+    @functools.cached_property
+    def entry(self) -> np.ndarray:
+        """(V,) intp, the entry of each valid candidate."""
+        return self.entry_at[self.valid.reshape(-1)]
+
+    @functools.cached_property
+    def cls(self) -> np.ndarray:
+        """(V,) int64, the class of each valid candidate's object."""
+        return np.broadcast_to(self.class_idx[:, None], self.valid.shape)[self.valid]
 
     def owners(self) -> tuple[np.ndarray, np.ndarray]:
         """(S,), (E,) int64: the row each slot's / entry's values are stored on, the first row of its
@@ -601,10 +618,12 @@ def slot_index(
     """Number the distinct slots and (slot, class) entries of a part's valid candidates.
 
     Everything comes from per-object columns and ``valid``, so a reader recomputes the writer's
-    numbering without any stored index. One sort of the (V,) int64 keys
+    numbering without any stored index. One stable sort of the (V,) int64 keys
     ``(((image rank * A + anchor) * H + gy) * W + gx) * C + class`` (image rank: order of the image's
     first row; A anchors, H x W the largest grid, C = highest class index + 1) gives both numberings:
-    a slot is a run of equal keys without the class, an entry a run of equal keys.
+    a slot is a run of equal keys without the class, an entry a run of equal keys. (Written with
+    numpy rather than a hash table: the sort is cheap because each object's keys already ascend in
+    layout order, so timsort only merges the few objects of one image.)
 
     Args:
         image_id, class_idx: (G,) int. cell: (G, L, 2) int, each object's centre cell (gx, gy) per
@@ -616,11 +635,12 @@ def slot_index(
     rank = np.empty(first_row.size, np.int64)
     rank[np.argsort(first_row)] = np.arange(first_row.size)
     image_rank = rank[inv.reshape(-1)]  # (G,)
+    first_rows = np.sort(first_row)
     class_idx = np.asarray(class_idx, np.int64)
-    cls = np.broadcast_to(class_idx[:, None], (g, n))[valid]
-    if cls.size == 0:
-        z = np.zeros(0, np.int32)
-        return SlotIndex(valid, cls, z, z, z, z, image_rank, np.sort(first_row))
+    flat = np.flatnonzero(valid.reshape(-1))  # (V,)
+    if flat.size == 0:
+        z, none = np.zeros(0, np.int64), np.zeros(g * n, np.intp)
+        return SlotIndex(valid, class_idx, none, none, z, z, image_rank, first_rows)
     a = int(layout.anchor.max()) + 1
     h, w, c = int(layout.grid_h.max()), int(layout.grid_w.max()), int(class_idx.max()) + 1
     # the key split into a per-(object, level) term and a per-slot term: one gather and one add
@@ -629,10 +649,10 @@ def slot_index(
     per_slot = (layout.anchor * (h * w) + layout.dy * w + layout.dx) * c
     key = per_object[:, layout.level]  # (G, N)
     key += per_slot
-    entry_key = key[valid]  # (V,)
+    entry_key = np.take(key.reshape(-1), flat)  # (V,)
     del key
     order = np.argsort(entry_key, kind="stable")  # timsort: each object's keys already ascend (layout order)
-    sorted_key = entry_key[order]
+    sorted_key = np.take(entry_key, order)
     new_entry = np.empty(sorted_key.size, bool)
     new_entry[0] = True
     np.not_equal(sorted_key[1:], sorted_key[:-1], out=new_entry[1:])
@@ -640,10 +660,18 @@ def slot_index(
     new_slot = np.empty_like(new_entry)
     new_slot[0] = True
     np.not_equal(sorted_key[1:], sorted_key[:-1], out=new_slot[1:])
-    slot, entry = np.empty(order.size, np.int32), np.empty(order.size, np.int32)
-    slot[order] = np.cumsum(new_slot, dtype=np.int32) - 1
-    entry[order] = np.cumsum(new_entry, dtype=np.int32) - 1
-    return SlotIndex(valid, cls, slot, entry, order[new_slot], order[new_entry], image_rank, np.sort(first_row))
+    at = np.take(flat, order)  # flat positions in key order
+
+    def numbered(new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (G * N,) numbers, (K,) firsts
+        number = np.cumsum(new, dtype=np.intp)  # intp: np.take converts any other index type first
+        out = np.full(g * n, number[-1], np.intp)  # K where not valid
+        number -= 1
+        out[at] = number
+        return out, np.take(order, np.flatnonzero(new))
+
+    slot_at, slot_first = numbered(new_slot)
+    entry_at, entry_first = numbered(new_entry)
+    return SlotIndex(valid, class_idx, slot_at, entry_at, slot_first, entry_first, image_rank, first_rows)
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -733,27 +761,26 @@ def _slot_arrays(table, layout: Layout, fields: dict, cell: np.ndarray, wanted: 
     idx = slot_index(fields["image_id"], fields["class_idx"], cell, valid, layout)
     s, e = idx.num_slots, idx.num_entries
 
-    def dense(per_valid: np.ndarray, fill) -> np.ndarray:
-        out = np.full(valid.shape + per_valid.shape[1:], fill, per_valid.dtype)
-        out[valid] = per_valid
-        return out
+    def dense(values: np.ndarray, fill, at: np.ndarray) -> np.ndarray:  # one gather, fill where not valid
+        table = np.concatenate([values, np.full((1, *values.shape[1:]), fill, values.dtype)])
+        return np.take(table, at, axis=0).reshape(valid.shape + values.shape[1:])
 
     entry_cls = _slot_values(table, "cls_prob", e, np.float32, where)
     out = {
-        "pred": dense(_slot_values(table, "pred", 4 * s, np.float32, where).reshape(s, 4)[idx.slot], np.nan),
-        "obj": dense(_slot_values(table, "obj", s, np.float32, where)[idx.slot], np.nan),
-        "cls_prob": dense(entry_cls[idx.entry], np.nan),
+        "pred": dense(_slot_values(table, "pred", 4 * s, np.float32, where).reshape(s, 4), np.nan, idx.slot_at),
+        "obj": dense(_slot_values(table, "obj", s, np.float32, where), np.nan, idx.slot_at),
+        "cls_prob": dense(entry_cls, np.nan, idx.entry_at),
     }
     if "max_cls_idx" in wanted:  # also when max_cls_prob is (see _wanted)
         slot_mci = _slot_values(table, "max_cls_idx", s, np.int16, where)
-        out["max_cls_idx"] = dense(slot_mci[idx.slot], -1)
+        out["max_cls_idx"] = dense(slot_mci, -1, idx.slot_at)
         if "max_cls_prob" in wanted:
             from_entry = _max_from_entries(idx, slot_mci)
             hit = from_entry >= 0
             slot_mcp = np.empty(s, np.float32)
             slot_mcp[hit] = entry_cls[from_entry[hit]]
             slot_mcp[~hit] = _slot_values(table, "max_cls_prob", int((~hit).sum()), np.float32, where)
-            out["max_cls_prob"] = dense(slot_mcp[idx.slot], np.nan)
+            out["max_cls_prob"] = dense(slot_mcp, np.nan, idx.slot_at)
     return out
 
 
