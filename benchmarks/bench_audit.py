@@ -49,6 +49,7 @@ def synthetic_candidates(
     crowd: float = 0.0,
     classes: int = 80,
     seed: int = 0,
+    shared_slots: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """A random candidate table in the :mod:`cocostat.candidates` format, and its manifest.
 
@@ -58,6 +59,13 @@ def synthetic_candidates(
     the object's centre, size ``object size * exp(noise)`` with more noise for anchors far from
     the object's shape, objectness rising with the IoU plus noise. Cells outside the grid get
     ``valid = False`` and NaN predictions, as ``cocostat predict`` writes them.
+
+    Values are drawn per candidate, so two objects of one image whose neighbourhoods share a cell
+    see different predictions there (the store then writes dense parts). ``shared_slots``: one
+    prediction per (image, anchor, cell), as a network makes it: the values of a cell's first
+    candidate (in row order) for every object, one class probability per (cell, class), and the
+    highest class probability of a cell the best of its classes' when that is at least 0.6, else
+    0.6 for the last class, which no object then has (so both ways a slot part stores it occur).
 
     Returns:
         (frame with :data:`~cocostat.candidates.COLUMNS` in canonical order, manifest dict).
@@ -80,7 +88,7 @@ def synthetic_candidates(
     n_img = max(1, round(G / per_image))
     image_id = np.sort(rng.integers(1, n_img + 1, G))
     ann_id = np.arange(1, G + 1, dtype=np.int64) * 3 + 100
-    cls = rng.integers(0, classes, G)
+    cls = rng.integers(0, classes - 1 if shared_slots else classes, G)  # shared: the last class is nobody's
     iscrowd = rng.random(G) < crowd
 
     r = int(neighborhood)
@@ -113,9 +121,13 @@ def synthetic_candidates(
     iou = inter / (pw * ph + (w * h)[:, None] - inter)
     obj = 1 / (1 + np.exp(-(8 * iou - 4 - 1.5 * mis + rng.normal(0, 1.2, (G, N)))))
     cls_prob = rng.beta(2, 2, (G, N))
+    max_cls_prob, max_cls_idx = np.maximum(cls_prob, 0.5), np.repeat(cls[:, None], N, 1)
+    if shared_slots:
+        max_cls_prob, max_cls_idx = _share_slots(valid, image_id, cls, anc, gx, gy, pred, obj, cls_prob, classes)
     pred[~valid] = np.nan
-    for x in (obj, cls_prob):
+    for x in (obj, cls_prob, max_cls_prob):
         x[~valid] = np.nan
+    max_cls_idx[~valid] = -1
 
     def per_row(x):  # (G,) -> (G * N,)
         return np.repeat(x, N)
@@ -149,8 +161,8 @@ def synthetic_candidates(
             "py2": pred[..., 3].ravel(),
             "obj": obj.ravel(),
             "cls_prob": cls_prob.ravel(),
-            "max_cls_prob": np.maximum(cls_prob, 0.5).ravel(),
-            "max_cls_idx": per_row(cls),
+            "max_cls_prob": max_cls_prob.ravel(),
+            "max_cls_idx": max_cls_idx.ravel(),
         }
     ).astype(COLUMNS)
     manifest = {
@@ -170,6 +182,31 @@ def synthetic_candidates(
         "annotations": G,
     }
     return frame, manifest
+
+
+def _share_slots(valid, image_id, cls, anc, gx, gy, pred, obj, cls_prob, classes):
+    """Make (G, N) ``pred``, ``obj``, ``cls_prob`` one value per (image, anchor, cell) in place (see
+    :func:`synthetic_candidates`); return the (G, N) highest class probability and its class."""
+    g, n = valid.shape
+    side = int(max(gx.max(), gy.max())) + 2
+    key = ((image_id[:, None] * n + anc[None, :]) * side + gy + 1) * side + gx + 1  # (G, N), unique per slot
+    k = key[valid]
+    _, first, inv = np.unique(k, return_index=True, return_inverse=True)
+    pred[valid] = pred[valid][first][inv]
+    obj[valid] = obj[valid][first][inv]
+    cls_v = np.broadcast_to(cls[:, None], (g, n))[valid]
+    _, cfirst, cinv = np.unique(k * classes + cls_v, return_index=True, return_inverse=True)
+    cls_prob[valid] = cls_prob[valid][cfirst][cinv]
+    best = np.full(first.size, -np.inf)
+    np.maximum.at(best, inv, cls_prob[valid])
+    best_cls = np.zeros(first.size, np.int64)
+    is_best = cls_prob[valid] == best[inv]
+    best_cls[inv[is_best]] = cls_v[is_best]
+    high = best >= 0.6
+    max_cls_prob, max_cls_idx = np.full((g, n), np.nan), np.full((g, n), -1, np.int64)
+    max_cls_prob[valid] = np.where(high, best, 0.6)[inv]
+    max_cls_idx[valid] = np.where(high, best_cls, classes - 1)[inv]  # no object has the last class
+    return max_cls_prob, max_cls_idx
 
 
 def synthetic_dataset(frame: pd.DataFrame, size: int = 416) -> dict:

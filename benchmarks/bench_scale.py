@@ -1,32 +1,34 @@
-"""Benchmark: the predictions store (format 2) and the streamed analyses at train2017 scale and beyond.
+"""Benchmark: the predictions store (format 3) and the streamed analyses at train2017 scale and beyond.
 
 Two uses::
 
     python -m benchmarks.bench_scale --objects N --out DIR [--seed 0] [--detections-per-image 0]
     python -m benchmarks.bench_scale [--report reports/bench_scale.md] [--work DIR] [--tenx] [--skip-predict]
 
-The first writes a version-2 predictions store of N synthetic objects into ``DIR`` (candidate parts
+The first writes a predictions store (format 3) of N synthetic objects into ``DIR`` (candidate parts
 with :func:`cocostat.candidates.write_part`, detections, manifest) and its COCO dataset as
 ``DIR/dataset.json``, so anyone can reproduce the figures (``cocostat anchor-audit DIR/dataset.json
 --predictions DIR``). Objects come from :func:`benchmarks.bench_audit.synthetic_candidates`
-(yolov3 layout, 9 anchors x 3x3 cells = 81 candidates per object), made in chunks of 25,000 objects
-with one seed each, ids shifted so that they are unique; images are 416 x 416, so dataset pixels
-are network-input pixels.
+(yolov3 layout, 9 anchors x 3x3 cells = 81 candidates per object, one prediction per (image, anchor,
+cell) as a network makes it: ``shared_slots``), made in chunks of 25,000 objects with one seed each,
+ids shifted so that they are unique; images are 416 x 416, so dataset pixels are network-input
+pixels.
 
 Without ``--out`` it runs the whole benchmark and writes ``reports/bench_scale.md``; every command
 runs in a fresh child process whose peak resident set (``VmHWM`` of ``/proc/self/status``) is
 reported:
 
 1. **store formats**: bytes per object and read time into dense arrays, on 50,000 objects, of the
-   version-1 table (``candidates.parquet``, one row per candidate, as written today), the
-   version-2 parquet part, Arrow IPC (feather, lz4 and zstd) and ``.npz``.
+   version-1 table (``candidates.parquet``, one row per candidate, as written by cocostat 0.1), the
+   format-3 slot part, the format-2 dense part, Arrow IPC (feather, lz4 and zstd) and ``.npz``;
+   then the same on the real yolov3-tiny predictions of coco-tiny val2017.
 2. **today's code against this one, same objects**: the last version-1 commit
    (:data:`BASELINE_COMMIT`, extracted with ``git archive``) runs ``anchor-audit --iou giou`` and
    ``mismatch`` on a version-1 folder of ``--baseline-objects`` objects (default 120,000: the
    version-1 code needs about 25 kB per object, so a train2017-size run would need 21 GB; the
-   issue's train2017 figures are quoted beside), this code on the version-2 store of the same
+   issue's train2017 figures are quoted beside), this code on the format-3 store of the same
    objects; their JSON outputs are compared.
-3. **train2017 size** (849,942 objects): anchor-audit and mismatch on the version-2 store; errors
+3. **train2017 size** (849,942 objects): anchor-audit and mismatch on the format-3 store; errors
    and eval on ``--eval-detections-per-image`` synthetic detections per image.
 4. **10x train2017** (8.5M objects, with ``--tenx``): anchor-audit and mismatch. The 10x store
    repeats the 1x run's chunk contents under new ids (generation of 8.5M fresh objects takes
@@ -73,7 +75,7 @@ def synthetic_blocks(objects: int, seed: int = 0):
     done = k = image_base = 0
     while done < objects:
         n = min(GEN_CHUNK, objects - done)
-        frame, manifest = synthetic_candidates(n, seed=seed + k)
+        frame, manifest = synthetic_candidates(n, seed=seed + k, shared_slots=True)
         arr = to_arrays(frame)
         del frame
         img = arr.image_id - arr.image_id.min() + 1
@@ -84,7 +86,7 @@ def synthetic_blocks(objects: int, seed: int = 0):
 
 
 def repeated_blocks(store: Path, times: int):
-    """The blocks of a version-2 store ``times`` over, ids shifted each time (a larger store, same work)."""
+    """The blocks of a store ``times`` over, ids shifted each time (a larger store, same work)."""
     from cocostat.candidates import read_predictions
 
     pred = read_predictions(store)
@@ -132,7 +134,7 @@ def synthetic_detections(block, per_image: int, rng: np.random.Generator) -> dic
 def write_synthetic(
     out: Path, objects: int, *, seed: int = 0, detections_per_image: int = 0, v1: bool = False, blocks=None
 ) -> dict:
-    """Write a store of ``objects`` synthetic objects (version 2, or version 1 with ``v1``) and
+    """Write a store of ``objects`` synthetic objects (format 3, or version 1 with ``v1``) and
     ``out/dataset.json``; return counts. Memory holds one generated block at a time.
 
     ``blocks``: (CandidateArrays, manifest) blocks to write instead of :func:`synthetic_blocks`."""
@@ -347,12 +349,12 @@ def bench_formats(work: Path, objects: int = 50_000, repeat: int = 3) -> list[tu
     from benchmarks.bench_audit import synthetic_candidates
     from cocostat import candidates as C
 
-    frame, manifest = synthetic_candidates(objects, seed=0)
+    frame, manifest = synthetic_candidates(objects, seed=0, shared_slots=True)
     arr = C.to_arrays(frame)
     layout = C.layout_of(arr, manifest)
     d = work / "formats"
     d.mkdir(parents=True, exist_ok=True)
-    table = C.arrays_to_arrow(arr, layout)
+    table = C.arrays_to_arrow(arr, layout, slots=False)  # the dense layout, for the other containers
     fields = [c for c in C.PART_COLUMNS if c != "cell"] + ["gx", "gy"]  # CandidateArrays' stored fields
     writers = {
         "v1: candidates.parquet, one row per candidate (today)": (
@@ -360,22 +362,34 @@ def bench_formats(work: Path, objects: int = 50_000, repeat: int = 3) -> list[tu
             lambda p: frame.to_parquet(p, index=False),
             lambda p: C.to_arrays(pd.read_parquet(p)),
         ),
-        "v2: parquet part, fixed-size lists, zstd + byte-stream-split (chosen)": (
-            "v2.parquet",
+        "format 3: parquet slot part, zstd 9 + byte-stream-split (chosen)": (
+            "v3.parquet",
             lambda p: C.write_part(arr, layout, p),
             lambda p: C.read_part(p, layout),
         ),
-        "v2 layout, parquet, zstd without byte-stream-split": (
+        "format 2: parquet dense part, fixed-size lists, zstd 9 + byte-stream-split": (
+            "v2.parquet",
+            lambda p: pq.write_table(
+                table,
+                p,
+                compression=C.COMPRESSION,
+                compression_level=C.COMPRESSION_LEVEL,
+                use_dictionary=C._INT_COLUMNS,
+                use_byte_stream_split=[f"{c}.list.element" for c in C._FLOAT_COLUMNS],
+            ),
+            lambda p: C.read_part(p, layout),
+        ),
+        "dense layout, parquet, zstd without byte-stream-split": (
             "v2-plain.parquet",
             lambda p: pq.write_table(table, p, compression="zstd"),
             lambda p: C.read_part(p, layout),
         ),
-        "v2 layout, Arrow IPC (feather), lz4": (
+        "dense layout, Arrow IPC (feather), lz4": (
             "v2-lz4.arrow",
             lambda p: feather.write_feather(table, p, compression="lz4"),
             lambda p: C.arrow_to_arrays(feather.read_table(p), layout),
         ),
-        "v2 layout, Arrow IPC (feather), zstd": (
+        "dense layout, Arrow IPC (feather), zstd": (
             "v2-zstd.arrow",
             lambda p: feather.write_feather(table, p, compression="zstd"),
             lambda p: C.arrow_to_arrays(feather.read_table(p), layout),
@@ -405,13 +419,12 @@ def bench_formats(work: Path, objects: int = 50_000, repeat: int = 3) -> list[tu
 def bench_real_store(work: Path) -> tuple[int, int, list[tuple[str, int]]]:
     """Store bytes of the REAL yolov3-tiny predictions of coco-tiny val2017 (not synthetic floats).
 
-    Returns (objects, version-1 bytes, [(option, version-2 bytes), ...]); every option is lossless
-    (the arrays read back are the same) and only changes how parquet compresses the parts.
+    Returns (objects, version-1 bytes, [(option, bytes), ...]); every option is lossless (the
+    arrays read back are the same).
     """
     import io
     import lzma
     import warnings
-    from dataclasses import replace
 
     import pyarrow.parquet as pq
 
@@ -446,32 +459,30 @@ def bench_real_store(work: Path) -> tuple[int, int, list[tuple[str, int]]]:
         b = io.BytesIO()
         C.to_table(a).to_parquet(b, index=False)
         v1 += b.tell()
-    tabs = [C.arrays_to_arrow(a, layout) for a in arrs]
     base = {
         "compression": "zstd",
         "use_dictionary": C._INT_COLUMNS,
         "use_byte_stream_split": [f"{c}.list.element" for c in C._FLOAT_COLUMNS],
     }
-    # max_cls_prob equals cls_prob wherever the arg-max class is the object's class: store 0 there
-    same = [
-        replace(a, max_cls_prob=np.where(a.max_cls_idx == a.class_idx[:, None], np.float32(0), a.max_cls_prob))
-        for a in arrs
-    ]
-    floats = b"".join(
-        np.ascontiguousarray(getattr(a, c)).tobytes() for a in arrs for c in ("pred", "obj", "cls_prob", "max_cls_prob")
+    slots = [C.arrays_to_arrow(a, layout) for a in arrs]
+    dense = [C.arrays_to_arrow(a, layout, slots=False) for a in arrs]
+    assert all(C.is_slot_part(t) for t in slots)
+    stored = b"".join(  # the float values a slot part stores, one column after the other
+        t.column(c).combine_chunks().flatten().to_numpy().tobytes()
+        for t in slots
+        for c in ("pred", "obj", "cls_prob", "max_cls_prob")
     )
-    share = float(np.mean(np.concatenate([(a.max_cls_idx == a.class_idx[:, None])[a.valid] for a in arrs])))
     rows = [
-        ("as written by this code (zstd level 9, byte-stream-split floats)", sum(p.stat().st_size for p in pred.parts)),
-        ("pyarrow's default zstd level (the previous writer)", parquet_bytes(tabs, **base)),
-        ("zstd level 19", parquet_bytes(tabs, **base, compression_level=19)),
         (
-            f"zstd 19 and max_cls_prob left out where it equals cls_prob ({share:.0%} of valid candidates)",
-            parquet_bytes([C.arrays_to_arrow(a, layout) for a in same], **base, compression_level=19),
+            "as written by this code: slot parts (zstd level 9, byte-stream-split floats)",
+            sum(p.stat().st_size for p in pred.parts),
         ),
+        ("dense parts (format 2), zstd level 9", parquet_bytes(dense, **base, compression_level=C.COMPRESSION_LEVEL)),
+        ("slot parts, pyarrow's default zstd level", parquet_bytes(slots, **base)),
+        ("slot parts, zstd level 19", parquet_bytes(slots, **base, compression_level=19)),
         (
-            "bound: the four float blocks alone (pred, obj, cls_prob, max_cls_prob), xz -9e",
-            len(lzma.compress(floats, preset=9 | lzma.PRESET_EXTREME)),
+            "bound: the float values a slot part stores alone, xz -9e",
+            len(lzma.compress(stored, preset=9 | lzma.PRESET_EXTREME)),
         ),
     ]
     shutil.rmtree(out, ignore_errors=True)
@@ -597,7 +608,7 @@ def main(argv=None) -> int:
         fmt = bench_formats(work)
         v1_bytes = fmt[0][1]
         lines += [
-            "## Store formats (50,000 synthetic objects x 81 candidates, same content)",
+            "## Store formats (50,000 synthetic objects x 81 candidates, one prediction per slot, same content)",
             "",
             "| format | bytes per object | vs today | write s | read into dense arrays s |",
             "|---|---:|---:|---:|---:|",
@@ -630,7 +641,7 @@ def main(argv=None) -> int:
             "mismatch": ["mismatch", "--neighborhood", "1", "--examples", "10"],
         }
         lines += [
-            (f"## Today's code (commit {BASELINE_COMMIT}, format 1) and this code (format 2), {nb:,} objects"),
+            (f"## Today's code (commit {BASELINE_COMMIT}, format 1) and this code (format 3), {nb:,} objects"),
             "",
             "| command | today: peak GB | today: s | this: peak GB | this: s | speed-up | figures |",
             "|---|---:|---:|---:|---:|---:|---|",

@@ -1,8 +1,8 @@
-"""The predictions folder written by ``cocostat predict`` and read by the audits (format version 2).
+"""The predictions folder written by ``cocostat predict`` and read by the audits (format version 3).
 
 Inference is expensive, so it runs once and its raw per-anchor outputs around every annotation are
 stored. The store is built for size and for reading in image-aligned chunks: memory is bounded by a
-chunk, never by the dataset. A predictions folder (version 2) holds::
+chunk, never by the dataset. A predictions folder (version 3) holds::
 
     manifest.json                      what produced it (:data:`MANIFEST_KEYS`), the candidate layout
     candidates/rankRRR-chunkCCCCCC.parquet   candidate values, one file per finished chunk of images
@@ -18,27 +18,40 @@ chunk, never by the dataset. A predictions folder (version 2) holds::
   one rank), one row per annotation (crowd ones included), rows ordered by (image, annotation id).
   Per-object columns: ``ann_id`` int64, ``image_id`` int64, ``class_idx`` int16, ``iscrowd`` bool,
   ``gt`` fixed_size_list<float32>[4] (xyxy, input pixels), ``cell`` fixed_size_list<int16>[2L]
-  (the centre cell (gx, gy) of each level). Per-candidate columns, dense (G, N, k) blocks as
-  fixed-size lists: ``valid`` bool[N] (the cell lies inside the grid), ``pred`` float32[4N]
-  (decoded box xyxy, input pixels, NaN where not valid), ``obj``, ``cls_prob``, ``max_cls_prob``
-  float32[N] (sigmoids; NaN where not valid), ``max_cls_idx`` int16[N] (-1 where not valid).
-  ``gx = cell[level] + dx`` and ``gy = cell[level] + dy`` are derived when read.
+  (the centre cell (gx, gy) of each level), ``valid`` bool[N] (the cell lies inside the grid).
+  ``gx = cell[level] + dx`` and ``gy = cell[level] + dy`` are derived when read. The values come in
+  one of two kinds of part, which read into the same dense (G, N) arrays: ``pred`` (G, N, 4)
+  (decoded box xyxy, input pixels), ``obj``, ``cls_prob``, ``max_cls_prob`` (G, N) float32 (sigmoids;
+  NaN where not valid), ``max_cls_idx`` (G, N) int16 (-1 where not valid).
+
+  - a **slot part** (format 3; parquet schema metadata ``cocostat.part = slots``) stores each
+    distinct prediction once. Objects of one image whose neighbourhoods overlap share cells, and the
+    network makes one prediction per (image, anchor, cell), a *slot*; on coco-tiny val2017 with
+    yolov3-tiny only 59 % of the valid candidates are distinct slots. :func:`slot_index` numbers the
+    slots (and the (slot, class) *entries*) from the per-object columns alone, so no index is stored:
+    list columns ``pred`` (4 values per slot), ``obj``, ``max_cls_idx`` (one per slot) and
+    ``cls_prob`` (one per entry: the probability of the class of an object the slot serves) hold
+    them on the first row of each image, in slot order; ``max_cls_prob`` holds only the slots whose
+    highest class is none of those classes (otherwise it is that entry's ``cls_prob``, the same
+    float).
+  - a **dense part** (format 2, and what the writer falls back to when candidates of one slot
+    disagree, as in synthetic data drawn per candidate) stores the blocks as fixed-size lists:
+    ``pred`` float32[4N], ``obj``, ``cls_prob``, ``max_cls_prob`` float32[N], ``max_cls_idx`` int16[N].
 - a **detection part**: columns ``image_id``, ``category_id`` int64 and ``x``, ``y``, ``w``, ``h``,
   ``score`` float64 (COCO results values: bbox in file pixels rounded to 3 decimals, score to 5).
   The detection part of a chunk is written after its candidate part and marks the chunk finished.
 
-Why parquet, one row per object with fixed-size list columns (measured in
-``benchmarks/bench_scale.py``, ``reports/bench_scale.md``): it stores the per-candidate float32
-values once each, with no per-row repetition of ids, layout or boxes; parquet's byte-stream-split
-encoding plus zstd (level 9) shrinks the float mantissas' predictable bytes, which makes it the
-smallest of the layouts measured (about 68 % of version 1's bytes on synthetic random predictions,
-56 % on real yolov3-tiny ones; the float values alone are 44.5 % even under ``xz -9e``, so 40 % is
-out of reach losslessly); a part reads straight into (G, N) numpy blocks; any parquet tool can read it;
-and one file per chunk is the unit of atomic writing, of ``--resume`` and of distribution (each
-``torchrun`` rank writes only ``rankR-*`` files). Arrow IPC (feather) reads several times faster
-but is 12 % (zstd) to 27 % (lz4) larger; ``.npz`` chunks are more than twice as large. The
-analyses decode only the columns they use (:data:`ANALYSIS_COLUMNS`) and read the next chunk in a
-background thread (:func:`read_ahead`) while they reduce the current one.
+Why parquet, one row per object (measured in ``benchmarks/bench_scale.py``,
+``reports/bench_scale.md``): it stores no per-row repetition of ids, layout or boxes; parquet's
+byte-stream-split encoding plus zstd (level 9) shrinks the float mantissas' predictable bytes, which
+makes it the smallest of the layouts measured; a part reads straight into numpy blocks; any parquet
+tool can read it; and one file per chunk is the unit of atomic writing, of ``--resume`` and of
+distribution (each ``torchrun`` rank writes only ``rankR-*`` files). On real yolov3-tiny predictions
+a slot part is 43 % of version 1's bytes and a dense part 56 %. Lossless storage of the network's
+float32 outputs ends about there: the float values are over 90 % of a part. Arrow IPC (feather) reads
+several times faster but is 12 % (zstd) to 27 % (lz4) larger; ``.npz`` chunks are more than twice as
+large. The analyses decode only the columns they use (:data:`ANALYSIS_COLUMNS`) and read the next
+chunk in a background thread (:func:`read_ahead`) while they reduce the current one.
 
 Coordinates are network-input pixels (after letterboxing), boxes xyxy. ``level`` indexes the
 ``[yolo]`` layers in cfg order (for yolov3 level 0 is stride 32), ``anchor`` indexes the cfg's
@@ -55,10 +68,10 @@ Reading API (for the analyses and any new command):
   :meth:`Predictions.detections` (a list of dicts) still exist for small folders; they hold
   everything in memory.
 
-Version 1 folders (``candidates.parquet`` / ``candidates-rankR.parquet`` with one row per
-candidate, ``detections*.json``) are still read, whole into memory, and chunked after reading;
-convert one with ``cocostat convert-predictions DIR`` (:func:`convert_v1`) to read it in chunks.
-A folder of another version gets a one-line error.
+Version 2 folders (dense parts only) are read as they are. Version 1 folders (``candidates.parquet`` /
+``candidates-rankR.parquet`` with one row per candidate, ``detections*.json``) are still read, whole
+into memory, and chunked after reading. ``cocostat convert-predictions DIR`` (:func:`upgrade_store`)
+converts either to version 3. A folder of another version gets a one-line error.
 """
 
 from __future__ import annotations
@@ -78,9 +91,9 @@ from cocostat.atomic import atomic_path, write_text
 from cocostat.errors import DatasetFormatError
 
 FORMAT_NAME = "cocostat-predictions"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: versions :func:`read_predictions` reads.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 CANDIDATES_DIR = "candidates"
 DETECTIONS_DIR = "detections"
 DETECTIONS_JSON = "detections.json"
@@ -202,6 +215,20 @@ class CandidateArrays:
     def __len__(self) -> int:
         return int(self.ann_id.shape[0])
 
+    @staticmethod
+    def of(layout: Layout, **fields: Any) -> CandidateArrays:
+        """Arrays of ``layout``'s slots: its ``level``, ``anchor``, ``dx``, ``dy``, ``anchor_wh`` and
+        ``stride``, and the per-object and per-candidate ``fields``."""
+        return CandidateArrays(
+            level=layout.level,
+            anchor=layout.anchor,
+            dx=layout.dx,
+            dy=layout.dy,
+            anchor_wh=layout.anchor_wh,
+            stride=layout.stride,
+            **fields,
+        )
+
     def select(self, rows: np.ndarray) -> CandidateArrays:
         """The objects ``rows`` ((G,) bool mask or int indices), layout unchanged."""
         per_obj = {f: getattr(self, f)[rows] for f in _PER_OBJECT + _PER_CANDIDATE if getattr(self, f) is not None}
@@ -274,7 +301,7 @@ class Layout:
 
     @staticmethod
     def from_manifest(manifest: dict, where: str = "manifest.json") -> Layout:
-        """The layout of a version-2 manifest (``layout``, ``anchors``, ``levels``, ``size``)."""
+        """The layout of a version-2 or 3 manifest (``layout``, ``anchors``, ``levels``, ``size``)."""
         try:
             lay = manifest["layout"]
             anchor = np.asarray(lay["anchor"], np.int64)
@@ -345,18 +372,13 @@ def empty_arrays(layout: Layout) -> CandidateArrays:
     def z(*shape, dtype=np.float32):
         return np.zeros(shape, dtype=dtype)
 
-    return CandidateArrays(
+    return CandidateArrays.of(
+        layout,
         ann_id=z(0, dtype=np.int64),
         image_id=z(0, dtype=np.int64),
         class_idx=z(0, dtype=np.int64),
         iscrowd=z(0, dtype=bool),
         gt=z(0, 4),
-        level=layout.level,
-        anchor=layout.anchor,
-        dx=layout.dx,
-        dy=layout.dy,
-        anchor_wh=layout.anchor_wh,
-        stride=layout.stride,
         gx=z(0, n, dtype=np.int64),
         gy=z(0, n, dtype=np.int64),
         valid=z(0, n, dtype=bool),
@@ -521,7 +543,249 @@ def layout_of(arrays: CandidateArrays, manifest: dict) -> Layout:
 
 
 # --------------------------------------------------------------------------------------------------
-# Version-2 parts
+# Slot parts (format 3): each distinct prediction of an image once
+# --------------------------------------------------------------------------------------------------
+#: parquet schema metadata key naming the kind of a candidate part; its value :data:`SLOT_PART` marks
+#: a slot part, no key a dense part (every part of a version-2 folder).
+PART_KIND_KEY = b"cocostat.part"
+SLOT_PART = b"slots"
+
+
+@dataclass(frozen=True, eq=False)
+class SlotIndex:
+    """The distinct predictions behind the valid candidates of a part (see :func:`slot_index`).
+
+    A *slot* is one (image, anchor, cell): the network predicts one box, one objectness, one class
+    vector there, whichever objects' neighbourhoods include it. An *entry* is one (slot, class of an
+    object whose neighbourhood includes it): the class probability stored per candidate. Slots and
+    entries are numbered in ascending key order (image by first row, anchor, gy, gx; then class).
+
+    Attributes:
+        valid: (G, N) bool; the V valid candidates are taken in row-major order (``x[valid]``).
+        class_idx: (G,) int64, each object's class.
+        slot_at, entry_at: (G * N,) intp, the slot / entry of every candidate, S / E where not
+            valid: a table of the S (E) values with one fill row appended, gathered by them, is the
+            dense block.
+        slot_first, entry_first: (S,) / (E,) int64, one valid candidate (index into the V, the first
+            in row-major order) of each slot / entry.
+        image_rank: (G,) int64, each row's image numbered by its first row; first_rows: (I,) int64,
+            the first row of each image in that numbering.
+    """
+
+    valid: np.ndarray
+    class_idx: np.ndarray
+    slot_at: np.ndarray
+    entry_at: np.ndarray
+    slot_first: np.ndarray
+    entry_first: np.ndarray
+    image_rank: np.ndarray
+    first_rows: np.ndarray
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.slot_first.shape[0])
+
+    @property
+    def num_entries(self) -> int:
+        return int(self.entry_first.shape[0])
+
+    @functools.cached_property
+    def slot(self) -> np.ndarray:
+        """(V,) intp, the slot of each valid candidate."""
+        return self.slot_at[self.valid.reshape(-1)]
+
+    @functools.cached_property
+    def entry(self) -> np.ndarray:
+        """(V,) intp, the entry of each valid candidate."""
+        return self.entry_at[self.valid.reshape(-1)]
+
+    @functools.cached_property
+    def cls(self) -> np.ndarray:
+        """(V,) int64, the class of each valid candidate's object."""
+        return np.broadcast_to(self.class_idx[:, None], self.valid.shape)[self.valid]
+
+    def owners(self) -> tuple[np.ndarray, np.ndarray]:
+        """(S,), (E,) int64: the row each slot's / entry's values are stored on, the first row of its
+        image (non-decreasing in slot and entry order)."""
+        rows = np.nonzero(self.valid)[0]
+        slot_owner = self.first_rows[self.image_rank[rows[self.slot_first]]]
+        return slot_owner, slot_owner[self.slot[self.entry_first]]
+
+
+def slot_index(
+    image_id: np.ndarray, class_idx: np.ndarray, cell: np.ndarray, valid: np.ndarray, layout: Layout
+) -> SlotIndex:
+    """Number the distinct slots and (slot, class) entries of a part's valid candidates.
+
+    Everything comes from per-object columns and ``valid``, so a reader recomputes the writer's
+    numbering without any stored index. One stable sort of the (V,) int64 keys
+    ``(((image rank * A + anchor) * H + gy) * W + gx) * C + class`` (image rank: order of the image's
+    first row; A anchors, H x W the largest grid, C = highest class index + 1) gives both numberings:
+    a slot is a run of equal keys without the class, an entry a run of equal keys. (Written with
+    numpy rather than a hash table: the sort is cheap because each object's keys already ascend in
+    layout order, so timsort only merges the few objects of one image.)
+
+    Args:
+        image_id, class_idx: (G,) int. cell: (G, L, 2) int, each object's centre cell (gx, gy) per
+            level (the candidates' cells, inside the grid where ``valid``, are these plus the
+            layout's (dx, dy)). valid: (G, N) bool.
+    """
+    g, n = valid.shape
+    _, first_row, inv = np.unique(image_id, return_index=True, return_inverse=True)
+    rank = np.empty(first_row.size, np.int64)
+    rank[np.argsort(first_row)] = np.arange(first_row.size)
+    image_rank = rank[inv.reshape(-1)]  # (G,)
+    first_rows = np.sort(first_row)
+    class_idx = np.asarray(class_idx, np.int64)
+    flat = np.flatnonzero(valid.reshape(-1))  # (V,)
+    if flat.size == 0:
+        z, none = np.zeros(0, np.int64), np.zeros(g * n, np.intp)
+        return SlotIndex(valid, class_idx, none, none, z, z, image_rank, first_rows)
+    a = int(layout.anchor.max()) + 1
+    h, w, c = int(layout.grid_h.max()), int(layout.grid_w.max()), int(class_idx.max()) + 1
+    # the key split into a per-(object, level) term and a per-slot term: one gather and one add
+    cell = np.asarray(cell, np.int64)
+    per_object = (image_rank[:, None] * (a * h * w) + cell[..., 1] * w + cell[..., 0]) * c + class_idx[:, None]
+    per_slot = (layout.anchor * (h * w) + layout.dy * w + layout.dx) * c
+    key = per_object[:, layout.level]  # (G, N)
+    key += per_slot
+    entry_key = np.take(key.reshape(-1), flat)  # (V,)
+    del key
+    order = np.argsort(entry_key, kind="stable")  # timsort: each object's keys already ascend (layout order)
+    sorted_key = np.take(entry_key, order)
+    new_entry = np.empty(sorted_key.size, bool)
+    new_entry[0] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new_entry[1:])
+    sorted_key //= c  # the slot keys, still sorted
+    new_slot = np.empty_like(new_entry)
+    new_slot[0] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new_slot[1:])
+    at = np.take(flat, order)  # flat positions in key order
+
+    def numbered(new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (G * N,) numbers, (K,) firsts
+        number = np.cumsum(new, dtype=np.intp)  # intp: np.take converts any other index type first
+        out = np.full(g * n, number[-1], np.intp)  # K where not valid
+        number -= 1
+        out[at] = number
+        return out, np.take(order, np.flatnonzero(new))
+
+    slot_at, slot_first = numbered(new_slot)
+    entry_at, entry_first = numbered(new_entry)
+    return SlotIndex(valid, class_idx, slot_at, entry_at, slot_first, entry_first, image_rank, first_rows)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-for-bit equal (NaN equals a NaN of the same bits; -0.0 differs from 0.0)."""
+    return a.shape == b.shape and bool(np.array_equal(a.view(np.uint8), b.view(np.uint8)))
+
+
+def _max_from_entries(idx: SlotIndex, slot_max_idx: np.ndarray) -> np.ndarray:
+    """(S,) int64: for each slot the entry of its highest class when an object of that class touches
+    the slot (its highest class probability is then that entry's ``cls_prob``), else -1."""
+    hit = slot_max_idx[idx.slot].astype(np.int64) == idx.cls
+    out = np.full(idx.num_slots, -1, np.int64)
+    out[idx.slot[hit]] = idx.entry[hit]
+    return out
+
+
+def _lists(values: np.ndarray, owner: np.ndarray, g: int, width: int = 1):
+    """A list column of ``g`` rows: row r holds the ``width`` values of every item ``owner == r``
+    (``owner`` non-decreasing, ``values`` (items, width) in the same order)."""
+    import pyarrow as pa
+
+    offsets = np.zeros(g + 1, np.int32)
+    np.cumsum(np.bincount(owner, minlength=g) * width, out=offsets[1:])
+    flat = pa.array(np.ascontiguousarray(values).reshape(-1))
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, type=pa.list_(pa.field("element", flat.type, False)))
+
+
+def _slot_columns(
+    arrays: CandidateArrays, layout: Layout, cell: np.ndarray, mci: np.ndarray, mcp: np.ndarray
+) -> dict | None:
+    """The per-candidate columns of a slot part, or None when ``arrays`` cannot be stored that way
+    losslessly (candidates of one slot that disagree, values where a cell is not valid, a cell
+    outside its grid, a negative class): the caller then writes a dense part."""
+    g = len(arrays)
+    valid = np.asarray(arrays.valid, bool)
+    if g == 0 or (arrays.class_idx < 0).any():
+        return None
+    lv = layout.level[None, :]
+    inside = (arrays.gx >= 0) & (arrays.gy >= 0) & (arrays.gx < layout.grid_w[lv]) & (arrays.gy < layout.grid_h[lv])
+    if not inside[valid].all():
+        return None
+    values: dict[str, np.ndarray] = {
+        "pred": np.asarray(arrays.pred, np.float32),
+        "obj": np.asarray(arrays.obj, np.float32),
+        "cls_prob": np.asarray(arrays.cls_prob, np.float32),
+        "max_cls_prob": np.asarray(mcp, np.float32),
+        "max_cls_idx": np.asarray(mci, np.int16),
+    }
+    off = ~valid
+    if not (all(np.isnan(v[off]).all() for k, v in values.items() if k != "max_cls_idx") and (mci[off] == -1).all()):
+        return None
+    idx = slot_index(arrays.image_id, arrays.class_idx, cell, valid, layout)
+    stored: dict[str, np.ndarray] = {}
+    for name, block in values.items():  # each slot's (each entry's) value, checked to be every candidate's
+        v = block[valid]
+        at, first = (idx.entry, idx.entry_first) if name == "cls_prob" else (idx.slot, idx.slot_first)
+        stored[name] = v[first]
+        if not _same_bits(v, stored[name][at]):
+            return None
+    from_entry = _max_from_entries(idx, stored["max_cls_idx"])
+    hit = from_entry >= 0
+    if not _same_bits(stored["max_cls_prob"][hit], stored["cls_prob"][from_entry[hit]]):
+        return None
+    slot_owner, entry_owner = idx.owners()
+    return {
+        "pred": _lists(stored["pred"], slot_owner, g, 4),
+        "obj": _lists(stored["obj"], slot_owner, g),
+        "cls_prob": _lists(stored["cls_prob"], entry_owner, g),
+        "max_cls_prob": _lists(stored["max_cls_prob"][~hit], slot_owner[~hit], g),
+        "max_cls_idx": _lists(stored["max_cls_idx"], slot_owner, g),
+    }
+
+
+def _slot_values(table, name: str, count: int, dtype, where: str) -> np.ndarray:
+    """The flat values of list column ``name`` of a slot part, checked to number ``count``."""
+    col = table.column(name).combine_chunks()
+    values = col.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    if values.shape[0] != count:
+        raise DatasetFormatError(f"{where}: column {name} must hold {count} values, got {values.shape[0]}")
+    return values
+
+
+def _slot_arrays(table, layout: Layout, fields: dict, cell: np.ndarray, wanted: tuple[str, ...], where: str) -> dict:
+    """The dense (G, N) per-candidate arrays of a slot part (``fields``: its per-object arrays and
+    ``valid`` already read; ``cell`` (G, L, 2)); NaN, and -1 for ``max_cls_idx``, where not valid."""
+    valid = fields["valid"]
+    idx = slot_index(fields["image_id"], fields["class_idx"], cell, valid, layout)
+    s, e = idx.num_slots, idx.num_entries
+
+    def dense(values: np.ndarray, fill, at: np.ndarray) -> np.ndarray:  # one gather, fill where not valid
+        table = np.concatenate([values, np.full((1, *values.shape[1:]), fill, values.dtype)])
+        return np.take(table, at, axis=0).reshape(valid.shape + values.shape[1:])
+
+    entry_cls = _slot_values(table, "cls_prob", e, np.float32, where)
+    out = {
+        "pred": dense(_slot_values(table, "pred", 4 * s, np.float32, where).reshape(s, 4), np.nan, idx.slot_at),
+        "obj": dense(_slot_values(table, "obj", s, np.float32, where), np.nan, idx.slot_at),
+        "cls_prob": dense(entry_cls, np.nan, idx.entry_at),
+    }
+    if "max_cls_idx" in wanted:  # also when max_cls_prob is (see _wanted)
+        slot_mci = _slot_values(table, "max_cls_idx", s, np.int16, where)
+        out["max_cls_idx"] = dense(slot_mci, -1, idx.slot_at)
+        if "max_cls_prob" in wanted:
+            from_entry = _max_from_entries(idx, slot_mci)
+            hit = from_entry >= 0
+            slot_mcp = np.empty(s, np.float32)
+            slot_mcp[hit] = entry_cls[from_entry[hit]]
+            slot_mcp[~hit] = _slot_values(table, "max_cls_prob", int((~hit).sum()), np.float32, where)
+            out["max_cls_prob"] = dense(slot_mcp, np.nan, idx.slot_at)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Candidate parts (dense: format 2; slots: format 3)
 # --------------------------------------------------------------------------------------------------
 def part_name(rank: int, chunk: int) -> str:
     """File name of chunk ``chunk`` of rank ``rank`` (in ``candidates/`` and ``detections/``)."""
@@ -536,8 +800,12 @@ def _fsl(values: np.ndarray, width: int):
     return pa.FixedSizeListArray.from_arrays(flat, type=pa.list_(pa.field("element", flat.type, nullable=False), width))
 
 
-def arrays_to_arrow(arrays: CandidateArrays, layout: Layout):
-    """A pyarrow Table of a candidate part (one row per object; columns in the module docstring)."""
+def arrays_to_arrow(arrays: CandidateArrays, layout: Layout, *, slots: bool = True):
+    """A pyarrow Table of a candidate part (one row per object; columns in the module docstring).
+
+    ``slots``: write a slot part (each distinct prediction once) when the values allow it losslessly
+    (:func:`_slot_columns`), else a dense part; False: always dense (the format-2 layout).
+    """
     import pyarrow as pa
 
     g, n, lv = len(arrays), layout.size, layout.num_levels
@@ -556,14 +824,25 @@ def arrays_to_arrow(arrays: CandidateArrays, layout: Layout):
         "gt": _fsl(np.asarray(arrays.gt, np.float32), 4),
         "cell": _fsl(cell, 2 * lv),
         "valid": _fsl(np.asarray(arrays.valid, bool), n),
-        "pred": _fsl(np.asarray(arrays.pred, np.float32), 4 * n),
-        "obj": _fsl(np.asarray(arrays.obj, np.float32), n),
-        "cls_prob": _fsl(np.asarray(arrays.cls_prob, np.float32), n),
-        "max_cls_prob": _fsl(np.asarray(mcp, np.float32), n),
-        "max_cls_idx": _fsl(np.asarray(mci, np.int16), n),
     }
-    schema = pa.schema([pa.field(k, v.type, nullable=False) for k, v in columns.items()])
+    values = _slot_columns(arrays, layout, cell, mci, mcp) if slots else None
+    metadata = {PART_KIND_KEY: SLOT_PART} if values is not None else None
+    if values is None:
+        values = {
+            "pred": _fsl(np.asarray(arrays.pred, np.float32), 4 * n),
+            "obj": _fsl(np.asarray(arrays.obj, np.float32), n),
+            "cls_prob": _fsl(np.asarray(arrays.cls_prob, np.float32), n),
+            "max_cls_prob": _fsl(np.asarray(mcp, np.float32), n),
+            "max_cls_idx": _fsl(np.asarray(mci, np.int16), n),
+        }
+    columns.update(values)
+    schema = pa.schema([pa.field(k, v.type, nullable=False) for k, v in columns.items()], metadata=metadata)
     return pa.Table.from_arrays(list(columns.values()), schema=schema)
+
+
+def is_slot_part(table) -> bool:
+    """True for a slot part (format 3), False for a dense part (format 2)."""
+    return (table.schema.metadata or {}).get(PART_KIND_KEY) == SLOT_PART
 
 
 #: parquet options of a candidate part: dictionary encoding for the integer columns, byte-stream-split
@@ -626,13 +905,15 @@ def _wanted(columns: Iterable[str] | None) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"columns must be among {', '.join(CANDIDATE_VALUE_COLUMNS)}, got {', '.join(unknown)}")
     keep = {"valid", "pred", "obj", "cls_prob", *columns}  # CandidateArrays requires these four
+    if "max_cls_prob" in keep:  # a slot part stores a slot's highest probability only where no class says it
+        keep.add("max_cls_idx")
     return tuple(c for c in PART_COLUMNS if c not in CANDIDATE_VALUE_COLUMNS or c in keep)
 
 
 def arrow_to_arrays(
     table, layout: Layout, where: str = "candidate part", columns: Iterable[str] | None = None
 ) -> CandidateArrays:
-    """Dense arrays of a candidate part read with pyarrow (see :func:`arrays_to_arrow`).
+    """Dense arrays of a candidate part read with pyarrow, dense or slot part (see :func:`arrays_to_arrow`).
 
     ``columns``: the per-candidate columns wanted (:data:`CANDIDATE_VALUE_COLUMNS`; ``valid``,
     ``pred``, ``obj`` and ``cls_prob`` always come); the others are None. Default: all.
@@ -654,27 +935,29 @@ def arrow_to_arrays(
 
     cell = col("cell", 2 * lv, np.int16).reshape(g, lv, 2)
     gx, gy = derive_cells(cell, layout)
-    return CandidateArrays(
-        ann_id=table.column("ann_id").to_numpy().astype(np.int64, copy=False),
-        image_id=table.column("image_id").to_numpy().astype(np.int64, copy=False),
-        class_idx=table.column("class_idx").to_numpy().astype(np.int64),
-        iscrowd=table.column("iscrowd").to_numpy(zero_copy_only=False).astype(bool, copy=False),
-        gt=col("gt", 4, np.float32),
-        level=layout.level,
-        anchor=layout.anchor,
-        dx=layout.dx,
-        dy=layout.dy,
-        anchor_wh=layout.anchor_wh,
-        stride=layout.stride,
-        gx=gx,
-        gy=gy,
-        valid=col("valid", n, bool),
-        pred=col("pred", 4 * n, np.float32).reshape(g, n, 4),
-        obj=col("obj", n, np.float32),
-        cls_prob=col("cls_prob", n, np.float32),
-        max_cls_prob=col("max_cls_prob", n, np.float32) if "max_cls_prob" in wanted else None,
-        max_cls_idx=col("max_cls_idx", n, np.int16) if "max_cls_idx" in wanted else None,
-    )
+    fields: dict[str, Any] = {
+        "ann_id": table.column("ann_id").to_numpy().astype(np.int64, copy=False),
+        "image_id": table.column("image_id").to_numpy().astype(np.int64, copy=False),
+        "class_idx": table.column("class_idx").to_numpy().astype(np.int64),
+        "iscrowd": table.column("iscrowd").to_numpy(zero_copy_only=False).astype(bool, copy=False),
+        "gt": col("gt", 4, np.float32),
+        "gx": gx,
+        "gy": gy,
+        "valid": col("valid", n, bool),
+    }
+    if is_slot_part(table):
+        fields.update(_slot_arrays(table, layout, fields, cell, wanted, where))
+    else:
+        fields.update(
+            pred=col("pred", 4 * n, np.float32).reshape(g, n, 4),
+            obj=col("obj", n, np.float32),
+            cls_prob=col("cls_prob", n, np.float32),
+        )
+        if "max_cls_prob" in wanted:
+            fields["max_cls_prob"] = col("max_cls_prob", n, np.float32)
+        if "max_cls_idx" in wanted:
+            fields["max_cls_idx"] = col("max_cls_idx", n, np.int16)
+    return CandidateArrays.of(layout, **fields)
 
 
 def read_part(path: str | Path, layout: Layout, columns: Iterable[str] | None = None) -> CandidateArrays:
@@ -788,9 +1071,9 @@ class Predictions:
     Attributes:
         folder: the folder (None for predictions held in memory, e.g. a model run without ``-o``).
         manifest: the manifest dict.
-        version: the folder's format version (1 or 2).
-        parts: version 2: candidate part files in store order; version 1: the candidate parquet files.
-        detection_files: version 2: detection part files; version 1: ``detections*.json``.
+        version: the folder's format version (1, 2 or 3).
+        parts: versions 2 and 3: candidate part files in store order; version 1: the candidate parquet files.
+        detection_files: versions 2 and 3: detection part files; version 1: ``detections*.json``.
         memory_chunks, memory_detections: the blocks of in-memory predictions (folder None).
     """
 
@@ -902,7 +1185,7 @@ class Predictions:
     def iter_detections(self, *, rank: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Detection columns (:data:`DETECTION_COLUMNS`), one stored part at a time, in store order.
 
-        ``rank``: only the parts written by that predict rank (version 2)."""
+        ``rank``: only the parts written by that predict rank (versions 2 and 3)."""
         if self.version == 1:
             for f in self.detection_files:
                 yield _records_to_columns(json.loads(f.read_text()))
@@ -1022,7 +1305,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def read_predictions(folder: str | Path) -> Predictions:
-    """Open a predictions folder (version 2, or version 1 single files / ``-rankR`` parts).
+    """Open a predictions folder (version 3 or 2, or version 1 single files / ``-rankR`` parts).
 
     Only the manifest is read and the parts listed; values are read by :meth:`Predictions.iter_chunks`.
 
@@ -1042,10 +1325,10 @@ def read_predictions(folder: str | Path) -> Predictions:
         return pred
     cdir = folder / CANDIDATES_DIR
     if not cdir.is_dir():
-        raise DatasetFormatError(f"{folder}: no {CANDIDATES_DIR}/ folder of candidate parts (format version 2)")
+        raise DatasetFormatError(f"{folder}: no {CANDIDATES_DIR}/ folder of candidate parts (format version {version})")
     parts = tuple(sorted(cdir.glob("rank*-chunk*.parquet")))
     dets = tuple(sorted((folder / DETECTIONS_DIR).glob("rank*-chunk*.parquet")))
-    pred = Predictions(folder, manifest, 2, parts, dets)
+    pred = Predictions(folder, manifest, version, parts, dets)
     pred.layout  # noqa: B018 - check the layout now
     expected = manifest.get("parts")
     if expected is not None and expected != len(parts):
@@ -1070,7 +1353,7 @@ def in_memory(manifest: dict, chunks: Sequence[CandidateArrays], detections: Seq
 def write_store(
     folder: str | Path, candidates, manifest: dict, detections=None, *, max_objects: int = CHUNK_OBJECTS
 ) -> Predictions:
-    """Write a complete version-2 predictions folder from values in memory (benchmarks, tests, converters).
+    """Write a complete predictions folder (the current version) from values in memory (benchmarks, tests, converters).
 
     Args:
         candidates: a version-1 style candidate table (DataFrame, any order), a :class:`CandidateArrays`
@@ -1130,24 +1413,42 @@ def write_store(
     return read_predictions(folder)
 
 
-def convert_v1(folder: str | Path, out: str | Path | None = None, *, max_objects: int = CHUNK_OBJECTS) -> Path:
-    """Convert a version-1 predictions folder to version 2 (in place when ``out`` is None).
+def upgrade_store(folder: str | Path, out: str | Path | None = None, *, max_objects: int = CHUNK_OBJECTS) -> Path:
+    """Convert a predictions folder of an older format (1 or 2) to the current one (in place when ``out`` is None).
 
-    The v1 table is read once (it must fit in memory, as it did for the v1 reader), cut into parts of
-    whole images and written as version-2 parts; detections become one part and one
-    ``detections.json``. In place, the v1 files are removed only after the new manifest is written.
+    Version 1: the table is read once (it must fit in memory, as it did for the v1 reader), cut into
+    parts of whole images and written as current parts; detections become one part and one
+    ``detections.json``; in place, the v1 files are removed only after the new manifest is written.
+    Version 2: part by part, each dense part is rewritten as a slot part where its values allow it
+    (:func:`arrays_to_arrow`), detections are kept; the manifest's version is written last. Every
+    part is replaced atomically and either kind reads correctly, so an interrupted conversion leaves
+    a readable folder, and running it again finishes it.
 
     Raises:
-        DatasetFormatError: the folder is not a version-1 predictions folder.
+        DatasetFormatError: the folder is not an older predictions folder.
     """
     folder = Path(folder)
     pred = read_predictions(folder)
-    if pred.version != 1:
+    if pred.version == FORMAT_VERSION:
         raise DatasetFormatError(f"{folder}: already format version {pred.version}; nothing to convert")
     target = Path(out) if out is not None else folder
-    blocks = pred.iter_chunks(max_objects) if pred.num_objects else []
-    write_store(target, blocks, pred.manifest, pred.detection_columns(), max_objects=max_objects)
-    if target == folder:
-        for f in [*folder.glob("candidates*.parquet"), *folder.glob("detections-rank*.json")]:
-            f.unlink()
+    if pred.version == 1:
+        blocks = pred.iter_chunks(max_objects) if pred.num_objects else []
+        write_store(target, blocks, pred.manifest, pred.detection_columns(), max_objects=max_objects)
+        if target == folder:
+            for f in [*folder.glob("candidates*.parquet"), *folder.glob("detections-rank*.json")]:
+                f.unlink()
+        return target
+    layout = pred.layout
+    if target != folder:
+        for sub in (CANDIDATES_DIR, DETECTIONS_DIR):
+            shutil.rmtree(target / sub, ignore_errors=True)
+            (target / sub).mkdir(parents=True)
+        for f in pred.detection_files:
+            shutil.copyfile(f, target / DETECTIONS_DIR / f.name)
+        if (folder / DETECTIONS_JSON).is_file():
+            shutil.copyfile(folder / DETECTIONS_JSON, target / DETECTIONS_JSON)
+    for part in pred.parts:
+        write_part(read_part(part, layout), layout, target / CANDIDATES_DIR / part.name)
+    write_manifest(pred.manifest, target)
     return target

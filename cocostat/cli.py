@@ -759,7 +759,7 @@ def predict_cmd(
     no_progress,
     fmt,
 ):
-    """Run a Darknet YOLOv3 model over DATASET's images once; write detections and candidates to OUT (format 2).
+    """Run a Darknet YOLOv3 model over DATASET's images once; write detections and candidates to OUT (format 3).
 
     Scale past one machine with `torchrun --nproc-per-node N -m cocostat predict ...`: each rank takes
     every N-th image and writes its own part (gloo on CPU, nccl on CUDA).
@@ -800,22 +800,24 @@ def predict_cmd(
     "out_dir",
     type=OUTPUT_DIR,
     default=None,
-    help="Write the version-2 folder here [default: convert FOLDER in place].",
+    help="Write the converted folder here [default: convert FOLDER in place].",
 )
 def convert_predictions_cmd(folder, out_dir):
-    """Convert a version-1 predictions folder (candidates.parquet, one row per candidate) to format 2.
+    """Convert a predictions folder of format 1 or 2 to the current format (3).
 
-    Format 2 is read in chunks, so the analyses' memory no longer grows with the dataset. The
-    version-1 table is read once, whole, as the version-1 reader did.
+    Format 1 (cocostat 0.1: candidates.parquet, one row per candidate) is read once, whole, as the
+    version-1 reader did, and written in parts that are read in chunks. Format 2 is rewritten part
+    by part, each distinct prediction of an image stored once (about a quarter smaller on real
+    predictions); it reads correctly as it is, so converting it only saves space.
     """
-    from cocostat.candidates import CANDIDATES_DIR, DETECTIONS_DIR, convert_v1
+    from cocostat.candidates import CANDIDATES_DIR, DETECTIONS_DIR, FORMAT_VERSION, upgrade_store
 
     if out_dir is None and not os.access(folder, os.W_OK | os.X_OK):  # in place: checked before any work
         raise OptionError(f"{folder}: cannot be converted in place, no write permission (give -o DIR)")
-    target = Path(convert_v1(folder, out_dir))
+    target = Path(upgrade_store(folder, out_dir))
     parts = [*sorted((target / CANDIDATES_DIR).glob("*.parquet")), *sorted((target / DETECTIONS_DIR).glob("*"))]
     _wrote(*parts, *[f for f in (target / "detections.json", target / "manifest.json") if f.is_file()])
-    click.echo(f"converted {folder} to predictions format 2 in {target}")
+    click.echo(f"converted {folder} to predictions format {FORMAT_VERSION} in {target}")
 
 
 #: Choices of --iou, spelt out here so that `cocostat info` does not pay torch's import (boxes.IOU_KINDS

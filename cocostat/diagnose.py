@@ -72,6 +72,7 @@ from cocostat.evaluate import (
     pair_blocks,
     targets_per_class,
 )
+from cocostat.render import json_records
 
 
 class ErrorType(Enum):
@@ -546,12 +547,6 @@ class ErrorReport:
         return int((self.merged["objects"] - self.merged["found"]).sum()) if len(self.merged) else 0
 
     def to_dict(self) -> dict:
-        def records(frame):
-            return [
-                {k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-                for r in frame.to_dict(orient="records")
-            ]
-
         out = {
             "dataset": self.dataset,
             "detections": self.detections,
@@ -560,22 +555,22 @@ class ErrorReport:
             "merge_iou": self.merge_iou,
             "conf": self.conf,
             "ap": self.ap,
-            "errors": records(self.errors),
-            "special": records(self.special),
+            "errors": json_records(self.errors),
+            "special": json_records(self.special),
             "merged": {
                 "count": len(self.merged),
                 "objects_lost": self.objects_lost_to_merging,
                 "images": sorted({int(v) for v in self.merged["image_id"]}),
-                "detections": records(self.merged),
+                "detections": json_records(self.merged),
             },
             "suppressed": None
             if self.suppressed is None
             else {
                 "count": len(self.suppressed),
                 "images": sorted({int(v) for v in self.suppressed["image_id"]}),
-                "objects": records(self.suppressed),
+                "objects": json_records(self.suppressed),
             },
-            "hard_examples": records(self.hard),
+            "hard_examples": json_records(self.hard),
             "drawn": list(self.drawn),
         }
         return out
@@ -674,7 +669,7 @@ def diagnose(
         if detections is None:
             if not pred.has_detections:
                 raise DatasetFormatError(f"{pred.folder}: no detections; pass --detections FILE")
-            # format 2: read as columns, no dict per detection; format 1: its JSON files, which
+            # formats 2 and 3: read as columns, no dict per detection; format 1: its JSON files, which
             # load_detections names when one is broken
             detections = pred if pred.version >= 2 else tuple(pred.detection_files)
     if detections is None:

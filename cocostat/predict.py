@@ -916,18 +916,13 @@ def _candidates(inf: _Inference, batch: _Batch, flat: Tensor, geo: LetterboxPara
     def gn(name: str) -> np.ndarray:  # (G * N,) -> (G, N)
         return cols[name].cpu().numpy().reshape(g, n)
 
-    return CandidateArrays(
+    return CandidateArrays.of(
+        layout,
         ann_id=ds.ann_id[ann].astype(np.int64),
         image_id=ds.image_id[idx][bidx].astype(np.int64),
         class_idx=ds.class_idx[ann].astype(np.int64),
         iscrowd=ds.iscrowd[ann].astype(bool),
         gt=gt,
-        level=layout.level,
-        anchor=layout.anchor,
-        dx=layout.dx,
-        dy=layout.dy,
-        anchor_wh=layout.anchor_wh,
-        stride=layout.stride,
         gx=gn("gx"),
         gy=gn("gy"),
         valid=gn("valid"),

@@ -555,7 +555,7 @@ def _given(value: _T | None, what: str) -> _T:
 
 
 def _read_detections(pred) -> int:
-    """How many detections a predictions folder holds, checking its detection files can be read: version 2
+    """How many detections a predictions folder holds, checking its detection files can be read: versions 2 and 3
     reads each part's parquet footer (not the detections); version 1 parses its JSON. A broken file is a
     DatasetFormatError."""
     if pred.version >= 2:
@@ -722,7 +722,7 @@ def _mismatch_section(inp: _Inputs, run: _Runner) -> None:
 
 
 def _eval_section(inp: _Inputs, run: _Runner) -> None:
-    """COCO eval of the predictions' detections: format 2 reads the columnar parts (the command shown
+    """COCO eval of the predictions' detections: formats 2 and 3 read the columnar parts (the command shown
     names the folder's detections.json, which holds the same detections); the parts of a format-1
     distributed run are joined into OUT/detections.json first (``cocostat eval`` takes one file)."""
     from cocostat.evaluate import evaluate

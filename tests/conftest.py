@@ -42,6 +42,27 @@ def real_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_predictions(real_data, tmp_path_factory):
+    """(coco-tiny val2017 Dataset, predictions folder of the real yolov3-tiny on its 80 images),
+    made once per session; tests must not write into the folder."""
+    import warnings
+
+    from cocostat.data import load_dataset
+    from cocostat.errors import CocostatWarning
+    from cocostat.models import load_model
+    from cocostat.predict import predict
+
+    ds = load_dataset("val2017", root=real_data / "coco-tiny")
+    models = real_data / "models"
+    out = tmp_path_factory.mktemp("tiny-predictions") / "pred"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CocostatWarning)
+        model = load_model(models / "yolov3-tiny.cfg", models / "yolov3-tiny.weights")
+        predict(ds, model, out_dir=out, progress=False, workers=0)
+    return ds, out
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session writes its parsed-array cache to a temporary folder, never the user's."""

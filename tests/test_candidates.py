@@ -13,10 +13,10 @@ from cocostat.candidates import (
     COLUMNS,
     candidate_order,
     concat_arrays,
-    convert_v1,
     iter_chunks,
     read_predictions,
     to_arrays,
+    upgrade_store,
     write_candidates,
     write_manifest,
     write_store,
@@ -97,8 +97,8 @@ def test_bad_folders(tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
     with pytest.raises(DatasetFormatError, match="expected format 'cocostat-predictions'"):
         read_predictions(tmp_path)
-    write_manifest({}, tmp_path, version=3)
-    with pytest.raises(DatasetFormatError, match=r"format version 3, this cocostat reads versions 1, 2; upgrade"):
+    write_manifest({}, tmp_path, version=4)
+    with pytest.raises(DatasetFormatError, match=r"format version 4, this cocostat reads versions 1, 2, 3; upgrade"):
         read_predictions(tmp_path)
     write_manifest({}, tmp_path)
     with pytest.raises(DatasetFormatError, match="no candidates/ folder"):
@@ -130,16 +130,16 @@ def _synthetic(objects=300, seed=1):
     return frame, manifest
 
 
-def test_v2_store_round_trip_and_layout_once(tmp_path):
+def test_store_round_trip_and_layout_once(tmp_path):
     frame, manifest = _synthetic()
     dets = [
         {"image_id": 1, "category_id": 3, "bbox": [1.5, 2.0, 3.25, 4.0], "score": 0.5},
         {"image_id": 2, "category_id": 1, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.125},
     ]
     pred = write_store(tmp_path, frame, manifest, dets, max_objects=64)
-    assert pred.version == 2 and len(pred.parts) > 2 and pred.num_objects == 300
+    assert pred.version == 3 and len(pred.parts) > 2 and pred.num_objects == 300
     m = json.loads((tmp_path / "manifest.json").read_text())
-    assert m["version"] == 2 and len(m["layout"]["anchor"]) == 81 and m["parts"] == len(pred.parts)
+    assert m["version"] == 3 and len(m["layout"]["anchor"]) == 81 and m["parts"] == len(pred.parts)
     # the candidate values come back bit for bit, gx/gy rebuilt from the centre cells
     pd.testing.assert_frame_equal(pred.candidates, candidate_order(frame.astype(COLUMNS)))
     assert pred.detections() == dets
@@ -172,7 +172,7 @@ def test_chunks_hold_whole_images_and_join_to_the_table(tmp_path):
     assert pred.num_objects == len(whole)
 
 
-def test_convert_v1_folder(tmp_path):
+def test_upgrade_v1_folder(tmp_path):
     frame, manifest = _synthetic(200, seed=3)
     v1 = tmp_path / "v1"
     write_candidates(frame, v1 / "candidates.parquet")
@@ -180,12 +180,12 @@ def test_convert_v1_folder(tmp_path):
     dets = [{"image_id": 4, "category_id": 2, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.75}]
     (v1 / "detections.json").write_text(json.dumps(dets))
     before = read_predictions(v1)
-    out = convert_v1(v1, tmp_path / "v2", max_objects=50)
+    out = upgrade_store(v1, tmp_path / "v3", max_objects=50)
     after = read_predictions(out)
-    assert after.version == 2 and before.version == 1
+    assert after.version == 3 and before.version == 1
     pd.testing.assert_frame_equal(after.candidates, before.candidates)
     assert after.detections() == before.detections() == dets
-    convert_v1(v1)  # in place: the v1 table is replaced by parts
-    assert read_predictions(v1).version == 2 and not (v1 / "candidates.parquet").exists()
-    with pytest.raises(DatasetFormatError, match="already format version 2"):
-        convert_v1(v1)
+    upgrade_store(v1)  # in place: the v1 table is replaced by parts
+    assert read_predictions(v1).version == 3 and not (v1 / "candidates.parquet").exists()
+    with pytest.raises(DatasetFormatError, match="already format version 3"):
+        upgrade_store(v1)

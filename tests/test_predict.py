@@ -337,7 +337,7 @@ def test_folder_is_readable_and_complete(synth, tiny_model, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["candidates", "detections", "detections.json", "manifest.json"]
     assert [p.name for p in (out / "candidates").iterdir()] == ["rank000-chunk000000.parquet"]
     pred = read_predictions(out)
-    assert pred.version == 2 and pred.num_objects == synth.num_annotations
+    assert pred.version == 3 and pred.num_objects == synth.num_annotations
     # the streamed COCO results JSON holds the same detections as the columnar parts
     assert json.loads((out / "detections.json").read_text()) == res.detections
     pd.testing.assert_frame_equal(pred.candidates, res.candidates)

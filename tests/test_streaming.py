@@ -32,22 +32,13 @@ from cocostat.diagnose import diagnose
 from cocostat.errors import CocostatWarning
 from cocostat.evaluate import evaluate, load_detections
 from cocostat.mismatch import Moments, mismatch, mismatch_tensors
-from cocostat.models import load_model
-from cocostat.predict import predict
 
 CHUNK = 37  # objects per streamed chunk: about 25 chunks over coco-tiny's 815 annotations
 
 
 @pytest.fixture(scope="module")
-def real(real_data, tmp_path_factory):
-    ds = load_dataset("val2017", root=real_data / "coco-tiny")
-    models = real_data / "models"
-    out = tmp_path_factory.mktemp("real") / "pred"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CocostatWarning)
-        model = load_model(models / "yolov3-tiny.cfg", models / "yolov3-tiny.weights")
-        predict(ds, model, out_dir=out, progress=False, workers=0)
-    return ds, out
+def real(tiny_predictions):
+    return tiny_predictions
 
 
 def _quiet(fn, *a, **k):
