@@ -575,7 +575,7 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    lines = ["# Benchmark: predictions store format 2 and streamed analyses at scale", ""]
+    lines = ["# Benchmark: predictions store (format 3) and streamed analyses at scale", ""]
     ok = True
     import torch
 
@@ -687,9 +687,9 @@ def main(argv=None) -> int:
         lines += [
             "",
             (
-                f"Candidate bytes per object on disk: today {v1_size / nb:,.0f}, format 2 "
+                f"Candidate bytes per object on disk: today {v1_size / nb:,.0f}, format 3 "
                 f"{v2_size / nb:,.0f} ({v2_size / v1_size:.0%}). `eval` and `errors` give the same figures from "
-                f"format 2 as from format 1 (tests/test_streaming.py, on real yolov3-tiny predictions)."
+                f"format 3 as from format 1 (tests/test_streaming.py, on real yolov3-tiny predictions)."
             ),
             "",
         ]
@@ -708,7 +708,7 @@ def main(argv=None) -> int:
         lines += [
             (
                 f"## Train2017 size: {counts['objects']:,} objects, {counts['images']:,} images "
-                f"(format 2 store {size_1x / 2**30:.2f} GiB, {size_1x / counts['objects']:,.0f} bytes per object; "
+                f"(format 3 store {size_1x / 2**30:.2f} GiB, {size_1x / counts['objects']:,.0f} bytes per object; "
                 f"generated in {t_gen:.0f} s)"
             ),
             "",
