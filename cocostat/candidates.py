@@ -699,19 +699,25 @@ def _lists(values: np.ndarray, owner: np.ndarray, g: int, width: int = 1):
     return pa.ListArray.from_arrays(pa.array(offsets), flat, type=pa.list_(pa.field("element", flat.type, False)))
 
 
+def _inside(gx: np.ndarray, gy: np.ndarray, layout: Layout) -> np.ndarray:
+    """(G, N) bool: the cell lies inside its level's grid."""
+    lv = layout.level[None, :]
+    return (gx >= 0) & (gy >= 0) & (gx < layout.grid_w[lv]) & (gy < layout.grid_h[lv])
+
+
 def _slot_columns(
     arrays: CandidateArrays, layout: Layout, cell: np.ndarray, mci: np.ndarray, mcp: np.ndarray
 ) -> dict | None:
     """The per-candidate columns of a slot part, or None when ``arrays`` cannot be stored that way
-    losslessly (candidates of one slot that disagree, values where a cell is not valid, a cell
-    outside its grid, a negative class): the caller then writes a dense part."""
+    losslessly (no objects, candidates of one slot that disagree, a value other than NaN (-1 for
+    ``max_cls_idx``) where a cell is not valid, a cell outside its grid, a negative class, a highest
+    class probability that differs from its class's ``cls_prob``): the caller then writes
+    a dense part. Where a cell is not valid the reader gives NaN (not the input's NaN bits)."""
     g = len(arrays)
     valid = np.asarray(arrays.valid, bool)
-    if g == 0 or (arrays.class_idx < 0).any():
+    if g == 0 or arrays.class_idx.min() < 0:
         return None
-    lv = layout.level[None, :]
-    inside = (arrays.gx >= 0) & (arrays.gy >= 0) & (arrays.gx < layout.grid_w[lv]) & (arrays.gy < layout.grid_h[lv])
-    if not inside[valid].all():
+    if not _inside(arrays.gx, arrays.gy, layout)[valid].all():
         return None
     values: dict[str, np.ndarray] = {
         "pred": np.asarray(arrays.pred, np.float32),
@@ -747,8 +753,12 @@ def _slot_columns(
 
 def _slot_values(table, name: str, count: int, dtype, where: str) -> np.ndarray:
     """The flat values of list column ``name`` of a slot part, checked to number ``count``."""
+    import pyarrow as pa
+
     col = table.column(name).combine_chunks()
-    values = col.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    if not pa.types.is_list(col.type):
+        raise DatasetFormatError(f"{where}: column {name} of a slot part must be a list column, got {col.type}")
+    values = _numbers(col.flatten(), dtype, f"{where}: column {name}")
     if values.shape[0] != count:
         raise DatasetFormatError(f"{where}: column {name} must hold {count} values, got {values.shape[0]}")
     return values
@@ -758,6 +768,8 @@ def _slot_arrays(table, layout: Layout, fields: dict, cell: np.ndarray, wanted: 
     """The dense (G, N) per-candidate arrays of a slot part (``fields``: its per-object arrays and
     ``valid`` already read; ``cell`` (G, L, 2)); NaN, and -1 for ``max_cls_idx``, where not valid."""
     valid = fields["valid"]
+    if len(valid) and (fields["class_idx"].min() < 0 or not _inside(fields["gx"], fields["gy"], layout)[valid].all()):
+        raise DatasetFormatError(f"{where}: a slot part needs classes >= 0 and valid cells inside the grid")
     idx = slot_index(fields["image_id"], fields["class_idx"], cell, valid, layout)
     s, e = idx.num_slots, idx.num_entries
 
@@ -809,6 +821,12 @@ def arrays_to_arrow(arrays: CandidateArrays, layout: Layout, *, slots: bool = Tr
     import pyarrow as pa
 
     g, n, lv = len(arrays), layout.size, layout.num_levels
+    lim = np.iinfo(np.int16)
+    if g and not lim.min <= arrays.class_idx.min() <= arrays.class_idx.max() <= lim.max:
+        raise ValueError(
+            f"class indices are stored int16; got {arrays.class_idx.min()}..{arrays.class_idx.max()}, outside "
+            f"{lim.min}..{lim.max}"
+        )
     centre = layout.centre_columns()  # (L,)
     cell = np.zeros((g, lv, 2), np.int16)
     ok = centre >= 0
@@ -868,11 +886,26 @@ def write_part(arrays: CandidateArrays, layout: Layout, path: str | Path) -> Pat
     return Path(path)
 
 
-def _values(column, width: int, dtype) -> np.ndarray:
+def _numbers(values, dtype, what: str):
+    """``values`` (a pyarrow array of numbers or bools, no nulls) as numpy ``dtype``; a one-line
+    DatasetFormatError naming ``what`` otherwise."""
+    import pyarrow as pa
+
+    t = values.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)) or values.null_count:
+        raise DatasetFormatError(f"{what} must hold numbers without nulls, got {t} ({values.null_count} null(s))")
+    return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _values(column, width: int, dtype, what: str = "column") -> np.ndarray:
     """(rows, width) numpy block of a fixed-size-list column (one copy at most)."""
+    import pyarrow as pa
+
     col = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if not pa.types.is_fixed_size_list(col.type) or col.type.list_size != width:
+        raise DatasetFormatError(f"{what} must be a fixed-size list of {width} values per object, got {col.type}")
     flat = col.values if col.offset == 0 else col.flatten()
-    return flat.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, width)
+    return _numbers(flat, dtype, what).reshape(-1, width)
 
 
 #: every column of a candidate part; the per-candidate ones a reader may leave out (``columns``).
@@ -916,7 +949,8 @@ def arrow_to_arrays(
     """Dense arrays of a candidate part read with pyarrow, dense or slot part (see :func:`arrays_to_arrow`).
 
     ``columns``: the per-candidate columns wanted (:data:`CANDIDATE_VALUE_COLUMNS`; ``valid``,
-    ``pred``, ``obj`` and ``cls_prob`` always come); the others are None. Default: all.
+    ``pred``, ``obj`` and ``cls_prob`` always come, and ``max_cls_prob`` brings ``max_cls_idx``); the
+    others are None. Default: all.
     """
     n, lv = layout.size, layout.num_levels
     wanted = _wanted(columns)
@@ -926,7 +960,7 @@ def arrow_to_arrays(
     g = table.num_rows
 
     def col(name, width, dtype):
-        out = _values(table.column(name), width, dtype)
+        out = _values(table.column(name), width, dtype, f"{where}: column {name}")
         if out.shape != (g, width):
             raise DatasetFormatError(
                 f"{where}: column {name} must hold {width} values per object, got {out.size} values for {g} objects"
@@ -1138,7 +1172,7 @@ class Predictions:
         per stored part), in store order. ``rank``: only the parts written by that predict rank.
         ``columns``: the per-candidate columns to decode (:data:`CANDIDATE_VALUE_COLUMNS`, e.g.
         :data:`ANALYSIS_COLUMNS`); ``valid``, ``pred``, ``obj``, ``cls_prob`` always come, the
-        others left out are None. Default: all."""
+        others left out are None (``max_cls_prob`` brings ``max_cls_idx``). Default: all."""
         if self.version == 1:
             yield from self._v1_chunks(max_objects)
             return
@@ -1420,9 +1454,11 @@ def upgrade_store(folder: str | Path, out: str | Path | None = None, *, max_obje
     parts of whole images and written as current parts; detections become one part and one
     ``detections.json``; in place, the v1 files are removed only after the new manifest is written.
     Version 2: part by part, each dense part is rewritten as a slot part where its values allow it
-    (:func:`arrays_to_arrow`), detections are kept; the manifest's version is written last. Every
-    part is replaced atomically and either kind reads correctly, so an interrupted conversion leaves
-    a readable folder, and running it again finishes it.
+    (:func:`arrays_to_arrow`), detections are kept; the manifest's version is written last. In place,
+    every part is replaced atomically and either kind reads correctly, so an interrupted conversion
+    leaves a readable folder, and running it again finishes it. Into another folder (``out``), its
+    manifest and ``detections.json`` are removed first, so an interrupted conversion leaves no store
+    there; ``out`` naming ``folder`` another way (a symlink, an absolute path) is in place.
 
     Raises:
         DatasetFormatError: the folder is not an older predictions folder.
@@ -1432,15 +1468,19 @@ def upgrade_store(folder: str | Path, out: str | Path | None = None, *, max_obje
     if pred.version == FORMAT_VERSION:
         raise DatasetFormatError(f"{folder}: already format version {pred.version}; nothing to convert")
     target = Path(out) if out is not None else folder
+    in_place = target.resolve() == folder.resolve()  # -o naming FOLDER another way is in place too
+    if not in_place:  # a store already there stops being one until the new manifest is written
+        for f in (target / "manifest.json", target / DETECTIONS_JSON):
+            f.unlink(missing_ok=True)
     if pred.version == 1:
         blocks = pred.iter_chunks(max_objects) if pred.num_objects else []
         write_store(target, blocks, pred.manifest, pred.detection_columns(), max_objects=max_objects)
-        if target == folder:
+        if in_place:
             for f in [*folder.glob("candidates*.parquet"), *folder.glob("detections-rank*.json")]:
                 f.unlink()
         return target
     layout = pred.layout
-    if target != folder:
+    if not in_place:
         for sub in (CANDIDATES_DIR, DETECTIONS_DIR):
             shutil.rmtree(target / sub, ignore_errors=True)
             (target / sub).mkdir(parents=True)

@@ -243,3 +243,85 @@ def test_a_folder_of_both_kinds_of_part_reads(tmp_path):
     kinds = [is_slot_part(pq.read_table(p)) for p in store.parts]
     assert kinds[0] is False and all(kinds[1:])
     assert_same(concat_arrays(list(read_predictions(tmp_path / "s").iter_chunks(None))), to_arrays(frame))
+
+
+def test_upgrade_into_the_same_folder_spelt_another_way_is_in_place(tiny, tmp_path):
+    out, a, _ = tiny
+    v2 = _as_version_2(out, tmp_path / "v2")
+    link = tmp_path / "link"
+    link.symlink_to(v2)
+    upgrade_store(v2, link)  # the same folder through a symlink: converted in place, nothing lost
+    assert read_predictions(v2).version == 3
+    assert_same(next(iter(read_predictions(v2).iter_chunks(None))), a)
+    assert json.loads((v2 / "detections.json").read_text())
+
+
+def test_an_interrupted_upgrade_into_another_store_leaves_no_store_there(tiny, tmp_path, monkeypatch):
+    import cocostat.candidates as C
+
+    out, _, _ = tiny
+    v2 = _as_version_2(out, tmp_path / "v2")
+    frame, manifest = synthetic_candidates(90, per_image=5, seed=2, shared_slots=True)
+    write_store(tmp_path / "old", frame, manifest, max_objects=30)  # another store where -o points
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(C, "write_part", fail)
+    with pytest.raises(OSError, match="disk full"):
+        upgrade_store(v2, tmp_path / "old")
+    with pytest.raises(DatasetFormatError, match="no manifest.json"):  # not the old manifest over new parts
+        read_predictions(tmp_path / "old")
+    # what is there is the source's, copied before the parts, never the old store's
+    assert (tmp_path / "old" / "detections.json").read_text() == (v2 / "detections.json").read_text()
+
+
+def _spoiled_part(tmp_path, change):
+    a, layout = _shared_block()
+    table = arrays_to_arrow(a, layout)
+    pq.write_table(change(table), tmp_path / "p.parquet")
+    return layout
+
+
+def _set(table, name, column):
+    i = table.column_names.index(name)
+    return table.set_column(i, pa.field(name, column.type), column)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.replace_schema_metadata(None), r"column pred must be a fixed-size list of \d+ values"),
+        (
+            lambda t: _set(t, "obj", pa.array(np.zeros(t.num_rows, np.float32))),
+            "column obj of a slot part must be a list",
+        ),
+        (
+            lambda t: _set(t, "obj", pa.array([["x"] * len(v) for v in t.column("obj").to_pylist()])),
+            "column obj must hold numbers without nulls, got string",
+        ),
+        (
+            lambda t: _set(
+                t, "obj", pa.array([[None] * len(v) for v in t.column("obj").to_pylist()], pa.list_(pa.float32()))
+            ),
+            r"column obj must hold numbers without nulls, got float \(\d+ null",
+        ),
+        (
+            lambda t: _set(t, "class_idx", pa.array(np.full(t.num_rows, -1, np.int16))),
+            "a slot part needs classes >= 0",
+        ),
+    ],
+)
+def test_a_hand_made_slot_part_fails_in_one_line(tmp_path, change, message):
+    layout = _spoiled_part(tmp_path, change)
+    with pytest.raises(DatasetFormatError, match=message) as err:
+        read_part(tmp_path / "p.parquet", layout)
+    assert "\n" not in str(err.value)
+
+
+def test_class_indices_beyond_int16_are_refused_not_wrapped():
+    a, layout = _shared_block()
+    a = _copy(a)
+    a.class_idx[0] = 40_000
+    with pytest.raises(ValueError, match=r"class indices are stored int16; got 0..40000"):
+        arrays_to_arrow(a, layout)
