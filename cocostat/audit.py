@@ -836,13 +836,17 @@ def check_options(iou: str, assigner, iou_t: float, ratio_t: float, examples: in
     return kind
 
 
-class _Sums:
+# --------------------------------------------------------------------------------------------------
+# Streaming helpers, shared by anchor-audit and mismatch: partial sums that merge across chunks and
+# ranks, this rank's chunks read ahead, the per-object table sink, top-k examples from every rank
+# --------------------------------------------------------------------------------------------------
+class Sums:
     """Named numpy partial results that merge by addition (counts exactly, float sums to rounding)."""
 
     def __init__(self, **values):
         self.values = {k: np.asarray(v) for k, v in values.items()}
 
-    def merge(self, other: _Sums) -> _Sums:
+    def merge(self, other: Sums) -> Sums:
         for k, v in other.values.items():
             self.values[k] = self.values[k] + v if k in self.values else v
         return self
@@ -850,7 +854,7 @@ class _Sums:
     def __getitem__(self, key):
         return self.values[key]
 
-    def all_reduce(self) -> _Sums:
+    def all_reduce(self) -> Sums:
         """Sum every value over the ranks of an initialised torch.distributed group (no-op without)."""
         import torch.distributed as dist
 
@@ -875,7 +879,7 @@ def distributed_share(items: list) -> list:
     return items
 
 
-def _rank_chunks(src: AuditSource, chunk_objects: int | None) -> Iterator[AuditInputs]:
+def rank_chunks(src: AuditSource, chunk_objects: int | None) -> Iterator[AuditInputs]:
     """This process's chunks (every chunk, or this rank's share under torch.distributed); at least one.
 
     Each chunk is read and decoded in a background thread while the caller reduces the one before
@@ -913,7 +917,7 @@ def compute_threads(device: torch.device):
     Splitting each op over two threads saves little when the machine is idle (the ops are
     memory-bound) and costs much when it is busy: every op waits for the slower of its threads
     (measured 2.5x slower with two threads at load average 6 on two cores; reports/bench_scale.md).
-    The second core reads and decodes the next chunk instead (:func:`_rank_chunks`). Reductions
+    The second core reads and decodes the next chunk instead (:func:`rank_chunks`). Reductions
     then also run in one fixed order, whatever the machine. Other devices are left alone.
     """
     return cpu_threads(1) if device.type == "cpu" else contextlib.nullcontext()
@@ -928,7 +932,7 @@ def rerank(frames: list[pd.DataFrame], by: list[str], ascending: list[bool], k: 
     return g.sort_values(by, ascending=ascending, kind="stable").head(k).reset_index(drop=True)
 
 
-def _per_object_sink(per_object):
+def per_object_sink(per_object):
     """(keep the frame in memory?, a FrameWriter or None) for the ``per_object`` argument."""
     if per_object is True or per_object is None:
         return True, None
@@ -943,6 +947,9 @@ def _per_object_sink(per_object):
     return False, FrameWriter(path)
 
 
+# --------------------------------------------------------------------------------------------------
+# anchor-audit over the chunks
+# --------------------------------------------------------------------------------------------------
 def anchor_audit(
     dataset: Dataset | None,
     predictions=None,
@@ -988,7 +995,7 @@ def anchor_audit(
     A, L = grid.num_anchors, grid.num_levels
     notes: list[str] = []
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    keep, sink = _per_object_sink(per_object)
+    keep, sink = per_object_sink(per_object)
     has_pred = src.predictions is not None
     if has_pred and src.neighborhood == 0:
         notes.append(
@@ -1001,11 +1008,11 @@ def anchor_audit(
             "these need predictions: " + ", ".join(NEEDS_PREDICTIONS)
         )
     ex_cols = ["unmatched_beats_best", "unmatched_beats_worst", "unmatched"] if has_pred else ["unmatched"]
-    totals = _Sums()
+    totals = Sums()
     frames: list[pd.DataFrame] = []
     tops: list[pd.DataFrame] = []
     with sink if sink is not None else contextlib.nullcontext(), compute_threads(dev):
-        for inp in _rank_chunks(src, chunk_objects):
+        for inp in rank_chunks(src, chunk_objects):
             part, frame = _audit_chunk(inp, kind, iou, iou_t, ratio_t, dev)
             totals.merge(part)
             if keep:
@@ -1016,7 +1023,7 @@ def anchor_audit(
                 tops.append(_audit_examples(frame, src.file_name, examples, ex_cols))
             del frame
         totals.all_reduce()
-    tops = _gather_examples(tops)
+    tops = gather_examples(tops)
     per_object = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
     G = int(totals["objects"])
     n_images = int(totals["images"])
@@ -1079,7 +1086,7 @@ def anchor_audit(
     )
 
 
-def _gather_examples(tops: list[pd.DataFrame]) -> list[pd.DataFrame]:
+def gather_examples(tops: list[pd.DataFrame]) -> list[pd.DataFrame]:
     """Every rank's partial top-k lists under torch.distributed (all_gather_object of small frames)."""
     import torch.distributed as dist
 
@@ -1091,7 +1098,7 @@ def _gather_examples(tops: list[pd.DataFrame]) -> list[pd.DataFrame]:
     return [pd.DataFrame(r) for rank_records in gathered for r in rank_records]
 
 
-def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float, dev) -> tuple[_Sums, pd.DataFrame]:
+def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float, dev) -> tuple[Sums, pd.DataFrame]:
     """Partial results and the per-object rows of one chunk of whole images."""
     grid = inp.grid
     G, A, L = inp.boxes.shape[0], grid.num_anchors, grid.num_levels
@@ -1117,7 +1124,7 @@ def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float,
             "best_wh_iou": wh_iou.max(1) if A and G else np.zeros(G),
         }
     )
-    part = _Sums(
+    part = Sums(
         objects=G,
         images=images.size,
         unmatched=int((n_matched == 0).sum()),
@@ -1144,7 +1151,7 @@ def _audit_chunk(inp: AuditInputs, kind, iou: str, iou_t: float, ratio_t: float,
             best_from_neighbor=res["from_neighbor"],
         )
         part.merge(
-            _Sums(
+            Sums(
                 feature_maps_unmatched_better=res["feature_maps_unmatched_better"],
                 compared=int((has_m & has_u).sum()),
                 beats_worst=int(beats_worst.sum()),

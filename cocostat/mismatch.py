@@ -31,15 +31,15 @@ from cocostat.atomic import atomic_path
 from cocostat.audit import (
     AuditInputs,
     CandidateTensors,
-    _gather_examples,
-    _per_object_sink,
-    _rank_chunks,
-    _Sums,
+    Sums,
     candidate_tensors,
     check_options,
     compute_threads,
+    gather_examples,
     masked_max,
     open_inputs,
+    per_object_sink,
+    rank_chunks,
     rerank,
 )
 from cocostat.boxes import matched_center_distance
@@ -328,15 +328,15 @@ def mismatch(
             f"{src.source}; predict again with a wider --neighborhood"
         )
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    keep, sink = _per_object_sink(per_object)
+    keep, sink = per_object_sink(per_object)
     L = src.grid.num_levels
     xbins, ybins = _bins(iou)
     hist = np.zeros((2, L, xbins.size - 1, ybins.size - 1), np.int64) if plot is not None else None
     moments = {k: Moments() for k in [*STATS, "obj_share", "score_share"]}
-    counts = _Sums(objects=0, obj_not_best=0, score_not_best=0, most=0)
+    counts = Sums(objects=0, obj_not_best=0, score_not_best=0, most=0)
     frames, tops = [], []
     with sink if sink is not None else contextlib.nullcontext(), compute_threads(dev):
-        for inp in _rank_chunks(src, chunk_objects):
+        for inp in rank_chunks(src, chunk_objects):
             arrays = inp.need_candidates("mismatch")
             ct = candidate_tensors(arrays, inp.grid, iou=iou, assigner=kind, iou_t=iou_t, ratio_t=ratio_t, device=dev)
             res = mismatch_tensors(ct, neighborhood)
@@ -351,7 +351,7 @@ def mismatch(
             moments["obj_share"].merge(Moments.of(frame["obj_iou"].to_numpy()[pos] / best))
             moments["score_share"].merge(Moments.of(frame["score_iou"].to_numpy()[pos] / best))
             counts.merge(
-                _Sums(
+                Sums(
                     objects=len(frame),
                     obj_not_best=int(frame["obj_not_best"].sum()),
                     score_not_best=int(frame["score_not_best"].sum()),
@@ -369,9 +369,9 @@ def mismatch(
         counts.all_reduce()
         most = _all_max(most_here)
         if hist is not None:
-            hist = _Sums(h=hist).all_reduce()["h"]
+            hist = Sums(h=hist).all_reduce()["h"]
         _merge_moments_across_ranks(moments)
-    tops = _gather_examples(tops)
+    tops = gather_examples(tops)
     per_object = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
     stats = pd.DataFrame(
         [
