@@ -162,38 +162,38 @@ def classify_errors(
     gt_key = np.where(dataset.iscrowd, -1, dataset.image_index)
     gt_xyxy = dataset.boxes_xyxy()
     used = matching.gt_det >= 0
-    s_same, s_other, s_dupe, s_all = (np.full(f, -np.inf) for _ in range(4))
-    a_same, a_other = np.full(f, -1, np.int64), np.full(f, -1, np.int64)
-    has_gt = np.zeros(f, bool)
+    err = np.full(f, -1, np.int8)
+    target = np.full(f, -1, np.int64)
     for lo, hi, seg, pg in pair_blocks(detections.image_index[fp_idx], gt_key, pair_block):
+        # a false positive's type depends on its own pairs only: typed block by block, so that only
+        # the block's per-false-positive maxima exist at a time
+        n = hi - lo
         if seg.size == 0:
+            err[lo:hi] = _CODE[ErrorType.BKG]  # no object in any of these images
             continue
         d = fp_idx[seg]
         seg = seg - lo
         iou = np.asarray(matched_iou(detections.boxes_xyxy(d), gt_xyxy[pg]), dtype=np.float64)
         same = detections.class_idx[d] == dataset.class_idx[pg]
-        n = hi - lo
-        s_same[lo:hi], a_same[lo:hi] = _segment_best(n, seg, pg, iou, same)
-        s_other[lo:hi], a_other[lo:hi] = _segment_best(n, seg, pg, iou, ~same)
-        s_dupe[lo:hi] = _segment_best(n, seg, pg, iou, same & used[pg])[0]
-        s_all[lo:hi] = _segment_best(n, seg, pg, iou, np.ones(seg.shape, bool))[0]
-        has_gt[lo:hi] = np.bincount(seg, minlength=n) > 0
-
-    err = np.full(f, -1, np.int8)
-    target = np.full(f, -1, np.int64)
-
-    def assign(kind: ErrorType, cond: np.ndarray, tgt: np.ndarray | None = None):
-        sel = (err < 0) & cond
-        err[sel] = _CODE[kind]
-        if tgt is not None:
-            target[sel] = tgt[sel]
-
-    assign(ErrorType.BKG, ~has_gt)
-    assign(ErrorType.LOC, (s_same >= bg_iou) & (s_same <= fg), a_same)
-    assign(ErrorType.CLS, s_other >= fg, a_other)
-    assign(ErrorType.DUPE, s_dupe >= fg)
-    assign(ErrorType.BKG, s_all <= bg_iou)
-    assign(ErrorType.BOTH, np.ones(f, bool))
+        s_same, a_same = _segment_best(n, seg, pg, iou, same)
+        s_other, a_other = _segment_best(n, seg, pg, iou, ~same)
+        s_dupe = _segment_best(n, seg, pg, iou, same & used[pg])[0]
+        s_all = _segment_best(n, seg, pg, iou, np.ones(seg.shape, bool))[0]
+        has_gt = np.bincount(seg, minlength=n) > 0
+        rules = (  # the first that applies, in the module docs' order
+            (ErrorType.BKG, ~has_gt, None),
+            (ErrorType.LOC, (s_same >= bg_iou) & (s_same <= fg), a_same),
+            (ErrorType.CLS, s_other >= fg, a_other),
+            (ErrorType.DUPE, s_dupe >= fg, None),
+            (ErrorType.BKG, s_all <= bg_iou, None),
+            (ErrorType.BOTH, np.ones(n, bool), None),
+        )
+        block_err, block_target = err[lo:hi], target[lo:hi]  # views: assigned in place
+        for kind, cond, tgt in rules:
+            sel = (block_err < 0) & cond
+            block_err[sel] = _CODE[kind]
+            if tgt is not None:
+                block_target[sel] = tgt[sel]
 
     det_error = np.full(p, -1, np.int8)
     det_target = np.full(p, -1, np.int64)
@@ -218,17 +218,19 @@ def _winners(detections: Detections, det_target: np.ndarray, matching: Matching)
     return out
 
 
-def _ap(detections: Detections, cls, keep, tp, ignored, npig, base_classes) -> float:
+def _ap(detections: Detections, cls, keep, tp, ignored, npig, base_classes, order=None) -> float:
     """Mean AP (0-1) over ``base_classes`` of the ``keep`` detections with the given classes and flags.
 
     A base class left without objects by a fix counts as AP 0 while it still has detections and
     leaves the mean when it has none (TIDE's rule), so removing objects cannot raise the mean by
-    dropping a class from it.
+    dropping a class from it. ``order``: the ``keep`` detections already in accumulation order
+    (class, descending score, image, file order), when the caller has it; else they are sorted here.
     """
-    idx = np.flatnonzero(keep)
-    order = idx[np.lexsort((idx, detections.image_index[idx], -detections.score[idx], cls[idx]))]
+    if order is None:
+        idx = np.flatnonzero(keep)
+        order = idx[np.lexsort((idx, detections.image_index[idx], -detections.score[idx], cls[idx]))]
     ap = average_precision(cls, detections.score, tp, ignored, npig, order)[0]
-    has_dets = np.bincount(cls[idx], minlength=npig.shape[0]) > 0
+    has_dets = np.bincount(cls[order], minlength=npig.shape[0]) > 0
     counted = base_classes & ((npig > 0) | has_dets)
     ap = np.where(npig > 0, ap, 0.0)[counted]
     return float(ap.mean()) if ap.size else -1.0
@@ -243,29 +245,41 @@ def error_dap(dataset: Dataset, detections: Detections, matching: Matching, det_
     cls0, keep0, tp0, ign = detections.class_idx, matching.kept, matching.tp, matching.ignored
     npig0 = targets_per_class(dataset)
     classes = npig0 > 0
-    base = _ap(detections, cls0, keep0, tp0, ign, npig0, classes)
+    # the matching's order is the kept detections' accumulation order; a fix that only removes
+    # detections keeps the others' order (a stable filter of it), so only a fix that changes
+    # classes sorts again
+    base_order = matching.order
+
+    def kept_order(keep: np.ndarray) -> np.ndarray:
+        return base_order[keep[base_order]]
+
+    base = _ap(detections, cls0, keep0, tp0, ign, npig0, classes, base_order)
     win = _winners(detections, det_target, matching)
     c = dataset.num_classes
 
     def gain(ap):
         return 100.0 * max(ap - base, 0.0) if base >= 0 else 0.0
 
-    main = {}
+    main: dict[ErrorType, float] = {}
     for kind in _TYPES:
-        cls, keep, tp, npig = cls0.copy(), keep0.copy(), tp0.copy(), npig0.copy()
         if kind is ErrorType.MISS:
-            npig -= np.bincount(dataset.class_idx[missed], minlength=c)
-        else:
-            e = det_error == _CODE[kind]
-            keep[e] = False
-            if kind in (ErrorType.CLS, ErrorType.LOC):
-                w = e & win
-                keep[w], tp[w] = True, True
-                cls[w] = dataset.class_idx[det_target[w]]
-        main[kind] = gain(_ap(detections, cls, keep, tp, ign, npig, classes))
+            npig = npig0 - np.bincount(dataset.class_idx[missed], minlength=c)
+            main[kind] = gain(_ap(detections, cls0, keep0, tp0, ign, npig, classes, base_order))
+            continue
+        e = det_error == _CODE[kind]
+        keep = keep0 & ~e
+        w = e & win if kind in (ErrorType.CLS, ErrorType.LOC) else None
+        if w is None or not w.any():
+            main[kind] = gain(_ap(detections, cls0, keep, tp0, ign, npig0, classes, kept_order(keep)))
+            continue
+        cls, tp = cls0.copy(), tp0.copy()
+        keep[w], tp[w] = True, True
+        cls[w] = dataset.class_idx[det_target[w]]
+        main[kind] = gain(_ap(detections, cls, keep, tp, ign, npig0, classes))
     unmatched = ~dataset.iscrowd & (matching.gt_det < 0)
+    no_fp = keep0 & ~matching.fp
     special = {
-        SpecialError.FALSE_POS: gain(_ap(detections, cls0, keep0 & ~matching.fp, tp0, ign, npig0, classes)),
+        SpecialError.FALSE_POS: gain(_ap(detections, cls0, no_fp, tp0, ign, npig0, classes, kept_order(no_fp))),
         SpecialError.FALSE_NEG: gain(
             _ap(
                 detections,
@@ -275,6 +289,7 @@ def error_dap(dataset: Dataset, detections: Detections, matching: Matching, det_
                 ign,
                 npig0 - np.bincount(dataset.class_idx[unmatched], minlength=c),
                 classes,
+                base_order,
             )
         ),
     }
