@@ -65,6 +65,7 @@ from cocostat.evaluate import (
     PAIR_BLOCK,
     Detections,
     Matching,
+    accumulation_order,
     average_precision,
     group_pairs,
     load_detections,
@@ -224,11 +225,10 @@ def _ap(detections: Detections, cls, keep, tp, ignored, npig, base_classes, orde
     A base class left without objects by a fix counts as AP 0 while it still has detections and
     leaves the mean when it has none (TIDE's rule), so removing objects cannot raise the mean by
     dropping a class from it. ``order``: the ``keep`` detections already in accumulation order
-    (class, descending score, image, file order), when the caller has it; else they are sorted here.
+    (:func:`~cocostat.evaluate.accumulation_order`), when the caller has it; else they are sorted here.
     """
     if order is None:
-        idx = np.flatnonzero(keep)
-        order = idx[np.lexsort((idx, detections.image_index[idx], -detections.score[idx], cls[idx]))]
+        order = accumulation_order(detections, np.flatnonzero(keep), cls)
     ap = average_precision(cls, detections.score, tp, ignored, npig, order)[0]
     has_dets = np.bincount(cls[order], minlength=npig.shape[0]) > 0
     counted = base_classes & ((npig > 0) | has_dets)
@@ -245,7 +245,7 @@ def error_dap(dataset: Dataset, detections: Detections, matching: Matching, det_
     cls0, keep0, tp0, ign = detections.class_idx, matching.kept, matching.tp, matching.ignored
     npig0 = targets_per_class(dataset)
     classes = npig0 > 0
-    # the matching's order is the kept detections' accumulation order; a fix that only removes
+    # the matching's order is the kept detections' accumulation_order; a fix that only removes
     # detections keeps the others' order (a stable filter of it), so only a fix that changes
     # classes sorts again
     base_order = matching.order

@@ -436,10 +436,16 @@ def group_pairs(det_key: np.ndarray, gt_key: np.ndarray) -> tuple[np.ndarray, np
         ``(pd, pg)``: (N,) int64 each; pair n is detection ``pd[n]`` with annotation ``pg[n]``;
         sorted by ``pd``, then by ``pg``.
     """
+    return _pairs(*_key_ranges(det_key, gt_key))
+
+
+def _key_ranges(det_key: np.ndarray, gt_key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(annotations in stable key order (G,), each detection's first position (P,) and count (P,) of
+    annotations with its key in that order)."""
     gorder = np.argsort(gt_key, kind="stable")
     gsorted = gt_key[gorder]
     start = np.searchsorted(gsorted, det_key, "left")
-    return _pairs(gorder, start, np.searchsorted(gsorted, det_key, "right") - start)
+    return gorder, start, np.searchsorted(gsorted, det_key, "right") - start
 
 
 def _pairs(gorder: np.ndarray, start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -464,10 +470,7 @@ def pair_blocks(det_key: np.ndarray, gt_key: np.ndarray, max_pairs: int = PAIR_B
     Concatenated, the blocks are :func:`group_pairs` ``(det_key, gt_key)``.
     """
     n = det_key.shape[0]
-    gorder = np.argsort(gt_key, kind="stable")
-    gsorted = gt_key[gorder]
-    start = np.searchsorted(gsorted, det_key, "left")
-    count = np.searchsorted(gsorted, det_key, "right") - start
+    gorder, start, count = _key_ranges(det_key, gt_key)
     cum = np.cumsum(count)
     total = int(cum[-1]) if n else 0
     cuts = np.unique(np.r_[0, np.searchsorted(cum, np.arange(max_pairs, total, max_pairs), "right"), n])
@@ -534,6 +537,12 @@ class Matching:
     def fp(self) -> np.ndarray:
         """(P,) bool: kept, unmatched, not ignored."""
         return self.kept & (self.det_gt < 0) & ~self.ignored
+
+
+def accumulation_order(detections: Detections, idx: np.ndarray, cls: np.ndarray) -> np.ndarray:
+    """Detections ``idx`` ((K,) int) in COCOeval's accumulation order: class ``cls`` ((P,) int, per
+    detection), then descending score, then image, then file order (a total order: ties cannot remain)."""
+    return idx[np.lexsort((idx, detections.image_index[idx], -detections.score[idx], cls[idx]))]
 
 
 def match_detections(
@@ -605,16 +614,7 @@ def match_detections(
         ignored[on_crowd] = True
         ignored &= det_gt < 0
     del c_pd, c_pg, c_iou, on_crowd
-    order = kept_idx[
-        np.lexsort(
-            (
-                kept_idx,  # file order
-                detections.image_index[kept_idx],
-                -detections.score[kept_idx],
-                detections.class_idx[kept_idx],
-            )
-        )
-    ]
+    order = accumulation_order(detections, kept_idx, detections.class_idx)
     return Matching(float(iou_threshold), int(max_dets), kept, det_gt, ignored, gt_det, order)
 
 
