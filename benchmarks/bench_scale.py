@@ -369,14 +369,7 @@ def bench_formats(work: Path, objects: int = 50_000, repeat: int = 3) -> list[tu
         ),
         "format 2: parquet dense part, fixed-size lists, zstd 9 + byte-stream-split": (
             "v2.parquet",
-            lambda p: pq.write_table(
-                table,
-                p,
-                compression=C.COMPRESSION,
-                compression_level=C.COMPRESSION_LEVEL,
-                use_dictionary=C._INT_COLUMNS,
-                use_byte_stream_split=[f"{c}.list.element" for c in C._FLOAT_COLUMNS],
-            ),
+            lambda p: C.write_part(arr, layout, p, slots=False),
             lambda p: C.read_part(p, layout),
         ),
         "dense layout, parquet, zstd without byte-stream-split": (

@@ -869,11 +869,11 @@ _INT_COLUMNS = ["ann_id", "image_id", "class_idx", "cell.list.element", "max_cls
 _FLOAT_COLUMNS = ["gt", "pred", "obj", "cls_prob", "max_cls_prob"]
 
 
-def write_part(arrays: CandidateArrays, layout: Layout, path: str | Path) -> Path:
-    """Write one candidate part (whole images) atomically."""
+def write_part(arrays: CandidateArrays, layout: Layout, path: str | Path, *, slots: bool = True) -> Path:
+    """Write one candidate part (whole images) atomically (``slots``: see :func:`arrays_to_arrow`)."""
     import pyarrow.parquet as pq
 
-    table = arrays_to_arrow(arrays, layout)
+    table = arrays_to_arrow(arrays, layout, slots=slots)
     with atomic_path(path) as tmp:
         pq.write_table(
             table,

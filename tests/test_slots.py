@@ -96,7 +96,7 @@ def test_one_prediction_per_slot_in_the_real_predictions(tiny):
 def test_slot_part_reads_as_the_dense_part_of_the_same_arrays(tiny, tmp_path):
     _, a, layout = tiny
     write_part(a, layout, tmp_path / "slots.parquet")
-    pq.write_table(arrays_to_arrow(a, layout, slots=False), tmp_path / "dense.parquet")
+    write_part(a, layout, tmp_path / "dense.parquet", slots=False)  # the same parquet options
     assert is_slot_part(pq.read_table(tmp_path / "slots.parquet"))
     assert not is_slot_part(pq.read_table(tmp_path / "dense.parquet"))
     slots, dense = read_part(tmp_path / "slots.parquet", layout), read_part(tmp_path / "dense.parquet", layout)
@@ -206,7 +206,7 @@ def _as_version_2(store, folder):
     shutil.copytree(store, folder)
     pred = read_predictions(folder)
     for p in pred.parts:
-        pq.write_table(arrays_to_arrow(read_part(p, pred.layout), pred.layout, slots=False), p)
+        write_part(read_part(p, pred.layout), pred.layout, p, slots=False)
     write_manifest(pred.manifest, folder, version=2)
     return folder
 
@@ -239,7 +239,7 @@ def test_a_folder_of_both_kinds_of_part_reads(tmp_path):
     """What an interrupted in-place conversion (or a version-2 run resumed by this version) leaves."""
     frame, manifest = synthetic_candidates(400, per_image=6, seed=5, shared_slots=True)
     store = write_store(tmp_path / "s", frame, manifest, max_objects=100)
-    pq.write_table(arrays_to_arrow(read_part(store.parts[0], store.layout), store.layout, slots=False), store.parts[0])
+    write_part(read_part(store.parts[0], store.layout), store.layout, store.parts[0], slots=False)
     kinds = [is_slot_part(pq.read_table(p)) for p in store.parts]
     assert kinds[0] is False and all(kinds[1:])
     assert_same(concat_arrays(list(read_predictions(tmp_path / "s").iter_chunks(None))), to_arrays(frame))
