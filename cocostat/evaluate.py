@@ -3,11 +3,20 @@
 What is computed (P detections, G annotations, C categories, I images):
 
 - **The 12 COCO statistics** come from pycocotools' ``COCOeval`` (``iouType="bbox"``, default
-  parameters) run on the dataset and the detections, or from faster-coco-eval's ``COCOeval_faster``
-  with ``backend="faster"``; the summary is worded exactly as ``COCOeval.summarize()`` prints it.
-  pycocotools' own progress prints never reach stdout.
+  parameters), or from faster-coco-eval's ``COCOeval_faster`` with ``backend="faster"``, run **one
+  category at a time** (:func:`run_cocoeval`): each category's ground truth (its annotations, the
+  images with an annotation or a detection of it) and its detections (file order) are evaluated and
+  accumulated alone, the per-category slices of ``precision``/``recall``/``scores`` are assembled in
+  the dataset's category order, and the backend's own ``summarize()`` computes the 12 numbers from
+  them. Decision: this gives bit for bit the numbers of one whole-dataset ``COCOeval`` (with
+  ``useCats=1`` evaluate and accumulate never mix categories; the reasons are in
+  :func:`run_cocoeval`, and tests compare with the whole-dataset run on real data), while the
+  evaluator's per-(image, category) state, about 9 GB at train2017 size whatever the detections,
+  is held for one category's images at a time. The summary is worded exactly as
+  ``COCOeval.summarize()`` prints it; pycocotools' own progress prints never reach stdout.
 - **Class-agnostic** evaluation rewrites every category of the dataset and of the detections to one
-  category (id 1, ``object``) and then runs the same evaluation; it is not ``useCats=0``.
+  category (id 1, ``object``) and then runs the same evaluation; it is not ``useCats=0``. With a
+  single category the per-category run is one whole-dataset run: it gets no memory saving.
 - **Matching** (:func:`match_detections`) re-implements COCOeval's greedy matching at one IoU
   threshold, vectorised over all images: within each (image, category), the ``max_dets`` highest
   scoring detections (ties in file order) are taken in score order; each takes the unmatched
