@@ -1038,17 +1038,19 @@ def write_detection_part(columns: dict[str, np.ndarray], path: str | Path) -> Pa
     return Path(path)
 
 
-def read_detection_part(path: str | Path) -> dict[str, np.ndarray]:
+def read_detection_part(path: str | Path, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """One detection part's columns (:data:`DETECTION_COLUMNS`, or only ``columns`` of them)."""
     import pyarrow.parquet as pq
 
+    want = list(DETECTION_COLUMNS) if columns is None else list(columns)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=[c for c in want if c in pq.read_schema(path).names])
     except Exception as exc:
         raise DatasetFormatError(f"{path}: cannot read the detection part: {exc}") from None
-    missing = [c for c in DETECTION_COLUMNS if c not in table.column_names]
+    missing = [c for c in want if c not in table.column_names]
     if missing:
         raise DatasetFormatError(f"{path}: missing detection column(s) {', '.join(missing)}")
-    return {c: table.column(c).to_numpy().astype(t, copy=False) for c, t in DETECTION_COLUMNS.items()}
+    return {c: table.column(c).to_numpy().astype(DETECTION_COLUMNS[c], copy=False) for c in want}
 
 
 def detection_records(columns: dict[str, np.ndarray]) -> list[dict]:

@@ -184,6 +184,29 @@ class Dataset:
             **cols,
         )
 
+    def select_images(self, images: np.ndarray) -> tuple[Dataset, np.ndarray]:
+        """A dataset of only the images ``images`` ((K,) ascending indices) and their annotations, and
+        the index of each of its annotations in this dataset ((G',) int64); categories are the same.
+        Costs O(K + G'), not O(G): the rows come from ``offsets``."""
+        images = np.asarray(images, np.int64)
+        counts = np.diff(self.offsets)[images]
+        first = self.offsets[images]
+        total = int(counts.sum())
+        rows = np.repeat(first - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
+        cols = {k: getattr(self, k)[rows] for k in _ANN_COLUMNS if k != "image_index"}
+        sub = Dataset(
+            name=self.name,
+            path=self.path,
+            image_dir=self.image_dir,
+            **{k: getattr(self, k)[images] for k in _IMAGE_COLUMNS},
+            image_index=np.repeat(np.arange(images.size, dtype=np.int64), counts),
+            categories=self.categories,
+            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            split=self.split,
+            **cols,
+        )
+        return sub, rows
+
     def without_crowd(self) -> Dataset:
         """The same dataset without its iscrowd annotations."""
         return self.select_annotations(~self.iscrowd)

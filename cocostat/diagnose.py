@@ -51,7 +51,7 @@ the detections at or above ``conf``):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -62,13 +62,16 @@ from cocostat.data import Dataset
 from cocostat.draw import draw_examples
 from cocostat.errors import DatasetFormatError, OptionError
 from cocostat.evaluate import (
+    CHUNK_DETECTIONS,
     PAIR_BLOCK,
     Detections,
+    DetectionScores,
     Matching,
+    Scores,
     accumulation_order,
     average_precision,
+    detection_chunks,
     group_pairs,
-    load_detections,
     match_detections,
     pair_blocks,
     targets_per_class,
@@ -154,7 +157,7 @@ def classify_errors(
     the result does not depend on it).
     """
     fg = matching.iou_threshold
-    p, g = len(detections), dataset.num_annotations
+    p = len(detections)
     fp_idx = np.flatnonzero(matching.fp)
     f = fp_idx.size
     # pairs (false positive, non-crowd object of its image), in blocks of false positives so that
@@ -200,14 +203,20 @@ def classify_errors(
     det_target = np.full(p, -1, np.int64)
     det_error[fp_idx] = err
     det_target[fp_idx] = target
+    return det_error, det_target, missed_objects(dataset, matching, det_target)
+
+
+def missed_objects(dataset: Dataset, matching: Matching, det_target: np.ndarray) -> np.ndarray:
+    """(G,) bool: the ``Miss`` objects, non-crowd, unmatched and targeted by no Cls/Loc error
+    (``det_target``: (P,) int64 from :func:`classify_errors`)."""
     unmatched = ~dataset.iscrowd & (matching.gt_det < 0)
-    usable = np.zeros(g, bool)
+    usable = np.zeros(dataset.num_annotations, bool)
     t = det_target[det_target >= 0]
     usable[t[unmatched[t]]] = True
-    return det_error, det_target, unmatched & ~usable
+    return unmatched & ~usable
 
 
-def _winners(detections: Detections, det_target: np.ndarray, matching: Matching) -> np.ndarray:
+def _winners(detections: Scores, det_target: np.ndarray, matching: Matching) -> np.ndarray:
     """(P,) bool: the Cls/Loc error that would become *the* match of its unmatched target object."""
     e = np.flatnonzero(det_target >= 0)
     e = e[matching.gt_det[det_target[e]] < 0]
@@ -219,7 +228,7 @@ def _winners(detections: Detections, det_target: np.ndarray, matching: Matching)
     return out
 
 
-def _ap(detections: Detections, cls, keep, tp, ignored, npig, base_classes, order=None) -> float:
+def _ap(detections: Scores, cls, keep, tp, ignored, npig, base_classes, order=None) -> float:
     """Mean AP (0-1) over ``base_classes`` of the ``keep`` detections with the given classes and flags.
 
     A base class left without objects by a fix counts as AP 0 while it still has detections and
@@ -236,7 +245,7 @@ def _ap(detections: Detections, cls, keep, tp, ignored, npig, base_classes, orde
     return float(ap.mean()) if ap.size else -1.0
 
 
-def error_dap(dataset: Dataset, detections: Detections, matching: Matching, det_error, det_target, missed):
+def error_dap(dataset: Dataset, detections: Scores, matching: Matching, det_error, det_target, missed):
     """Base AP and the AP gained by fixing each error type (AP points 0-100; see the module docs).
 
     Returns:
@@ -298,7 +307,7 @@ def error_dap(dataset: Dataset, detections: Detections, matching: Matching, det_
     return 100.0 * ap if ap >= 0 else float("nan"), main, special
 
 
-def found_objects(dataset: Dataset, detections: Detections, matching: Matching, conf: float) -> np.ndarray:
+def found_objects(dataset: Dataset, detections: Scores, matching: Matching, conf: float) -> np.ndarray:
     """(G,) bool: non-crowd objects whose matched detection has ``score >= conf``."""
     m = matching.gt_det
     ok = m >= 0
@@ -500,7 +509,7 @@ def _suppressed_frame(dataset: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def hard_examples(dataset: Dataset, detections: Detections, matching: Matching, top: int = 10) -> pd.DataFrame:
+def hard_examples(dataset: Dataset, detections: Scores, matching: Matching, top: int = 10) -> pd.DataFrame:
     """The ``top`` images with the highest error (definition in the module docs), highest first.
 
     Columns: ``image_id, file_name, objects`` (non-crowd), ``detections`` (kept), ``false_positives``
@@ -527,6 +536,106 @@ def hard_examples(dataset: Dataset, detections: Detections, matching: Matching, 
             "error": err[rank],
         }
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _Matched:
+    """What :func:`_matched_chunks` keeps of every detection, and its per-image findings."""
+
+    scores: DetectionScores
+    matching: Matching
+    det_error: np.ndarray
+    det_target: np.ndarray
+    merged: pd.DataFrame
+    covered: np.ndarray
+
+
+def _matched_chunks(
+    dataset, n, chunks, iou, max_dets, bg_iou, conf, merge_iou, want_covered, pair_block: int = PAIR_BLOCK
+) -> _Matched:
+    """Match, type the false positives, and find merged and covered objects one image chunk at a time.
+
+    Every step is per image (matching per (image, category); error types, merges and cover against
+    the objects of the detection's own image), so a chunk of whole images gives what the whole set
+    gives for its detections; the results go to their positions ``at`` in the whole set. The
+    accumulation order, the only figure across images, is computed once at the end.
+    """
+    g = dataset.num_annotations
+    score, image_index, class_idx = np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64)
+    kept, ignored, det_gt = np.zeros(n, bool), np.zeros(n, bool), np.full(n, -1, np.int64)
+    det_error, det_target = np.full(n, -1, np.int8), np.full(n, -1, np.int64)
+    gt_det, covered = np.full(g, -1, np.int64), np.zeros(g, bool)
+    merged = []
+    for at, d in chunks:
+        # the chunk's images only, so that no step costs O(G) per chunk; ``ann`` maps their
+        # annotations back to the dataset's
+        images = np.unique(d.image_index)
+        sub, ann = dataset.select_images(images) if images.size < dataset.num_images else (dataset, None)
+        local = replace(d, image_index=np.searchsorted(images, d.image_index)) if ann is not None else d
+        m = match_detections(sub, local, iou, max_dets, pair_block=pair_block)
+        err, target, _ = classify_errors(sub, local, m, bg_iou, pair_block)
+        score[at], image_index[at], class_idx[at] = d.score, d.image_index, d.class_idx
+        kept[at], ignored[at], det_error[at] = m.kept, m.ignored, err
+        det_gt[at], det_target[at] = _global(ann, m.det_gt), _global(ann, target)
+        hit = np.flatnonzero(m.gt_det >= 0)
+        gt_det[_global(ann, hit)] = at[m.gt_det[hit]]
+        frame = merged_detections(sub, local, m, conf, merge_iou)
+        frame["detection"] = at[frame["detection"].to_numpy(np.int64)]
+        merged.append(frame)
+        if want_covered:
+            covered[_global(ann, np.flatnonzero(covered_objects(sub, local, m, conf, iou)))] = True
+    scores = DetectionScores(score, image_index, class_idx)
+    order = accumulation_order(scores, np.flatnonzero(kept), class_idx)
+    matching = Matching(float(iou), int(max_dets), kept, det_gt, ignored, gt_det, order)
+    shown = [f for f in merged if len(f)] or merged[:1]
+    frame = pd.concat(shown, ignore_index=True) if shown else merged_detections(dataset, *_nothing(dataset), conf)
+    return _Matched(
+        scores,
+        matching,
+        det_error,
+        det_target,
+        frame.sort_values("detection", kind="stable", ignore_index=True),
+        covered,
+    )
+
+
+def _global(ann: np.ndarray | None, local: np.ndarray) -> np.ndarray:
+    """Annotation indices of a chunk's dataset (-1: none) as indices of the whole dataset."""
+    if ann is None:
+        return local
+    return np.where(local >= 0, ann[np.maximum(local, 0)], -1) if ann.size else np.full_like(local, -1)
+
+
+def _no_detections(dataset: Dataset) -> Detections:
+    z = np.zeros(0, np.int64)
+    return Detections(z, z, np.zeros((0, 4)), np.zeros(0), z, z)
+
+
+def _nothing(dataset: Dataset) -> tuple[Detections, Matching]:
+    """No detections and their (empty) matching."""
+    d = _no_detections(dataset)
+    return d, match_detections(dataset, d)
+
+
+def _detections_of(source, dataset: Dataset, images: np.ndarray) -> tuple[Detections, np.ndarray]:
+    """The detections (with boxes) of the dataset images ``images`` ((K,) indices), and their
+    positions in the whole set ((M,) int64, ascending), read again from ``source``."""
+    rows, parts = [], []
+    for at, d in detection_chunks(source, dataset, warn=False)[1]:
+        sel = np.flatnonzero(np.isin(d.image_index, images))
+        rows.append(at[sel])
+        parts.append(d.take(sel))
+    if not parts:
+        return _no_detections(dataset), np.zeros(0, np.int64)
+    cat = {
+        f: np.concatenate([getattr(d, f) for d in parts])
+        for f in ("image_id", "category_id", "score", "image_index", "class_idx")
+    }
+    bbox = np.concatenate([d.bbox for d in parts]).reshape(-1, 4)
+    shown = Detections(
+        cat["image_id"], cat["category_id"], bbox, cat["score"], cat["image_index"], cat["class_idx"], parts[0].source
+    )
+    return shown, np.concatenate(rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -644,6 +753,7 @@ def diagnose(
     top: int = 10,
     draw: str | os.PathLike | None = None,
     max_dets: int = 100,
+    chunk_detections: int = CHUNK_DETECTIONS,
 ) -> ErrorReport:
     """TIDE-style errors, merged and suppressed objects and hard examples (definitions in the module docs).
 
@@ -657,6 +767,13 @@ def diagnose(
         iou: foreground IoU (matching, Cls/Loc/Dupe, suppressed candidates). bg_iou: background IoU.
         merge_iou: IoU a merged detection needs with each object. conf: operating confidence.
         top: hard examples to list. draw: folder to draw them into (PNG). max_dets: per (image, class).
+        chunk_detections: detections held in memory are matched about this many at a time (whole
+            images); a store is matched one detection part at a time. The result does not depend on it.
+
+    Memory: the matching, error typing, merged and covered objects run one chunk of whole images at
+    a time (:func:`~cocostat.evaluate.detection_chunks`; all of them are per image); only what the
+    AP and the rankings need is kept for every detection (score, image, class, match and error
+    flags: about 45 bytes each), never the boxes of a store's detections.
 
     Raises:
         OptionError: thresholds out of range, or neither detections nor predictions given.
@@ -689,9 +806,11 @@ def diagnose(
             detections = pred if pred.version >= 2 else tuple(pred.detection_files)
     if detections is None:
         raise OptionError("give the detections: --detections FILE (COCO results JSON) or --predictions DIR")
-    dets = load_detections(detections, dataset)
-    m = match_detections(dataset, dets, iou, max_dets)
-    det_error, det_target, missed = classify_errors(dataset, dets, m, bg_iou)
+    want_covered = candidates is not None or pred is not None
+    n, chunks = detection_chunks(detections, dataset, chunk_detections)
+    res = _matched_chunks(dataset, n, chunks, iou, max_dets, bg_iou, conf, merge_iou, want_covered)
+    dets, m, det_error, det_target = res.scores, res.matching, res.det_error, res.det_target
+    missed = missed_objects(dataset, m, det_target)
     ap, main, special = error_dap(dataset, dets, m, det_error, det_target, missed)
     counts = np.bincount(det_error[det_error >= 0], minlength=len(_TYPES))
     counts[_CODE[ErrorType.MISS]] = int(missed.sum())
@@ -713,21 +832,24 @@ def diagnose(
         }
     )
     found = found_objects(dataset, dets, m, conf)
-    merged = merged_detections(dataset, dets, m, conf, merge_iou)
-    suppressed = None
-    if candidates is not None:
-        covered = covered_objects(dataset, dets, m, conf, iou)
-        suppressed = suppressed_objects(dataset, candidates, found, conf, iou, covered)
-    elif pred is not None:  # the store, chunk by chunk
-        covered = covered_objects(dataset, dets, m, conf, iou)
-        suppressed = suppressed_objects(dataset, pred, found, conf, iou, covered)
     hard = hard_examples(dataset, dets, m, top)
     drawn: tuple[str, ...] = ()
     if draw is not None:
-        drawn = tuple(str(p) for p in draw_examples(dataset, dets, m, found, hard["image_id"].to_numpy(), draw, conf))
+        images = np.searchsorted(dataset.image_id, hard["image_id"].to_numpy(np.int64))
+        shown, rows = _detections_of(detections, dataset, images)
+        drawn = tuple(
+            str(p) for p in draw_examples(dataset, shown, m.take(rows), found, hard["image_id"].to_numpy(), draw, conf)
+        )
+    merged, covered = res.merged, res.covered
+    del res, dets, m  # the per-detection arrays the report does not keep go before the candidates are read
+    suppressed = None
+    if candidates is not None:
+        suppressed = suppressed_objects(dataset, candidates, found, conf, iou, covered)
+    elif pred is not None:  # the store, chunk by chunk
+        suppressed = suppressed_objects(dataset, pred, found, conf, iou, covered)
     return ErrorReport(
         dataset=dataset.name,
-        detections=len(dets),
+        detections=n,
         iou=float(iou),
         bg_iou=float(bg_iou),
         merge_iou=float(merge_iou),

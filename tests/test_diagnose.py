@@ -435,3 +435,50 @@ def test_real_yolov3_tiny_predictions_folder(tiny, real_data, tmp_path_factory):
         )
         box = ds.boxes_xyxy()[g][None]
         assert not (matched_iou(d.boxes_xyxy()[same], np.repeat(box, same.size, 0)) >= 0.5).any()
+
+
+@pytest.mark.realdata
+def test_real_chunks_of_whole_images_equal_one_chunk_with_ties_and_drawing(tiny, tmp_path):
+    """diagnose in chunks of about 150 detections (whole images, each matched against a dataset of
+    its images only) equals the one-chunk run, on detections with many score ties (1 decimal) whose
+    accumulation order must follow image and file order; the drawn images are the same files."""
+    _, coco, ds = tiny
+    dets = fake_detections(coco, seed=2, score_decimals=1)
+    whole = diagnose(ds, dets, conf=0.3, top=3, draw=tmp_path / "whole")
+    chunked = diagnose(ds, dets, conf=0.3, top=3, draw=tmp_path / "chunked", chunk_detections=150)
+    assert whole.to_dict() == {**chunked.to_dict(), "drawn": list(whole.drawn)}
+    for name in ("det_error", "det_target", "missed"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+    assert len(whole.merged) > 0 and len(whole.drawn) == 3
+    for a, b in zip(whole.drawn, chunked.drawn):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+@pytest.mark.realdata
+def test_real_accumulation_order_is_a_sort_by_key(tiny):
+    """accumulation_order (grouped by class, then one lexsort per class) against Python's sorted()
+    on (class, -score, image, file position), on detections with score ties."""
+    from cocostat.evaluate import accumulation_order
+
+    _, coco, ds = tiny
+    d = load_detections(fake_detections(coco, seed=3, score_decimals=1), ds)
+    idx = np.flatnonzero(np.random.default_rng(0).random(len(d)) < 0.8)
+    want = sorted(idx.tolist(), key=lambda j: (d.class_idx[j], -d.score[j], d.image_index[j], j))
+    assert len(set(d.score[idx].tolist())) <= 11 and len(idx) > 800
+    assert accumulation_order(d, idx, d.class_idx).tolist() == want
+
+
+@pytest.mark.realdata
+def test_real_select_images_is_a_mask_over_annotations(tiny):
+    _, _, ds = tiny
+    images = np.flatnonzero(np.random.default_rng(1).random(ds.num_images) < 0.3)
+    sub, rows = ds.select_images(images)
+    want = np.flatnonzero(np.isin(ds.image_index, images))
+    np.testing.assert_array_equal(rows, want)
+    np.testing.assert_array_equal(sub.image_id, ds.image_id[images])
+    np.testing.assert_array_equal(sub.image_id[sub.image_index], ds.image_id[ds.image_index[want]])
+    np.testing.assert_array_equal(sub.bbox, ds.bbox[want])
+    np.testing.assert_array_equal(sub.ann_id, ds.ann_id[want])
+    assert sub.offsets[-1] == want.size and sub.num_classes == ds.num_classes
+    for k, i in enumerate(images[:20]):
+        assert sub.offsets[k + 1] - sub.offsets[k] == ds.offsets[i + 1] - ds.offsets[i]

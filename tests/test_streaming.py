@@ -9,6 +9,7 @@ so every figure goes through the merging of partial results.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -30,7 +31,7 @@ from cocostat.candidates import read_predictions
 from cocostat.data import load_dataset
 from cocostat.diagnose import diagnose
 from cocostat.errors import CocostatWarning
-from cocostat.evaluate import evaluate, load_detections
+from cocostat.evaluate import detection_chunks, evaluate, load_detections
 from cocostat.mismatch import Moments, mismatch, mismatch_tensors
 
 CHUNK = 37  # objects per streamed chunk: about 25 chunks over coco-tiny's 815 annotations
@@ -153,6 +154,55 @@ def test_errors_and_eval_from_the_store_equal_the_json(real):
     ev_dicts = _quiet(evaluate, ds, json.loads((out / "detections.json").read_text()))
     assert ev_folder.stats == ev_json.stats == ev_dicts.stats and ev_folder.stats[1] > 0.1
     pd.testing.assert_frame_equal(ev_folder.table, ev_json.table)
+
+
+def _split_detection_part(src, dst, cut_inside_an_image: bool) -> int:
+    """Copy the store ``src`` to ``dst`` with its detections rewritten as several parts (cut at
+    image boundaries, or with one image's detections spread over two parts); the part count."""
+    from cocostat.candidates import DETECTIONS_DIR, part_name, read_detection_part, write_detection_part
+
+    shutil.copytree(src, dst)
+    files = read_predictions(dst).detection_files
+    cols = [read_detection_part(f) for f in files]
+    cols = {k: np.concatenate([c[k] for c in cols]) for k in cols[0]}
+    for f in files:
+        f.unlink()
+    image = cols["image_id"]
+    starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+    cuts = [int(starts[k]) for k in range(0, starts.size, 9)][1:]  # every 9th image starts a part
+    if cut_inside_an_image:
+        big = int(np.argmax(np.diff(np.r_[starts, image.size])))  # the image with most detections
+        cuts = sorted(set(cuts) | {int(starts[big]) + 1})
+    bounds = [0, *cuts, image.size]
+    for k, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        write_detection_part({c: v[lo:hi] for c, v in cols.items()}, dst / DETECTIONS_DIR / part_name(0, k))
+    return len(bounds) - 1
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_errors_matched_part_by_part_equal_one_chunk(real, tmp_path, inside):
+    """errors matches and types a store's detections one part at a time (and detections held in
+    memory in chunks of whole images): every figure equals the one-chunk run, whose matching is the
+    whole-set one (tests/test_evaluate.py checks it against COCOeval). A store whose parts do not
+    hold whole images is read whole, with the same figures."""
+    ds, out = real
+    folder = tmp_path / "pred"
+    assert _split_detection_part(out, folder, inside) >= 8
+    parts = len(list(_quiet(detection_chunks, folder, ds)[1]))
+    assert parts == (1 if inside else len(read_predictions(folder).detection_files))
+    kw = {"conf": 0.05}
+    whole = _quiet(diagnose, ds, out / "detections.json", candidates=read_predictions(out).candidates, **kw)
+    assert whole.detections > 1000 and whole.errors["count"].sum() > 1000
+    runs = [
+        _quiet(diagnose, ds, predictions=folder, **kw),
+        _quiet(diagnose, ds, out / "detections.json", predictions=folder, chunk_detections=300, **kw),
+    ]
+    for run in runs:
+        assert run.to_dict() == {**whole.to_dict(), "drawn": []}
+        np.testing.assert_array_equal(run.det_error, whole.det_error)
+        np.testing.assert_array_equal(run.det_target, whole.det_target)
+        np.testing.assert_array_equal(run.missed, whole.missed)
+    assert len(whole.merged) > 0 and whole.suppressed is not None and len(whole.suppressed) > 0
 
 
 @pytest.mark.parametrize("off", [0, -3, 3])
