@@ -570,7 +570,8 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
     ``COCOeval`` or faster-coco-eval's ``COCOeval_faster``) gets a ground truth holding only k's
     annotations (in dataset order) and only the images with an annotation or a detection of k
     (ascending id; width, height and file name kept), and ``loadRes`` gets only k's detections, in
-    file order, as the (n, 7) rows of :meth:`Detections.to_array`; ``evaluate()`` and ``accumulate()``
+    file order, as the (n, 7) rows :meth:`Detections.to_array` gives them (of
+    ``detections.take``: no whole (P, 7) array is built); ``evaluate()`` and ``accumulate()``
     run, k's slices of ``eval["precision"]``, ``["recall"]`` and ``["scores"]`` are kept and the
     evaluator is dropped before the next category. A category with neither annotations nor detections
     keeps -1 everywhere, as accumulate leaves it. The 12 statistics are then computed by the backend's
@@ -623,7 +624,6 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
     images, cats = _image_dicts(dataset), _category_dicts(dataset)
     ann_order, ann_start = _class_ranges(dataset.class_idx, c)
     det_order, det_start = _class_ranges(detections.class_idx, c)
-    results = detections.to_array()  # (P, 7)
     summarizer = new_eval()
     p = summarizer.params
     t, r, a, m = len(p.iouThrs), len(p.recThrs), len(p.areaRng), len(p.maxDets)
@@ -642,7 +642,8 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
             }
             gt = new_coco(gt_dict)
             # loadRes cannot take an empty list; an empty results object is evaluable.
-            dt = gt.loadRes(results[det]) if det.size else _empty_results(new_coco(), gt_dict)
+            # (n, 7) rows of to_array(), this category's only; loadRes makes a dict of each
+            dt = gt.loadRes(detections.take(det).to_array()) if det.size else _empty_results(new_coco(), gt_dict)
             ev = new_eval(gt, dt)
             ev.evaluate()
             ev.accumulate()
@@ -650,7 +651,6 @@ def run_cocoeval(dataset: Dataset, detections: Detections, backend: str = "pycoc
             recall[:, k] = ev.eval["recall"][:, 0]
             scores[:, :, k] = ev.eval["scores"][:, :, 0]
             del gt, dt, ev, gt_dict  # this category's dicts and evaluator go before the next one's
-        del results
         p.catIds, p.imgIds = cat_ids.tolist(), []
         summarizer.eval = {"precision": precision, "recall": recall, "scores": scores}
         summarizer.summarize()
