@@ -27,13 +27,15 @@ from cocostat.evaluate import (
     merge_categories,
     run_cocoeval,
 )
-from tests.test_evaluate import fake_detections
+from tests.test_evaluate import fake_detections, pycocotools_eval
 
 BACKENDS = ("pycocotools", "faster")
 
 
 def whole_cocoeval(gt: dict | str, dets: list[dict], backend: str):
     """One COCOeval over the whole dataset and every detection (``gt``: a COCO dict or a JSON path)."""
+    if backend == "pycocotools" and dets:
+        return pycocotools_eval(gt, dets)[0]
     dets = copy.deepcopy(dets)
     with contextlib.redirect_stdout(io.StringIO()):
         if backend == "faster":
@@ -45,23 +47,16 @@ def whole_cocoeval(gt: dict | str, dets: list[dict], backend: str):
             coco = fce.COCO(copy.deepcopy(gt) if isinstance(gt, dict) else gt, print_function=quiet)
             res = coco.loadRes(dets)  # faster-coco-eval's loadRes takes an empty list
             ev = fce.COCOeval_faster(coco, res, iouType="bbox", print_function=quiet)
-        else:
+        else:  # pycocotools' loadRes refuses an empty list; an empty results object is evaluable
             from pycocotools.coco import COCO
             from pycocotools.cocoeval import COCOeval
 
-            if isinstance(gt, dict):
-                coco = COCO()
-                coco.dataset = copy.deepcopy(gt)
-                coco.createIndex()
-            else:
-                coco = COCO(gt)
-            if dets:
-                res = coco.loadRes(dets)
-            else:  # pycocotools' loadRes refuses an empty list; an empty results object is evaluable
-                res = COCO()
-                res.dataset = {"images": coco.dataset["images"], "categories": coco.dataset["categories"]}
-                res.dataset["annotations"] = []
-                res.createIndex()
+            assert isinstance(gt, dict)
+            coco, res = COCO(), COCO()
+            coco.dataset = copy.deepcopy(gt)
+            res.dataset = {"images": gt["images"], "categories": gt["categories"], "annotations": []}
+            coco.createIndex()
+            res.createIndex()
             ev = COCOeval(coco, res, "bbox")
         ev.evaluate()
         ev.accumulate()
