@@ -38,7 +38,7 @@ import dataclasses
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -770,6 +770,69 @@ def match_detections(
     del c_pd, c_pg, c_iou, on_crowd
     order = accumulation_order(detections, kept_idx, detections.class_idx)
     return Matching(float(iou_threshold), int(max_dets), kept, det_gt, ignored, gt_det, order)
+
+
+@dataclass(frozen=True, eq=False)
+class MatchedChunk:
+    """One chunk of whole images matched on its own (:func:`match_chunks`).
+
+    Attributes (K detections, G' annotations of the chunk's images):
+        at: (K,) int64, the detections' positions in the whole set (file / store order).
+        dataset: the chunk's images and their annotations only (``Dataset.select_images``), or the
+            whole dataset when the chunk has every image.
+        detections: the chunk's detections, ``image_index`` into ``dataset``.
+        matching: their :func:`match_detections` against ``dataset``.
+        images: (I',) int64, each of ``dataset``'s images in the whole dataset; None: the same.
+        ann: (G',) int64, each of ``dataset``'s annotations in the whole dataset; None: the same.
+    """
+
+    at: np.ndarray
+    dataset: Dataset
+    detections: Detections
+    matching: Matching
+    images: np.ndarray | None
+    ann: np.ndarray | None
+
+    @property
+    def image_index(self) -> np.ndarray:
+        """(K,) int64: each detection's image in the whole dataset."""
+        i = self.detections.image_index
+        return i if self.images is None else self.images[i]
+
+    def whole(self, local: np.ndarray) -> np.ndarray:
+        """Annotation indices into the chunk's dataset (-1: none) as indices into the whole dataset."""
+        if self.ann is None:
+            return local
+        if not self.ann.size:
+            return np.full_like(local, -1)
+        return np.where(local >= 0, self.ann[np.maximum(local, 0)], -1)
+
+
+def match_chunks(
+    dataset: Dataset,
+    chunks: Iterable[tuple[np.ndarray, Detections]],
+    iou_threshold: float = 0.5,
+    max_dets: int = 100,
+    *,
+    pair_block: int = PAIR_BLOCK,
+) -> Iterator[MatchedChunk]:
+    """:func:`match_detections` of each chunk of whole images (:func:`detection_chunks`) against a
+    dataset of the chunk's images only, so that no step costs O(G) per chunk.
+
+    Matching is per (image, category), so each chunk's matching is the whole set's for its
+    detections; only the accumulation order (across images) is the chunk's own.
+    """
+    for at, d in chunks:
+        images = np.unique(d.image_index)
+        if images.size == dataset.num_images:
+            m = match_detections(dataset, d, iou_threshold, max_dets, pair_block=pair_block)
+            yield MatchedChunk(at, dataset, d, m, None, None)
+            continue
+        sub, ann = dataset.select_images(images)
+        local = dataclasses.replace(d, image_index=np.searchsorted(images, d.image_index))
+        del d
+        m = match_detections(sub, local, iou_threshold, max_dets, pair_block=pair_block)
+        yield MatchedChunk(at, sub, local, m, images, ann)
 
 
 def targets_per_class(dataset: Dataset) -> np.ndarray:
