@@ -1046,13 +1046,23 @@ def evaluate(
         ap50 = np.where((prec > -1).all(axis=0), prec.mean(axis=0), np.nan)
 
     c = dataset.num_classes
-    m = match_detections(dataset, dets, 0.5)
-    use = m.kept & ~m.ignored
+    # the matching at IoU 0.5, one chunk of whole images at a time: the table's counts add up
+    tp_j, fp_j = np.zeros((c, CONF_GRID.size), np.int64), np.zeros((c, CONF_GRID.size), np.int64)
+    tp_c, fp_c = np.zeros(c, np.int64), np.zeros(c, np.int64)
+    for ch in match_chunks(dataset, _image_chunks(dets, CHUNK_DETECTIONS), 0.5):
+        d, m = ch.detections, ch.matching
+        use = m.kept & ~m.ignored
+        tp, fp = _pr_counts(d.class_idx[use], d.score[use], m.tp[use], c)  # (C, J)
+        tp_j += tp
+        fp_j += fp
+        if conf is not None:
+            above = use & (d.score >= conf)
+            tp_c += np.bincount(d.class_idx[above & m.tp], minlength=c)
+            fp_c += np.bincount(d.class_idx[above & ~m.tp], minlength=c)
     n_gt = targets_per_class(dataset)
     pair = np.unique(dataset.image_index[~dataset.iscrowd] * max(c, 1) + dataset.class_idx[~dataset.iscrowd])
     images = np.bincount(pair % max(c, 1), minlength=c)
     names = dataset.categories["name"].to_numpy(dtype=object)
-    tp_j, fp_j = _pr_counts(dets.class_idx[use], dets.score[use], m.tp[use], c)  # (C, J)
     _, _, f1_j = _prf(tp_j, fp_j, n_gt[:, None])
     has = n_gt > 0
     best = int(np.argmax(f1_j[has].mean(axis=0))) if has.any() else 0
@@ -1060,9 +1070,6 @@ def evaluate(
     table = _pr_frame(dataset, names, images, n_gt, ap50, tp_j[:, best], fp_j[:, best])
     table_at = None
     if conf is not None:
-        above = use & (dets.score >= conf)
-        tp_c = np.bincount(dets.class_idx[above & m.tp], minlength=c)
-        fp_c = np.bincount(dets.class_idx[above & ~m.tp], minlength=c)
         table_at = _pr_frame(dataset, names, images, n_gt, ap50, tp_c, fp_c)
     return EvalReport(
         dataset=dataset.name,
