@@ -51,7 +51,7 @@ the detections at or above ``conf``):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -72,6 +72,7 @@ from cocostat.evaluate import (
     average_precision,
     detection_chunks,
     group_pairs,
+    match_chunks,
     match_detections,
     pair_blocks,
     targets_per_class,
@@ -566,24 +567,19 @@ def _matched_chunks(
     det_error, det_target = np.full(n, -1, np.int8), np.full(n, -1, np.int64)
     gt_det, covered = np.full(g, -1, np.int64), np.zeros(g, bool)
     merged = []
-    for at, d in chunks:
-        # the chunk's images only, so that no step costs O(G) per chunk; ``ann`` maps their
-        # annotations back to the dataset's
-        images = np.unique(d.image_index)
-        sub, ann = dataset.select_images(images) if images.size < dataset.num_images else (dataset, None)
-        local = replace(d, image_index=np.searchsorted(images, d.image_index)) if ann is not None else d
-        m = match_detections(sub, local, iou, max_dets, pair_block=pair_block)
-        err, target, _ = classify_errors(sub, local, m, bg_iou, pair_block)
-        score[at], image_index[at], class_idx[at] = d.score, d.image_index, d.class_idx
+    for ch in match_chunks(dataset, chunks, iou, max_dets, pair_block=pair_block):
+        at, sub, d, m = ch.at, ch.dataset, ch.detections, ch.matching
+        err, target, _ = classify_errors(sub, d, m, bg_iou, pair_block)
+        score[at], image_index[at], class_idx[at] = d.score, ch.image_index, d.class_idx
         kept[at], ignored[at], det_error[at] = m.kept, m.ignored, err
-        det_gt[at], det_target[at] = _global(ann, m.det_gt), _global(ann, target)
+        det_gt[at], det_target[at] = ch.whole(m.det_gt), ch.whole(target)
         hit = np.flatnonzero(m.gt_det >= 0)
-        gt_det[_global(ann, hit)] = at[m.gt_det[hit]]
-        frame = merged_detections(sub, local, m, conf, merge_iou)
+        gt_det[ch.whole(hit)] = at[m.gt_det[hit]]
+        frame = merged_detections(sub, d, m, conf, merge_iou)
         frame["detection"] = at[frame["detection"].to_numpy(np.int64)]
         merged.append(frame)
         if want_covered:
-            covered[_global(ann, np.flatnonzero(covered_objects(sub, local, m, conf, iou)))] = True
+            covered[ch.whole(np.flatnonzero(covered_objects(sub, d, m, conf, iou)))] = True
     scores = DetectionScores(score, image_index, class_idx)
     order = accumulation_order(scores, np.flatnonzero(kept), class_idx)
     matching = Matching(float(iou), int(max_dets), kept, det_gt, ignored, gt_det, order)
@@ -597,13 +593,6 @@ def _matched_chunks(
         frame.sort_values("detection", kind="stable", ignore_index=True),
         covered,
     )
-
-
-def _global(ann: np.ndarray | None, local: np.ndarray) -> np.ndarray:
-    """Annotation indices of a chunk's dataset (-1: none) as indices of the whole dataset."""
-    if ann is None:
-        return local
-    return np.where(local >= 0, ann[np.maximum(local, 0)], -1) if ann.size else np.full_like(local, -1)
 
 
 def _no_detections(dataset: Dataset) -> Detections:

@@ -47,7 +47,7 @@ import dataclasses
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -894,6 +894,69 @@ def match_detections(
     return Matching(float(iou_threshold), int(max_dets), kept, det_gt, ignored, gt_det, order)
 
 
+@dataclass(frozen=True, eq=False)
+class MatchedChunk:
+    """One chunk of whole images matched on its own (:func:`match_chunks`).
+
+    Attributes (K detections, G' annotations of the chunk's images):
+        at: (K,) int64, the detections' positions in the whole set (file / store order).
+        dataset: the chunk's images and their annotations only (``Dataset.select_images``), or the
+            whole dataset when the chunk has every image.
+        detections: the chunk's detections, ``image_index`` into ``dataset``.
+        matching: their :func:`match_detections` against ``dataset``.
+        images: (I',) int64, each of ``dataset``'s images in the whole dataset; None: the same.
+        ann: (G',) int64, each of ``dataset``'s annotations in the whole dataset; None: the same.
+    """
+
+    at: np.ndarray
+    dataset: Dataset
+    detections: Detections
+    matching: Matching
+    images: np.ndarray | None
+    ann: np.ndarray | None
+
+    @property
+    def image_index(self) -> np.ndarray:
+        """(K,) int64: each detection's image in the whole dataset."""
+        i = self.detections.image_index
+        return i if self.images is None else self.images[i]
+
+    def whole(self, local: np.ndarray) -> np.ndarray:
+        """Annotation indices into the chunk's dataset (-1: none) as indices into the whole dataset."""
+        if self.ann is None:
+            return local
+        if not self.ann.size:
+            return np.full_like(local, -1)
+        return np.where(local >= 0, self.ann[np.maximum(local, 0)], -1)
+
+
+def match_chunks(
+    dataset: Dataset,
+    chunks: Iterable[tuple[np.ndarray, Detections]],
+    iou_threshold: float = 0.5,
+    max_dets: int = 100,
+    *,
+    pair_block: int = PAIR_BLOCK,
+) -> Iterator[MatchedChunk]:
+    """:func:`match_detections` of each chunk of whole images (:func:`detection_chunks`) against a
+    dataset of the chunk's images only, so that no step costs O(G) per chunk.
+
+    Matching is per (image, category), so each chunk's matching is the whole set's for its
+    detections; only the accumulation order (across images) is the chunk's own.
+    """
+    for at, d in chunks:
+        images = np.unique(d.image_index)
+        if images.size == dataset.num_images:
+            m = match_detections(dataset, d, iou_threshold, max_dets, pair_block=pair_block)
+            yield MatchedChunk(at, dataset, d, m, None, None)
+            continue
+        sub, ann = dataset.select_images(images)
+        local = dataclasses.replace(d, image_index=np.searchsorted(images, d.image_index))
+        del d
+        m = match_detections(sub, local, iou_threshold, max_dets, pair_block=pair_block)
+        yield MatchedChunk(at, sub, local, m, images, ann)
+
+
 def targets_per_class(dataset: Dataset) -> np.ndarray:
     """(C,) int64: non-crowd annotations of each class (COCOeval's ``npig`` for area all)."""
     return np.bincount(dataset.class_idx[~dataset.iscrowd], minlength=dataset.num_classes).astype(np.int64)
@@ -1105,13 +1168,23 @@ def evaluate(
         ap50 = np.where((prec > -1).all(axis=0), prec.mean(axis=0), np.nan)
 
     c = dataset.num_classes
-    m = match_detections(dataset, dets, 0.5)
-    use = m.kept & ~m.ignored
+    # the matching at IoU 0.5, one chunk of whole images at a time: the table's counts add up
+    tp_j, fp_j = np.zeros((c, CONF_GRID.size), np.int64), np.zeros((c, CONF_GRID.size), np.int64)
+    tp_c, fp_c = np.zeros(c, np.int64), np.zeros(c, np.int64)
+    for ch in match_chunks(dataset, _image_chunks(dets, CHUNK_DETECTIONS), 0.5):
+        d, m = ch.detections, ch.matching
+        use = m.kept & ~m.ignored
+        tp, fp = _pr_counts(d.class_idx[use], d.score[use], m.tp[use], c)  # (C, J)
+        tp_j += tp
+        fp_j += fp
+        if conf is not None:
+            above = use & (d.score >= conf)
+            tp_c += np.bincount(d.class_idx[above & m.tp], minlength=c)
+            fp_c += np.bincount(d.class_idx[above & ~m.tp], minlength=c)
     n_gt = targets_per_class(dataset)
     pair = np.unique(dataset.image_index[~dataset.iscrowd] * max(c, 1) + dataset.class_idx[~dataset.iscrowd])
     images = np.bincount(pair % max(c, 1), minlength=c)
     names = dataset.categories["name"].to_numpy(dtype=object)
-    tp_j, fp_j = _pr_counts(dets.class_idx[use], dets.score[use], m.tp[use], c)  # (C, J)
     _, _, f1_j = _prf(tp_j, fp_j, n_gt[:, None])
     has = n_gt > 0
     best = int(np.argmax(f1_j[has].mean(axis=0))) if has.any() else 0
@@ -1119,9 +1192,6 @@ def evaluate(
     table = _pr_frame(dataset, names, images, n_gt, ap50, tp_j[:, best], fp_j[:, best])
     table_at = None
     if conf is not None:
-        above = use & (dets.score >= conf)
-        tp_c = np.bincount(dets.class_idx[above & m.tp], minlength=c)
-        fp_c = np.bincount(dets.class_idx[above & ~m.tp], minlength=c)
         table_at = _pr_frame(dataset, names, images, n_gt, ap50, tp_c, fp_c)
     return EvalReport(
         dataset=dataset.name,

@@ -205,6 +205,20 @@ def test_errors_matched_part_by_part_equal_one_chunk(real, tmp_path, inside):
     assert len(whole.merged) > 0 and whole.suppressed is not None and len(whole.suppressed) > 0
 
 
+def test_eval_table_matched_in_image_chunks_equals_one_chunk(real, monkeypatch):
+    """eval's P/R/F1 tables from the matching of chunks of about 200 detections (whole images, added
+    counts) equal those of one chunk, on the real predictions, at the best and at a given conf."""
+    import cocostat.evaluate as E
+
+    ds, out = real
+    whole = _quiet(evaluate, ds, out, conf=0.3, per_class=True)
+    monkeypatch.setattr(E, "CHUNK_DETECTIONS", 200)
+    chunked = _quiet(evaluate, ds, out, conf=0.3, per_class=True)
+    assert len(list(E._image_chunks(_quiet(load_detections, out, ds), 200))) > 20
+    assert chunked.to_dict() == whole.to_dict() and whole.table["Targets"].iloc[0] > 700
+    assert whole.table_at_conf is not None and (whole.table_at_conf["P"] > 0).sum() > 10
+
+
 @pytest.mark.parametrize("off", [0, -3, 3])
 def test_store_detections_are_the_json_ones_whatever_the_manifest_count(real, tmp_path, off):
     """The store's detections, copied part by part into arrays of the manifest's count, equal the
