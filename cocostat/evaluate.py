@@ -1163,7 +1163,7 @@ def evaluate(
     ev = run_cocoeval(dataset, dets, backend)
     stats = tuple(float(s) for s in np.asarray(ev.stats)[:12])
     prec = np.asarray(ev.eval["precision"])[0, :, :, 0, -1]  # (R, K): IoU 0.5, area all, 100 detections
-    del ev  # the evaluator's objects (one per detection) go before the matching below
+    del ev  # the assembled precision/recall arrays go before the matching below
     with np.errstate(invalid="ignore"):
         ap50 = np.where((prec > -1).all(axis=0), prec.mean(axis=0), np.nan)
 
