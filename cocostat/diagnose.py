@@ -595,14 +595,14 @@ def _matched_chunks(
     )
 
 
-def _no_detections(dataset: Dataset) -> Detections:
+def _no_detections() -> Detections:
     z = np.zeros(0, np.int64)
     return Detections(z, z, np.zeros((0, 4)), np.zeros(0), z, z)
 
 
 def _nothing(dataset: Dataset) -> tuple[Detections, Matching]:
     """No detections and their (empty) matching."""
-    d = _no_detections(dataset)
+    d = _no_detections()
     return d, match_detections(dataset, d)
 
 
@@ -615,7 +615,7 @@ def _detections_of(source, dataset: Dataset, images: np.ndarray) -> tuple[Detect
         rows.append(at[sel])
         parts.append(d.take(sel))
     if not parts:
-        return _no_detections(dataset), np.zeros(0, np.int64)
+        return _no_detections(), np.zeros(0, np.int64)
     cat = {
         f: np.concatenate([getattr(d, f) for d in parts])
         for f in ("image_id", "category_id", "score", "image_index", "class_idx")
