@@ -189,23 +189,28 @@ class Dataset:
         the index of each of its annotations in this dataset ((G',) int64); categories are the same.
         Costs O(K + G'), not O(G): the rows come from ``offsets``."""
         images = np.asarray(images, np.int64)
-        counts = np.diff(self.offsets)[images]
-        first = self.offsets[images]
-        total = int(counts.sum())
-        rows = np.repeat(first - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
+        rows, owner = self.annotation_rows(images)
         cols = {k: getattr(self, k)[rows] for k in _ANN_COLUMNS if k != "image_index"}
         sub = Dataset(
             name=self.name,
             path=self.path,
             image_dir=self.image_dir,
             **{k: getattr(self, k)[images] for k in _IMAGE_COLUMNS},
-            image_index=np.repeat(np.arange(images.size, dtype=np.int64), counts),
+            image_index=owner,
             categories=self.categories,
-            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            offsets=np.concatenate([[0], np.cumsum(np.diff(self.offsets)[images])]).astype(np.int64),
             split=self.split,
             **cols,
         )
         return sub, rows
+
+    def annotation_rows(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The annotations of the images ``images`` ((K,) indices, any order), image after image:
+        their rows ((G',) int64) and which of the K images each belongs to ((G',) int64, 0..K-1)."""
+        images = np.asarray(images, np.int64)
+        starts, counts = self.offsets[images], np.diff(self.offsets)[images]
+        rows = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()), dtype=np.int64)
+        return rows, np.repeat(np.arange(images.size, dtype=np.int64), counts)
 
     def without_crowd(self) -> Dataset:
         """The same dataset without its iscrowd annotations."""

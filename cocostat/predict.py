@@ -897,10 +897,7 @@ def _geometry(inf: _Inference, batch: _Batch) -> LetterboxParams:
 def _candidates(inf: _Inference, batch: _Batch, flat: Tensor, geo: LetterboxParams) -> CandidateArrays:
     """The candidate arrays of the batch's annotations (G of them, N slots each), numpy."""
     ds, idx, layout = inf.dataset, batch.idx, inf.layout
-    starts, ends = ds.offsets[idx], ds.offsets[idx + 1]
-    counts = ends - starts
-    ann = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())  # (G,) rows
-    bidx = np.repeat(np.arange(len(idx)), counts)  # (G,) image in batch
+    ann, bidx = ds.annotation_rows(idx)  # (G,) rows, (G,) image in batch
     gt = geo.to_input(inf.boxes_xyxy[ann], bidx).astype(np.float32)  # (G, 4)
     dev = inf.device
     cols = gather_candidates(
