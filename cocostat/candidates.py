@@ -1044,7 +1044,9 @@ def read_detection_part(path: str | Path, columns: Sequence[str] | None = None) 
 
     want = list(DETECTION_COLUMNS) if columns is None else list(columns)
     try:
-        table = pq.read_table(path, columns=[c for c in want if c in pq.read_schema(path).names])
+        part = pq.ParquetFile(path)
+        stored = set(part.schema_arrow.names)
+        table = part.read(columns=[c for c in want if c in stored])
     except Exception as exc:
         raise DatasetFormatError(f"{path}: cannot read the detection part: {exc}") from None
     missing = [c for c in want if c not in table.column_names]
