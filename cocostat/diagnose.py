@@ -73,7 +73,6 @@ from cocostat.evaluate import (
     detection_chunks,
     group_pairs,
     match_chunks,
-    match_detections,
     pair_blocks,
     targets_per_class,
 )
@@ -552,7 +551,7 @@ class _Matched:
 
 
 def _matched_chunks(
-    dataset, n, chunks, iou, max_dets, bg_iou, conf, merge_iou, want_covered, pair_block: int = PAIR_BLOCK
+    dataset, chunks, iou, max_dets, bg_iou, conf, merge_iou, want_covered, pair_block: int = PAIR_BLOCK
 ) -> _Matched:
     """Match, type the false positives, and find merged and covered objects one image chunk at a time.
 
@@ -561,7 +560,7 @@ def _matched_chunks(
     gives for its detections; the results go to their positions ``at`` in the whole set. The
     accumulation order, the only figure across images, is computed once at the end.
     """
-    g = dataset.num_annotations
+    g, n = dataset.num_annotations, len(chunks)
     score, image_index, class_idx = np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64)
     kept, ignored, det_gt = np.zeros(n, bool), np.zeros(n, bool), np.full(n, -1, np.int64)
     det_error, det_target = np.full(n, -1, np.int8), np.full(n, -1, np.int64)
@@ -583,8 +582,7 @@ def _matched_chunks(
     scores = DetectionScores(score, image_index, class_idx)
     order = accumulation_order(scores, np.flatnonzero(kept), class_idx)
     matching = Matching(float(iou), int(max_dets), kept, det_gt, ignored, gt_det, order)
-    shown = [f for f in merged if len(f)] or merged[:1]
-    frame = pd.concat(shown, ignore_index=True) if shown else merged_detections(dataset, *_nothing(dataset), conf)
+    frame = pd.concat([f for f in merged if len(f)] or merged[:1], ignore_index=True)  # at least one chunk
     return _Matched(
         scores,
         matching,
@@ -595,27 +593,15 @@ def _matched_chunks(
     )
 
 
-def _no_detections() -> Detections:
-    z = np.zeros(0, np.int64)
-    return Detections(z, z, np.zeros((0, 4)), np.zeros(0), z, z)
-
-
-def _nothing(dataset: Dataset) -> tuple[Detections, Matching]:
-    """No detections and their (empty) matching."""
-    d = _no_detections()
-    return d, match_detections(dataset, d)
-
-
-def _detections_of(source, dataset: Dataset, images: np.ndarray) -> tuple[Detections, np.ndarray]:
+def _detections_of(chunks, images: np.ndarray) -> tuple[Detections, np.ndarray]:
     """The detections (with boxes) of the dataset images ``images`` ((K,) indices), and their
-    positions in the whole set ((M,) int64, ascending), read again from ``source``."""
+    positions in the whole set ((M,) int64, ascending), read again from ``chunks``
+    (:class:`~cocostat.evaluate.DetectionChunks`)."""
     rows, parts = [], []
-    for at, d in detection_chunks(source, dataset, warn=False)[1]:
+    for at, d in chunks:
         sel = np.flatnonzero(np.isin(d.image_index, images))
         rows.append(at[sel])
         parts.append(d.take(sel))
-    if not parts:
-        return _no_detections(), np.zeros(0, np.int64)
     cat = {
         f: np.concatenate([getattr(d, f) for d in parts])
         for f in ("image_id", "category_id", "score", "image_index", "class_idx")
@@ -796,8 +782,8 @@ def diagnose(
     if detections is None:
         raise OptionError("give the detections: --detections FILE (COCO results JSON) or --predictions DIR")
     want_covered = candidates is not None or pred is not None
-    n, chunks = detection_chunks(detections, dataset, chunk_detections)
-    res = _matched_chunks(dataset, n, chunks, iou, max_dets, bg_iou, conf, merge_iou, want_covered)
+    chunks = detection_chunks(detections, dataset, chunk_detections)
+    res = _matched_chunks(dataset, chunks, iou, max_dets, bg_iou, conf, merge_iou, want_covered)
     dets, m, det_error, det_target = res.scores, res.matching, res.det_error, res.det_target
     missed = missed_objects(dataset, m, det_target)
     ap, main, special = error_dap(dataset, dets, m, det_error, det_target, missed)
@@ -825,7 +811,7 @@ def diagnose(
     drawn: tuple[str, ...] = ()
     if draw is not None:
         images = np.searchsorted(dataset.image_id, hard["image_id"].to_numpy(np.int64))
-        shown, rows = _detections_of(detections, dataset, images)
+        shown, rows = _detections_of(chunks, images)
         drawn = tuple(
             str(p) for p in draw_examples(dataset, shown, m.take(rows), found, hard["image_id"].to_numpy(), draw, conf)
         )
@@ -838,7 +824,7 @@ def diagnose(
         suppressed = suppressed_objects(dataset, pred, found, conf, iou, covered)
     return ErrorReport(
         dataset=dataset.name,
-        detections=n,
+        detections=len(chunks),
         iou=float(iou),
         bg_iou=float(bg_iou),
         merge_iou=float(merge_iou),

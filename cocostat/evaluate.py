@@ -376,53 +376,70 @@ def load_detections(source, dataset: Dataset) -> Detections:
 CHUNK_DETECTIONS = 1_000_000
 
 
-def detection_chunks(
-    source, dataset: Dataset, max_detections: int = CHUNK_DETECTIONS, *, warn: bool = True
-) -> tuple[int, Iterator[tuple[np.ndarray, Detections]]]:
-    """Detections in chunks of whole images: ``(P, chunks)``, each chunk ``(at, detections)``.
+class DetectionChunks:
+    """Detections in chunks of whole images (:func:`detection_chunks`): ``len()`` is the number of
+    detections; iterating yields ``(at, detections)`` per chunk, at least one chunk (possibly empty).
 
     ``at`` ((K,) int64, ascending) is the position of each of the chunk's detections in the whole
     file (store) order; every detection of an image lies in one chunk, so COCO matching, which is
-    per (image, category), can run chunk by chunk. A predictions store (version 2 or 3) whose
-    detection parts each hold whole images is read one part at a time (a first pass reads only the
-    parts' ``image_id`` columns to check that); any other source (see :func:`load_detections`) is
-    read whole and cut into chunks of about ``max_detections`` detections along image boundaries.
-    Validation is :func:`make_detections`' per chunk (a part's errors name the part file), and its
-    warnings are given once for all chunks, after the last (when ``warn``).
+    per (image, category), can run chunk by chunk. It can be iterated again: a store's parts are
+    read again, detections held in memory are cut again (never parsed again).
+    """
+
+    def __init__(self, dataset: Dataset, count: int, name: str, parts=None, detections=None, max_detections=0):
+        self._dataset, self._count, self._name = dataset, count, name
+        self._parts, self._detections, self._max = parts, detections, max_detections
+        self._warned = False
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, Detections]]:
+        if self._detections is not None:
+            yield from _image_chunks(self._detections, self._max)
+            return
+        from cocostat.candidates import read_detection_part
+
+        at = n_zero = 0
+        for f in self._parts:
+            cols = read_detection_part(f)
+            bbox = np.stack([cols[c] for c in ("x", "y", "w", "h")], axis=1)
+            d = make_detections(
+                self._dataset, cols["image_id"], cols["category_id"], bbox, cols["score"], source=str(f), warn=False
+            )
+            del cols, bbox
+            n_zero += _zero_size(d.bbox)
+            yield np.arange(at, at + len(d), dtype=np.int64), d
+            at += len(d)
+        if not self._parts:
+            z = np.zeros(0, np.int64)
+            yield z, make_detections(self._dataset, z, z, np.zeros((0, 4)), z, source=self._name, warn=False)
+        if not self._warned:  # make_detections' warnings, once for all the parts
+            self._warned = True
+            _warn_degenerate(self._name, at, n_zero)
+
+
+def detection_chunks(source, dataset: Dataset, max_detections: int = CHUNK_DETECTIONS) -> DetectionChunks:
+    """Detections of ``source`` in chunks of whole images (:class:`DetectionChunks`).
+
+    A predictions store (version 2 or 3) whose detection parts each hold whole images is read one
+    part at a time (a first pass reads only the parts' ``image_id`` columns to check that); any other
+    source (see :func:`load_detections`) is read whole and cut into chunks of about
+    ``max_detections`` detections along image boundaries. Validation is :func:`make_detections`' per
+    part (a part's errors name the part file), and its warnings are given once for all parts.
     """
     from cocostat.candidates import Predictions, read_detection_part, read_predictions
 
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         source = read_predictions(Path(source))
-    name = str(getattr(source, "folder", None) or "predictions")
     if isinstance(source, Predictions) and source.version >= 2 and source.folder is not None:
         files = list(source.detection_files)
         ids = [read_detection_part(f, ("image_id",))["image_id"] for f in files]
-        sizes = [i.size for i in ids]
         images = [np.unique(i) for i in ids]
         if sum(u.size for u in images) == np.unique(np.concatenate(images or [np.zeros(0, np.int64)])).size:
-            del ids, images
-            return sum(sizes), _part_chunks(files, dataset, name, warn)
+            return DetectionChunks(dataset, sum(i.size for i in ids), str(source.folder), parts=files)
     dets = load_detections(source, dataset)
-    return len(dets), _image_chunks(dets, max_detections)
-
-
-def _part_chunks(files, dataset: Dataset, name: str, warn: bool) -> Iterator[tuple[np.ndarray, Detections]]:
-    from cocostat.candidates import read_detection_part
-
-    at = n_zero = 0
-    for f in files:
-        cols = read_detection_part(f)
-        bbox = np.stack([cols[c] for c in ("x", "y", "w", "h")], axis=1)
-        d = make_detections(
-            dataset, cols["image_id"], cols["category_id"], bbox, cols["score"], source=str(f), warn=False
-        )
-        del cols, bbox
-        n_zero += _zero_size(d.bbox)
-        yield np.arange(at, at + len(d), dtype=np.int64), d
-        at += len(d)
-    if warn:
-        _warn_degenerate(name, at, n_zero)
+    return DetectionChunks(dataset, len(dets), dets.source, detections=dets, max_detections=max_detections)
 
 
 def _image_chunks(dets: Detections, max_detections: int) -> Iterator[tuple[np.ndarray, Detections]]:

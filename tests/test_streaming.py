@@ -188,7 +188,7 @@ def test_errors_matched_part_by_part_equal_one_chunk(real, tmp_path, inside):
     ds, out = real
     folder = tmp_path / "pred"
     assert _split_detection_part(out, folder, inside) >= 8
-    parts = len(list(_quiet(detection_chunks, folder, ds)[1]))
+    parts = len(list(_quiet(detection_chunks, folder, ds)))
     assert parts == (1 if inside else len(read_predictions(folder).detection_files))
     kw = {"conf": 0.05}
     whole = _quiet(diagnose, ds, out / "detections.json", candidates=read_predictions(out).candidates, **kw)
