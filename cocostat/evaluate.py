@@ -827,11 +827,11 @@ def accumulation_order(detections: Scores, idx: np.ndarray, cls: np.ndarray) -> 
     class at a time after a stable grouping by class (same order), so that its temporaries hold one
     class's detections rather than K entries per key.
     """
-    by_class = idx[np.argsort(cls[idx], kind="stable")]
-    k = cls[by_class]
-    bounds = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True]) if k.size else np.zeros(1, np.int64)
+    k = cls[idx]
+    order, start = _class_ranges(k, int(k.max()) + 1 if k.size else 0)
     del k
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+    by_class = idx[order]
+    for lo, hi in zip(start[:-1].tolist(), start[1:].tolist(), strict=True):
         sub = by_class[lo:hi]
         by_class[lo:hi] = sub[np.lexsort((detections.image_index[sub], -detections.score[sub]))]
     return by_class
